@@ -1,0 +1,80 @@
+"""Apache Airflow provider for UiPath Communications Mining (formerly Re:infer).
+
+Importing this package does no network access and no heavy work: hooks, operators and the
+emulator are imported only when used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "get_provider_info"]
+
+
+def get_provider_info() -> dict[str, Any]:
+    """Describe the provider to Airflow's ProvidersManager (entry point ``apache_airflow_provider``)."""
+    return {
+        "package-name": "airflow-provider-cm",
+        "name": "UiPath Communications Mining",
+        "description": "Upload comments to, export datasets from and drain streams of UiPath "
+        "Communications Mining (formerly Re:infer).",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "UiPath Communications Mining",
+                "external-doc-url": "https://docs.uipath.com/communications-mining/automation-cloud/latest/"
+                "developer-guide/using-the-api",
+                "tags": ["service"],
+            }
+        ],
+        "hooks": [
+            {
+                "integration-name": "UiPath Communications Mining",
+                "python-modules": ["airflow_provider_cm.hooks.communications_mining"],
+            }
+        ],
+        "operators": [
+            {
+                "integration-name": "UiPath Communications Mining",
+                "python-modules": [
+                    "airflow_provider_cm.operators.comments",
+                    "airflow_provider_cm.operators.datasets",
+                ],
+            }
+        ],
+        "connection-types": [
+            {
+                "hook-class-name": "airflow_provider_cm.hooks.communications_mining.CommunicationsMiningHook",
+                "connection-type": "communications_mining",
+                "hook-name": "UiPath Communications Mining",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "login", "port"],
+                    "relabeling": {"host": "API endpoint", "password": "API token"},
+                    "placeholders": {
+                        "host": "https://cloud.uipath.com/<organisation>/<tenant>/reinfer_",
+                        "password": "API token from Administration > My Account",
+                        "extra": '{"verify": true, "timeout": 120}',
+                    },
+                },
+                "conn-fields": {
+                    "verify": {
+                        "label": "Verify TLS certificates",
+                        "description": "Verify the server's TLS certificate (true, false, or a CA bundle path).",
+                        "schema": {"type": ["boolean", "string", "null"], "default": True},
+                    },
+                    "timeout": {
+                        "label": "Read timeout (seconds)",
+                        "description": "Seconds to wait for a response before the request is retried or fails.",
+                        "schema": {"type": ["number", "null"], "minimum": 1, "default": 120},
+                    },
+                    "proxies": {
+                        "label": "Proxies",
+                        "description": 'Proxy map as JSON, e.g. {"https": "http://proxy:3128"}.',
+                        "schema": {"type": ["object", "null"]},
+                    },
+                },
+            }
+        ],
+    }

@@ -1,0 +1,39 @@
+"""``python -m airflow_provider_cm.emulator``: serve the Communications Mining emulator."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import uvicorn
+
+from airflow_provider_cm.emulator.app import create_app
+from airflow_provider_cm.emulator.state import EmulatorState
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m airflow_provider_cm.emulator",
+        description="Serve a local UiPath Communications Mining API.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0 picks a free one)")
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("CM_EMULATOR_TOKEN"),
+        help="the API token to accept (default: $CM_EMULATOR_TOKEN)",
+    )
+    parser.add_argument("--state", help="JSON file to load data from and save it to, so restarts keep it")
+    parser.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
+    args = parser.parse_args(argv)
+    if not args.token:
+        parser.error("--token (or $CM_EMULATOR_TOKEN) is required")
+    app = create_app(args.token, EmulatorState(args.state))
+    # The access log is off: request lines are safe, but nothing about requests needs to be logged.
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

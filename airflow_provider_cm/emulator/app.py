@@ -1,0 +1,305 @@
+"""The emulator's HTTP application: the documented Communications Mining routes on FastAPI.
+
+Every response is the API's envelope: ``{"status": "ok", ...}`` with a 2xx code or
+``{"status": "error", "message": "..."}`` with a 4xx/5xx code. The routes work under any path
+prefix (``/org/tenant/reinfer_/api/...`` as well as ``/api/...``).
+
+Emulator-only routes live under ``/_emulator/`` and are not part of the real API:
+
+* ``GET /_emulator/stats``: billed comments (in all and per source id), stored comments,
+  requests per route.
+* ``POST /_emulator/reset``: forget everything.
+* ``POST /_emulator/faults`` ``{"reject_comment_ids": {"<comment id>": "<reason>"}}``: make
+  ``sync`` refuse (HTTP 400) any request holding one of these ids, with that reason;
+  ``DELETE /_emulator/faults`` clears the rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from airflow_provider_cm.emulator.state import (
+    ApiError,
+    EmulatorState,
+    bad_request,
+    format_time,
+    not_found,
+    now_utc,
+)
+
+log = logging.getLogger(__name__)
+
+_ROUTE_ROOTS = ("/api/", "/auth/", "/_emulator/")
+
+
+def json_response(payload: dict[str, Any], status_code: int = 200) -> Response:
+    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return Response(body, status_code=status_code, media_type="application/json")
+
+
+def ok(**payload: Any) -> Response:
+    return json_response({"status": "ok", **payload})
+
+
+def error(status_code: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    response = json_response({"status": "error", "message": message}, status_code)
+    if headers:
+        response.headers.update(headers)
+    return response
+
+
+class PrefixStripper:
+    """ASGI middleware: drop any path prefix before ``/api/``, ``/auth/`` or ``/_emulator/``."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            if not path.startswith(_ROUTE_ROOTS):
+                positions = [p for p in (path.find(root) for root in _ROUTE_ROOTS) if p > 0]
+                if positions:
+                    cut = min(positions)
+                    scope = dict(scope)
+                    scope["path"] = path[cut:]
+                    scope["raw_path"] = path[cut:].encode()
+        await self.app(scope, receive, send)
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw:
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise bad_request("request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise bad_request("request body must be a JSON object")
+    return body
+
+
+def create_app(token: str, state: EmulatorState | None = None, *, save_interval: float = 1.0) -> Any:
+    """Build the emulator's ASGI application.
+
+    :param token: the only API token accepted (``Authorization: Bearer <token>``).
+    :param state: the data store; a new empty one if not given.
+    :param save_interval: seconds between saves of a dirty state to its ``state_path``.
+    """
+    state = state or EmulatorState()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        saver = asyncio.create_task(_save_periodically(state, save_interval)) if state.state_path else None
+        try:
+            yield
+        finally:
+            if saver:
+                saver.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await saver
+            if state.state_path:
+                state.save()
+
+    app = FastAPI(title="Communications Mining emulator", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.emulator = state
+
+    @app.middleware("http")
+    async def envelope(request: Request, call_next: Any) -> Response:
+        if request.headers.get("authorization") != f"Bearer {token}":
+            return error(401, "401 Unauthorized: missing or invalid API token")
+        try:
+            response = await call_next(request)
+        except ApiError as exc:
+            response = error(exc.status_code, exc.message)
+        route = request.scope.get("route")
+        key = f"{request.method} {getattr(route, 'path', 'unknown')}"
+        state.requests_by_route[key] = state.requests_by_route.get(key, 0) + 1
+        return response
+
+    @app.exception_handler(ApiError)
+    async def api_error(_request: Request, exc: ApiError) -> Response:
+        return error(exc.status_code, exc.message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404:
+            return error(404, "404 Not Found")
+        return error(exc.status_code, f"{exc.status_code} {exc.detail}")
+
+    # -- auth and projects ------------------------------------------------------------------------
+
+    @app.get("/auth/user")
+    async def current_user() -> Response:
+        return ok(
+            user={
+                "id": "0000000000000001",
+                "username": "emulator",
+                "email": "emulator@example.com",
+                "created": "2026-01-01T00:00:00.000000Z",
+                "global_permissions": [],
+                "organisation_permissions": {},
+                "sso_global_permissions": [],
+                "verified": True,
+            }
+        )
+
+    @app.get("/api/_private/projects")
+    async def list_projects() -> Response:
+        return ok(projects=list(state.projects.values()))
+
+    @app.get("/api/_private/projects/{project}")
+    async def get_project(project: str) -> Response:
+        if project not in state.projects:
+            raise not_found()
+        return ok(project=state.projects[project])
+
+    @app.put("/api/_private/projects/{project}")
+    async def put_project(project: str, request: Request) -> Response:
+        return ok(project=state.create_project(project, await _json_body(request)))
+
+    # -- sources ----------------------------------------------------------------------------------
+
+    @app.get("/api/v1/sources")
+    async def list_sources() -> Response:
+        return ok(sources=[s.to_api() for s in state.sources.values()])
+
+    @app.get("/api/v1/sources/{project}")
+    async def list_project_sources(project: str) -> Response:
+        if project.startswith("id:"):
+            return ok(source=state.source_by_ref(project).to_api())
+        return ok(sources=[s.to_api() for s in state.sources.values() if s.project == project])
+
+    @app.get("/api/v1/sources/{project}/{name}")
+    async def get_source(project: str, name: str) -> Response:
+        return ok(source=state.source_by_ref(project, name).to_api())
+
+    @app.put("/api/v1/sources/{project}/{name}")
+    async def put_source(project: str, name: str, request: Request) -> Response:
+        return ok(source=state.create_source(project, name, await _json_body(request)).to_api())
+
+    @app.post("/api/v1/sources/{project}/{name}")
+    async def post_source(project: str, name: str, request: Request) -> Response:
+        source = state.source_by_ref(project, name)
+        return ok(source=state.update_source(source, await _json_body(request)).to_api())
+
+    @app.post("/api/v1/sources/{project}/{name}/sync")
+    async def sync(project: str, name: str, request: Request) -> Response:
+        source = state.source_by_ref(project, name)
+        body = await _json_body(request)
+        with state.lock:
+            counts = state.sync(source, body)
+        return ok(**counts)
+
+    @app.get("/api/v1/sources/{project}/{name}/comments/{comment_id}")
+    async def get_comment(project: str, name: str, comment_id: str) -> Response:
+        source = state.source_by_ref(project, name)
+        comment = source.comments.get(comment_id)
+        if comment is None:
+            raise not_found()
+        return ok(comment=state.public_comment(comment))
+
+    # -- datasets ---------------------------------------------------------------------------------
+
+    @app.get("/api/v1/datasets")
+    async def list_datasets() -> Response:
+        return ok(datasets=[d.to_api() for d in state.datasets.values()])
+
+    @app.get("/api/v1/datasets/{project}")
+    async def list_project_datasets(project: str) -> Response:
+        if project.startswith("id:"):
+            return ok(dataset=state.dataset_by_ref(project).to_api())
+        return ok(datasets=[d.to_api() for d in state.datasets.values() if d.project == project])
+
+    @app.get("/api/v1/datasets/{project}/{name}")
+    async def get_dataset(project: str, name: str) -> Response:
+        return ok(dataset=state.dataset_by_ref(project, name).to_api())
+
+    @app.put("/api/v1/datasets/{project}/{name}")
+    async def put_dataset(project: str, name: str, request: Request) -> Response:
+        return ok(dataset=state.create_dataset(project, name, await _json_body(request)).to_api())
+
+    @app.post("/api/v1/datasets/{project}/{name}")
+    async def post_dataset(project: str, name: str, request: Request) -> Response:
+        dataset = state.dataset_by_ref(project, name)
+        return ok(dataset=state.update_dataset(dataset, await _json_body(request)).to_api())
+
+    @app.delete("/api/v1/datasets/{project}/{name}")
+    async def delete_dataset(project: str, name: str) -> Response:
+        state.delete_dataset(state.dataset_by_ref(project, name))
+        return ok()
+
+    @app.post("/api/_private/datasets/{project}/{name}/labellings/{uid}")
+    async def update_labelling(project: str, name: str, uid: str, request: Request) -> Response:
+        dataset = state.dataset_by_ref(project, name)
+        body = await _json_body(request)
+        with state.lock:
+            annotated = state.update_annotations(dataset, uid, body)
+        return ok(**annotated)
+
+    @app.get("/api/_private/datasets/{project}/{name}/labellings")
+    async def get_labellings(project: str, name: str, request: Request) -> Response:
+        dataset = state.dataset_by_ref(project, name)
+        uids = request.query_params.getlist("id")
+        return ok(results=state.get_annotations(dataset, uids))
+
+    @app.post("/api/v1/datasets/{project}/{name}/export")
+    async def export(project: str, name: str, request: Request) -> Response:
+        dataset = state.dataset_by_ref(project, name)
+        body = await _json_body(request)
+        with state.lock:
+            page = state.export(dataset, body)
+        return ok(**page)
+
+    # -- emulator-only ----------------------------------------------------------------------------
+
+    @app.get("/_emulator/stats")
+    async def stats() -> Response:
+        return ok(stats=state.stats(), time=format_time(now_utc()))
+
+    @app.post("/_emulator/reset")
+    async def reset() -> Response:
+        with state.lock:
+            fresh = EmulatorState()
+            for attr in ("projects", "sources", "datasets", "billed_comments", "billed_by_source"):
+                setattr(state, attr, getattr(fresh, attr))
+            state.requests_by_route.clear()
+            state.reject_comment_ids.clear()
+            state._mutated()
+        return ok()
+
+    @app.post("/_emulator/faults")
+    async def set_faults(request: Request) -> Response:
+        body = await _json_body(request)
+        rejects = body.get("reject_comment_ids", {})
+        if not isinstance(rejects, dict):
+            raise bad_request("reject_comment_ids must map comment ids to reasons")
+        state.reject_comment_ids.update({str(k): str(v) for k, v in rejects.items()})
+        return ok()
+
+    @app.delete("/_emulator/faults")
+    async def clear_faults() -> Response:
+        state.reject_comment_ids.clear()
+        return ok()
+
+    return PrefixStripper(app)
+
+
+async def _save_periodically(state: EmulatorState, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        if state.dirty:
+            try:
+                state.save()
+            except OSError:
+                log.exception("could not save the emulator state to %s", state.state_path)

@@ -1,0 +1,125 @@
+"""Errors raised by the Communications Mining hook and operators.
+
+Every API error carries the HTTP status code, the route (method and path, never the host's
+credentials) and the server's message, so callers can catch precisely and logs say what failed.
+No message ever contains the API token.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+
+class CommunicationsMiningError(AirflowException):
+    """Base class of every error raised by this provider."""
+
+
+class CommunicationsMiningApiError(CommunicationsMiningError):
+    """The API answered with an error, or with a body that is not a valid response.
+
+    :param status_code: HTTP status code of the response.
+    :param route: ``"METHOD /path"`` of the request, relative to the endpoint.
+    :param message: the server's ``message`` field, or a description of the malformed body.
+    :param retry_after: seconds the server asked to wait (``Retry-After``), if it said.
+    """
+
+    def __init__(
+        self, status_code: int, route: str, message: str, *, retry_after: float | None = None
+    ) -> None:
+        self.status_code = status_code
+        self.route = route
+        self.message = message
+        self.retry_after = retry_after
+        super().__init__(f"{route} failed with HTTP {status_code}: {message}")
+
+    def __reduce__(self):  # keep the fields when the error is pickled (e.g. by a process pool)
+        return (_rebuild_api_error, (type(self), self.status_code, self.route, self.message, self.retry_after))
+
+
+def _rebuild_api_error(cls, status_code, route, message, retry_after):
+    return cls(status_code, route, message, retry_after=retry_after)
+
+
+class CommunicationsMiningBadRequestError(CommunicationsMiningApiError):
+    """The API refused the request as invalid (HTTP 400, 413 or 422): resending it will not help."""
+
+
+class CommunicationsMiningAuthError(CommunicationsMiningApiError):
+    """The token is missing, wrong or lacks a permission (HTTP 401 or 403)."""
+
+
+class CommunicationsMiningNotFoundError(CommunicationsMiningApiError):
+    """The route or the named resource (project, source, dataset, comment) does not exist (HTTP 404)."""
+
+
+class CommunicationsMiningConflictError(CommunicationsMiningApiError):
+    """The resource exists with different data (HTTP 409)."""
+
+
+class CommunicationsMiningRateLimitError(CommunicationsMiningApiError):
+    """The API throttled the client (HTTP 429)."""
+
+
+class CommunicationsMiningServerError(CommunicationsMiningApiError):
+    """The platform failed (HTTP 5xx)."""
+
+
+class CommunicationsMiningProtocolError(CommunicationsMiningApiError):
+    """The response body is not the JSON envelope the API documents."""
+
+
+class CommunicationsMiningConnectionError(CommunicationsMiningError):
+    """No response could be had: the connection failed, dropped or timed out on every attempt.
+
+    :param route: ``"METHOD /path"`` of the request.
+    :param reason: what went wrong on the last attempt.
+    :param sent: whether the request may have reached the server (``False`` for a refused or
+        timed-out connect, which is always safe to retry).
+    """
+
+    def __init__(self, route: str, reason: str, *, sent: bool = True) -> None:
+        self.route = route
+        self.reason = reason
+        self.sent = sent
+        super().__init__(f"{route} failed: {reason}")
+
+    def __reduce__(self):
+        return (_rebuild_connection_error, (type(self), self.route, self.reason, self.sent))
+
+
+def _rebuild_connection_error(cls, route, reason, sent):
+    return cls(route, reason, sent=sent)
+
+
+class CommunicationsMiningInputError(AirflowFailException):
+    """An input file holds a record that cannot be uploaded.
+
+    Subclasses :class:`AirflowFailException`: retrying the task cannot fix the file, so Airflow
+    fails it at once. ``problems`` lists every problem found as ``(line, field, message)``.
+    """
+
+    def __init__(self, path: str, problems: list[tuple[int, str, str]], total: int | None = None) -> None:
+        self.path = path
+        self.problems = problems
+        self.total = total if total is not None else len(problems)
+        shown = "\n".join(f"  {path}:{line}: {field}: {message}" for line, field, message in problems)
+        more = f"\n  ... and {self.total - len(problems)} more" if self.total > len(problems) else ""
+        super().__init__(f"{self.total} invalid record(s) in {path}:\n{shown}{more}")
+
+
+class CommunicationsMiningRejectedRecordsError(AirflowFailException):
+    """The API rejected some records of an upload; the others were written.
+
+    :param rejected: number of rejected records.
+    :param dead_letter_path: the file that holds them with the server's reasons.
+    """
+
+    def __init__(self, rejected: int, dead_letter_path: str, sample_ids: list[str]) -> None:
+        self.rejected = rejected
+        self.dead_letter_path = dead_letter_path
+        self.sample_ids = sample_ids
+        ids = ", ".join(sample_ids[:10]) + (", ..." if len(sample_ids) > 10 else "")
+        super().__init__(
+            f"the API rejected {rejected} record(s) ({ids}); every other record was uploaded. "
+            f"The rejected records and the reasons are in {dead_letter_path}."
+        )

@@ -1,0 +1,555 @@
+"""The Communications Mining hook: connection, authentication, session, retries and one method per route.
+
+API reference: https://docs.uipath.com/communications-mining/automation-cloud/latest/developer-guide/using-the-api
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from functools import cached_property
+from typing import Any, TypedDict
+from urllib.parse import quote
+
+import requests
+import tenacity
+from airflow.sdk import BaseHook
+from requests.adapters import HTTPAdapter
+
+from airflow_provider_cm import __version__
+from airflow_provider_cm.exceptions import (
+    CommunicationsMiningApiError,
+    CommunicationsMiningAuthError,
+    CommunicationsMiningBadRequestError,
+    CommunicationsMiningConflictError,
+    CommunicationsMiningConnectionError,
+    CommunicationsMiningNotFoundError,
+    CommunicationsMiningProtocolError,
+    CommunicationsMiningRateLimitError,
+    CommunicationsMiningServerError,
+)
+from airflow_provider_cm.hooks.retry import RetryPolicy, parse_retry_after
+
+DOCS = "https://docs.uipath.com/communications-mining/automation-cloud/latest/developer-guide"
+
+#: Most comments the ``sync`` route takes in one request.
+MAX_SYNC_COMMENTS = 16384
+#: Most comments one export page returns.
+MAX_EXPORT_LIMIT = 256
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_READ_TIMEOUT = 120.0
+
+_STATUS_ERRORS: dict[int, type[CommunicationsMiningApiError]] = {
+    400: CommunicationsMiningBadRequestError,
+    401: CommunicationsMiningAuthError,
+    403: CommunicationsMiningAuthError,
+    404: CommunicationsMiningNotFoundError,
+    409: CommunicationsMiningConflictError,
+    413: CommunicationsMiningBadRequestError,
+    422: CommunicationsMiningBadRequestError,
+    429: CommunicationsMiningRateLimitError,
+}
+
+
+class SyncResult(TypedDict):
+    """Counts returned by the ``sync`` route."""
+
+    new: int
+    updated: int
+    unchanged: int
+
+
+def split_full_name(full_name: str, kind: str) -> tuple[str, str]:
+    """Split ``"project/name"`` into its two parts.
+
+    :param full_name: the source's or dataset's full name.
+    :param kind: ``"source"`` or ``"dataset"``, for the error message.
+    :raises ValueError: if ``full_name`` is not exactly two non-empty parts joined by ``/``.
+    """
+    parts = full_name.split("/") if isinstance(full_name, str) else []
+    if len(parts) != 2 or not all(parts):
+        raise ValueError(f"{kind} must be given as 'project/name', got {full_name!r}")
+    return parts[0], parts[1]
+
+
+def resource_path(*segments: str) -> str:
+    """Join path segments, percent-encoding each (``id:<id>`` keeps its colon)."""
+    return "/".join(quote(str(segment), safe=":") for segment in segments)
+
+
+def parse_response(status_code: int, headers: Mapping[str, str], content: bytes, route: str) -> dict[str, Any]:
+    """Turn an HTTP response into the payload dict, or raise the matching typed error.
+
+    Shared by the synchronous and asynchronous transports.
+
+    :raises CommunicationsMiningApiError: (a subclass by status) for an error response.
+    :raises CommunicationsMiningProtocolError: for a body that is not the documented JSON envelope.
+    """
+    retry_after = parse_retry_after(headers.get("Retry-After"))
+    try:
+        body = json.loads(content) if content else None
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or body.get("status") not in ("ok", "error"):
+        if status_code >= 400:
+            error_cls = _error_class(status_code)
+            snippet = content[:200].decode("utf-8", "replace").strip() or "empty body"
+            raise error_cls(status_code, route, f"non-JSON error response: {snippet}", retry_after=retry_after)
+        raise CommunicationsMiningProtocolError(
+            status_code, route, "the response body is not a JSON object with a 'status' field"
+        )
+    ok = body["status"] == "ok"
+    if ok and status_code < 400:
+        return body
+    if not ok and status_code >= 400:
+        message = str(body.get("message") or f"HTTP {status_code}")
+        raise _error_class(status_code)(status_code, route, message, retry_after=retry_after)
+    raise CommunicationsMiningProtocolError(
+        status_code, route, f"body status {body['status']!r} disagrees with HTTP {status_code}"
+    )
+
+
+def _error_class(status_code: int) -> type[CommunicationsMiningApiError]:
+    if status_code in _STATUS_ERRORS:
+        return _STATUS_ERRORS[status_code]
+    if status_code >= 500:
+        return CommunicationsMiningServerError
+    return CommunicationsMiningApiError
+
+
+class CommunicationsMiningHook(BaseHook):
+    """Talk to the UiPath Communications Mining API.
+
+    The connection (type ``communications_mining``) holds:
+
+    * ``host``: the API endpoint up to, not including, ``/api``, with any path prefix, e.g.
+      ``https://cloud.uipath.com/<organisation>/<tenant>/reinfer_`` or ``https://<tenant>.reinfer.io``.
+      Without a scheme, ``https`` is assumed.
+    * ``password``: the API token, sent as ``Authorization: Bearer``.
+    * extras: ``verify`` (bool or CA bundle path, default true), ``timeout`` (read timeout in
+      seconds, default 120), ``connect_timeout`` (seconds, default 10), ``proxies`` (a requests
+      proxy map), and the retry settings ``retry_max_attempts`` (default 5), ``retry_max_elapsed``
+      (seconds, default 300), ``retry_initial_wait``, ``retry_max_wait`` and ``retry_retry_after_cap``
+      (seconds).
+
+    Requests are retried on HTTP 429 (waiting ``Retry-After`` when sent), 500/502/503/504, malformed
+    bodies, dropped connections and time-outs, with exponential backoff and jitter, but only where
+    repeating the request is safe. Every method returns plain Python data.
+
+    :param communications_mining_conn_id: the Airflow connection id.
+    :param timeout: read timeout in seconds, overriding the connection's ``timeout``.
+    :param retry_max_attempts: attempts per request, overriding the connection's setting.
+    :param retry_max_elapsed: seconds per request across attempts, overriding the connection's setting.
+    :param pool_size: HTTP connections kept open for concurrent calls from threads.
+    """
+
+    conn_name_attr = "communications_mining_conn_id"
+    default_conn_name = "communications_mining_default"
+    conn_type = "communications_mining"
+    hook_name = "UiPath Communications Mining"
+
+    def __init__(
+        self,
+        communications_mining_conn_id: str = default_conn_name,
+        *,
+        timeout: float | None = None,
+        retry_max_attempts: int | None = None,
+        retry_max_elapsed: float | None = None,
+        pool_size: int = 16,
+    ) -> None:
+        super().__init__()
+        self.communications_mining_conn_id = communications_mining_conn_id
+        self._timeout_override = timeout
+        self._retry_overrides = {"max_attempts": retry_max_attempts, "max_elapsed": retry_max_elapsed}
+        self.pool_size = pool_size
+        self._session: requests.Session | None = None
+
+    # -- connection -------------------------------------------------------------------------------
+
+    @cached_property
+    def connection(self):
+        return self.get_connection(self.communications_mining_conn_id)
+
+    @cached_property
+    def extras(self) -> dict[str, Any]:
+        return dict(self.connection.extra_dejson or {})
+
+    @cached_property
+    def endpoint(self) -> str:
+        """The API endpoint without a trailing slash, e.g. ``https://cloud.uipath.com/org/tenant/reinfer_``."""
+        return endpoint_from_connection(self.connection)
+
+    @cached_property
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy.from_mapping(self.extras, **self._retry_overrides)
+
+    @cached_property
+    def timeout(self) -> tuple[float, float]:
+        """``(connect, read)`` time-outs in seconds; always set."""
+        read = self._timeout_override or self.extras.get("timeout") or DEFAULT_READ_TIMEOUT
+        connect = self.extras.get("connect_timeout") or DEFAULT_CONNECT_TIMEOUT
+        return float(connect), float(read)
+
+    def _token(self) -> str:
+        token = self.connection.password
+        if not token:
+            raise CommunicationsMiningAuthError(
+                401, "connection", f"connection {self.communications_mining_conn_id!r} has no API token"
+            )
+        return token
+
+    def get_conn(self) -> requests.Session:
+        """The hook's one :class:`requests.Session`, built on first use."""
+        if self._session is None:
+            session = requests.Session()
+            adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(self.pool_size, 1))
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
+            session.headers.update(
+                {
+                    "Authorization": f"Bearer {self._token()}",
+                    "Accept": "application/json",
+                    "User-Agent": f"airflow-provider-cm/{__version__}",
+                }
+            )
+            verify = self.extras.get("verify", True)
+            if isinstance(verify, str) and verify.lower() in ("true", "false"):
+                verify = verify.lower() == "true"
+            if verify is False:
+                self.log.warning(
+                    "TLS certificate verification is disabled for connection %r",
+                    self.communications_mining_conn_id,
+                )
+            session.verify = verify
+            proxies = self.extras.get("proxies")
+            if isinstance(proxies, str):
+                proxies = json.loads(proxies)
+            if proxies:
+                session.proxies.update(proxies)
+            self._session = session
+        return self._session
+
+    def close(self) -> None:
+        """Close the HTTP session (a new one is opened on the next call)."""
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    # -- transport --------------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: Mapping[str, Any] | Sequence[tuple[str, Any]] | None = None,
+        idempotent: bool = True,
+    ) -> dict[str, Any]:
+        """Send one API request with the retry policy and return the parsed payload.
+
+        :param method: HTTP method.
+        :param path: path after the endpoint, e.g. ``api/v1/sources/project/name``.
+        :param json_body: JSON-serialisable request body.
+        :param params: query parameters.
+        :param idempotent: whether sending the request twice has the same effect as once; only
+            such requests are retried after the server may have received them.
+        :raises CommunicationsMiningApiError: (a subclass by status) when the API answers an error.
+        :raises CommunicationsMiningConnectionError: when no response could be had.
+        """
+        route = f"{method} /{path}"
+        url = f"{self.endpoint}/{path}"
+        data = None
+        headers = None
+        if json_body is not None:
+            data = json.dumps(json_body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+            headers = {"Content-Type": "application/json"}
+        session = self.get_conn()
+
+        def attempt() -> dict[str, Any]:
+            try:
+                response = session.request(
+                    method, url, data=data, params=params, headers=headers, timeout=self.timeout
+                )
+            except (requests.exceptions.ConnectTimeout, requests.exceptions.ProxyError) as exc:
+                raise CommunicationsMiningConnectionError(route, _describe(exc), sent=False) from None
+            except requests.exceptions.RequestException as exc:
+                sent = not _is_connect_refusal(exc)
+                raise CommunicationsMiningConnectionError(route, _describe(exc), sent=sent) from None
+            return parse_response(response.status_code, response.headers, response.content, route)
+
+        retrying = tenacity.Retrying(
+            **self.retry_policy.tenacity_kwargs(idempotent=idempotent, route=route, log=self.log)
+        )
+        return retrying(attempt)
+
+    # -- user, projects ---------------------------------------------------------------------------
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Check the endpoint and token with one cheap read (``GET /auth/user``)."""
+        try:
+            user = self.get_current_user()
+        except Exception as exc:
+            return False, str(exc)
+        return True, f"Connected to {self.endpoint} as {user.get('username') or user.get('email') or 'user'}"
+
+    def get_current_user(self) -> dict[str, Any]:
+        """The token's user (``GET /auth/user``)."""
+        return self.request("GET", "auth/user")["user"]
+
+    def list_projects(self) -> list[dict[str, Any]]:
+        """All projects the token can see (``GET /api/_private/projects``)."""
+        return self.request("GET", "api/_private/projects")["projects"]
+
+    def get_project(self, project: str) -> dict[str, Any]:
+        """One project (``GET /api/_private/projects/<project>``)."""
+        return self.request("GET", f"api/_private/projects/{resource_path(project)}")["project"]
+
+    def create_project(
+        self, project: str, *, title: str | None = None, description: str | None = None
+    ) -> dict[str, Any]:
+        """Create a project (``PUT /api/_private/projects/<project>``).
+
+        :raises CommunicationsMiningConflictError: if it exists already.
+        """
+        body = {"project": _without_none(title=title, description=description), "user_ids": []}
+        return self.request("PUT", f"api/_private/projects/{resource_path(project)}", json_body=body)["project"]
+
+    # -- sources ----------------------------------------------------------------------------------
+
+    def list_sources(self, project: str | None = None) -> list[dict[str, Any]]:
+        """Sources, all or of one project (``GET /api/v1/sources[/<project>]``).
+
+        Docs: https://docs.uipath.com/communications-mining/automation-cloud/latest/developer-guide/sources
+        """
+        path = "api/v1/sources" + (f"/{resource_path(project)}" if project else "")
+        return self.request("GET", path)["sources"]
+
+    def get_source(self, source: str) -> dict[str, Any]:
+        """One source by ``"project/name"`` or ``"id:<id>"`` (``GET /api/v1/sources/...``).
+
+        :raises CommunicationsMiningNotFoundError: if there is no such source.
+        """
+        return self.request("GET", f"api/v1/sources/{_name_path(source, 'source')}")["source"]
+
+    def create_source(self, source: str, **fields: Any) -> dict[str, Any]:
+        """Create a source (``PUT /api/v1/sources/<project>/<name>``).
+
+        :param source: ``"project/name"``.
+        :param fields: source fields such as ``title``, ``description``, ``language``.
+        :raises CommunicationsMiningConflictError: if it exists already.
+        """
+        project, name = split_full_name(source, "source")
+        body = {"source": _without_none(**fields)}
+        return self.request("PUT", f"api/v1/sources/{resource_path(project, name)}", json_body=body)["source"]
+
+    def sync_comments(self, source: str, comments: Sequence[Mapping[str, Any]]) -> SyncResult:
+        """Create or update comments by id (``POST /api/v1/sources/<project>/<name>/sync``).
+
+        Billed per created comment and per updated comment whose text changed; re-sending an
+        unchanged comment costs nothing, so the call is safe to retry.
+        Docs: https://docs.uipath.com/communications-mining/automation-cloud/latest/developer-guide/sync-comments
+
+        :param source: ``"project/name"``.
+        :param comments: at most 16,384 comment objects.
+        :return: ``{"new": int, "updated": int, "unchanged": int}``.
+        :raises ValueError: for more than 16,384 comments.
+        :raises CommunicationsMiningBadRequestError: if the API refuses the batch.
+        """
+        if len(comments) > MAX_SYNC_COMMENTS:
+            raise ValueError(f"sync takes at most {MAX_SYNC_COMMENTS} comments, got {len(comments)}")
+        project, name = split_full_name(source, "source")
+        body = self.request(
+            "POST",
+            f"api/v1/sources/{resource_path(project, name)}/sync",
+            json_body={"comments": list(comments)},
+        )
+        return {"new": body.get("new", 0), "updated": body.get("updated", 0), "unchanged": body.get("unchanged", 0)}
+
+    def get_comment(self, source: str, comment_id: str) -> dict[str, Any]:
+        """One comment (``GET /api/v1/sources/<project>/<name>/comments/<id>``)."""
+        project, name = split_full_name(source, "source")
+        return self.request("GET", f"api/v1/sources/{resource_path(project, name, 'comments', comment_id)}")[
+            "comment"
+        ]
+
+    # -- datasets ---------------------------------------------------------------------------------
+
+    def list_datasets(self, project: str | None = None) -> list[dict[str, Any]]:
+        """Datasets, all or of one project (``GET /api/v1/datasets[/<project>]``)."""
+        path = "api/v1/datasets" + (f"/{resource_path(project)}" if project else "")
+        return self.request("GET", path)["datasets"]
+
+    def get_dataset(self, dataset: str) -> dict[str, Any]:
+        """One dataset by ``"project/name"`` or ``"id:<id>"`` (``GET /api/v1/datasets/...``).
+
+        :raises CommunicationsMiningNotFoundError: if there is no such dataset.
+        """
+        return self.request("GET", f"api/v1/datasets/{_name_path(dataset, 'dataset')}")["dataset"]
+
+    def create_dataset(self, dataset: str, *, source_ids: Sequence[str] = (), **fields: Any) -> dict[str, Any]:
+        """Create a dataset over sources (``PUT /api/v1/datasets/<project>/<name>``).
+
+        Docs: https://docs.uipath.com/communications-mining/automation-cloud/latest/developer-guide/datasets
+
+        :param dataset: ``"project/name"``.
+        :param source_ids: ids (not names) of the sources it covers.
+        :param fields: other dataset fields, e.g. ``title``, ``has_sentiment``, ``label_defs``.
+        :raises CommunicationsMiningConflictError: if it exists already.
+        """
+        project, name = split_full_name(dataset, "dataset")
+        body = {"dataset": {"source_ids": list(source_ids), **_without_none(**fields)}}
+        return self.request("PUT", f"api/v1/datasets/{resource_path(project, name)}", json_body=body)["dataset"]
+
+    def update_dataset(self, dataset: str, **fields: Any) -> dict[str, Any]:
+        """Update a dataset, e.g. its ``source_ids`` (``POST /api/v1/datasets/<project>/<name>``)."""
+        project, name = split_full_name(dataset, "dataset")
+        body = {"dataset": _without_none(**fields)}
+        return self.request("POST", f"api/v1/datasets/{resource_path(project, name)}", json_body=body)["dataset"]
+
+    def delete_dataset(self, dataset: str) -> None:
+        """Delete a dataset (``DELETE /api/v1/datasets/<project>/<name>``); its sources stay."""
+        project, name = split_full_name(dataset, "dataset")
+        self.request("DELETE", f"api/v1/datasets/{resource_path(project, name)}")
+
+    def update_annotations(
+        self,
+        dataset: str,
+        uid: str,
+        *,
+        labelling: Sequence[Mapping[str, Any]] | None = None,
+        entities: Mapping[str, Any] | None = None,
+        moon_forms: Sequence[Mapping[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """Set one comment's labels and entities in a dataset.
+
+        ``POST /api/_private/datasets/<project>/<name>/labellings/<uid>``, the route the official
+        ``re`` CLI uses (no public route exists). A kind left ``None`` is unchanged; an empty list
+        removes what is there. Writing the same annotations again changes nothing.
+
+        :param dataset: ``"project/name"``.
+        :param uid: ``"<source_id>.<comment_id>"``.
+        :param labelling: label groups, ``[{"group": "default", "assigned": [{"name": "A > B"}]}]``.
+        :param entities: ``{"assigned": [...], "dismissed": [...]}``.
+        :param moon_forms: field-extraction annotations.
+        :return: the annotated comment.
+        :raises CommunicationsMiningNotFoundError: if the dataset or comment does not exist.
+        """
+        project, name = split_full_name(dataset, "dataset")
+        body = _without_none(labelling=labelling, entities=entities, moon_forms=moon_forms)
+        return self.request(
+            "POST",
+            f"api/_private/datasets/{resource_path(project, name, 'labellings', uid)}",
+            json_body=body,
+        )
+
+    def get_annotations(self, dataset: str, uids: Sequence[str]) -> list[dict[str, Any]]:
+        """Annotated comments by uid (``GET /api/_private/datasets/<project>/<name>/labellings?id=...``)."""
+        project, name = split_full_name(dataset, "dataset")
+        params = [("id", uid) for uid in uids]
+        return self.request(
+            "GET", f"api/_private/datasets/{resource_path(project, name)}/labellings", params=params
+        )["results"]
+
+    def export_page(
+        self,
+        dataset: str,
+        *,
+        start: str | None = None,
+        end: str | None = None,
+        order_by: str = "timestamp",
+        source_ids: Sequence[str] | None = None,
+        comment_uids: Sequence[str] | None = None,
+        limit: int = MAX_EXPORT_LIMIT,
+        continuation: str | None = None,
+    ) -> dict[str, Any]:
+        """One page of ``POST /api/v1/datasets/<project>/<name>/export``.
+
+        Docs: https://docs.uipath.com/communications-mining/automation-cloud/latest/developer-guide/export-a-dataset
+
+        :param start: ISO-8601 time, inclusive (``from``).
+        :param end: ISO-8601 time, **inclusive** (``to``), as the API defines it.
+        :param order_by: ``"timestamp"`` or ``"created_at"``; also the time ``start``/``end`` filter on.
+        :param limit: comments per page, 1 to 256.
+        :return: ``{"comments": [...], "continuation": str | None}``.
+        """
+        if order_by not in ("timestamp", "created_at"):
+            raise ValueError(f"order_by must be 'timestamp' or 'created_at', got {order_by!r}")
+        if not 1 <= limit <= MAX_EXPORT_LIMIT:
+            raise ValueError(f"limit must be between 1 and {MAX_EXPORT_LIMIT}, got {limit}")
+        project, name = split_full_name(dataset, "dataset")
+        body: dict[str, Any] = {"limit": limit}
+        if comment_uids:
+            body["comment_uids"] = list(comment_uids)
+        else:
+            body["order_by"] = order_by
+            body.update(_without_none(**{"from": start, "to": end}))
+            if source_ids:
+                body["source_ids"] = list(source_ids)
+        if continuation:
+            body["continuation"] = continuation
+        page = self.request("POST", f"api/v1/datasets/{resource_path(project, name)}/export", json_body=body)
+        return {"comments": page.get("comments", []), "continuation": page.get("continuation")}
+
+    def iter_export_pages(self, dataset: str, **kwargs: Any) -> Iterator[list[dict[str, Any]]]:
+        """Yield export pages, following ``continuation`` to the end (arguments of :meth:`export_page`)."""
+        continuation = kwargs.pop("continuation", None)
+        while True:
+            page = self.export_page(dataset, continuation=continuation, **kwargs)
+            if page["comments"]:
+                yield page["comments"]
+            next_continuation = page["continuation"]
+            if not next_continuation:
+                return
+            if next_continuation == continuation:
+                raise CommunicationsMiningProtocolError(
+                    200, f"POST /api/v1/datasets/{dataset}/export", "continuation did not advance"
+                )
+            continuation = next_continuation
+
+    def iter_export(self, dataset: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """Yield every exported comment (arguments of :meth:`export_page`), one page in memory at a time."""
+        for page in self.iter_export_pages(dataset, **kwargs):
+            yield from page
+
+
+def endpoint_from_connection(conn: Any) -> str:
+    """The API endpoint of an Airflow connection: host with scheme and any path prefix, no trailing ``/api``.
+
+    :raises ValueError: if the connection has no host.
+    """
+    host = (conn.host or "").strip()
+    if not host:
+        raise ValueError(f"connection {conn.conn_id!r} has no host (the API endpoint)")
+    if "://" not in host:
+        scheme = conn.schema if conn.schema in ("http", "https") else "https"
+        host = f"{scheme}://{host}"
+        if conn.port:
+            base, _, rest = host.partition("://")[2].partition("/")
+            host = f"{scheme}://{base}:{conn.port}" + (f"/{rest}" if rest else "")
+    host = host.rstrip("/")
+    if host.endswith("/api"):
+        host = host[: -len("/api")]
+    return host
+
+
+def _name_path(name: str, kind: str) -> str:
+    if name.startswith("id:"):
+        return resource_path(name)
+    return resource_path(*split_full_name(name, kind))
+
+
+def _without_none(**values: Any) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _describe(exc: BaseException) -> str:
+    # requests' messages name the URL but never the headers, so the token cannot leak here.
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _is_connect_refusal(exc: requests.exceptions.RequestException) -> bool:
+    if not isinstance(exc, requests.exceptions.ConnectionError):
+        return False
+    text = str(exc)
+    return "NewConnectionError" in text or "Connection refused" in text or "Failed to resolve" in text
