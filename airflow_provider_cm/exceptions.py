@@ -23,9 +23,7 @@ class CommunicationsMiningApiError(CommunicationsMiningError):
     :param retry_after: seconds the server asked to wait (``Retry-After``), if it said.
     """
 
-    def __init__(
-        self, status_code: int, route: str, message: str, *, retry_after: float | None = None
-    ) -> None:
+    def __init__(self, status_code: int, route: str, message: str, *, retry_after: float | None = None) -> None:
         self.status_code = status_code
         self.route = route
         self.message = message

@@ -9,9 +9,12 @@ Emulator-only routes live under ``/_emulator/`` and are not part of the real API
 * ``GET /_emulator/stats``: billed comments (in all and per source id), stored comments,
   requests per route.
 * ``POST /_emulator/reset``: forget everything.
-* ``POST /_emulator/faults`` ``{"reject_comment_ids": {"<comment id>": "<reason>"}}``: make
-  ``sync`` refuse (HTTP 400) any request holding one of these ids, with that reason;
-  ``DELETE /_emulator/faults`` clears the rules.
+* ``POST /_emulator/faults`` with ``{"reject_comment_ids": {"<comment id>": "<reason>"}}``
+  makes ``sync`` refuse (HTTP 400) any request holding one of these ids, with that reason; with
+  ``{"fail_next": {"count": N, "status": 503, "method": "POST", "path_contains": "/sync",
+  "retry_after": "1"}}`` the next N matching requests get that error status (with a
+  ``Retry-After`` header when given) before reaching the route. ``DELETE /_emulator/faults``
+  clears every rule.
 """
 
 from __future__ import annotations
@@ -76,6 +79,34 @@ class PrefixStripper:
         await self.app(scope, receive, send)
 
 
+class TokenCheck:
+    """ASGI middleware: answer 401 unless ``Authorization: Bearer <token>``; count requests per route."""
+
+    def __init__(self, app: Any, token: str, state: EmulatorState) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+        self.state = state
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        authorization = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+        if authorization != self.expected:
+            await error(401, "401 Unauthorized: missing or invalid API token")(scope, receive, send)
+            return
+        fault = self.state.take_fault(scope["method"], scope["path"])
+        if fault is not None:
+            headers = {"Retry-After": str(fault["retry_after"])} if fault.get("retry_after") is not None else None
+            await error(int(fault["status"]), f"{fault['status']} injected fault", headers)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+        route = scope.get("route")
+        key = f"{scope['method']} {getattr(route, 'path', 'unknown')}"
+        counts = self.state.requests_by_route
+        counts[key] = counts.get(key, 0) + 1
+
+
 async def _json_body(request: Request) -> dict[str, Any]:
     raw = await request.body()
     if not raw:
@@ -113,19 +144,6 @@ def create_app(token: str, state: EmulatorState | None = None, *, save_interval:
 
     app = FastAPI(title="Communications Mining emulator", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.emulator = state
-
-    @app.middleware("http")
-    async def envelope(request: Request, call_next: Any) -> Response:
-        if request.headers.get("authorization") != f"Bearer {token}":
-            return error(401, "401 Unauthorized: missing or invalid API token")
-        try:
-            response = await call_next(request)
-        except ApiError as exc:
-            response = error(exc.status_code, exc.message)
-        route = request.scope.get("route")
-        key = f"{request.method} {getattr(route, 'path', 'unknown')}"
-        state.requests_by_route[key] = state.requests_by_route.get(key, 0) + 1
-        return response
 
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, exc: ApiError) -> Response:
@@ -285,14 +303,20 @@ def create_app(token: str, state: EmulatorState | None = None, *, save_interval:
         if not isinstance(rejects, dict):
             raise bad_request("reject_comment_ids must map comment ids to reasons")
         state.reject_comment_ids.update({str(k): str(v) for k, v in rejects.items()})
+        fail_next = body.get("fail_next")
+        if fail_next is not None:
+            if not isinstance(fail_next, dict) or not isinstance(fail_next.get("count"), int):
+                raise bad_request("fail_next must be {'count': int, 'status': int, 'path_contains'?, 'method'?}")
+            state.faults.append({"status": 503, **fail_next})
         return ok()
 
     @app.delete("/_emulator/faults")
     async def clear_faults() -> Response:
         state.reject_comment_ids.clear()
+        state.faults.clear()
         return ok()
 
-    return PrefixStripper(app)
+    return PrefixStripper(TokenCheck(app, token, state))
 
 
 async def _save_periodically(state: EmulatorState, interval: float) -> None:

@@ -26,9 +26,7 @@ class EmulatorServer:
     :param state_path: JSON file to load the data from at start and save it to while running.
     """
 
-    def __init__(
-        self, token: str, *, host: str = "127.0.0.1", port: int = 0, state_path: str | None = None
-    ) -> None:
+    def __init__(self, token: str, *, host: str = "127.0.0.1", port: int = 0, state_path: str | None = None) -> None:
         self.token = token
         self.host = host
         self.state = EmulatorState(state_path)

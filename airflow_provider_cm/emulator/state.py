@@ -80,9 +80,7 @@ def new_id() -> str:
 
 
 def _message_texts(messages: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    return [
-        tuple((m.get(part) or {}).get("text") for part in ("subject", "body", "signature")) for m in messages
-    ]
+    return [tuple((m.get(part) or {}).get("text") for part in ("subject", "body", "signature")) for m in messages]
 
 
 def validate_comment(index: int, comment: Any) -> None:
@@ -277,6 +275,7 @@ class EmulatorState:
         self._version = 0
         self._index_cache: dict[tuple[Any, ...], tuple[int, list[tuple[int, str, str, str]]]] = {}
         self.reject_comment_ids: dict[str, str] = {}
+        self.faults: list[dict[str, Any]] = []
         if state_path and os.path.exists(state_path):
             self.load(state_path)
 
@@ -484,8 +483,7 @@ class EmulatorState:
                         if not isinstance(labels, list):
                             raise bad_request(f"labelling[{g_index}].{kind} must be a list")
                         clean[kind] = [
-                            validate_label(label, f"labelling[{g_index}].{kind}[{i}]")
-                            for i, label in enumerate(labels)
+                            validate_label(label, f"labelling[{g_index}].{kind}[{i}]") for i, label in enumerate(labels)
                         ]
                 clean_groups.append(clean)
             annotation["labelling"] = clean_groups
@@ -631,6 +629,21 @@ class EmulatorState:
             annotations["entities"] = {"assigned": entities}
         return {"comment": self.public_comment(comment, dataset), "annotations": annotations}
 
+    # -- fault injection --------------------------------------------------------------------------
+
+    def take_fault(self, method: str, path: str) -> dict[str, Any] | None:
+        """The first injected fault matching a request, using up one of its count; ``None`` if none."""
+        if not self.faults or path.startswith("/_emulator/"):
+            return None
+        for fault in self.faults:
+            if fault.get("method", method) != method or fault.get("path_contains", "") not in path:
+                continue
+            fault["count"] -= 1
+            if fault["count"] <= 0:
+                self.faults.remove(fault)
+            return fault
+        return None
+
     # -- persistence and inspection ---------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
@@ -728,9 +741,7 @@ def _stored_form(comment: dict[str, Any]) -> dict[str, Any]:
     stored["timestamp"] = format_time(parse_time(comment["timestamp"], "timestamp"))
     properties = stored.get("user_properties")
     if properties:
-        stored["user_properties"] = {
-            k: v for k, v in properties.items() if not (isinstance(v, str) and not v.strip())
-        }
+        stored["user_properties"] = {k: v for k, v in properties.items() if not (isinstance(v, str) and not v.strip())}
     return stored
 
 

@@ -268,9 +268,7 @@ class CommunicationsMiningHook(BaseHook):
 
         def attempt() -> dict[str, Any]:
             try:
-                response = session.request(
-                    method, url, data=data, params=params, headers=headers, timeout=self.timeout
-                )
+                response = session.request(method, url, data=data, params=params, headers=headers, timeout=self.timeout)
             except (requests.exceptions.ConnectTimeout, requests.exceptions.ProxyError) as exc:
                 raise CommunicationsMiningConnectionError(route, _describe(exc), sent=False) from None
             except requests.exceptions.RequestException as exc:
@@ -369,9 +367,7 @@ class CommunicationsMiningHook(BaseHook):
     def get_comment(self, source: str, comment_id: str) -> dict[str, Any]:
         """One comment (``GET /api/v1/sources/<project>/<name>/comments/<id>``)."""
         project, name = split_full_name(source, "source")
-        return self.request("GET", f"api/v1/sources/{resource_path(project, name, 'comments', comment_id)}")[
-            "comment"
-        ]
+        return self.request("GET", f"api/v1/sources/{resource_path(project, name, 'comments', comment_id)}")["comment"]
 
     # -- datasets ---------------------------------------------------------------------------------
 
@@ -447,9 +443,9 @@ class CommunicationsMiningHook(BaseHook):
         """Annotated comments by uid (``GET /api/_private/datasets/<project>/<name>/labellings?id=...``)."""
         project, name = split_full_name(dataset, "dataset")
         params = [("id", uid) for uid in uids]
-        return self.request(
-            "GET", f"api/_private/datasets/{resource_path(project, name)}/labellings", params=params
-        )["results"]
+        return self.request("GET", f"api/_private/datasets/{resource_path(project, name)}/labellings", params=params)[
+            "results"
+        ]
 
     def export_page(
         self,

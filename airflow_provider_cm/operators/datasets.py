@@ -1,0 +1,270 @@
+"""Export a dataset's comments for a time window (by default the data interval) to JSONL or CSV."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timezone
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import pendulum
+from airflow.sdk import Asset, BaseOperator
+
+from airflow_provider_cm.hooks.communications_mining import (
+    MAX_EXPORT_LIMIT,
+    CommunicationsMiningHook,
+    split_full_name,
+)
+from airflow_provider_cm.operators.storage import atomic_write, to_storage_path
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+#: Columns of the flattened CSV export (and of the example warehouse table).
+EXPORT_COLUMNS = (
+    "uid",
+    "comment_id",
+    "source_id",
+    "timestamp",
+    "created_at",
+    "subject",
+    "body",
+    "sender",
+    "user_properties",
+    "assigned_labels",
+    "predicted_labels",
+)
+
+
+def flatten_exported_comment(exported: dict[str, Any]) -> dict[str, Any]:
+    """One exported comment as one flat row (keys :data:`EXPORT_COLUMNS`).
+
+    ``subject``, ``body`` and ``sender`` come from the comment's messages (texts joined by a blank
+    line when there are several); ``user_properties`` is a JSON object; ``assigned_labels`` is a
+    JSON list of ``{"name", "sentiment"?}`` (parents included, as the API lists them);
+    ``predicted_labels`` a JSON list of ``{"name", "probability", "sentiment"?}``.
+    """
+    comment = exported.get("comment", {})
+    messages = comment.get("messages") or []
+    uid = comment.get("uid", "")
+
+    def texts(part: str) -> str:
+        return "\n\n".join(m[part]["text"] for m in messages if isinstance(m.get(part), dict) and m[part].get("text"))
+
+    senders = [m["from"] for m in messages if m.get("from")]
+    assigned = ((exported.get("annotations") or {}).get("labels") or {}).get("assigned") or []
+    predicted = (exported.get("predictions") or {}).get("labels") or []
+    return {
+        "uid": uid,
+        "comment_id": comment.get("id", ""),
+        "source_id": uid.split(".", 1)[0] if "." in uid else "",
+        "timestamp": comment.get("timestamp", ""),
+        "created_at": comment.get("created_at", ""),
+        "subject": texts("subject"),
+        "body": texts("body"),
+        "sender": senders[0] if senders else "",
+        "user_properties": json.dumps(comment.get("user_properties") or {}, ensure_ascii=False, sort_keys=True),
+        "assigned_labels": json.dumps(assigned, ensure_ascii=False),
+        "predicted_labels": json.dumps(
+            [{**p, "name": _label_name(p.get("name"))} for p in predicted], ensure_ascii=False
+        ),
+    }
+
+
+def _label_name(name: Any) -> str:
+    return " > ".join(name) if isinstance(name, list) else str(name)
+
+
+def to_utc(value: Any, what: str) -> datetime:
+    """A timezone-aware UTC datetime from a datetime or an ISO-8601 string (no zone means UTC).
+
+    :raises ValueError: naming ``what`` if the value is not a time.
+    """
+    if isinstance(value, str):
+        try:
+            value = pendulum.parse(value)
+        except Exception:
+            raise ValueError(f"{what} is not an ISO-8601 time: {value!r}") from None
+    if not isinstance(value, datetime):
+        raise ValueError(f"{what} must be a datetime or an ISO-8601 string, got {type(value).__name__}")
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    value = value.astimezone(timezone.utc)
+    return datetime(*value.timetuple()[:6], value.microsecond, tzinfo=timezone.utc)
+
+
+def api_time(value: datetime) -> str:
+    """RFC 3339 UTC with microseconds, the form the API returns."""
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _at_or_after(moment: str, end_key: str, end: datetime) -> bool:
+    """Whether an API time string is at or after ``end``; ``end_key`` is ``api_time(end)``."""
+    if len(moment) == len(end_key) and moment.endswith("Z") and moment[10] == "T":
+        return moment >= end_key  # same fixed-width UTC form: string order is time order
+    return to_utc(moment, "comment time") >= end
+
+
+class CommunicationsMiningExportDatasetOperator(BaseOperator):
+    """Export the comments of a dataset whose time falls in ``[start, end)`` to a JSONL or CSV file.
+
+    Calls ``POST /api/v1/datasets/<project>/<dataset>/export``
+    (https://docs.uipath.com/communications-mining/automation-cloud/latest/developer-guide/export-a-dataset)
+    page by page (``limit`` up to 256), following ``continuation`` to the end.
+
+    The window is half-open, ``start <= time < end``, although the API's ``to`` is inclusive: a
+    comment exactly at ``end`` belongs to the next window, so consecutive runs export every
+    comment once, none twice. ``start`` and ``end`` default to the run's data interval, so use a
+    schedule with data intervals (``CronDataIntervalTimetable`` or a ``timedelta``).
+
+    The file is written to a temporary name beside ``output_path`` and moved into place only when
+    complete: a failed or killed run never leaves a partial file, and a rerun replaces the file.
+    The output is declared as an Asset (outlet) whose events carry the path, count and window.
+
+    :param dataset: ``"project/dataset"``. Templated.
+    :param output_path: local path or ``ObjectStoragePath`` URI, usually templated per run, e.g.
+        ``s3://bucket/cm/{{ data_interval_start | ds }}.jsonl``. Templated.
+    :param output_format: ``"jsonl"`` (one exported comment per line, exactly as the API returns
+        it) or ``"csv"`` (one flat row per comment, columns :data:`EXPORT_COLUMNS`).
+    :param start: window start (datetime or ISO-8601), inclusive; default the data interval start. Templated.
+    :param end: window end, exclusive; default the data interval end. Templated.
+    :param order_by: ``"timestamp"`` (the comment's own time) or ``"created_at"`` (upload time):
+        the time the window applies to.
+    :param source_ids: only comments of these source ids. Templated.
+    :param page_size: comments per request, 1 to 256.
+    :param outlets: Assets to declare; default one Asset named after the dataset's export.
+    :param communications_mining_conn_id: the Airflow connection.
+    :return: (XCom) ``{"path", "count", "start", "end", "order_by", "dataset", "format"}``.
+    :raises ValueError: for a bad window or argument.
+    :raises CommunicationsMiningApiError: if the API fails after retries (no file is written).
+    """
+
+    template_fields: Sequence[str] = ("dataset", "output_path", "start", "end", "source_ids")
+    ui_color = "#fa4616"
+    ui_fgcolor = "#ffffff"
+
+    def __init__(
+        self,
+        *,
+        dataset: str,
+        output_path: str,
+        output_format: str = "jsonl",
+        start: datetime | str | None = None,
+        end: datetime | str | None = None,
+        order_by: str = "timestamp",
+        source_ids: Sequence[str] | None = None,
+        page_size: int = MAX_EXPORT_LIMIT,
+        communications_mining_conn_id: str = CommunicationsMiningHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        if output_format not in ("jsonl", "csv"):
+            raise ValueError(f"output_format must be 'jsonl' or 'csv', got {output_format!r}")
+        if order_by not in ("timestamp", "created_at"):
+            raise ValueError(f"order_by must be 'timestamp' or 'created_at', got {order_by!r}")
+        if not 1 <= page_size <= MAX_EXPORT_LIMIT:
+            raise ValueError(f"page_size must be between 1 and {MAX_EXPORT_LIMIT}, got {page_size}")
+        if not kwargs.get("outlets"):
+            kwargs["outlets"] = [self.default_asset(dataset)]
+        super().__init__(**kwargs)
+        self.dataset = dataset
+        self.output_path = output_path
+        self.output_format = output_format
+        self.start = start
+        self.end = end
+        self.order_by = order_by
+        self.source_ids = source_ids
+        self.page_size = page_size
+        self.communications_mining_conn_id = communications_mining_conn_id
+
+    @staticmethod
+    def default_asset(dataset: str) -> Asset:
+        """The Asset an export of ``dataset`` declares by default: ``communications-mining://<project>/<dataset>``."""
+        name = dataset if "{" not in dataset else "templated"
+        return Asset(name=f"communications_mining_export/{name}", uri=f"communications-mining://{name}")
+
+    @cached_property
+    def hook(self) -> CommunicationsMiningHook:
+        return CommunicationsMiningHook(self.communications_mining_conn_id)
+
+    def window(self, context: Context) -> tuple[datetime, datetime]:
+        """``(start, end)`` in UTC: the operator's arguments, else the run's data interval.
+
+        :raises ValueError: if neither gives a window, or the window is empty or reversed.
+        """
+        start = self.start if self.start not in (None, "") else context.get("data_interval_start")
+        end = self.end if self.end not in (None, "") else context.get("data_interval_end")
+        if start is None or end is None:
+            raise ValueError(
+                "no export window: pass start and end, or run the task in a DAG whose schedule has data "
+                "intervals (e.g. CronDataIntervalTimetable or a timedelta)"
+            )
+        start_utc, end_utc = to_utc(start, "start"), to_utc(end, "end")
+        if start_utc >= end_utc:
+            raise ValueError(
+                f"the export window is empty: start {api_time(start_utc)} is not before end {api_time(end_utc)}. "
+                "With a trigger-style schedule (e.g. '@daily' in Airflow 3) the data interval has no "
+                "length; use CronDataIntervalTimetable, a timedelta schedule, or pass start and end."
+            )
+        return start_utc, end_utc
+
+    def _comments(self, start: datetime, end: datetime) -> Iterator[dict[str, Any]]:
+        """Exported comments with ``start <= time < end`` (the API's ``to`` is inclusive)."""
+        end_key = api_time(end)
+        for exported in self.hook.iter_export(
+            self.dataset,
+            start=api_time(start),
+            end=end_key,
+            order_by=self.order_by,
+            source_ids=list(self.source_ids) if self.source_ids else None,
+            limit=self.page_size,
+        ):
+            moment = (exported.get("comment") or {}).get(self.order_by)
+            if moment and _at_or_after(moment, end_key, end):
+                continue
+            yield exported
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        split_full_name(self.dataset, "dataset")
+        start, end = self.window(context)
+        target = to_storage_path(self.output_path)
+        self.log.info(
+            "Exporting %s, %s in [%s, %s), to %s as %s",
+            self.dataset,
+            self.order_by,
+            api_time(start),
+            api_time(end),
+            target,
+            self.output_format,
+        )
+        count = 0
+        with atomic_write(target) as handle:
+            if self.output_format == "csv":
+                writer = csv.DictWriter(handle, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
+                writer.writeheader()
+            for exported in self._comments(start, end):
+                if self.output_format == "csv":
+                    writer.writerow(flatten_exported_comment(exported))
+                else:
+                    handle.write(json.dumps(exported, ensure_ascii=False, separators=(",", ":")))
+                    handle.write("\n")
+                count += 1
+                if count % 10000 == 0:
+                    self.log.info("Exported %d comments so far", count)
+        self.log.info("Exported %d comments of %s to %s", count, self.dataset, target)
+        result = {
+            "path": str(target),
+            "count": count,
+            "start": api_time(start),
+            "end": api_time(end),
+            "order_by": self.order_by,
+            "dataset": self.dataset,
+            "format": self.output_format,
+        }
+        outlet_events = context.get("outlet_events")
+        if outlet_events is not None:
+            for outlet in self.outlets:
+                if isinstance(outlet, Asset):
+                    outlet_events[outlet].extra = dict(result)
+        return result

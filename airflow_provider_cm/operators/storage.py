@@ -1,0 +1,49 @@
+"""Where operators read and write files: local paths or any ``ObjectStoragePath`` URI, written atomically."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from typing import IO, Any
+
+from airflow.sdk import ObjectStoragePath
+
+
+def to_storage_path(path: str | os.PathLike[str] | ObjectStoragePath) -> ObjectStoragePath:
+    """An :class:`ObjectStoragePath` for a local path (``/data/x.jsonl``) or a URI (``s3://bucket/x.jsonl``).
+
+    :raises ValueError: for an empty path.
+    """
+    if isinstance(path, ObjectStoragePath):
+        return path
+    text = os.fspath(path).strip()
+    if not text:
+        raise ValueError("path must not be empty")
+    if "://" not in text:
+        text = "file://" + os.path.abspath(os.path.expanduser(text))
+    return ObjectStoragePath(text)
+
+
+@contextlib.contextmanager
+def atomic_write(final: ObjectStoragePath, *, binary: bool = False) -> Iterator[IO[Any]]:
+    """Open a temporary file beside ``final`` and move it onto ``final`` only when the block succeeds.
+
+    Readers never see a partial file at ``final``: on any error the temporary file is removed and
+    ``final`` keeps its previous content (or stays absent). A missing parent directory is created.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    temporary = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:12]}"
+    try:
+        if binary:
+            with temporary.open("wb") as handle:
+                yield handle
+        else:
+            with temporary.open("w", encoding="utf-8", newline="") as handle:
+                yield handle
+        temporary.rename(final)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            temporary.unlink()
+        raise
