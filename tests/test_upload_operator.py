@@ -1,0 +1,216 @@
+"""The upload operator over real HTTP against the emulator: validation, batching, labels, dead letters."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_provider_cm.exceptions import CommunicationsMiningInputError, CommunicationsMiningRejectedRecordsError
+from airflow_provider_cm.operators.comments import CommunicationsMiningUploadCommentsOperator
+from tests.conftest import NLUPP_JSONL, local_path, make_record, read_jsonl, write_jsonl
+
+SYNC_ROUTE = "POST /api/v1/sources/{project}/{name}/sync"
+
+
+def upload(workspace, path, **kwargs) -> CommunicationsMiningUploadCommentsOperator:
+    kwargs.setdefault("dataset", workspace.dataset)
+    return CommunicationsMiningUploadCommentsOperator(
+        task_id="upload", source=workspace.source, input_path=str(path), **kwargs
+    )
+
+
+def good_records(n: int, prefix: str = "r") -> list[dict]:
+    return [
+        make_record(f"{prefix}{i}", f"2026-10-01T00:00:{i % 60:02d}Z", f"text {i}", "Billing > Refund")
+        for i in range(n)
+    ]
+
+
+def test_uploads_comments_and_labels(workspace, hook, emulator, tmp_path, context):
+    path = write_jsonl(tmp_path / "in.jsonl", good_records(25))
+    result = upload(workspace, path, batch_size=10).execute(context)
+    assert result == {
+        "read": 25, "new": 25, "updated": 0, "unchanged": 0, "rejected": 0, "labelled": 25,
+        "dead_letter_path": None, "dry_run": False,
+    }  # fmt: skip
+    [annotated] = hook.get_annotations(workspace.dataset, [f"{workspace.source_id}.r3"])
+    assert annotated["labelling"][0]["assigned"] == [{"name": "Billing > Refund", "sentiment": "positive"}]
+
+
+def test_second_upload_of_same_file_bills_nothing(workspace, emulator, tmp_path, context):
+    path = write_jsonl(tmp_path / "in.jsonl", good_records(40))
+    before = emulator.billed()
+    first = upload(workspace, path).execute(context)
+    middle = emulator.billed()
+    second = upload(workspace, path).execute(context)
+    assert first["new"] == 40 and middle - before == 40
+    assert second["unchanged"] == 40 and second["new"] == second["updated"] == 0
+    assert emulator.billed() == middle
+
+
+def test_legacy_labelling_entities_and_multi_label(workspace, hook, tmp_path, context):
+    records = read_jsonl(NLUPP_JSONL)[:60]
+    legacy = make_record("legacy-1", "2026-10-01T00:00:00Z")
+    legacy["labelling"] = {"assigned": [{"name": ["Parent", "Child"], "sentiment": "negative"}]}
+    path = write_jsonl(tmp_path / "hotels.jsonl", [*records, legacy])
+    result = upload(workspace, path, batch_size=16).execute(context)
+    annotated_in_file = sum(1 for r in records if r.get("labelling") or r.get("entities")) + 1
+    assert result["new"] == 61 and result["labelled"] == annotated_in_file
+    with_entities = next(r for r in records if r.get("entities"))
+    uid = f"{workspace.source_id}.{with_entities['comment']['id']}"
+    [annotated] = hook.get_annotations(workspace.dataset, [uid, f"{workspace.source_id}.legacy-1"])[:1]
+    assert annotated["entities"]["assigned"] == with_entities["entities"]["assigned"]
+    legacy_annotated = hook.get_annotations(workspace.dataset, [f"{workspace.source_id}.legacy-1"])[0]
+    assert legacy_annotated["labelling"] == [
+        {"group": "default", "assigned": [{"name": "Parent > Child", "sentiment": "negative"}]}
+    ]
+
+
+def test_rejected_record_goes_to_dead_letter_and_the_rest_upload(workspace, hook, emulator, tmp_path, context):
+    records = good_records(64, prefix="d")
+    path = write_jsonl(tmp_path / "batch.jsonl", records)
+    emulator.admin("POST", "faults", {"reject_comment_ids": {"d37": "text contains a forbidden value"}})
+    try:
+        with pytest.raises(CommunicationsMiningRejectedRecordsError, match="d37") as info:
+            upload(workspace, path, batch_size=64).execute(context)
+    finally:
+        emulator.admin("DELETE", "faults")
+    result = context["ti"].xcom["return_value"]
+    assert result["new"] == 63 and result["rejected"] == 1 and result["labelled"] == 63
+    dead = read_jsonl(info.value.dead_letter_path)
+    assert local_path(info.value.dead_letter_path) == tmp_path / "batch.rejected.jsonl"
+    assert [(d["id"], d["line"], d["stage"], d["status_code"]) for d in dead] == [("d37", 38, "sync", 400)]
+    assert "forbidden value" in dead[0]["error"] and dead[0]["record"] == records[37]
+    exported = {c["comment"]["id"] for c in hook.iter_export(workspace.dataset)}
+    assert exported == {f"d{i}" for i in range(64)} - {"d37"}
+
+
+def test_tolerated_rejections_do_not_fail(workspace, emulator, tmp_path, context):
+    path = write_jsonl(tmp_path / "batch.jsonl", good_records(8, prefix="t"))
+    emulator.admin("POST", "faults", {"reject_comment_ids": {"t2": "no"}})
+    try:
+        result = upload(
+            workspace, path, fail_on_rejected=False, dead_letter_path=str(tmp_path / "dl" / "rejects.jsonl")
+        ).execute(context)
+    finally:
+        emulator.admin("DELETE", "faults")
+    assert result["rejected"] == 1 and result["new"] == 7
+    assert result["dead_letter_path"] == f"file://{tmp_path}/dl/rejects.jsonl"
+
+
+def test_dry_run_sends_nothing(workspace, emulator, tmp_path, context):
+    path = write_jsonl(tmp_path / "in.jsonl", good_records(10))
+    syncs_before = emulator.requests_to(SYNC_ROUTE)
+    result = upload(workspace, path, dry_run="true").execute(context)
+    assert result["read"] == 10 and result["new"] == 0 and result["dry_run"] is True
+    assert emulator.requests_to(SYNC_ROUTE) == syncs_before
+
+
+def test_max_comments_refuses_before_sending(workspace, emulator, tmp_path, context):
+    path = write_jsonl(tmp_path / "in.jsonl", good_records(10))
+    syncs_before = emulator.requests_to(SYNC_ROUTE)
+    with pytest.raises(AirflowFailException, match="max_comments=5"):
+        upload(workspace, path, max_comments=5).execute(context)
+    assert emulator.requests_to(SYNC_ROUTE) == syncs_before
+
+
+def test_dataset_must_cover_source(workspace, hook, tmp_path, context):
+    hook.create_dataset(f"{workspace.project}/other", source_ids=[])
+    path = write_jsonl(tmp_path / "in.jsonl", good_records(2))
+    with pytest.raises(AirflowFailException, match="does not cover source"):
+        upload(workspace, path, dataset=f"{workspace.project}/other").execute(context)
+    with pytest.raises(AirflowFailException, match="does not exist"):
+        upload(workspace, path, dataset=f"{workspace.project}/missing").execute(context)
+
+
+# -- bad input: every case names the file, the line and the field ---------------------------------
+
+GOOD = json.dumps(make_record("ok", "2026-10-01T00:00:00Z"))
+
+
+@pytest.mark.parametrize(
+    ("content", "line", "field", "message"),
+    [
+        (f'{GOOD}\n{{"comment": {{"id": "x",\n', 2, "(line)", "not valid JSON"),
+        (
+            f'{GOOD}\n{{"comment": {{"timestamp": "2026-10-01T00:00:00Z", "messages": []}}}}\n',
+            2,
+            "comment.id",
+            "missing",
+        ),
+        (
+            f"{GOOD}\n{GOOD.replace(chr(34) + 'ok' + chr(34), chr(34) + 'b' + chr(34)).replace('2026-10-01T00:00:00Z', '01/10/2026')}\n",
+            2,
+            "comment.timestamp",
+            "not an ISO-8601",
+        ),
+        (
+            f'{GOOD}\n{{"comment": {{"id": "l", "timestamp": "2026-10-01T00:00:00Z", "messages": [{{"body": {{"text": "x"}}}}]}},'
+            ' "labelling": {"labels": ["A"]}}\n',
+            2,
+            "labelling",
+            "unknown labelling shape",
+        ),
+        (
+            f'{GOOD}\n{{"comment": {{"id": "l", "timestamp": "2026-10-01T00:00:00Z", "messages": [{{"body": {{"text": "x"}}}}]}},'
+            ' "labelling": "A"}\n',
+            2,
+            "labelling",
+            "unknown labelling shape",
+        ),
+        (f"{GOOD}\n{GOOD}\n", 2, "comment.id", "duplicate id 'ok' (first on line 1)"),
+        (
+            f'{GOOD}\n{{"comment": {{"id": "t", "timestamp": "2026-10-01T00:00:00Z", "messages": [{{"body": {{"text": "{"x" * 65537}"}}}}]}}}}\n',
+            2,
+            "comment.messages[0].body.text",
+            "at most 65536",
+        ),
+    ],
+    ids=["broken-json", "no-id", "bad-timestamp", "labelling-object", "labelling-string", "duplicate-id", "huge-text"],
+)
+def test_bad_jsonl_names_file_line_and_field(workspace, tmp_path, context, content, line, field, message):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(CommunicationsMiningInputError) as info:
+        upload(workspace, path).execute(context)
+    assert f"{path}:{line}: {field}: " in str(info.value)
+    assert message in str(info.value)
+
+
+def test_non_utf8_bytes_name_the_line(workspace, tmp_path, context, emulator):
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(GOOD.encode() + b"\n" + GOOD.replace("ok", "caf\xe9").encode("latin-1") + b"\n")
+    syncs_before = emulator.requests_to(SYNC_ROUTE)
+    with pytest.raises(CommunicationsMiningInputError, match=r"latin1.jsonl:2: \(line\): is not valid UTF-8"):
+        upload(workspace, path).execute(context)
+    assert emulator.requests_to(SYNC_ROUTE) == syncs_before  # nothing half-uploaded
+
+
+def test_csv_missing_mapped_column(workspace, tmp_path, context):
+    path = tmp_path / "in.csv"
+    path.write_text("id,timestamp,body\n1,2026-10-01T00:00:00Z,hello\n", encoding="utf-8")
+    with pytest.raises(CommunicationsMiningInputError) as info:
+        upload(workspace, path).execute(context)
+    assert f"{path}:1: (header): missing mapped column(s) 'text' (for text)" in str(info.value)
+
+
+def test_csv_with_bom_quoted_newlines_and_bad_row(workspace, hook, tmp_path, context):
+    path = tmp_path / "in.csv"
+    path.write_bytes(
+        "\ufeffid,timestamp,text,label,channel\n"
+        '1,2026-10-01T00:00:00Z,"two\nlines",A > B,email\n'
+        "2,not-a-time,x,,chat\n".encode()
+    )
+    columns = {"id": "id", "timestamp": "timestamp", "text": "text", "labels": "label",
+               "user_properties": {"string:Channel": "channel"}}  # fmt: skip
+    with pytest.raises(CommunicationsMiningInputError) as info:
+        upload(workspace, path, csv_columns=columns).execute(context)
+    assert f"{path}:4: column 'timestamp' (comment.timestamp): 'not-a-time' is not an ISO-8601" in str(info.value)
+    path.write_bytes(path.read_bytes().replace(b"not-a-time", b"2026-10-01T01:00:00"))
+    result = upload(workspace, path, csv_columns=columns).execute(context)
+    assert result["new"] == 2 and result["labelled"] == 1
+    comment = hook.get_comment(workspace.source, "1")
+    assert comment["messages"][0]["body"]["text"] == "two\nlines"
+    assert comment["user_properties"] == {"string:Channel": "email"}
