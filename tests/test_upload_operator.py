@@ -130,52 +130,47 @@ def test_dataset_must_cover_source(workspace, hook, tmp_path, context):
 GOOD = json.dumps(make_record("ok", "2026-10-01T00:00:00Z"))
 
 
+def line_with(**changes) -> str:
+    """A JSONL line: a good record with some top-level or comment fields changed (None removes)."""
+    record = make_record("other", "2026-10-01T00:00:00Z")
+    for key, value in changes.items():
+        target = record if key in ("labelling", "entities") else record["comment"]
+        if value is None:
+            target.pop(key, None)
+        else:
+            target[key] = value
+    return json.dumps(record)
+
+
 @pytest.mark.parametrize(
-    ("content", "line", "field", "message"),
+    ("second_line", "field", "message"),
     [
-        (f'{GOOD}\n{{"comment": {{"id": "x",\n', 2, "(line)", "not valid JSON"),
-        (
-            f'{GOOD}\n{{"comment": {{"timestamp": "2026-10-01T00:00:00Z", "messages": []}}}}\n',
-            2,
-            "comment.id",
-            "missing",
-        ),
-        (
-            f"{GOOD}\n{GOOD.replace(chr(34) + 'ok' + chr(34), chr(34) + 'b' + chr(34)).replace('2026-10-01T00:00:00Z', '01/10/2026')}\n",
-            2,
-            "comment.timestamp",
-            "not an ISO-8601",
-        ),
-        (
-            f'{GOOD}\n{{"comment": {{"id": "l", "timestamp": "2026-10-01T00:00:00Z", "messages": [{{"body": {{"text": "x"}}}}]}},'
-            ' "labelling": {"labels": ["A"]}}\n',
-            2,
-            "labelling",
-            "unknown labelling shape",
-        ),
-        (
-            f'{GOOD}\n{{"comment": {{"id": "l", "timestamp": "2026-10-01T00:00:00Z", "messages": [{{"body": {{"text": "x"}}}}]}},'
-            ' "labelling": "A"}\n',
-            2,
-            "labelling",
-            "unknown labelling shape",
-        ),
-        (f"{GOOD}\n{GOOD}\n", 2, "comment.id", "duplicate id 'ok' (first on line 1)"),
-        (
-            f'{GOOD}\n{{"comment": {{"id": "t", "timestamp": "2026-10-01T00:00:00Z", "messages": [{{"body": {{"text": "{"x" * 65537}"}}}}]}}}}\n',
-            2,
-            "comment.messages[0].body.text",
-            "at most 65536",
-        ),
+        ('{"comment": {"id": "x",', "(line)", "not valid JSON"),
+        (line_with(id=None), "comment.id", "is missing"),
+        (line_with(timestamp="01/10/2026"), "comment.timestamp", "not an ISO-8601"),
+        (line_with(labelling={"labels": ["A"]}), "labelling", "unknown labelling shape"),
+        (line_with(labelling="A"), "labelling", "unknown labelling shape"),
+        (GOOD, "comment.id", "duplicate id 'ok' (first on line 1)"),
+        (line_with(messages=[{"body": {"text": "x" * 65537}}]), "comment.messages[0].body.text", "at most 65536"),
+        (line_with(user_properties={"Channel": "x"}), "comment.user_properties['Channel']", "'string:'"),
     ],
-    ids=["broken-json", "no-id", "bad-timestamp", "labelling-object", "labelling-string", "duplicate-id", "huge-text"],
+    ids=[
+        "broken-json",
+        "no-id",
+        "bad-timestamp",
+        "labelling-object",
+        "labelling-string",
+        "duplicate-id",
+        "huge-text",
+        "property-prefix",
+    ],
 )
-def test_bad_jsonl_names_file_line_and_field(workspace, tmp_path, context, content, line, field, message):
+def test_bad_jsonl_names_file_line_and_field(workspace, tmp_path, context, second_line, field, message):
     path = tmp_path / "bad.jsonl"
-    path.write_text(content, encoding="utf-8")
+    path.write_text(f"{GOOD}\n{second_line}\n", encoding="utf-8")
     with pytest.raises(CommunicationsMiningInputError) as info:
         upload(workspace, path).execute(context)
-    assert f"{path}:{line}: {field}: " in str(info.value)
+    assert f"{path}:2: {field}: " in str(info.value)
     assert message in str(info.value)
 
 

@@ -184,7 +184,7 @@ class CommunicationsMiningUploadCommentsOperator(BaseOperator):
                     continue
             count += 1
             annotated += item.has_annotations
-        raise_for_problems(str(path), problems, total_problems)
+        raise_for_problems(str(self.input_path), problems, total_problems)
         return count, annotated
 
     # -- execution ------------------------------------------------------------------------------

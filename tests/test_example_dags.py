@@ -1,0 +1,266 @@
+"""The example DAGs end to end with ``dag.test()`` on the real BANKING77 corpus.
+
+All 10,003 records go through ``cm_upload_comments`` into the emulator with their labels, come
+back out through ``cm_nightly_export`` day by day and land in a warehouse table (SQLite, and the
+PostgreSQL server on 127.0.0.1:5432).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_cm.operators.datasets import CommunicationsMiningExportDatasetOperator
+from tests.conftest import BANKING77_CSV, BANKING77_JSONL, ROOT, TOKEN, new_workspace, read_jsonl
+
+UTC = timezone.utc
+POSTGRES_URI = os.environ.get("CM_TEST_POSTGRES_URI", "postgresql://postgres@127.0.0.1:5432/test")
+DAY = datetime(2026, 10, 5, tzinfo=UTC)
+
+
+def load_dag(name: str):
+    """Import an example DAG file afresh, so it reads the current environment."""
+    spec = importlib.util.spec_from_file_location(f"{name}_{uuid.uuid4().hex}", ROOT / "example_dags" / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.dag
+
+
+def xcom_values(dag_run) -> dict[str, Any]:
+    """XCom return values of a finished run, by task id, read from the metadata database."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.query(XComModel).filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id).all()
+        return {row.task_id: row.value for row in rows if row.key == "return_value"}
+
+
+def rendered_fields(dag_run) -> list[Any]:
+    from airflow.models.renderedtifields import RenderedTaskInstanceFields
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.query(RenderedTaskInstanceFields).filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id)
+        return [row.rendered_fields for row in rows]
+
+
+def expected_ids(records: list[dict[str, Any]], start: datetime, end: datetime) -> set[str]:
+    def moment(record: dict[str, Any]) -> datetime:
+        return datetime.fromisoformat(record["comment"]["timestamp"])
+
+    return {r["comment"]["id"] for r in records if start <= moment(r) < end}
+
+
+class Pipeline:
+    """A workspace and the environment the example DAGs read, for one corpus upload."""
+
+    def __init__(self, hook: Any, tmp: Path, warehouse_conn: str, table: str) -> None:
+        self.workspace = new_workspace(hook)
+        self.export_root = tmp / "exports"
+        self.env = {
+            "CM_SOURCE": self.workspace.source,
+            "CM_DATASET": self.workspace.dataset,
+            "CM_EXPORT_ROOT": str(self.export_root),
+            "CM_WAREHOUSE_CONN_ID": "cm_test_warehouse",
+            "CM_WAREHOUSE_TABLE": table,
+            "AIRFLOW_CONN_CM_TEST_WAREHOUSE": warehouse_conn,
+        }
+
+    def apply(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        for key, value in self.env.items():
+            monkeypatch.setenv(key, value)
+
+    def upload(self, input_path: Path):
+        dag_run = load_dag("cm_upload_comments").test(run_conf={"input_path": str(input_path)})
+        assert dag_run.state == "success"
+        return dag_run, xcom_values(dag_run)["upload_comments"]
+
+    def export_day(self, day: datetime):
+        # A daily data-interval run covers the day before its logical date.
+        dag_run = load_dag("cm_nightly_export").test(logical_date=day + timedelta(days=1))
+        assert dag_run.state == "success"
+        assert dag_run.data_interval_start == day
+        return dag_run, xcom_values(dag_run)
+
+
+@pytest.fixture(scope="module")
+def records() -> list[dict[str, Any]]:
+    return read_jsonl(BANKING77_JSONL)
+
+
+@pytest.fixture(scope="module")
+def sqlite_pipeline(emulator, airflow_db, tmp_path_factory) -> Iterator[tuple[Pipeline, dict[str, Any], int]]:
+    """BANKING77 uploaded once through the upload DAG into a fresh workspace, SQLite as warehouse."""
+    from airflow_provider_cm.hooks.communications_mining import CommunicationsMiningHook
+
+    tmp = tmp_path_factory.mktemp("sqlite-pipeline")
+    warehouse = json.dumps({"conn_type": "sqlite", "host": str(tmp / "warehouse.db")})
+    pipeline = Pipeline(CommunicationsMiningHook(), tmp, warehouse, "cm_comments")
+    pipeline.warehouse_path = tmp / "warehouse.db"
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        pipeline.apply(monkeypatch)
+        billed_before = emulator.billed()
+        _, counts = pipeline.upload(BANKING77_JSONL)
+        yield pipeline, counts, emulator.billed() - billed_before
+
+
+def test_upload_dag_uploads_every_record_with_labels(sqlite_pipeline, hook, records):
+    pipeline, counts, billed = sqlite_pipeline
+    assert counts["read"] == counts["new"] == counts["labelled"] == len(records) == 10003
+    assert counts["rejected"] == 0 and billed == 10003
+    sample = records[1234]
+    uid = f"{pipeline.workspace.source_id}.{sample['comment']['id']}"
+    [annotated] = hook.get_annotations(pipeline.workspace.dataset, [uid])
+    assert annotated["labelling"][0]["assigned"] == sample["labelling"][0]["assigned"]
+
+
+def test_uploading_the_same_file_again_bills_nothing(sqlite_pipeline, emulator, monkeypatch):
+    pipeline, _, _ = sqlite_pipeline
+    pipeline.apply(monkeypatch)
+    billed_before = emulator.billed()
+    _, counts = pipeline.upload(BANKING77_JSONL)
+    assert counts["unchanged"] == 10003 and counts["new"] == counts["updated"] == 0
+    assert emulator.billed() == billed_before
+
+
+def test_nightly_export_of_one_day_is_exact(sqlite_pipeline, records, monkeypatch):
+    pipeline, _, _ = sqlite_pipeline
+    pipeline.apply(monkeypatch)
+    _, xcoms = pipeline.export_day(DAY)
+    export = xcoms["export_day"]
+    exported = read_jsonl(export["path"])
+    want = expected_ids(records, DAY, DAY + timedelta(days=1))
+    got = [line["comment"]["id"] for line in exported]
+    assert len(got) == len(set(got)) == export["count"]
+    assert set(got) == want and len(want) > 300
+    by_id = {r["comment"]["id"]: r for r in records}
+    for line in exported:
+        assigned = {label["name"] for label in line["annotations"]["labels"]["assigned"]}
+        [label] = by_id[line["comment"]["id"]]["labelling"][0]["assigned"]
+        assert assigned == {label["name"], label["name"].split(" > ")[0]}
+    assert Path(export["path"].removeprefix("file://")).name == "2026-10-05.jsonl"
+    assert xcoms["load_into_warehouse"]["rows"] == len(want)
+
+
+def test_three_days_equal_one_three_day_window_and_reruns_do_not_duplicate(
+    sqlite_pipeline, records, monkeypatch, context
+):
+    pipeline, _, _ = sqlite_pipeline
+    pipeline.apply(monkeypatch)
+    daily: list[str] = []
+    for offset in range(3):
+        _, xcoms = pipeline.export_day(DAY + timedelta(days=offset))
+        daily += [line["comment"]["id"] for line in read_jsonl(xcoms["export_day"]["path"])]
+    window = CommunicationsMiningExportDatasetOperator(
+        task_id="window",
+        dataset=pipeline.workspace.dataset,
+        output_path=str(pipeline.export_root / "three-days.jsonl"),
+        start=DAY,
+        end=DAY + timedelta(days=3),
+    ).execute(context)
+    together = [line["comment"]["id"] for line in read_jsonl(window["path"])]
+    assert len(daily) == len(set(daily)) == len(together)
+    assert set(daily) == set(together) == expected_ids(records, DAY, DAY + timedelta(days=3))
+
+    def warehouse() -> tuple[int, int]:
+        with sqlite3.connect(pipeline.warehouse_path) as db:
+            return db.execute("SELECT COUNT(*), COUNT(DISTINCT uid) FROM cm_comments").fetchone()
+
+    assert warehouse() == (len(together), len(together))
+    _, xcoms = pipeline.export_day(DAY)  # rerun a day: its file and rows are replaced, not duplicated
+    one_day = expected_ids(records, DAY, DAY + timedelta(days=1))
+    assert xcoms["export_day"]["count"] == len(one_day)
+    assert {line["comment"]["id"] for line in read_jsonl(xcoms["export_day"]["path"])} == one_day
+    assert len(read_jsonl(xcoms["export_day"]["path"])) == len(one_day)
+    assert warehouse() == (len(together), len(together))
+    day_files = sorted(p.name for p in (pipeline.export_root / pipeline.workspace.dataset.replace("/", "__")).iterdir())
+    assert day_files == ["2026-10-05.jsonl", "2026-10-06.jsonl", "2026-10-07.jsonl"]
+
+
+def test_csv_upload_gives_the_same_result(emulator, airflow_db, hook, records, tmp_path, monkeypatch, context):
+    pipeline = Pipeline(hook, tmp_path, json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "w.db")}), "t")
+    pipeline.apply(monkeypatch)
+    billed_before = emulator.billed()
+    _, counts = pipeline.upload(BANKING77_CSV)
+    assert counts["new"] == counts["labelled"] == 10003 and emulator.billed() - billed_before == 10003
+    result = CommunicationsMiningExportDatasetOperator(
+        task_id="csv_day",
+        dataset=pipeline.workspace.dataset,
+        output_path=str(tmp_path / "day.jsonl"),
+        start=DAY,
+        end=DAY + timedelta(days=1),
+    ).execute(context)
+    exported = read_jsonl(result["path"])
+    assert {line["comment"]["id"] for line in exported} == expected_ids(records, DAY, DAY + timedelta(days=1))
+    by_id = {r["comment"]["id"]: r for r in records}
+    for line in exported:
+        source = by_id[line["comment"]["id"]]
+        assert line["comment"]["messages"][0]["body"]["text"] == source["comment"]["messages"][0]["body"]["text"]
+        assert line["comment"]["user_properties"] == source["comment"]["user_properties"]
+        names = {label["name"] for label in line["annotations"]["labels"]["assigned"]}
+        assert source["labelling"][0]["assigned"][0]["name"] in names
+
+
+def _postgres_or_skip():
+    import psycopg2
+
+    try:
+        return psycopg2.connect(POSTGRES_URI, connect_timeout=5)
+    except psycopg2.OperationalError as exc:
+        if os.environ.get("CM_REQUIRE_POSTGRES"):
+            raise
+        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URI}: {exc}")
+
+
+@pytest.mark.postgres
+def test_nightly_export_into_postgres(sqlite_pipeline, records, monkeypatch):
+    pipeline, _, _ = sqlite_pipeline
+    connection = _postgres_or_skip()
+    table = f"cm_comments_{uuid.uuid4().hex[:8]}"
+    pipeline.apply(monkeypatch)
+    monkeypatch.setenv("CM_WAREHOUSE_TABLE", table)
+    monkeypatch.setenv("AIRFLOW_CONN_CM_TEST_WAREHOUSE", POSTGRES_URI)
+    try:
+        want = expected_ids(records, DAY, DAY + timedelta(days=1))
+        for _ in range(2):  # the second run replaces the day's rows
+            pipeline.export_day(DAY)
+            with connection.cursor() as cursor:
+                cursor.execute(f"SELECT COUNT(*), COUNT(DISTINCT uid) FROM {table}")
+                assert cursor.fetchone() == (len(want), len(want))
+                cursor.execute(f"SELECT comment_id FROM {table}")
+                assert {row[0] for row in cursor.fetchall()} == want
+            connection.commit()
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {table}")
+        connection.commit()
+        connection.close()
+
+
+def test_token_never_reaches_logs_xcom_or_rendered_fields(sqlite_pipeline, emulator_log, monkeypatch, capfd):
+    pipeline, _, _ = sqlite_pipeline
+    pipeline.apply(monkeypatch)
+    upload_run, _ = pipeline.upload(BANKING77_JSONL)
+    export_run, _ = pipeline.export_day(DAY + timedelta(days=10))
+    captured = capfd.readouterr()
+    assert "Uploaded 10003 comments" in captured.out  # the task logs were captured
+    assert TOKEN not in captured.out and TOKEN not in captured.err
+    for run in (upload_run, export_run):
+        assert TOKEN not in json.dumps(xcom_values(run), default=str)
+        assert TOKEN not in json.dumps(rendered_fields(run), default=str)
+    logs = Path(os.environ["AIRFLOW_HOME"])
+    for path in [*logs.rglob("*.log"), *logs.rglob("*.json"), *pipeline.export_root.rglob("*")]:
+        if path.is_file():
+            assert TOKEN not in path.read_text(errors="replace"), path
+    assert Path(emulator_log).read_text(errors="replace").count(TOKEN) == 0
