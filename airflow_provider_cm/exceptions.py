@@ -24,7 +24,8 @@ class CommunicationsMiningApiError(CommunicationsMiningError):
     """
 
     def __init__(self, status_code: int, route: str, message: str, *, retry_after: float | None = None) -> None:
-        self.status_code = status_code
+        # An int, not AirflowException's HTTPStatus class default: APIs send codes HTTPStatus lacks.
+        self.status_code = status_code  # type: ignore[assignment]
         self.route = route
         self.message = message
         self.retry_after = retry_after

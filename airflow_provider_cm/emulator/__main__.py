@@ -25,11 +25,16 @@ def main(argv: list[str] | None = None) -> int:
         help="the API token to accept (default: $CM_EMULATOR_TOKEN)",
     )
     parser.add_argument("--state", help="JSON file to load data from and save it to, so restarts keep it")
+    parser.add_argument(
+        "--latency", type=float, default=0.0, help="seconds to delay every API response, like a remote tenant"
+    )
     parser.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
     args = parser.parse_args(argv)
     if not args.token:
         parser.error("--token (or $CM_EMULATOR_TOKEN) is required")
-    app = create_app(args.token, EmulatorState(args.state))
+    state = EmulatorState(args.state)
+    state.latency = args.latency
+    app = create_app(args.token, state)
     # The access log is off: request lines are safe, but nothing about requests needs to be logged.
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
     return 0

@@ -13,8 +13,8 @@ Emulator-only routes live under ``/_emulator/`` and are not part of the real API
   makes ``sync`` refuse (HTTP 400) any request holding one of these ids, with that reason; with
   ``{"fail_next": {"count": N, "status": 503, "method": "POST", "path_contains": "/sync",
   "retry_after": "1"}}`` the next N matching requests get that error status (with a
-  ``Retry-After`` header when given) before reaching the route. ``DELETE /_emulator/faults``
-  clears every rule.
+  ``Retry-After`` header when given) before reaching the route; ``{"latency": 0.05}`` delays
+  every API response by that many seconds. ``DELETE /_emulator/faults`` clears every rule.
 """
 
 from __future__ import annotations
@@ -95,6 +95,8 @@ class TokenCheck:
         if authorization != self.expected:
             await error(401, "401 Unauthorized: missing or invalid API token")(scope, receive, send)
             return
+        if self.state.latency and not scope["path"].startswith("/_emulator/"):
+            await asyncio.sleep(self.state.latency)
         fault = self.state.take_fault(scope["method"], scope["path"])
         if fault is not None:
             headers = {"Retry-After": str(fault["retry_after"])} if fault.get("retry_after") is not None else None
@@ -303,6 +305,11 @@ def create_app(token: str, state: EmulatorState | None = None, *, save_interval:
         if not isinstance(rejects, dict):
             raise bad_request("reject_comment_ids must map comment ids to reasons")
         state.reject_comment_ids.update({str(k): str(v) for k, v in rejects.items()})
+        if "latency" in body:
+            latency = body["latency"]
+            if isinstance(latency, bool) or not isinstance(latency, (int, float)) or latency < 0:
+                raise bad_request("latency must be a number of seconds, 0 or more")
+            state.latency = float(latency)
         fail_next = body.get("fail_next")
         if fail_next is not None:
             if not isinstance(fail_next, dict) or not isinstance(fail_next.get("count"), int):
@@ -314,6 +321,7 @@ def create_app(token: str, state: EmulatorState | None = None, *, save_interval:
     async def clear_faults() -> Response:
         state.reject_comment_ids.clear()
         state.faults.clear()
+        state.latency = 0.0
         return ok()
 
     return PrefixStripper(TokenCheck(app, token, state))

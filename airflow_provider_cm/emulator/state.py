@@ -276,6 +276,7 @@ class EmulatorState:
         self._index_cache: dict[tuple[Any, ...], tuple[int, list[tuple[int, str, str, str]]]] = {}
         self.reject_comment_ids: dict[str, str] = {}
         self.faults: list[dict[str, Any]] = []
+        self.latency = 0.0
         if state_path and os.path.exists(state_path):
             self.load(state_path)
 

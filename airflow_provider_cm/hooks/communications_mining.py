@@ -243,6 +243,7 @@ class CommunicationsMiningHook(BaseHook):
         path: str,
         *,
         json_body: Any = None,
+        raw_body: bytes | None = None,
         params: Mapping[str, Any] | Sequence[tuple[str, Any]] | None = None,
         idempotent: bool = True,
     ) -> dict[str, Any]:
@@ -251,6 +252,7 @@ class CommunicationsMiningHook(BaseHook):
         :param method: HTTP method.
         :param path: path after the endpoint, e.g. ``api/v1/sources/project/name``.
         :param json_body: JSON-serialisable request body.
+        :param raw_body: the request body as already-encoded JSON (instead of ``json_body``).
         :param params: query parameters.
         :param idempotent: whether sending the request twice has the same effect as once; only
             such requests are retried after the server may have received them.
@@ -259,11 +261,8 @@ class CommunicationsMiningHook(BaseHook):
         """
         route = f"{method} /{path}"
         url = f"{self.endpoint}/{path}"
-        data = None
-        headers = None
-        if json_body is not None:
-            data = json.dumps(json_body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-            headers = {"Content-Type": "application/json"}
+        data = raw_body if raw_body is not None else None if json_body is None else _encode_json(json_body)
+        headers = {"Content-Type": "application/json"} if data is not None else None
         session = self.get_conn()
 
         def attempt() -> dict[str, Any]:
@@ -341,7 +340,7 @@ class CommunicationsMiningHook(BaseHook):
         body = {"source": _without_none(**fields)}
         return self.request("PUT", f"api/v1/sources/{resource_path(project, name)}", json_body=body)["source"]
 
-    def sync_comments(self, source: str, comments: Sequence[Mapping[str, Any]]) -> SyncResult:
+    def sync_comments(self, source: str, comments: Sequence[Mapping[str, Any] | bytes]) -> SyncResult:
         """Create or update comments by id (``POST /api/v1/sources/<project>/<name>/sync``).
 
         Billed per created comment and per updated comment whose text changed; re-sending an
@@ -349,7 +348,8 @@ class CommunicationsMiningHook(BaseHook):
         Docs: https://docs.uipath.com/communications-mining/automation-cloud/latest/developer-guide/sync-comments
 
         :param source: ``"project/name"``.
-        :param comments: at most 16,384 comment objects.
+        :param comments: at most 16,384 comments: objects, or their UTF-8 JSON encodings as ``bytes``
+            (used as they are, so a caller that has encoded them once need not do it again).
         :return: ``{"new": int, "updated": int, "unchanged": int}``.
         :raises ValueError: for more than 16,384 comments.
         :raises CommunicationsMiningBadRequestError: if the API refuses the batch.
@@ -357,10 +357,11 @@ class CommunicationsMiningHook(BaseHook):
         if len(comments) > MAX_SYNC_COMMENTS:
             raise ValueError(f"sync takes at most {MAX_SYNC_COMMENTS} comments, got {len(comments)}")
         project, name = split_full_name(source, "source")
+        encoded = b",".join(c if isinstance(c, bytes) else _encode_json(c) for c in comments)
         body = self.request(
             "POST",
             f"api/v1/sources/{resource_path(project, name)}/sync",
-            json_body={"comments": list(comments)},
+            raw_body=b'{"comments":[' + encoded + b"]}",
         )
         return {"new": body.get("new", 0), "updated": body.get("updated", 0), "unchanged": body.get("unchanged", 0)}
 
@@ -527,6 +528,13 @@ def endpoint_from_connection(conn: Any) -> str:
     if host.endswith("/api"):
         host = host[: -len("/api")]
     return host
+
+
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def _encode_json(value: Any) -> bytes:
+    return _JSON.encode(value).encode("utf-8")
 
 
 def _name_path(name: str, kind: str) -> str:

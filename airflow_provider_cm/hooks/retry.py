@@ -8,7 +8,6 @@ another attempt, how long to wait (exponential backoff with jitter, or the serve
 from __future__ import annotations
 
 import email.utils
-import logging
 import random
 import time
 from collections.abc import Mapping
@@ -95,8 +94,11 @@ class RetryPolicy:
         ceiling = min(self.max_wait, self.initial_wait * 2 ** (retry_number - 1))
         return random.uniform(ceiling / 2, ceiling)
 
-    def tenacity_kwargs(self, *, idempotent: bool, route: str, log: logging.Logger) -> dict[str, Any]:
-        """Arguments for :class:`tenacity.Retrying` / :class:`tenacity.AsyncRetrying`."""
+    def tenacity_kwargs(self, *, idempotent: bool, route: str, log: Any) -> dict[str, Any]:
+        """Arguments for :class:`tenacity.Retrying` / :class:`tenacity.AsyncRetrying`.
+
+        :param log: a logger (stdlib or Airflow's) that each retry is reported to.
+        """
 
         def wait(state: tenacity.RetryCallState) -> float:
             error = state.outcome.exception() if state.outcome else None

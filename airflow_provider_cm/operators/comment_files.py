@@ -37,7 +37,11 @@ MAX_ADDRESS = 512
 MAX_LABEL_PARTS = 64
 MAX_LABEL_PART = 64
 _MESSAGE_PARTS = ("subject", "body", "signature")
-_TOP_LEVEL = {"comment", "labelling", "entities", "moon_forms"}
+_TOP_LEVEL = frozenset({"comment", "labelling", "entities", "moon_forms"})
+_SERVER_FIELDS = frozenset({"uid", "created_at", "has_annotations"})
+_LABEL_KEYS = frozenset({"name", "sentiment", "metadata"})
+_GROUP_KEYS = frozenset({"group", "assigned", "dismissed", "predicted"})
+_LEGACY_GROUP_KEYS = frozenset({"assigned", "dismissed"})
 
 #: Default CSV column map: comment field -> CSV column.
 DEFAULT_CSV_COLUMNS: dict[str, Any] = {"id": "id", "timestamp": "timestamp", "text": "text"}
@@ -97,19 +101,23 @@ def normalise_timestamp(value: Any, field_path: str) -> str:
         raise RecordError(field_path, f"{value!r} is not an ISO-8601 date-time") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
+    elif value.endswith("Z") and value[-2:-1].isdigit():
+        return value  # already UTC in RFC 3339 form
     return parsed.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def _check_text(container: Any, field_path: str, required: bool) -> None:
-    if container is None and not required:
-        return
+def _check_text(container: Any, index: int, part: str) -> None:
+    """Check ``comment.messages[index].<part>``: an object with a ``text`` string within the limit."""
     if not isinstance(container, dict):
-        raise RecordError(field_path, "must be an object with a 'text' string")
+        raise RecordError(f"comment.messages[{index}].{part}", "must be an object with a 'text' string")
     text = container.get("text")
     if not isinstance(text, str):
-        raise RecordError(f"{field_path}.text", "must be a string")
+        raise RecordError(f"comment.messages[{index}].{part}.text", "must be a string")
     if len(text) > MAX_TEXT:
-        raise RecordError(f"{field_path}.text", f"is {len(text)} characters long; the API takes at most {MAX_TEXT}")
+        raise RecordError(
+            f"comment.messages[{index}].{part}.text",
+            f"is {len(text)} characters long; the API takes at most {MAX_TEXT}",
+        )
 
 
 def _check_address(value: Any, field_path: str) -> None:
@@ -125,8 +133,9 @@ def validate_comment(comment: Any) -> dict[str, Any]:
     if not isinstance(comment, dict):
         raise RecordError("comment", "must be an object")
     comment = dict(comment)
-    for server_field in ("uid", "created_at", "has_annotations"):
-        comment.pop(server_field, None)
+    if _SERVER_FIELDS.intersection(comment):
+        for server_field in _SERVER_FIELDS:
+            comment.pop(server_field, None)
     cid = comment.get("id")
     if cid is None:
         raise RecordError("comment.id", "is missing")
@@ -143,24 +152,27 @@ def validate_comment(comment: Any) -> dict[str, Any]:
     if len(messages) > MAX_MESSAGES:
         raise RecordError("comment.messages", f"has {len(messages)} messages; the API takes at most {MAX_MESSAGES}")
     for index, message in enumerate(messages):
-        where = f"comment.messages[{index}]"
         if not isinstance(message, dict):
-            raise RecordError(where, "must be an object")
-        for part in _MESSAGE_PARTS:
-            _check_text(message.get(part), f"{where}.{part}", required=part == "body")
+            raise RecordError(f"comment.messages[{index}]", "must be an object")
+        _check_text(message.get("body"), index, "body")
+        if len(message) == 1:
+            continue  # the common case: a body and nothing else
+        for part in ("subject", "signature"):
+            if message.get(part) is not None:
+                _check_text(message[part], index, part)
         if message.get("from") is not None:
-            _check_address(message["from"], f"{where}.from")
+            _check_address(message["from"], f"comment.messages[{index}].from")
         for recipients in ("to", "cc", "bcc"):
             values = message.get(recipients)
             if values is None:
                 continue
             if not isinstance(values, list):
-                raise RecordError(f"{where}.{recipients}", "must be a list of addresses")
+                raise RecordError(f"comment.messages[{index}].{recipients}", "must be a list of addresses")
             for r_index, value in enumerate(values):
-                _check_address(value, f"{where}.{recipients}[{r_index}]")
+                _check_address(value, f"comment.messages[{index}].{recipients}[{r_index}]")
         if message.get("sent_at") is not None:
             message = dict(message)
-            message["sent_at"] = normalise_timestamp(message["sent_at"], f"{where}.sent_at")
+            message["sent_at"] = normalise_timestamp(message["sent_at"], f"comment.messages[{index}].sent_at")
             messages[index] = message
     properties = comment.get("user_properties")
     if properties is not None:
@@ -174,56 +186,61 @@ def validate_user_properties(properties: Any) -> dict[str, Any]:
         raise RecordError("comment.user_properties", "must be an object")
     out: dict[str, Any] = {}
     for key, value in properties.items():
-        where = f"comment.user_properties[{key!r}]"
         if key.startswith("string:") and len(key) > len("string:"):
             if not isinstance(value, str):
-                raise RecordError(where, "must be a string (key starts with 'string:')")
+                raise RecordError(f"comment.user_properties[{key!r}]", "must be a string (key starts with 'string:')")
             if value.strip():
                 out[key] = value
         elif key.startswith("number:") and len(key) > len("number:"):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-                raise RecordError(where, "must be a number (key starts with 'number:')")
+                raise RecordError(f"comment.user_properties[{key!r}]", "must be a number (key starts with 'number:')")
             out[key] = value
         else:
-            raise RecordError(where, "key must start with 'string:' or 'number:' followed by a name")
+            raise RecordError(
+                f"comment.user_properties[{key!r}]", "key must start with 'string:' or 'number:' followed by a name"
+            )
     return out
 
 
-def _label(label: Any, field_path: str) -> dict[str, Any]:
+def _label(label: Any, group_path: str, kind: str, index: int) -> dict[str, Any]:
+    """Check one label of ``<group_path>.<kind>[index]`` and return it with its name normalised."""
     if isinstance(label, str):
         label = {"name": label}
+    field_path = f"{group_path}.{kind}[{index}]"
     if not isinstance(label, dict):
         raise RecordError(field_path, "must be a label object with a 'name'")
+    if not _LABEL_KEYS.issuperset(label):
+        unknown = ", ".join(sorted(set(label) - _LABEL_KEYS))
+        raise RecordError(field_path, f"unknown label field(s): {unknown}")
     name = label.get("name")
     if isinstance(name, list):
         if not name or not all(isinstance(p, str) and p.strip() for p in name):
             raise RecordError(f"{field_path}.name", "must be a list of non-empty strings")
-        name = " > ".join(p.strip() for p in name)
+        name = " > ".join(name)
     if not isinstance(name, str) or not name.strip():
         raise RecordError(f"{field_path}.name", "must be a non-empty string such as 'Parent > Child'")
-    parts = [p.strip() for p in name.split(">")]
-    if any(not p for p in parts) or len(parts) > MAX_LABEL_PARTS or any(len(p) > MAX_LABEL_PART for p in parts):
+    parts = [p.strip() for p in name.split(">")] if ">" in name else [name.strip()]
+    if not all(parts) or len(parts) > MAX_LABEL_PARTS or max(map(len, parts)) > MAX_LABEL_PART:
         raise RecordError(
-            f"{field_path}.name", f"{name!r} is not a valid label name (at most {MAX_LABEL_PARTS} non-empty parts)"
+            f"{field_path}.name",
+            f"{name!r} is not a valid label name (at most {MAX_LABEL_PARTS} non-empty parts of "
+            f"at most {MAX_LABEL_PART} characters)",
         )
-    out: dict[str, Any] = {"name": " > ".join(parts)}
+    out: dict[str, Any] = {"name": " > ".join(parts) if len(parts) > 1 else parts[0]}
     sentiment = label.get("sentiment")
     if sentiment is not None:
-        if sentiment not in ("positive", "negative"):
+        if sentiment != "positive" and sentiment != "negative":
             raise RecordError(f"{field_path}.sentiment", "must be 'positive' or 'negative'")
         out["sentiment"] = sentiment
     if label.get("metadata") is not None:
         out["metadata"] = label["metadata"]
-    unknown = set(label) - {"name", "sentiment", "metadata"}
-    if unknown:
-        raise RecordError(field_path, f"unknown label field(s): {', '.join(sorted(unknown))}")
     return out
 
 
 def _group(group: Any, field_path: str, *, legacy: bool) -> dict[str, Any]:
     if not isinstance(group, dict):
         raise RecordError(field_path, "must be a label group object")
-    allowed = {"assigned", "dismissed"} if legacy else {"group", "assigned", "dismissed", "predicted"}
+    allowed = _LEGACY_GROUP_KEYS if legacy else _GROUP_KEYS
     unknown = set(group) - allowed
     if unknown or (not (set(group) & {"assigned", "dismissed"}) and legacy):
         raise RecordError(
@@ -242,7 +259,7 @@ def _group(group: Any, field_path: str, *, legacy: bool) -> dict[str, Any]:
             labels = group[kind]
             if not isinstance(labels, list):
                 raise RecordError(f"{field_path}.{kind}", "must be a list of labels")
-            out[kind] = [_label(label, f"{field_path}.{kind}[{i}]") for i, label in enumerate(labels)]
+            out[kind] = [_label(label, field_path, kind, i) for i, label in enumerate(labels)]
     return out
 
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
+import threading
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
@@ -35,6 +39,7 @@ if TYPE_CHECKING:
 
 #: Problems listed in the error for an invalid file (all are counted).
 MAX_PROBLEMS_SHOWN = 20
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 class CommunicationsMiningUploadCommentsOperator(BaseOperator):
@@ -71,6 +76,7 @@ class CommunicationsMiningUploadCommentsOperator(BaseOperator):
     :param max_batch_bytes: approximate bytes per ``sync`` request; a batch is sent early when
         its records' input size reaches it.
     :param annotation_concurrency: annotation requests in flight at once.
+    :param sync_concurrency: ``sync`` requests in flight at once (1 with ``allow_duplicate_ids``).
     :param allow_duplicate_ids: accept an id appearing on several lines (the later line updates
         the comment); by default a repeated id is an input error.
     :param dead_letter_path: where rejected records go (JSONL); default beside the input,
@@ -96,7 +102,7 @@ class CommunicationsMiningUploadCommentsOperator(BaseOperator):
         "csv_columns",
         "dead_letter_path",
         "max_comments",
-        "dry_run",
+        "is_dry_run",
     )
     template_fields_renderers = {"csv_columns": "json"}
     ui_color = "#fa4616"
@@ -115,10 +121,11 @@ class CommunicationsMiningUploadCommentsOperator(BaseOperator):
         batch_size: int = 1024,
         max_batch_bytes: int = 8 * 1024 * 1024,
         annotation_concurrency: int = 8,
+        sync_concurrency: int = 2,
         allow_duplicate_ids: bool = False,
         dead_letter_path: str | None = None,
         fail_on_rejected: bool = True,
-        dry_run: bool = False,
+        dry_run: bool | str = False,
         max_comments: int | None = None,
         communications_mining_conn_id: str = CommunicationsMiningHook.default_conn_name,
         **kwargs: Any,
@@ -126,8 +133,8 @@ class CommunicationsMiningUploadCommentsOperator(BaseOperator):
         super().__init__(**kwargs)
         if not 1 <= batch_size <= MAX_SYNC_COMMENTS:
             raise ValueError(f"batch_size must be between 1 and {MAX_SYNC_COMMENTS}, got {batch_size}")
-        if annotation_concurrency < 1:
-            raise ValueError("annotation_concurrency must be at least 1")
+        if annotation_concurrency < 1 or sync_concurrency < 1:
+            raise ValueError("annotation_concurrency and sync_concurrency must be at least 1")
         self.source = source
         self.input_path = input_path
         self.dataset = dataset
@@ -138,17 +145,20 @@ class CommunicationsMiningUploadCommentsOperator(BaseOperator):
         self.batch_size = batch_size
         self.max_batch_bytes = max_batch_bytes
         self.annotation_concurrency = annotation_concurrency
+        self.sync_concurrency = sync_concurrency
         self.allow_duplicate_ids = allow_duplicate_ids
         self.dead_letter_path = dead_letter_path
         self.fail_on_rejected = fail_on_rejected
-        self.dry_run = dry_run
+        # Stored as is_dry_run: BaseOperator.dry_run() is a method of its own.
+        self.is_dry_run = dry_run
         self.max_comments = max_comments
         self.communications_mining_conn_id = communications_mining_conn_id
 
     @cached_property
     def hook(self) -> CommunicationsMiningHook:
         return CommunicationsMiningHook(
-            self.communications_mining_conn_id, pool_size=max(16, self.annotation_concurrency + 2)
+            self.communications_mining_conn_id,
+            pool_size=max(16, self.annotation_concurrency + self.sync_concurrency + 2),
         )
 
     # -- reading --------------------------------------------------------------------------------
@@ -163,8 +173,14 @@ class CommunicationsMiningUploadCommentsOperator(BaseOperator):
                 csv_delimiter=self.csv_delimiter,
             )
 
-    def _validate(self, path: ObjectStoragePath, fmt: str) -> tuple[int, int]:
-        """First pass: count records and annotated ones; raise listing every invalid record."""
+    def _validate(self, path: ObjectStoragePath, fmt: str, spool: IO[bytes]) -> tuple[int, int]:
+        """Read and check every record, spooling the valid ones; raise listing every invalid record.
+
+        The spool is a local temporary file holding each record normalised and already encoded
+        for the request, so the input is read once and nothing is parsed twice.
+
+        :return: ``(comments, comments with annotations)``.
+        """
         problems: list[tuple[int, str, str]] = []
         total_problems = 0
         first_line: dict[str, int] = {}
@@ -184,48 +200,53 @@ class CommunicationsMiningUploadCommentsOperator(BaseOperator):
                     continue
             count += 1
             annotated += item.has_annotations
+            if not total_problems:
+                spool.write(SpooledRecord.encode(item))
         raise_for_problems(str(self.input_path), problems, total_problems)
         return count, annotated
 
     # -- execution ------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> dict[str, Any]:
-        self.dry_run = as_bool(self.dry_run, "dry_run")
+        self.is_dry_run = as_bool(self.is_dry_run, "dry_run")
         split_full_name(self.source, "source")
         if self.dataset:
             split_full_name(self.dataset, "dataset")
         path = to_storage_path(self.input_path)
         fmt = detect_format(str(path), self.input_format)
-        self.log.info("Validating %s (%s)", path, fmt)
-        count, annotated = self._validate(path, fmt)
-        self.log.info("%s holds %d valid comments, %d with annotations", path, count, annotated)
-        if self.max_comments is not None and count > int(self.max_comments):
-            raise AirflowFailException(
-                f"{path} holds {count} comments, more than max_comments={self.max_comments}; nothing was uploaded"
-            )
         result: dict[str, Any] = {
-            "read": count,
+            "read": 0,
             "new": 0,
             "updated": 0,
             "unchanged": 0,
             "rejected": 0,
             "labelled": 0,
             "dead_letter_path": None,
-            "dry_run": bool(self.dry_run),
+            "dry_run": self.is_dry_run,
         }
-        if self.dry_run:
-            self.log.info("Dry run: %d comments would be uploaded to %s; nothing was sent", count, self.source)
-            return result
-
-        source_id = self._resolve_source_id()
-        upload = _Upload(self, source_id, count, result)
-        with tempfile.TemporaryFile("w+", encoding="utf-8") as dead_letters:
-            upload.dead_letters = dead_letters
-            try:
-                upload.run(item for item in self._records(path, fmt) if not isinstance(item, tuple))
-            finally:
-                if result["rejected"]:
-                    result["dead_letter_path"] = self._write_dead_letters(path, dead_letters)
+        with tempfile.TemporaryFile("w+b") as spool:
+            self.log.info("Validating %s (%s)", self.input_path, fmt)
+            count, annotated = self._validate(path, fmt, spool)
+            result["read"] = count
+            self.log.info("%s holds %d valid comments, %d with annotations", self.input_path, count, annotated)
+            if self.max_comments is not None and count > int(self.max_comments):
+                raise AirflowFailException(
+                    f"{self.input_path} holds {count} comments, more than max_comments={self.max_comments}; "
+                    "nothing was uploaded"
+                )
+            if self.is_dry_run:
+                self.log.info("Dry run: %d comments would be uploaded to %s; nothing was sent", count, self.source)
+                return result
+            source_id = self._resolve_source_id()
+            spool.seek(0)
+            upload = _Upload(self, source_id, count, result)
+            with tempfile.TemporaryFile("w+", encoding="utf-8") as dead_letters:
+                upload.dead_letters = dead_letters
+                try:
+                    upload.run(SpooledRecord.decode(line) for line in spool)
+                finally:
+                    if result["rejected"]:
+                        result["dead_letter_path"] = self._write_dead_letters(path, dead_letters)
         self.log.info(
             "Uploaded %d comments to %s: %d new (billed), %d updated, %d unchanged, %d rejected; "
             "%d annotated comments written to %s",
@@ -262,7 +283,7 @@ class CommunicationsMiningUploadCommentsOperator(BaseOperator):
                 )
         return source_id
 
-    def _write_dead_letters(self, input_path: ObjectStoragePath, spool: Any) -> str:
+    def _write_dead_letters(self, input_path: ObjectStoragePath, spool: IO[str]) -> str:
         if self.dead_letter_path:
             target = to_storage_path(self.dead_letter_path)
         else:
@@ -271,8 +292,7 @@ class CommunicationsMiningUploadCommentsOperator(BaseOperator):
         spool.seek(0)
         try:
             with atomic_write(target) as handle:
-                for line in spool:
-                    handle.write(line)
+                shutil.copyfileobj(spool, handle)
         except OSError as exc:
             raise AirflowFailException(
                 f"could not write the dead-letter file {target} ({exc}); pass dead_letter_path to choose "
@@ -280,6 +300,54 @@ class CommunicationsMiningUploadCommentsOperator(BaseOperator):
             ) from None
         self.log.warning("Rejected records and reasons written to %s", target)
         return str(target)
+
+
+@dataclass
+class SpooledRecord:
+    """A validated record as the upload sends it: the comment already JSON-encoded.
+
+    Spool line: ``<line>\t<id>\t<annotations as JSON, or empty>\t<comment as JSON>``; the id is
+    JSON-quoted when it holds a tab, newline, backslash or leading quote. JSON text holds no raw
+    tab or newline, so the fields split cleanly.
+    """
+
+    line: int
+    id: str
+    comment_json: bytes
+    annotations_json: bytes
+
+    @property
+    def annotations(self) -> dict[str, Any] | None:
+        """Labels, entities and forms to write, or ``None`` (decoded only when needed)."""
+        return json.loads(self.annotations_json) if self.annotations_json else None
+
+    @staticmethod
+    def encode(record: CommentRecord) -> bytes:
+        annotations = ""
+        if record.has_annotations:
+            values: dict[str, Any] = {}
+            if record.labelling is not None and not record.moon_forms:
+                values["labelling"] = record.labelling
+            if record.entities is not None:
+                values["entities"] = record.entities
+            if record.moon_forms is not None:
+                values["moon_forms"] = record.moon_forms
+            annotations = _JSON.encode(values)
+        cid = record.id
+        if not cid.isprintable() or "\\" in cid or cid.startswith('"'):
+            cid = _JSON.encode(cid)  # JSON-quoted only where it must be, to keep tabs and newlines out
+        line = f"{record.line}\t{cid}\t{annotations}\t{_JSON.encode(record.comment)}\n"
+        return line.encode("utf-8")
+
+    @classmethod
+    def decode(cls, raw: bytes) -> SpooledRecord:
+        line, cid, annotations, comment = raw.rstrip(b"\n").split(b"\t", 3)
+        text_id = json.loads(cid) if cid.startswith(b'"') else cid.decode("utf-8")
+        return cls(int(line), text_id, comment, annotations)
+
+    def as_input(self) -> dict[str, Any]:
+        """The record in the ``re create comments`` JSONL form, for the dead-letter file."""
+        return {"comment": json.loads(self.comment_json), **(self.annotations or {})}
 
 
 class _Upload:
@@ -298,29 +366,58 @@ class _Upload:
         self.total = total
         self.result = result
         self.sent = 0
+        self.lock = threading.Lock()
         self.rejected_ids: list[str] = []
         self.dead_letters: Any = None
+        self.pool: ThreadPoolExecutor
 
-    def run(self, records: Iterator[CommentRecord]) -> None:
-        with ThreadPoolExecutor(max_workers=self.op.annotation_concurrency) as pool:
-            self.pool = pool
-            batch: list[CommentRecord] = []
-            size = 0
-            for record in records:
-                batch.append(record)
-                size += record_size(record)
-                if len(batch) >= self.op.batch_size or size >= self.op.max_batch_bytes:
-                    self._flush(batch)
-                    batch, size = [], 0
-            if batch:
-                self._flush(batch)
+    def run(self, records: Iterator[SpooledRecord]) -> None:
+        """Batch the records and upload them, ``sync_concurrency`` batches at a time.
 
-    def _flush(self, batch: list[CommentRecord]) -> None:
-        accepted: list[CommentRecord] = []
+        Preparing the next batch overlaps sending the current ones; at most ``sync_concurrency + 1``
+        batches are held in memory. With ``allow_duplicate_ids`` one batch is sent at a time, in
+        file order, so a later line updates an earlier one.
+        """
+        senders = 1 if self.op.allow_duplicate_ids else self.op.sync_concurrency
+        in_flight: deque[Future[None]] = deque()
+        with (
+            ThreadPoolExecutor(max_workers=self.op.annotation_concurrency) as self.pool,
+            ThreadPoolExecutor(max_workers=senders, thread_name_prefix="cm-upload") as sender,
+        ):
+            try:
+                for batch in self._batches(records):
+                    in_flight.append(sender.submit(self._flush, batch))
+                    while len(in_flight) > senders:
+                        in_flight.popleft().result()
+                while in_flight:
+                    in_flight.popleft().result()
+            except BaseException:
+                for future in in_flight:
+                    future.cancel()
+                raise
+
+    def _batches(self, records: Iterator[SpooledRecord]) -> Iterator[list[SpooledRecord]]:
+        batch: list[SpooledRecord] = []
+        size = 0
+        for record in records:
+            batch.append(record)
+            size += len(record.comment_json) + 1
+            if len(batch) >= self.op.batch_size or size >= self.op.max_batch_bytes:
+                yield batch
+                batch, size = [], 0
+        if batch:
+            yield batch
+
+    def _flush(self, batch: list[SpooledRecord]) -> None:
+        accepted: list[SpooledRecord] = []
         self._sync(batch, accepted)
         if self.op.dataset:
-            self._annotate([r for r in accepted if r.has_annotations])
-        self.sent += len(batch)
+            self._annotate([r for r in accepted if r.annotations_json])
+        with self.lock:
+            self.sent += len(batch)
+            self._log_progress()
+
+    def _log_progress(self) -> None:
         self.op.log.info(
             "Progress: %d of %d comments (%.0f%%): new=%d updated=%d unchanged=%d rejected=%d labelled=%d",
             self.sent,
@@ -333,9 +430,9 @@ class _Upload:
             self.result["labelled"],
         )
 
-    def _sync(self, records: list[CommentRecord], accepted: list[CommentRecord]) -> None:
+    def _sync(self, records: list[SpooledRecord], accepted: list[SpooledRecord]) -> None:
         try:
-            counts = self.hook.sync_comments(self.op.source, [r.comment for r in records])
+            counts = self.hook.sync_comments(self.op.source, [r.comment_json for r in records])
         except CommunicationsMiningBadRequestError as exc:
             if len(records) == 1:
                 self._reject(records[0], "sync", exc)
@@ -349,18 +446,17 @@ class _Upload:
             self._sync(records[:middle], accepted)
             self._sync(records[middle:], accepted)
             return
-        for key in ("new", "updated", "unchanged"):
-            self.result[key] += counts[key]
+        with self.lock:
+            for key in ("new", "updated", "unchanged"):
+                self.result[key] += counts[key]
         accepted.extend(records)
 
-    def _annotate(self, records: list[CommentRecord]) -> None:
-        def write(record: CommentRecord) -> None:
+    def _annotate(self, records: list[SpooledRecord]) -> None:
+        def write(record: SpooledRecord) -> None:
             self.hook.update_annotations(
                 self.op.dataset,  # type: ignore[arg-type]
                 f"{self.source_id}.{record.id}",
-                labelling=record.labelling if not record.moon_forms else None,
-                entities=record.entities,
-                moon_forms=record.moon_forms,
+                **(record.annotations or {}),
             )
 
         futures = [(record, self.pool.submit(write, record)) for record in records]
@@ -368,7 +464,8 @@ class _Upload:
         for record, future in futures:
             error = future.exception()
             if error is None:
-                self.result["labelled"] += 1
+                with self.lock:
+                    self.result["labelled"] += 1
             elif isinstance(error, CommunicationsMiningBadRequestError | CommunicationsMiningNotFoundError):
                 self._reject(record, "annotations", error)
             elif failure is None:
@@ -376,7 +473,11 @@ class _Upload:
         if failure is not None:
             raise failure
 
-    def _reject(self, record: CommentRecord, stage: str, error: Any) -> None:
+    def _reject(self, record: SpooledRecord, stage: str, error: Any) -> None:
+        with self.lock:
+            self._record_rejection(record, stage, error)
+
+    def _record_rejection(self, record: SpooledRecord, stage: str, error: Any) -> None:
         self.result["rejected"] += 1
         self.rejected_ids.append(record.id)
         self.op.log.warning("Rejected comment %r (line %d) at %s: %s", record.id, record.line, stage, error.message)
@@ -386,7 +487,7 @@ class _Upload:
             "stage": stage,
             "status_code": error.status_code,
             "error": error.message,
-            "record": record.raw,
+            "record": record.as_input(),
         }
         self.dead_letters.write(json.dumps(entry, ensure_ascii=False) + "\n")
 
@@ -401,14 +502,3 @@ def as_bool(value: Any, name: str) -> bool:
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
     raise ValueError(f"{name} must be true or false, got {value!r}")
-
-
-def record_size(record: CommentRecord) -> int:
-    """Approximate request bytes of a record's comment (its texts plus a fixed overhead)."""
-    size = 200
-    for message in record.comment.get("messages", ()):
-        for part in ("subject", "body", "signature"):
-            content = message.get(part)
-            if content:
-                size += len(content.get("text", ""))
-    return size

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
@@ -92,7 +93,9 @@ def to_utc(value: Any, what: str) -> datetime:
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
     value = value.astimezone(timezone.utc)
-    return datetime(*value.timetuple()[:6], value.microsecond, tzinfo=timezone.utc)
+    return datetime(
+        value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond, timezone.utc
+    )
 
 
 def api_time(value: datetime) -> str:
@@ -102,6 +105,8 @@ def api_time(value: datetime) -> str:
 
 def _at_or_after(moment: str, end_key: str, end: datetime) -> bool:
     """Whether an API time string is at or after ``end``; ``end_key`` is ``api_time(end)``."""
+    if not moment:
+        return False
     if len(moment) == len(end_key) and moment.endswith("Z") and moment[10] == "T":
         return moment >= end_key  # same fixed-width UTC form: string order is time order
     return to_utc(moment, "comment time") >= end
@@ -209,10 +214,10 @@ class CommunicationsMiningExportDatasetOperator(BaseOperator):
             )
         return start_utc, end_utc
 
-    def _comments(self, start: datetime, end: datetime) -> Iterator[dict[str, Any]]:
-        """Exported comments with ``start <= time < end`` (the API's ``to`` is inclusive)."""
+    def _pages(self, start: datetime, end: datetime) -> Iterator[list[dict[str, Any]]]:
+        """Pages of exported comments with ``start <= time < end`` (the API's ``to`` is inclusive)."""
         end_key = api_time(end)
-        for exported in self.hook.iter_export(
+        for page in self.hook.iter_export_pages(
             self.dataset,
             start=api_time(start),
             end=end_key,
@@ -220,12 +225,13 @@ class CommunicationsMiningExportDatasetOperator(BaseOperator):
             source_ids=list(self.source_ids) if self.source_ids else None,
             limit=self.page_size,
         ):
-            moment = (exported.get("comment") or {}).get(self.order_by)
-            if moment and _at_or_after(moment, end_key, end):
-                continue
-            yield exported
+            yield [
+                exported
+                for exported in page
+                if not _at_or_after((exported.get("comment") or {}).get(self.order_by) or "", end_key, end)
+            ]
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> dict[str, str | int]:
         split_full_name(self.dataset, "dataset")
         start, end = self.window(context)
         target = to_storage_path(self.output_path)
@@ -239,21 +245,30 @@ class CommunicationsMiningExportDatasetOperator(BaseOperator):
             self.output_format,
         )
         count = 0
+        logged = 0
         with atomic_write(target) as handle:
+            # One write per page: each write to an ObjectStoragePath file has a fixed cost.
+            buffer = io.StringIO()
+            writer = csv.DictWriter(buffer, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
             if self.output_format == "csv":
-                writer = csv.DictWriter(handle, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
                 writer.writeheader()
-            for exported in self._comments(start, end):
-                if self.output_format == "csv":
-                    writer.writerow(flatten_exported_comment(exported))
-                else:
-                    handle.write(json.dumps(exported, ensure_ascii=False, separators=(",", ":")))
-                    handle.write("\n")
-                count += 1
-                if count % 10000 == 0:
+            for page in self._pages(start, end):
+                for exported in page:
+                    if self.output_format == "csv":
+                        writer.writerow(flatten_exported_comment(exported))
+                    else:
+                        buffer.write(json.dumps(exported, ensure_ascii=False, separators=(",", ":")))
+                        buffer.write("\n")
+                handle.write(buffer.getvalue())
+                buffer.seek(0)
+                buffer.truncate()
+                count += len(page)
+                if count - logged >= 10000:
+                    logged = count
                     self.log.info("Exported %d comments so far", count)
+            handle.write(buffer.getvalue())
         self.log.info("Exported %d comments of %s to %s", count, self.dataset, target)
-        result = {
+        result: dict[str, str | int] = {
             "path": str(target),
             "count": count,
             "start": api_time(start),
