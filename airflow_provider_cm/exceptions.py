@@ -67,6 +67,29 @@ class CommunicationsMiningProtocolError(CommunicationsMiningApiError):
     """The response body is not the JSON envelope the API documents."""
 
 
+class CommunicationsMiningTagError(CommunicationsMiningError):
+    """A model tag cannot be resolved: unknown tag, or a ``model-tags`` response of unknown shape."""
+
+
+class CommunicationsMiningModelDriftError(AirflowFailException):
+    """A model tag points to another version than the one a DAG expects.
+
+    :param tag: the tag, e.g. ``"live"``.
+    :param expected: the version the DAG was built for.
+    :param actual: the version the tag points to now.
+    """
+
+    def __init__(self, dataset: str, tag: str, expected: int, actual: int) -> None:
+        self.dataset = dataset
+        self.tag = tag
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"model tag {tag!r} of {dataset} points to version {actual}, not the expected version {expected}: "
+            "review the new model, then update expected_version"
+        )
+
+
 class CommunicationsMiningConnectionError(CommunicationsMiningError):
     """No response could be had: the connection failed, dropped or timed out on every attempt.
 

@@ -9,6 +9,9 @@ Emulator-only routes live under ``/_emulator/`` and are not part of the real API
 * ``GET /_emulator/stats``: billed comments (in all and per source id), stored comments,
   requests per route.
 * ``POST /_emulator/reset``: forget everything.
+* ``POST /_emulator/datasets/<p>/<d>/models`` ``{"tag": "live"}``: train a classifier on the
+  dataset's assigned labels, pin it as the next model version and (optionally) tag it;
+  ``PUT /_emulator/datasets/<p>/<d>/model-tags/<tag>`` ``{"version": N}`` moves a tag.
 * ``POST /_emulator/faults`` with ``{"reject_comment_ids": {"<comment id>": "<reason>"}}``
   makes ``sync`` refuse (HTTP 400) any request holding one of these ids, with that reason; with
   ``{"fail_next": {"count": N, "status": 503, "method": "POST", "path_contains": "/sync",
@@ -30,6 +33,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from airflow_provider_cm.emulator import predictions, streams
 from airflow_provider_cm.emulator.state import (
     ApiError,
     EmulatorState,
@@ -281,7 +285,110 @@ def create_app(token: str, state: EmulatorState | None = None, *, save_interval:
             page = state.export(dataset, body)
         return ok(**page)
 
+    # -- streams ----------------------------------------------------------------------------------
+
+    streams_path = "/api/v1/datasets/{project}/{name}/streams"
+
+    @app.put(streams_path)
+    async def put_stream(project: str, name: str, request: Request) -> Response:
+        dataset = state.dataset_by_ref(project, name)
+        return ok(stream=streams.put_stream(state, dataset, await _json_body(request)))
+
+    @app.get(streams_path)
+    async def list_streams(project: str, name: str) -> Response:
+        dataset = state.dataset_by_ref(project, name)
+        return ok(streams=[streams.to_api(s) for s in dataset.streams.values()])
+
+    @app.get(streams_path + "/{stream}")
+    async def get_stream(project: str, name: str, stream: str) -> Response:
+        return ok(stream=streams.get_stream(state.dataset_by_ref(project, name), stream))
+
+    @app.delete(streams_path + "/{stream}")
+    async def delete_stream(project: str, name: str, stream: str) -> Response:
+        streams.delete_stream(state, state.dataset_by_ref(project, name), stream)
+        return ok()
+
+    @app.post(streams_path + "/{stream}/fetch")
+    async def fetch_stream(project: str, name: str, stream: str, request: Request) -> Response:
+        dataset = state.dataset_by_ref(project, name)
+        body = await _json_body(request)
+        with state.lock:
+            return ok(**streams.fetch(state, dataset, stream, body))
+
+    @app.get(streams_path + "/{stream}/results")
+    @app.get("/api/preview/datasets/{project}/{name}/streams/{stream}/results")
+    async def stream_results(project: str, name: str, stream: str, request: Request) -> Response:
+        dataset = state.dataset_by_ref(project, name)
+        query = request.query_params
+        try:
+            max_results = int(query.get("max_results", "16"))
+            max_filtered = int(query["max_filtered"]) if "max_filtered" in query else None
+        except ValueError:
+            raise bad_request("max_results and max_filtered must be integers") from None
+        with state.lock:
+            return ok(**streams.results(state, dataset, stream, max_results, max_filtered))
+
+    @app.post(streams_path + "/{stream}/advance")
+    async def advance_stream(project: str, name: str, stream: str, request: Request) -> Response:
+        dataset = state.dataset_by_ref(project, name)
+        streams.advance(state, dataset, stream, await _json_body(request))
+        return ok()
+
+    @app.post(streams_path + "/{stream}/reset")
+    async def reset_stream(project: str, name: str, stream: str, request: Request) -> Response:
+        dataset = state.dataset_by_ref(project, name)
+        return ok(**streams.reset(state, dataset, stream, await _json_body(request)))
+
+    @app.put(streams_path + "/{stream}/exceptions")
+    async def tag_exceptions(project: str, name: str, stream: str, request: Request) -> Response:
+        dataset = state.dataset_by_ref(project, name)
+        streams.tag_exceptions(state, dataset, stream, await _json_body(request))
+        return ok()
+
+    @app.delete(streams_path + "/{stream}/exceptions")
+    async def untag_exceptions(project: str, name: str, stream: str, request: Request) -> Response:
+        dataset = state.dataset_by_ref(project, name)
+        streams.untag_exceptions(state, dataset, stream, request.query_params.getlist("uid"))
+        return ok()
+
+    # -- models and predictions -------------------------------------------------------------------
+
+    @app.get("/api/v1/datasets/{project}/{name}/model-tags")
+    async def get_model_tags(project: str, name: str) -> Response:
+        return ok(model_tags=predictions.model_tags(state.dataset_by_ref(project, name)))
+
+    @app.post("/api/v1/datasets/{project}/{name}/labellers/{version}/predict")
+    async def predict(project: str, name: str, version: str, request: Request) -> Response:
+        dataset = state.dataset_by_ref(project, name)
+        body = await _json_body(request)
+        with state.lock:
+            return ok(**predictions.predict(state, dataset, version, body))
+
+    @app.post("/api/_private/datasets/{project}/{name}/labellers")
+    async def list_labellers(project: str, name: str) -> Response:
+        dataset = state.dataset_by_ref(project, name)
+        return ok(
+            labellers=[{"version": m["version"], "trained_time": m["trained_time"]} for m in dataset.models.values()]
+        )
+
     # -- emulator-only ----------------------------------------------------------------------------
+
+    @app.post("/_emulator/datasets/{project}/{name}/models")
+    async def pin_model(project: str, name: str, request: Request) -> Response:
+        dataset = state.dataset_by_ref(project, name)
+        body = await _json_body(request)
+        with state.lock:
+            return ok(**predictions.train_version(state, dataset, body.get("tag")))
+
+    @app.put("/_emulator/datasets/{project}/{name}/model-tags/{tag}")
+    async def move_tag(project: str, name: str, tag: str, request: Request) -> Response:
+        dataset = state.dataset_by_ref(project, name)
+        version = (await _json_body(request)).get("version")
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise bad_request("version must be an integer")
+        predictions.set_tag(dataset, tag, version)
+        state._mutated()
+        return ok(model_tags=predictions.model_tags(dataset))
 
     @app.get("/_emulator/stats")
     async def stats() -> Response:
@@ -291,7 +398,14 @@ def create_app(token: str, state: EmulatorState | None = None, *, save_interval:
     async def reset() -> Response:
         with state.lock:
             fresh = EmulatorState()
-            for attr in ("projects", "sources", "datasets", "billed_comments", "billed_by_source"):
+            for attr in (
+                "projects",
+                "sources",
+                "datasets",
+                "billed_comments",
+                "billed_predictions",
+                "billed_by_source",
+            ):
                 setattr(state, attr, getattr(fresh, attr))
             state.requests_by_route.clear()
             state.reject_comment_ids.clear()

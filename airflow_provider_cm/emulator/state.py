@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from airflow_provider_cm.emulator.model import NaiveBayesModel
+
 
 class ApiError(Exception):
     """An error the emulator answers with: HTTP status and the envelope's message."""
@@ -233,6 +235,12 @@ class Dataset:
     # uid -> {"labelling": [groups], "entities": {...}, "moon_forms": [...]}
     annotations: dict[str, dict[str, Any]] = field(default_factory=dict)
     label_names: list[str] = field(default_factory=list)
+    # version -> {"version", "trained_time", "trained_on", "model": NaiveBayesModel}
+    models: dict[int, dict[str, Any]] = field(default_factory=dict)
+    # tag ("live" / "staging") -> {"version", "updated_at"}
+    model_tags: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # name -> stream fields, with the private "_cursor" and "_exceptions"
+    streams: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_api(self) -> dict[str, Any]:
         return {
@@ -269,6 +277,7 @@ class EmulatorState:
         self.sources: dict[str, Source] = {}
         self.datasets: dict[str, Dataset] = {}
         self.billed_comments = 0
+        self.billed_predictions = 0
         self.billed_by_source: dict[str, int] = {}
         self.requests_by_route: dict[str, int] = {}
         self.dirty = False
@@ -650,6 +659,7 @@ class EmulatorState:
     def stats(self) -> dict[str, Any]:
         return {
             "billed_comments": self.billed_comments,
+            "billed_predictions": self.billed_predictions,
             "billed_by_source": dict(self.billed_by_source),
             "comments": sum(len(s.comments) for s in self.sources.values()),
             "requests_by_route": dict(self.requests_by_route),
@@ -681,10 +691,17 @@ class EmulatorState:
                     "last_modified": d.last_modified,
                     "annotations": d.annotations,
                     "label_names": d.label_names,
+                    "models": [
+                        {**{k: v for k, v in m.items() if k != "model"}, "model": m["model"].to_json()}
+                        for m in d.models.values()
+                    ],
+                    "model_tags": d.model_tags,
+                    "streams": d.streams,
                 }
                 for d in self.datasets.values()
             ],
             "billed_comments": self.billed_comments,
+            "billed_predictions": self.billed_predictions,
             "billed_by_source": self.billed_by_source,
         }
 
@@ -731,8 +748,13 @@ class EmulatorState:
                 d.get("annotations", {}),
                 d.get("label_names", []),
             )
+            for m in d.get("models", []):
+                dataset.models[int(m["version"])] = {**m, "model": NaiveBayesModel.from_json(m["model"])}
+            dataset.model_tags = d.get("model_tags", {})
+            dataset.streams = d.get("streams", {})
             self.datasets[dataset.id] = dataset
         self.billed_comments = data.get("billed_comments", 0)
+        self.billed_predictions = data.get("billed_predictions", 0)
         self.billed_by_source = data.get("billed_by_source", {})
         self._version += 1
 

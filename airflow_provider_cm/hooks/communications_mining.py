@@ -27,6 +27,7 @@ from airflow_provider_cm.exceptions import (
     CommunicationsMiningProtocolError,
     CommunicationsMiningRateLimitError,
     CommunicationsMiningServerError,
+    CommunicationsMiningTagError,
 )
 from airflow_provider_cm.hooks.retry import RetryPolicy, parse_retry_after
 
@@ -36,6 +37,10 @@ DOCS = "https://docs.uipath.com/communications-mining/automation-cloud/latest/de
 MAX_SYNC_COMMENTS = 16384
 #: Most comments one export page returns.
 MAX_EXPORT_LIMIT = 256
+#: Most comments one stream fetch looks at.
+MAX_STREAM_FETCH = 1024
+#: Most documents one predict request takes.
+MAX_PREDICT_DOCUMENTS = 4096
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_READ_TIMEOUT = 120.0
 
@@ -107,6 +112,15 @@ def parse_response(status_code: int, headers: Mapping[str, str], content: bytes,
     raise CommunicationsMiningProtocolError(
         status_code, route, f"body status {body['status']!r} disagrees with HTTP {status_code}"
     )
+
+
+def prepare_request(
+    endpoint: str, method: str, path: str, json_body: Any = None, raw_body: bytes | None = None
+) -> tuple[str, str, bytes | None, dict[str, str] | None]:
+    """``(route, url, body, headers)`` of a request; shared by the synchronous and asynchronous transports."""
+    data = raw_body if raw_body is not None else None if json_body is None else _encode_json(json_body)
+    headers = {"Content-Type": "application/json"} if data is not None else None
+    return f"{method} /{path}", f"{endpoint}/{path}", data, headers
 
 
 def _error_class(status_code: int) -> type[CommunicationsMiningApiError]:
@@ -259,10 +273,7 @@ class CommunicationsMiningHook(BaseHook):
         :raises CommunicationsMiningApiError: (a subclass by status) when the API answers an error.
         :raises CommunicationsMiningConnectionError: when no response could be had.
         """
-        route = f"{method} /{path}"
-        url = f"{self.endpoint}/{path}"
-        data = raw_body if raw_body is not None else None if json_body is None else _encode_json(json_body)
-        headers = {"Content-Type": "application/json"} if data is not None else None
+        route, url, data, headers = prepare_request(self.endpoint, method, path, json_body, raw_body)
         session = self.get_conn()
 
         def attempt() -> dict[str, Any]:
@@ -508,6 +519,268 @@ class CommunicationsMiningHook(BaseHook):
         """Yield every exported comment (arguments of :meth:`export_page`), one page in memory at a time."""
         for page in self.iter_export_pages(dataset, **kwargs):
             yield from page
+
+    # -- streams --------------------------------------------------------------------------------
+
+    def _stream_path(self, dataset: str, stream: str | None = None, action: str | None = None) -> str:
+        project, name = split_full_name(dataset, "dataset")
+        segments = [project, name, "streams"] + ([stream] if stream else []) + ([action] if action else [])
+        return "api/v1/datasets/" + resource_path(*segments)
+
+    def list_streams(self, dataset: str) -> list[dict[str, Any]]:
+        """A dataset's streams (``GET /api/v1/datasets/<project>/<dataset>/streams``).
+
+        Docs: https://docs.uipath.com/communications-mining/automation-cloud/latest/developer-guide/get-all-streams
+        """
+        return self.request("GET", self._stream_path(dataset))["streams"]
+
+    def get_stream(self, dataset: str, stream: str) -> dict[str, Any]:
+        """One stream (``GET .../streams/<stream>``).
+
+        :raises CommunicationsMiningNotFoundError: if the dataset or stream does not exist.
+        """
+        return self.request("GET", self._stream_path(dataset, stream))["stream"]
+
+    def put_stream(
+        self,
+        dataset: str,
+        stream: str,
+        *,
+        model_version: int | None = None,
+        label_thresholds: Mapping[str, float] | None = None,
+        comment_filter: Mapping[str, Any] | None = None,
+        title: str | None = None,
+        description: str | None = None,
+    ) -> dict[str, Any]:
+        """Create a stream, or replace its definition (``PUT /api/v1/datasets/<project>/<dataset>/streams``).
+
+        Docs: https://docs.uipath.com/communications-mining/automation-cloud/latest/developer-guide/create-a-stream
+
+        :param model_version: the pinned model version whose predictions results carry (an
+            integer: resolve ``live``/``staging`` first with :meth:`resolve_model_tag`).
+        :param label_thresholds: ``{"Parent > Child": 0.4}``: only these labels, at or above
+            their thresholds (0 to 1), are attached to results.
+        :param comment_filter: e.g. ``{"user_properties": {"string:Channel": {"one_of": ["email"]}}}``.
+        """
+        body: dict[str, Any] = {"name": stream, **_without_none(title=title, description=description)}
+        if comment_filter is not None:
+            body["comment_filter"] = dict(comment_filter)
+        if model_version is not None:
+            body["model"] = {"version": int(model_version)}
+            if label_thresholds is not None:
+                body["model"]["label_thresholds"] = [
+                    {"name": name.split(" > "), "threshold": float(threshold)}
+                    for name, threshold in label_thresholds.items()
+                ]
+        return self.request("PUT", self._stream_path(dataset), json_body={"stream": body})["stream"]
+
+    def delete_stream(self, dataset: str, stream: str) -> None:
+        """Delete a stream (``DELETE .../streams/<stream>``)."""
+        self.request("DELETE", self._stream_path(dataset, stream))
+
+    def fetch_stream(
+        self, dataset: str, stream: str, *, size: int = 16, max_filtered: int | None = None
+    ) -> dict[str, Any]:
+        """The next batch of a stream, without moving it (``POST .../streams/<stream>/fetch``).
+
+        Docs: https://docs.uipath.com/ixp/automation-cloud/latest/cm-user-guide/fetch-comments-from-a-stream-legacy.md
+        Fetching does not move the stream, so the call is safe to retry.
+
+        :param size: comments to look at, 1 to 1,024 (filtered ones count too).
+        :return: ``{"results": [{"comment", "labels", "entities", "sequence_id"}], "filtered": int,
+            "is_end_sequence": bool, "sequence_id": str}``; ``sequence_id`` covers the whole batch.
+        """
+        if not 1 <= size <= MAX_STREAM_FETCH:
+            raise ValueError(f"size must be between 1 and {MAX_STREAM_FETCH}, got {size}")
+        body = {"size": size, **_without_none(max_filtered=max_filtered)}
+        return parse_stream_batch(self.request("POST", self._stream_path(dataset, stream, "fetch"), json_body=body))
+
+    def advance_stream(self, dataset: str, stream: str, sequence_id: str) -> None:
+        """Acknowledge everything up to ``sequence_id`` (``POST .../streams/<stream>/advance``).
+
+        Docs: https://docs.uipath.com/communications-mining/automation-cloud/latest/developer-guide/advance-a-stream
+        Advancing to the same ``sequence_id`` twice is harmless, so the call is retried.
+        """
+        if not sequence_id:
+            raise ValueError("sequence_id must not be empty")
+        self.request("POST", self._stream_path(dataset, stream, "advance"), json_body={"sequence_id": sequence_id})
+
+    def reset_stream(self, dataset: str, stream: str, to_comment_created_at: str) -> dict[str, Any]:
+        """Move a stream to the first comment uploaded at or after a time (``POST .../streams/<stream>/reset``).
+
+        Docs: https://docs.uipath.com/ixp/automation-cloud/latest/cm-user-guide/reset-a-stream.md
+
+        :param to_comment_created_at: ISO-8601 time, compared with comments' ``created_at``.
+        :return: ``{"sequence_id": str, "stream": {...}}``.
+        """
+        body = {"to_comment_created_at": to_comment_created_at}
+        return self.request("POST", self._stream_path(dataset, stream, "reset"), json_body=body, idempotent=True)
+
+    def tag_exceptions(self, dataset: str, stream: str, uids: Sequence[str], exception_type: str) -> None:
+        """Tag comments as exceptions of a stream (``PUT .../streams/<stream>/exceptions``).
+
+        Docs: https://docs.uipath.com/communications-mining/automation-cloud/latest/developer-guide/tag-an-exception
+
+        :param uids: ``"<source_id>.<comment_id>"`` of each comment.
+        :param exception_type: a short text saying what went wrong, e.g. ``"No Prediction"``.
+        """
+        if not uids:
+            return
+        body = {"exceptions": [{"uid": uid, "metadata": {"type": exception_type}} for uid in uids]}
+        self.request("PUT", self._stream_path(dataset, stream, "exceptions"), json_body=body)
+
+    def untag_exceptions(self, dataset: str, stream: str, uids: Sequence[str]) -> None:
+        """Remove exception tags (``DELETE .../streams/<stream>/exceptions?uid=...``)."""
+        if uids:
+            params = [("uid", uid) for uid in uids]
+            self.request("DELETE", self._stream_path(dataset, stream, "exceptions"), params=params)
+
+    # -- models -----------------------------------------------------------------------------------
+
+    def get_model_tags(self, dataset: str) -> Any:
+        """The dataset's model tags as the API returns them (``GET /api/v1/datasets/<p>/<d>/model-tags``).
+
+        Documented only by the legacy Re:infer docs; needs the "Model Admin" permission. Use
+        :meth:`resolve_model_tag` for a version number.
+        """
+        project, name = split_full_name(dataset, "dataset")
+        body = self.request("GET", f"api/v1/datasets/{resource_path(project, name)}/model-tags")
+        return body.get("model_tags", body.get("tags"))
+
+    def resolve_model_tag(self, dataset: str, tag: str) -> int:
+        """The pinned model version a tag (``live``, ``staging``) points to.
+
+        :raises CommunicationsMiningTagError: if the tag is unknown or the response has no
+            recognisable shape.
+        """
+        return version_for_tag(self.get_model_tags(dataset), tag, dataset)
+
+    def predict(
+        self,
+        dataset: str,
+        version: int | str,
+        documents: Sequence[Mapping[str, Any]],
+        *,
+        threshold: float | str | None = None,
+        labels: Mapping[str, float] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Predict labels for comments that are not in the platform.
+
+        ``POST /api/v1/datasets/<project>/<dataset>/labellers/<version>/predict``; billed per document.
+        Docs: https://docs.uipath.com/ixp/automation-cloud/latest/cm-user-guide/predictions.md
+        Not retried once sent (each attempt would be billed).
+
+        :param version: a pinned version number, or ``"live"`` / ``"staging"``.
+        :param documents: at most 4,096 comment-shaped objects (``messages``, ``timestamp``, ...).
+        :param threshold: 0 to 1 (API default 0.25), or ``"auto"``.
+        :param labels: per-label thresholds ``{"Parent > Child": 0.5}``, restricting the labels.
+        :return: one prediction per document, in order: ``{"labels": [...], "entities": [...]}``.
+        """
+        if not documents or len(documents) > MAX_PREDICT_DOCUMENTS:
+            raise ValueError(f"predict takes 1 to {MAX_PREDICT_DOCUMENTS} documents, got {len(documents)}")
+        project, name = split_full_name(dataset, "dataset")
+        body: dict[str, Any] = {"documents": list(documents)}
+        if threshold is not None:
+            body["threshold"] = threshold
+        if labels:
+            body["labels"] = [{"name": n.split(" > "), "threshold": float(t)} for n, t in labels.items()]
+        path = f"api/v1/datasets/{resource_path(project, name, 'labellers', str(version))}/predict"
+        return self.request("POST", path, json_body=body, idempotent=False)["predictions"]
+
+    # -- asynchronous (triggers) ------------------------------------------------------------------
+
+    async def arequest(self, method: str, path: str, *, json_body: Any = None) -> dict[str, Any]:
+        """:meth:`request` for the triggerer's event loop, on :class:`httpx.AsyncClient`.
+
+        The connection is looked up asynchronously, the token masked with the async masker, and
+        the same request building, response parsing and retry policy apply.
+        """
+        import httpx
+        from airflow.sdk.log import amask_secret
+
+        connection = await self.aget_connection(self.communications_mining_conn_id)
+        if not connection.password:
+            raise CommunicationsMiningAuthError(401, "connection", "the connection has no API token")
+        await amask_secret(connection.password)
+        extras = dict(connection.extra_dejson or {})
+        policy = RetryPolicy.from_mapping(extras, **self._retry_overrides)
+        timeout = httpx.Timeout(
+            float(self._timeout_override or extras.get("timeout") or DEFAULT_READ_TIMEOUT),
+            connect=float(extras.get("connect_timeout") or DEFAULT_CONNECT_TIMEOUT),
+        )
+        route, url, data, headers = prepare_request(endpoint_from_connection(connection), method, path, json_body)
+        request_headers = {
+            "Authorization": f"Bearer {connection.password}",
+            "Accept": "application/json",
+            "User-Agent": f"airflow-provider-cm/{__version__}",
+            **(headers or {}),
+        }
+        verify = extras.get("verify", True)
+        async with httpx.AsyncClient(verify=verify, timeout=timeout) as client:
+
+            async def attempt() -> dict[str, Any]:
+                try:
+                    response = await client.request(method, url, content=data, headers=request_headers)
+                except httpx.ConnectError as exc:
+                    raise CommunicationsMiningConnectionError(route, _describe(exc), sent=False) from None
+                except httpx.HTTPError as exc:
+                    raise CommunicationsMiningConnectionError(route, _describe(exc)) from None
+                return parse_response(response.status_code, response.headers, response.content, route)
+
+            retrying = tenacity.AsyncRetrying(**policy.tenacity_kwargs(idempotent=True, route=route, log=self.log))
+            return await retrying(attempt)
+
+    async def afetch_stream(self, dataset: str, stream: str, *, size: int = 16) -> dict[str, Any]:
+        """:meth:`fetch_stream` for triggers."""
+        if not 1 <= size <= MAX_STREAM_FETCH:
+            raise ValueError(f"size must be between 1 and {MAX_STREAM_FETCH}, got {size}")
+        body = await self.arequest("POST", self._stream_path(dataset, stream, "fetch"), json_body={"size": size})
+        return parse_stream_batch(body)
+
+
+def parse_stream_batch(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A fetched stream batch as plain data, with label names as ``"Parent > Child"`` strings."""
+    results = []
+    for result in body.get("results") or []:
+        labels = [dict(label, name=label_name(label.get("name"))) for label in result.get("labels") or []]
+        results.append({**result, "labels": labels})
+    return {
+        "results": results,
+        "filtered": int(body.get("filtered") or 0),
+        "is_end_sequence": bool(body.get("is_end_sequence", False)),
+        "sequence_id": body.get("sequence_id"),
+    }
+
+
+def label_name(name: Any) -> str:
+    """A label name as one string: list-form names are joined with ``" > "``."""
+    return " > ".join(name) if isinstance(name, list) else str(name)
+
+
+def version_for_tag(tags: Any, tag: str, dataset: str) -> int:
+    """Find ``tag``'s version in a ``model-tags`` response, whatever its documented-or-not shape.
+
+    Accepted: a list of ``{"name"|"tag": ..., "version": ...}`` objects, or a ``{tag: version}``
+    map (the version may itself be ``{"version": n}``).
+
+    :raises CommunicationsMiningTagError: for an unknown tag or an unrecognised shape.
+    """
+    found: dict[str, Any] = {}
+    if isinstance(tags, list):
+        for item in tags:
+            if isinstance(item, dict) and (item.get("name") or item.get("tag")) is not None:
+                found[str(item.get("name") or item.get("tag"))] = item.get("version")
+    elif isinstance(tags, dict):
+        found = {str(k): v.get("version") if isinstance(v, dict) else v for k, v in tags.items()}
+    else:
+        raise CommunicationsMiningTagError(f"the model-tags response of {dataset} has an unrecognised shape: {tags!r}")
+    if tag not in found:
+        known = ", ".join(sorted(found)) or "none"
+        raise CommunicationsMiningTagError(f"dataset {dataset} has no model tagged {tag!r} (tags: {known})")
+    version = found[tag]
+    if isinstance(version, bool) or not isinstance(version, (int, str)) or not str(version).isdigit():
+        raise CommunicationsMiningTagError(f"tag {tag!r} of {dataset} points to {version!r}, not a version number")
+    return int(version)
 
 
 def endpoint_from_connection(conn: Any) -> str:

@@ -1,0 +1,289 @@
+"""Stream operators: fetch results durably, advance after downstream success, reset, tag exceptions.
+
+At-least-once delivery: fetch with ``advance=False``, load the file downstream, then advance with
+:class:`CommunicationsMiningStreamAdvanceOperator` to the fetched ``sequence_id``. A failure
+anywhere before the advance means the next run fetches the same comments again; the stream is
+never moved past a comment that was not delivered.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from functools import cached_property
+from typing import IO, TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_provider_cm.hooks.communications_mining import (
+    MAX_STREAM_FETCH,
+    CommunicationsMiningHook,
+    split_full_name,
+)
+from airflow_provider_cm.operators.datasets import api_time, to_utc
+from airflow_provider_cm.operators.storage import atomic_write, to_storage_path
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class _StreamOperator(BaseOperator):
+    """What every stream operator shares: the dataset, the stream, the connection."""
+
+    ui_color = "#fa4616"
+    ui_fgcolor = "#ffffff"
+
+    def __init__(
+        self,
+        *,
+        dataset: str,
+        stream: str,
+        communications_mining_conn_id: str = CommunicationsMiningHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.dataset = dataset
+        self.stream = stream
+        self.communications_mining_conn_id = communications_mining_conn_id
+
+    @cached_property
+    def hook(self) -> CommunicationsMiningHook:
+        return CommunicationsMiningHook(self.communications_mining_conn_id)
+
+    def _check_names(self) -> None:
+        split_full_name(self.dataset, "dataset")
+        if not self.stream:
+            raise ValueError("stream must be a stream name")
+
+
+def stream_result_row(result: Mapping[str, Any], thresholds: Mapping[str, float] | None) -> dict[str, Any]:
+    """One fetched result as a JSON line: uid, comment, labels (``"A > B"`` names), entities, sequence id.
+
+    With ``thresholds``, only the labels named there, at or above their threshold, are kept.
+    """
+    labels = list(result.get("labels") or [])
+    if thresholds is not None:
+        labels = [label for label in labels if label["probability"] >= thresholds.get(label["name"], 2.0)]
+    comment = result.get("comment") or {}
+    return {
+        "uid": comment.get("uid"),
+        "comment": comment,
+        "labels": labels,
+        "entities": result.get("entities") or [],
+        "sequence_id": result.get("sequence_id"),
+    }
+
+
+class CommunicationsMiningStreamFetchOperator(_StreamOperator):
+    """Fetch a stream's new results into a JSONL file, and optionally acknowledge them.
+
+    Calls ``POST /api/v1/datasets/<project>/<dataset>/streams/<stream>/fetch``
+    (https://docs.uipath.com/ixp/automation-cloud/latest/cm-user-guide/fetch-comments-from-a-stream-legacy.md)
+    and, to skip comments the stream's filter drops or with ``advance=True``, ``.../advance``.
+
+    Fetching never moves a stream, so a stream shows the same batch until it is advanced:
+
+    * ``advance=False`` (the default, for at-least-once pipelines): one batch of up to
+      ``batch_size`` results is written; batches holding only filtered comments are skipped
+      (advancing past them loses nothing). Advance downstream, after the results are safe, to
+      the returned ``sequence_id``.
+    * ``advance=True``: batches are fetched until the stream is caught up or ``max_results`` is
+      reached; after each batch the complete file so far is moved into place and only then is
+      the stream advanced, so a crash at any point loses nothing.
+
+    Each line: ``{"uid", "comment", "labels": [{"name": "Parent > Child", "probability"}],
+    "entities", "sequence_id"}``.
+
+    :param dataset: ``"project/dataset"``. Templated.
+    :param stream: the stream's name. Templated.
+    :param output_path: local path or ``ObjectStoragePath`` URI, written atomically. Templated.
+    :param max_results: most results to write (comments).
+    :param batch_size: comments per fetch, 1 to 1,024.
+    :param advance: acknowledge what was written (see above).
+    :param label_thresholds: stricter thresholds ``{"Parent > Child": 0.6}``: only these labels,
+        at or above them, are kept on each result.
+    :return: (XCom) ``{"path", "count", "sequence_id", "advanced", "caught_up"}``; ``sequence_id``
+        is the position to advance to (``None`` if there is nothing to acknowledge).
+    """
+
+    template_fields: Sequence[str] = ("dataset", "stream", "output_path", "label_thresholds")
+
+    def __init__(
+        self,
+        *,
+        output_path: str,
+        max_results: int = 10_000,
+        batch_size: int = MAX_STREAM_FETCH,
+        advance: bool = False,
+        label_thresholds: Mapping[str, float] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if not 1 <= batch_size <= MAX_STREAM_FETCH:
+            raise ValueError(f"batch_size must be between 1 and {MAX_STREAM_FETCH}, got {batch_size}")
+        if max_results < 1:
+            raise ValueError("max_results must be at least 1")
+        self.output_path = output_path
+        self.max_results = max_results
+        self.batch_size = batch_size
+        self.advance = advance
+        self.label_thresholds = label_thresholds
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        self._check_names()
+        target = to_storage_path(self.output_path)
+        thresholds = dict(self.label_thresholds) if self.label_thresholds else None
+        written: list[str] = []  # JSON lines of results already in the file
+        pending: str | None = None  # the sequence id that acknowledges everything written
+        caught_up = False
+        while len(written) < self.max_results:
+            size = min(self.batch_size, self.max_results - len(written))
+            batch = self.hook.fetch_stream(self.dataset, self.stream, size=size)
+            if not batch["results"]:
+                if batch["filtered"]:
+                    self.log.info("Skipping %d comments the stream filters out", batch["filtered"])
+                    self.hook.advance_stream(self.dataset, self.stream, batch["sequence_id"])
+                    continue
+                caught_up = True
+                break
+            written.extend(json.dumps(stream_result_row(r, thresholds), ensure_ascii=False) for r in batch["results"])
+            pending = batch["sequence_id"]
+            self.log.info(
+                "Fetched %d results (%d in all, %d filtered)", len(batch["results"]), len(written), batch["filtered"]
+            )
+            if not self.advance:
+                caught_up = bool(batch["is_end_sequence"])
+                break
+            self._write(target, written)
+            self.hook.advance_stream(self.dataset, self.stream, pending)
+            pending = None
+            if batch["is_end_sequence"]:
+                caught_up = True
+                break
+        if pending is not None or not self.advance or not written:
+            self._write(target, written)
+        self.log.info(
+            "Wrote %d stream results to %s; %s",
+            len(written),
+            target,
+            "advanced the stream past them" if self.advance else f"advance to {pending} once they are safe",
+        )
+        return {
+            "path": str(target),
+            "count": len(written),
+            "sequence_id": pending,
+            "advanced": bool(self.advance),
+            "caught_up": caught_up,
+        }
+
+    @staticmethod
+    def _write(target: Any, lines: list[str]) -> None:
+        handle: IO[str]
+        with atomic_write(target) as handle:
+            handle.write("".join(line + "\n" for line in lines))
+
+
+class CommunicationsMiningStreamAdvanceOperator(_StreamOperator):
+    """Acknowledge a stream's results up to a ``sequence_id`` (``POST .../streams/<stream>/advance``).
+
+    Docs: https://docs.uipath.com/communications-mining/automation-cloud/latest/developer-guide/advance-a-stream
+
+    Advancing twice to the same ``sequence_id`` is harmless, so the task can be retried.
+
+    :param sequence_id: usually ``"{{ ti.xcom_pull(task_ids='fetch')['sequence_id'] }}"``. Empty or
+        ``None`` (nothing was fetched) does nothing. Templated.
+    :return: (XCom) the sequence id advanced to, or ``None``.
+    """
+
+    template_fields: Sequence[str] = ("dataset", "stream", "sequence_id")
+
+    def __init__(self, *, sequence_id: str | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.sequence_id = sequence_id
+
+    def execute(self, context: Context) -> str | None:
+        self._check_names()
+        if self.sequence_id in (None, "", "None"):
+            self.log.info("Nothing to acknowledge on stream %s of %s", self.stream, self.dataset)
+            return None
+        self.hook.advance_stream(self.dataset, self.stream, str(self.sequence_id))
+        self.log.info("Advanced stream %s of %s to %s", self.stream, self.dataset, self.sequence_id)
+        return str(self.sequence_id)
+
+
+class CommunicationsMiningStreamResetOperator(_StreamOperator):
+    """Move a stream to the first comment uploaded at or after a time (``POST .../streams/<stream>/reset``).
+
+    Docs: https://docs.uipath.com/ixp/automation-cloud/latest/cm-user-guide/reset-a-stream.md
+
+    Moving back replays comments. Moving forward past results nobody has read would drop them,
+    so it is refused unless ``allow_skipping_unread=True``.
+
+    :param to_comment_created_at: datetime or ISO-8601 time (compared with comments' upload
+        time, ``created_at``). Templated.
+    :param allow_skipping_unread: allow moving past unread results.
+    :return: (XCom) ``{"sequence_id", "to_comment_created_at"}``.
+    :raises AirflowFailException: when the reset would skip unread results and that is not allowed.
+    """
+
+    template_fields: Sequence[str] = ("dataset", "stream", "to_comment_created_at")
+
+    def __init__(
+        self, *, to_comment_created_at: datetime | str, allow_skipping_unread: bool = False, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.to_comment_created_at = to_comment_created_at
+        self.allow_skipping_unread = allow_skipping_unread
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        self._check_names()
+        target = api_time(to_utc(self.to_comment_created_at, "to_comment_created_at"))
+        if not self.allow_skipping_unread:
+            batch = self.hook.fetch_stream(self.dataset, self.stream, size=1)
+            unread = [r["comment"] for r in batch["results"]]
+            if unread and unread[0].get("created_at", "") < target:
+                raise AirflowFailException(
+                    f"resetting stream {self.stream} of {self.dataset} to {target} would skip unread results "
+                    f"(the next one, {unread[0].get('uid')}, was uploaded at {unread[0].get('created_at')}); "
+                    "pass allow_skipping_unread=True to do it anyway"
+                )
+        response = self.hook.reset_stream(self.dataset, self.stream, target)
+        self.log.info("Reset stream %s of %s to %s", self.stream, self.dataset, target)
+        return {"sequence_id": response.get("sequence_id"), "to_comment_created_at": target}
+
+
+class CommunicationsMiningTagExceptionsOperator(_StreamOperator):
+    """Tag comments as exceptions of a stream, e.g. the ones a downstream system refused.
+
+    Calls ``PUT .../streams/<stream>/exceptions``
+    (https://docs.uipath.com/communications-mining/automation-cloud/latest/developer-guide/tag-an-exception).
+
+    :param uids: comment uids (``"<source_id>.<comment_id>"``); a list, or a template rendering
+        to one (``render_template_as_native_obj``) or to its JSON. Empty does nothing. Templated.
+    :param exception_type: a short text naming the problem, e.g. ``"Rejected by warehouse"``. Templated.
+    :return: (XCom) the number of comments tagged.
+    """
+
+    template_fields: Sequence[str] = ("dataset", "stream", "uids", "exception_type")
+
+    def __init__(self, *, uids: Sequence[str] | str, exception_type: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.uids = uids
+        self.exception_type = exception_type
+
+    def execute(self, context: Context) -> int:
+        self._check_names()
+        uids = self.uids
+        if isinstance(uids, str):
+            uids = json.loads(uids) if uids.strip() not in ("", "None") else []
+        if not isinstance(uids, (list, tuple)) or not all(isinstance(u, str) for u in uids):
+            raise ValueError(f"uids must be a list of comment uids, got {self.uids!r}")
+        if not uids:
+            self.log.info("No exceptions to tag")
+            return 0
+        for start in range(0, len(uids), 1024):
+            self.hook.tag_exceptions(self.dataset, self.stream, uids[start : start + 1024], self.exception_type)
+        self.log.info("Tagged %d comments as %r exceptions on stream %s", len(uids), self.exception_type, self.stream)
+        return len(uids)

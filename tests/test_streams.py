@@ -1,0 +1,334 @@
+"""Streams, model tags and predictions: hook, operators, sensor and trigger over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
+
+from airflow_provider_cm.exceptions import (
+    CommunicationsMiningBadRequestError,
+    CommunicationsMiningModelDriftError,
+    CommunicationsMiningNotFoundError,
+    CommunicationsMiningTagError,
+)
+from airflow_provider_cm.hooks.communications_mining import version_for_tag
+from airflow_provider_cm.operators.models import (
+    CommunicationsMiningModelTagOperator,
+    CommunicationsMiningPredictOperator,
+)
+from airflow_provider_cm.operators.streams import (
+    CommunicationsMiningStreamAdvanceOperator,
+    CommunicationsMiningStreamFetchOperator,
+    CommunicationsMiningStreamResetOperator,
+    CommunicationsMiningTagExceptionsOperator,
+)
+from airflow_provider_cm.sensors.streams import CommunicationsMiningStreamSensor
+from airflow_provider_cm.triggers.streams import CommunicationsMiningStreamTrigger
+from tests.conftest import make_record, read_jsonl, write_jsonl
+
+TRAINING = [
+    ("my card was stolen yesterday", "Card > Lost"),
+    ("I lost my card on the train", "Card > Lost"),
+    ("please block my lost card", "Card > Lost"),
+    ("I want a refund for this charge", "Billing > Refund"),
+    ("refund the double payment please", "Billing > Refund"),
+    ("where is my refund for the order", "Billing > Refund"),
+]
+
+
+@pytest.fixture
+def model_workspace(workspace, hook, emulator):
+    """A workspace with labelled comments, a model pinned as version 1 and tagged live."""
+    records = [make_record(f"t{i}", "2026-10-01T00:00:00Z", text, label) for i, (text, label) in enumerate(TRAINING)]
+    hook.sync_comments(workspace.source, [r["comment"] for r in records])
+    for record in records:
+        uid = f"{workspace.source_id}.{record['comment']['id']}"
+        hook.update_annotations(workspace.dataset, uid, labelling=record["labelling"])
+    pinned = emulator.admin("POST", f"datasets/{workspace.dataset}/models", {"tag": "live"})
+    assert pinned["version"] == 1
+    return workspace
+
+
+def upload_new(hook, workspace, texts, prefix="n", properties=None):
+    comments = []
+    for i, text in enumerate(texts):
+        comment = make_record(f"{prefix}{i}", "2026-10-25T00:00:00Z", text)["comment"]
+        if properties:
+            comment["user_properties"] = properties[i]
+        comments.append(comment)
+    hook.sync_comments(workspace.source, comments)
+    return comments
+
+
+def test_stream_fetch_does_not_move_and_advance_is_idempotent(model_workspace, hook):
+    ws = model_workspace
+    hook.put_stream(ws.dataset, "s", model_version=1)
+    upload_new(hook, ws, ["my card is lost", "refund me now", "card stolen"])
+    first = hook.fetch_stream(ws.dataset, "s", size=2)
+    again = hook.fetch_stream(ws.dataset, "s", size=2)
+    assert (
+        [r["comment"]["id"] for r in first["results"]] == ["n0", "n1"] == [r["comment"]["id"] for r in again["results"]]
+    )
+    top = max(first["results"][0]["labels"], key=lambda label: label["probability"])
+    assert top["name"] == "Card"  # names are "Parent > Child" strings; parents sum their children
+    hook.advance_stream(ws.dataset, "s", first["sequence_id"])
+    hook.advance_stream(ws.dataset, "s", first["sequence_id"])  # harmless
+    rest = hook.fetch_stream(ws.dataset, "s", size=10)
+    assert [r["comment"]["id"] for r in rest["results"]] == ["n2"] and rest["is_end_sequence"]
+    hook.advance_stream(ws.dataset, "s", rest["sequence_id"])
+    assert hook.fetch_stream(ws.dataset, "s", size=10)["results"] == []
+
+
+def test_stream_starts_at_creation_and_reset_replays(model_workspace, hook):
+    ws = model_workspace
+    upload_new(hook, ws, ["old message"], prefix="old")
+    time.sleep(0.01)
+    hook.put_stream(ws.dataset, "s", model_version=1)
+    assert hook.fetch_stream(ws.dataset, "s", size=10)["results"] == []
+    reset = hook.reset_stream(ws.dataset, "s", "2000-01-01T00:00:00Z")
+    assert reset["sequence_id"] and reset["stream"]["name"] == "s"
+    replayed = [r["comment"]["id"] for r in hook.fetch_stream(ws.dataset, "s", size=100)["results"]]
+    assert "old0" in replayed and "t0" in replayed
+
+
+def test_filters_thresholds_and_validation(model_workspace, hook):
+    ws = model_workspace
+    hook.put_stream(
+        ws.dataset,
+        "email-only",
+        model_version=1,
+        label_thresholds={"Card > Lost": 0.5},
+        comment_filter={"user_properties": {"string:Channel": {"one_of": ["email"]}}},
+    )
+    channels = [{"string:Channel": c} for c in ("chat", "email", "chat")]
+    upload_new(hook, ws, ["card lost", "my card was stolen", "refund"], properties=channels)
+    batch = hook.fetch_stream(ws.dataset, "email-only", size=3)
+    assert batch["filtered"] == 2 and [r["comment"]["id"] for r in batch["results"]] == ["n1"]
+    assert [label["name"] for label in batch["results"][0]["labels"]] == ["Card > Lost"]
+    with pytest.raises(CommunicationsMiningBadRequestError, match="not pinned"):
+        hook.put_stream(ws.dataset, "bad", model_version=99)
+    with pytest.raises(CommunicationsMiningBadRequestError, match="stream name"):
+        hook.put_stream(ws.dataset, "bad name!", model_version=1)
+    with pytest.raises(CommunicationsMiningNotFoundError):
+        hook.fetch_stream(ws.dataset, "missing")
+    assert [s["name"] for s in hook.list_streams(ws.dataset)] == ["email-only"]
+
+
+def test_exceptions_tag_and_untag(model_workspace, hook, emulator):
+    ws = model_workspace
+    hook.put_stream(ws.dataset, "s", model_version=1)
+    uid = f"{ws.source_id}.t0"
+    hook.tag_exceptions(ws.dataset, "s", [uid], "No Prediction")
+    hook.untag_exceptions(ws.dataset, "s", [uid])
+    with pytest.raises(CommunicationsMiningNotFoundError):
+        hook.tag_exceptions(ws.dataset, "s", [f"{ws.source_id}.missing"], "No Prediction")
+    assert emulator.requests_to("PUT /api/v1/datasets/{project}/{name}/streams/{stream}/exceptions") >= 2
+
+
+def test_model_tags_predict_and_billing(model_workspace, hook, emulator):
+    ws = model_workspace
+    assert hook.resolve_model_tag(ws.dataset, "live") == 1
+    with pytest.raises(CommunicationsMiningTagError, match="no model tagged 'staging'"):
+        hook.resolve_model_tag(ws.dataset, "staging")
+    before = emulator.stats()["billed_predictions"]
+    documents = [{"messages": [{"body": {"text": "I lost my card"}}]}, {"messages": [{"body": {"text": "refund"}}]}]
+    predictions = hook.predict(ws.dataset, "live", documents, threshold="auto")
+    assert emulator.stats()["billed_predictions"] - before == 2
+    assert predictions[0]["labels"][0]["name"] == ["Card"] and "auto_thresholds" in predictions[0]["labels"][0]
+    with pytest.raises(ValueError, match="4096"):
+        hook.predict(ws.dataset, 1, documents * 2049)
+
+
+@pytest.mark.parametrize(
+    ("tags", "expected"),
+    [
+        ([{"name": "live", "version": 3}], 3),
+        ([{"tag": "live", "version": "4"}], 4),
+        ({"live": 5, "staging": 6}, 5),
+        ({"live": {"version": 7}}, 7),
+    ],
+)
+def test_tag_parser_is_tolerant(tags, expected):
+    assert version_for_tag(tags, "live", "p/d") == expected
+
+
+@pytest.mark.parametrize("tags", [None, "live=3", [{"name": "live", "version": None}], {"staging": 2}])
+def test_tag_parser_errors_are_clear(tags):
+    with pytest.raises(CommunicationsMiningTagError, match="p/d"):
+        version_for_tag(tags, "live", "p/d")
+
+
+# -- operators --------------------------------------------------------------------------------------
+
+
+def test_fetch_without_advance_then_advance_operator(model_workspace, hook, tmp_path, context):
+    ws = model_workspace
+    hook.put_stream(ws.dataset, "s", model_version=1)
+    upload_new(hook, ws, [f"lost card number {i}" for i in range(5)])
+    fetch = CommunicationsMiningStreamFetchOperator(
+        task_id="fetch", dataset=ws.dataset, stream="s", output_path=str(tmp_path / "b.jsonl"), batch_size=3
+    )
+    first = fetch.execute(context)
+    assert first["count"] == 3 and not first["advanced"] and first["sequence_id"]
+    assert fetch.execute(context)["sequence_id"] == first["sequence_id"]  # not advanced: same batch again
+    rows = read_jsonl(first["path"])
+    assert rows[0]["uid"] == f"{ws.source_id}.n0" and rows[0]["labels"][0]["name"] == "Card"
+    advance = CommunicationsMiningStreamAdvanceOperator(
+        task_id="advance", dataset=ws.dataset, stream="s", sequence_id=first["sequence_id"]
+    )
+    assert advance.execute(context) == first["sequence_id"]
+    second = fetch.execute(context)
+    assert [r["comment"]["id"] for r in read_jsonl(second["path"])] == ["n3", "n4"] and second["caught_up"]
+    nothing = CommunicationsMiningStreamAdvanceOperator(
+        task_id="a2", dataset=ws.dataset, stream="s", sequence_id="None"
+    )
+    assert nothing.execute(context) is None
+
+
+def test_fetch_with_advance_drains_and_applies_thresholds(model_workspace, hook, tmp_path, context):
+    ws = model_workspace
+    hook.put_stream(ws.dataset, "s", model_version=1)
+    upload_new(hook, ws, [f"refund order {i}" for i in range(7)])
+    fetch = CommunicationsMiningStreamFetchOperator(
+        task_id="fetch",
+        dataset=ws.dataset,
+        stream="s",
+        output_path=str(tmp_path / "all.jsonl"),
+        batch_size=2,
+        advance=True,
+        label_thresholds={"Billing > Refund": 0.5},
+    )
+    result = fetch.execute(context)
+    assert result["count"] == 7 and result["caught_up"] and result["sequence_id"] is None
+    rows = read_jsonl(result["path"])
+    assert all([label["name"] for label in row["labels"]] == ["Billing > Refund"] for row in rows)
+    assert hook.fetch_stream(ws.dataset, "s", size=10)["results"] == []
+    empty = fetch.execute(context)
+    assert empty["count"] == 0 and read_jsonl(empty["path"]) == []
+
+
+def test_fetch_skips_filtered_only_batches(model_workspace, hook, tmp_path, context):
+    ws = model_workspace
+    hook.put_stream(
+        ws.dataset, "s", model_version=1, comment_filter={"user_properties": {"string:Channel": {"one_of": ["email"]}}}
+    )
+    props = [{"string:Channel": "chat"}] * 4 + [{"string:Channel": "email"}]
+    upload_new(hook, ws, ["a", "b", "c", "d", "lost card"], properties=props)
+    fetch = CommunicationsMiningStreamFetchOperator(
+        task_id="fetch", dataset=ws.dataset, stream="s", output_path=str(tmp_path / "f.jsonl"), batch_size=2
+    )
+    result = fetch.execute(context)
+    assert result["count"] == 1 and read_jsonl(result["path"])[0]["comment"]["id"] == "n4"
+
+
+def test_reset_refuses_to_skip_unread(model_workspace, hook, context):
+    ws = model_workspace
+    hook.put_stream(ws.dataset, "s", model_version=1)
+    upload_new(hook, ws, ["unread card"])
+    forward = CommunicationsMiningStreamResetOperator(
+        task_id="reset", dataset=ws.dataset, stream="s", to_comment_created_at="2100-01-01T00:00:00Z"
+    )
+    with pytest.raises(AirflowFailException, match="would skip unread results"):
+        forward.execute(context)
+    back = CommunicationsMiningStreamResetOperator(
+        task_id="back", dataset=ws.dataset, stream="s", to_comment_created_at="2000-01-01"
+    )
+    assert back.execute(context)["sequence_id"]
+    forward.allow_skipping_unread = True
+    forward.execute(context)
+    assert hook.fetch_stream(ws.dataset, "s", size=10)["results"] == []
+
+
+def test_tag_exceptions_operator_accepts_lists_and_json(model_workspace, hook, context):
+    ws = model_workspace
+    hook.put_stream(ws.dataset, "s", model_version=1)
+    uids = [f"{ws.source_id}.t0", f"{ws.source_id}.t1"]
+    op = CommunicationsMiningTagExceptionsOperator(
+        task_id="tag", dataset=ws.dataset, stream="s", uids=json.dumps(uids), exception_type="Refused"
+    )
+    assert op.execute(context) == 2
+    op.uids = []
+    assert op.execute(context) == 0
+
+
+def test_model_tag_operator_gate(model_workspace, emulator, context):
+    ws = model_workspace
+    op = CommunicationsMiningModelTagOperator(task_id="tag", dataset=ws.dataset, tag="live", expected_version=1)
+    assert op.execute(context) == 1
+    emulator.admin("POST", f"datasets/{ws.dataset}/models", {"tag": "live"})  # retrain: live moves to 2
+    with pytest.raises(CommunicationsMiningModelDriftError, match="points to version 2, not the expected version 1"):
+        op.execute(context)
+    with pytest.raises(AirflowFailException, match="no model tagged 'staging'"):
+        CommunicationsMiningModelTagOperator(task_id="s", dataset=ws.dataset, tag="staging").execute(context)
+    with pytest.raises(CommunicationsMiningNotFoundError):
+        CommunicationsMiningModelTagOperator(task_id="m", dataset=f"{ws.project}/missing").execute(context)
+
+
+def test_predict_operator(model_workspace, tmp_path, context, emulator):
+    ws = model_workspace
+    path = write_jsonl(
+        tmp_path / "new.jsonl", [make_record(f"x{i}", "2026-10-30T00:00:00Z", "lost my card") for i in range(5)]
+    )
+    op = CommunicationsMiningPredictOperator(
+        task_id="predict",
+        dataset=ws.dataset,
+        version=1,
+        input_path=str(path),
+        output_path=str(tmp_path / "p.jsonl"),
+        batch_size=2,
+    )
+    result = op.execute(context)
+    rows = read_jsonl(result["path"])
+    assert result["count"] == 5 and [r["id"] for r in rows] == [f"x{i}" for i in range(5)]
+    assert rows[0]["labels"][0]["name"] == "Card"
+    op.max_documents = 4
+    with pytest.raises(AirflowFailException, match="max_documents=4"):
+        op.execute(context)
+
+
+# -- sensor and trigger -----------------------------------------------------------------------------
+
+
+def test_sensor_poke_mode(model_workspace, hook, context):
+    ws = model_workspace
+    hook.put_stream(ws.dataset, "s", model_version=1)
+    sensor = CommunicationsMiningStreamSensor(
+        task_id="wait", dataset=ws.dataset, stream="s", min_results=2, poke_interval=0.1, timeout=0.5, mode="poke"
+    )
+    with pytest.raises(AirflowSensorTimeout):
+        sensor.execute(context)
+    sensor.soft_fail = True
+    with pytest.raises(AirflowSkipException):
+        sensor.execute(context)
+    upload_new(hook, ws, ["card lost", "refund"])
+    sensor.soft_fail = False
+    assert sensor.execute(context) == 2
+    assert len(hook.fetch_stream(ws.dataset, "s", size=10)["results"]) == 2  # not advanced
+
+
+def test_trigger_serializes_and_polls(model_workspace, hook):
+    ws = model_workspace
+    hook.put_stream(ws.dataset, "s", model_version=1)
+    trigger = CommunicationsMiningStreamTrigger(
+        dataset=ws.dataset, stream="s", min_results=1, poll_interval=0.05, deadline=time.time() + 0.3
+    )
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "airflow_provider_cm.triggers.streams.CommunicationsMiningStreamTrigger"
+    assert CommunicationsMiningStreamTrigger(**kwargs).serialize() == (classpath, kwargs)
+    json.dumps(kwargs)
+
+    async def first_event(t):
+        async for event in t.run():
+            return event.payload
+
+    assert asyncio.run(first_event(trigger))["status"] == "timeout"
+    upload_new(hook, ws, ["lost card"])
+    trigger.deadline = time.time() + 30
+    assert asyncio.run(first_event(trigger)) == {"status": "success", "results": 1}
+    missing = CommunicationsMiningStreamTrigger(dataset=ws.dataset, stream="missing", poll_interval=0.05)
+    event = asyncio.run(first_event(missing))
+    assert event["status"] == "error" and "404" in event["message"]
