@@ -41,7 +41,21 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": [
                     "airflow_provider_cm.operators.comments",
                     "airflow_provider_cm.operators.datasets",
+                    "airflow_provider_cm.operators.streams",
+                    "airflow_provider_cm.operators.models",
                 ],
+            }
+        ],
+        "sensors": [
+            {
+                "integration-name": "UiPath Communications Mining",
+                "python-modules": ["airflow_provider_cm.sensors.streams"],
+            }
+        ],
+        "triggers": [
+            {
+                "integration-name": "UiPath Communications Mining",
+                "python-modules": ["airflow_provider_cm.triggers.streams"],
             }
         ],
         "connection-types": [

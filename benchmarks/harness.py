@@ -67,6 +67,19 @@ class Emulator:
             timeout=10,
         ).raise_for_status()
 
+    def admin_pin(self, dataset: str, tag: str = "live") -> int:
+        """Pin a model version trained on the dataset's labels (emulator-only route)."""
+        import requests
+
+        response = requests.post(
+            f"{self.url}/_emulator/datasets/{dataset}/models",
+            json={"tag": tag},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=60,
+        )
+        response.raise_for_status()
+        return response.json()["version"]
+
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=15)

@@ -15,14 +15,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import bench_export, bench_upload
+from benchmarks import bench_export, bench_stream, bench_upload
 from benchmarks.harness import Emulator, configure_airflow
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--only", choices=["upload", "export"], help="run one benchmark")
+    parser.add_argument("--only", choices=["upload", "export", "stream"], help="run one benchmark")
     args = parser.parse_args()
     configure_airflow()
     emulator = Emulator()
@@ -32,6 +32,8 @@ def main() -> int:
             rows += bench_upload.run(emulator, args.runs)
         if args.only in (None, "export"):
             rows += bench_export.run(emulator, args.runs)
+        if args.only in (None, "stream"):
+            rows += bench_stream.run(emulator, args.runs)
     finally:
         emulator.stop()
     print(f"\nPython {platform.python_version()}, {platform.machine()}, emulator in its own process\n")

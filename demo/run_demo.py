@@ -1,5 +1,6 @@
-"""The demo: upload a corpus into a local Communications Mining emulator, export it night by night
-into object storage and load it into a SQLite warehouse, then say what landed where.
+"""The demo: a local Communications Mining emulator, a corpus uploaded into it with labels, a model
+pinned on the earlier days, the later days drained through a stream, every day exported into
+object storage and a SQLite warehouse, a few new messages predicted; then what landed where.
 
     python demo/run_demo.py [--input PATH.jsonl|PATH.csv] [--workdir .demo]
 
@@ -44,24 +45,44 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
     raise SystemExit("the emulator did not start within 30 s")
 
 
-def days_spanned(input_path: Path) -> list[datetime]:
-    """Every UTC day from the earliest to the latest comment timestamp in the file."""
+def split_corpus(input_path: Path, workdir: Path) -> tuple[Path, Path, list[datetime], datetime]:
+    """Split the input by time into the first two thirds of its days and the rest, as JSONL files.
+
+    :return: (earlier file, later file, every day spanned, the split day).
+    """
     from airflow_provider_cm.operators.comment_files import detect_format, iter_records
 
     fmt = detect_format(str(input_path), "auto")
-    columns = {"id": "id", "timestamp": "timestamp", "text": "text"}
-    low = high = None
+    columns = {
+        "id": "id",
+        "timestamp": "timestamp",
+        "text": "text",
+        "labels": "label",
+        "user_properties": {"string:Channel": "channel"},
+    }
+    records = []
     with open(input_path, "rb") as handle:
         for item in iter_records(handle, fmt, csv_columns=columns):
             if isinstance(item, tuple):
-                continue
-            moment = datetime.fromisoformat(item.comment["timestamp"]).astimezone(timezone.utc)
-            low = moment if low is None or moment < low else low
-            high = moment if high is None or moment > high else high
-    if low is None or high is None:
-        raise SystemExit(f"{input_path} holds no valid comment")
+                raise SystemExit(f"{input_path}:{item[0]}: {item[1]}: {item[2]}")
+            record: dict = {"comment": item.comment}
+            if item.labelling:
+                record["labelling"] = item.labelling
+            if item.entities:
+                record["entities"] = item.entities
+            records.append(record)
+    if not records:
+        raise SystemExit(f"{input_path} holds no comment")
+    moments = [datetime.fromisoformat(r["comment"]["timestamp"]).astimezone(timezone.utc) for r in records]
+    low, high = min(moments), max(moments)
     first = datetime(low.year, low.month, low.day, tzinfo=timezone.utc)
-    return [first + timedelta(days=n) for n in range((high - first).days + 1)]
+    days = [first + timedelta(days=n) for n in range((high - first).days + 1)]
+    split = days[max(1, len(days) * 2 // 3)] if len(days) > 1 else high
+    earlier, later = workdir / "input-earlier.jsonl", workdir / "input-later.jsonl"
+    with open(earlier, "w", encoding="utf-8") as early_file, open(later, "w", encoding="utf-8") as late_file:
+        for record, moment in zip(records, moments, strict=True):
+            (early_file if moment < split else late_file).write(json.dumps(record) + "\n")
+    return earlier, later, days, split
 
 
 def main() -> int:
@@ -90,6 +111,7 @@ def main() -> int:
             "CM_SOURCE": "demo/support-inbox",
             "CM_DATASET": "demo/support",
             "CM_EXPORT_ROOT": str(workdir / "exports"),
+            "CM_STREAM": "new-messages",
         }
     )
     if args.input:
@@ -127,6 +149,8 @@ def run(input_path: Path, workdir: Path) -> int:
     source = hook.create_source("demo/support-inbox", title="Support inbox")
     hook.create_dataset("demo/support", source_ids=[source["id"]], title="Support")
     print("Seeded:     project demo, source demo/support-inbox, dataset demo/support")
+    earlier, later, days, split = split_corpus(input_path, workdir)
+    print(f"Split:      comments before {split:%Y-%m-%d} first, the later ones after the stream exists")
 
     def load(name: str):
         spec = importlib.util.spec_from_file_location(name, ROOT / "example_dags" / f"{name}.py")
@@ -134,28 +158,73 @@ def run(input_path: Path, workdir: Path) -> int:
         spec.loader.exec_module(module)  # type: ignore[union-attr]
         return module.dag
 
-    upload_run = load("cm_upload_comments").test(run_conf={"input_path": str(input_path)})
-    if upload_run.state != "success":
-        print("The upload DAG failed; see the log above.")
+    def succeeded(dag_run, what: str) -> bool:
+        if dag_run.state != "success":
+            print(f"{what} failed; see the log above.")
+        return dag_run.state == "success"
+
+    # 1. Upload the earlier days with their labels.
+    if not succeeded(load("cm_upload_comments").test(run_conf={"input_path": str(earlier)}), "The upload DAG"):
+        return 1
+    # 2. Pin a model trained on those labels, tag it live, and open a stream on it.
+    version = hook.request("POST", "_emulator/datasets/demo/support/models", json_body={"tag": "live"})["version"]
+    hook.put_stream("demo/support", "new-messages", model_version=version)
+    print(f"Model:      version {version} pinned and tagged live; stream demo/support/new-messages created")
+    # 3. New messages arrive: the later days.
+    if not succeeded(load("cm_upload_comments").test(run_conf={"input_path": str(later)}), "The upload DAG"):
         return 1
     stats = hook.request("GET", "_emulator/stats")["stats"]
     print(f"Uploaded:   {stats['comments']} comments stored, {stats['billed_comments']} billed")
 
-    days = days_spanned(input_path)
-    exported = 0
+    # 4. Nightly exports of every day into object storage and the warehouse.
     export_dag = load("cm_nightly_export")
     for day in days:
-        run = export_dag.test(logical_date=day + timedelta(days=1))
-        if run.state != "success":
-            print(f"The nightly export for {day:%Y-%m-%d} failed; see the log above.")
+        if not succeeded(export_dag.test(logical_date=day + timedelta(days=1)), f"The export of {day:%Y-%m-%d}"):
             return 1
     files = sorted((workdir / "exports").rglob("*.jsonl"))
-    exported = sum(sum(1 for _ in open(f, encoding="utf-8")) for f in files)
-    print(f"Exported:   {exported} comments in {len(files)} daily files under {workdir / 'exports'}")
+    exported = sum(sum(1 for _ in open(f, encoding="utf-8")) for f in files if "streams" not in f.parts)
+    print(f"Exported:   {exported} comments in {len(days)} daily files under {workdir / 'exports'}")
     with sqlite3.connect(workdir / "warehouse.db") as db:
         rows, distinct = db.execute("SELECT COUNT(*), COUNT(DISTINCT uid) FROM cm_comments").fetchone()
         labelled = db.execute("SELECT COUNT(*) FROM cm_comments WHERE assigned_labels != '[]'").fetchone()[0]
-    print(f"Warehouse:  {rows} rows ({distinct} distinct uids, {labelled} with labels) in {workdir / 'warehouse.db'}")
+    print(f"Warehouse:  {rows} rows ({distinct} distinct uids, {labelled} with labels) in table cm_comments")
+
+    # 5. Drain the stream of new messages into the warehouse, advancing after each load.
+    os.environ["CM_SENSOR_TIMEOUT"] = "5"
+    stream_dag = load("cm_stream_to_warehouse")
+    for _ in range(1000):
+        dag_run = stream_dag.test()
+        if not succeeded(dag_run, "The stream DAG"):
+            return 1
+        if dag_run.get_task_instance("wait_for_results").state == "skipped":
+            break
+    truth = {}
+    with open(later, encoding="utf-8") as handle:
+        for line in handle:
+            record = json.loads(line)
+            leaves = [a["name"] for g in record.get("labelling", []) for a in g.get("assigned", [])]
+            truth[record["comment"]["id"]] = leaves
+    with sqlite3.connect(workdir / "warehouse.db") as db:
+        drained = db.execute("SELECT comment_id, top_label FROM cm_stream_results").fetchall()
+    scored = [(cid, label) for cid, label in drained if truth.get(cid)]
+    correct = sum(label in truth[cid] for cid, label in scored)
+    accuracy = f", top predicted label right for {correct / len(scored):.1%}" if scored else ""
+    print(f"Stream:     {len(drained)} of {len(truth)} new messages drained into cm_stream_results{accuracy}")
+
+    # 6. Predict a few messages that are not in the platform, gated on the live model version.
+    sample = workdir / "new-messages.jsonl"
+    with open(later, encoding="utf-8") as source_file, open(sample, "w", encoding="utf-8") as handle:
+        for _, line in zip(range(20), source_file, strict=False):
+            handle.write(json.dumps({"comment": json.loads(line)["comment"]}) + "\n")
+    os.environ["CM_EXPECTED_VERSION"] = str(version)
+    predictions = workdir / "new-messages.predictions.jsonl"
+    gate = load("cm_model_tag_gate").test(run_conf={"input_path": str(sample), "output_path": str(predictions)})
+    if not succeeded(gate, "The model-tag gate DAG"):
+        return 1
+    billed = hook.request("GET", "_emulator/stats")["stats"]["billed_predictions"]
+    print(
+        f"Predicted:  {sum(1 for _ in open(predictions))} messages with live model version {version} ({billed} billed)"
+    )
     return 0
 
 
