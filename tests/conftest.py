@@ -41,6 +41,22 @@ os.environ.update(
 )
 
 
+_REPORT: list[str] = []
+
+
+@pytest.fixture(scope="session")
+def report() -> Any:
+    """Lines a test wants in the run's summary (measurements such as accuracy), printed at the end."""
+    return _REPORT.append
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _REPORT:
+        terminalreporter.section("measurements")
+        for line in _REPORT:
+            terminalreporter.write_line(line)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -59,7 +59,7 @@ def run_stream_dag(expect: str = "success"):
     return dag_run
 
 
-def test_stream_dag_drains_every_later_comment_exactly_once_at_least_once_on_failure(stream_setup, monkeypatch):
+def test_stream_dag_drains_every_later_comment_exactly_once_at_least_once_on_failure(stream_setup, monkeypatch, report):
     setup = stream_setup
     db_path = setup["tmp"] / "warehouse.db"
     stream_env(monkeypatch, setup, json.dumps({"conn_type": "sqlite", "host": str(db_path)}))
@@ -87,7 +87,10 @@ def test_stream_dag_drains_every_later_comment_exactly_once_at_least_once_on_fai
     ids = [comment_id for comment_id, _ in rows]
     assert len(ids) == len(set(ids)) == len(late) and set(ids) == set(late)
     accuracy = sum(late[comment_id] == label for comment_id, label in rows) / len(rows)
-    print(f"\nBANKING77 stream: {len(rows)} later comments drained; top predicted label accuracy {accuracy:.1%}")
+    report(
+        f"BANKING77 stream: {len(rows)} later comments drained exactly once in {runs + 2} DAG runs; "
+        f"top predicted label right for {accuracy:.1%} (77 intents, chance 1.3%)"
+    )
     assert accuracy > 0.6  # 77 intents: chance is about 1.3%
 
     # Caught up: the deferrable sensor waits in the trigger, times out and soft-fails (skips).
