@@ -28,12 +28,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--latency", type=float, default=0.0, help="seconds to delay every API response, like a remote tenant"
     )
+    parser.add_argument("--client-id", help="an external application's client id to accept (OAuth)")
+    parser.add_argument(
+        "--client-secret",
+        default=os.environ.get("CM_EMULATOR_CLIENT_SECRET"),
+        help="its secret (or $CM_EMULATOR_CLIENT_SECRET)",
+    )
+    parser.add_argument("--token-lifetime", type=float, default=3600.0, help="seconds an issued OAuth token lives")
     parser.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
     args = parser.parse_args(argv)
     if not args.token:
         parser.error("--token (or $CM_EMULATOR_TOKEN) is required")
     state = EmulatorState(args.state)
     state.latency = args.latency
+    state.oauth.lifetime = args.token_lifetime
+    if args.client_id:
+        if not args.client_secret:
+            parser.error("--client-id needs --client-secret (or $CM_EMULATOR_CLIENT_SECRET)")
+        state.oauth.clients[args.client_id] = args.client_secret
     app = create_app(args.token, state)
     # The access log is off: request lines are safe, but nothing about requests needs to be logged.
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)

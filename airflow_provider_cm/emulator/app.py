@@ -8,6 +8,11 @@ Emulator-only routes live under ``/_emulator/`` and are not part of the real API
 
 * ``GET /_emulator/stats``: billed comments (in all and per source id), stored comments,
   requests per route.
+* ``POST /<organisation>/identity_/connect/token``: the client-credentials grant of Automation
+  Cloud external applications; ``POST /_emulator/oauth`` ``{"clients": {"<id>": "<secret>"},
+  "token_lifetime": 3, "revoke": true, "list_tokens": true}`` registers clients, sets the
+  lifetime of the tokens it issues (seconds), revokes those issued so far, and lists them (for
+  tests that check no token leaks).
 * ``POST /_emulator/reset``: forget everything.
 * ``POST /_emulator/datasets/<p>/<d>/models`` ``{"tag": "live"}``: train a classifier on the
   dataset's assigned labels, pin it as the next model version and (optionally) tag it;
@@ -28,6 +33,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -46,6 +52,7 @@ from airflow_provider_cm.emulator.state import (
 log = logging.getLogger(__name__)
 
 _ROUTE_ROOTS = ("/api/", "/auth/", "/_emulator/")
+TOKEN_PATH = "/identity_/connect/token"
 
 
 def json_response(payload: dict[str, Any], status_code: int = 200) -> Response:
@@ -95,8 +102,11 @@ class TokenCheck:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if scope["path"].endswith(TOKEN_PATH):
+            await self.app(scope, receive, send)  # the identity server's token endpoint takes no bearer token
+            return
         authorization = next((v for k, v in scope["headers"] if k == b"authorization"), None)
-        if authorization != self.expected:
+        if authorization != self.expected and not self.state.oauth.accepts(authorization):
             await error(401, "401 Unauthorized: missing or invalid API token")(scope, receive, send)
             return
         if self.state.latency and not scope["path"].startswith("/_emulator/"):
@@ -389,6 +399,27 @@ def create_app(token: str, state: EmulatorState | None = None, *, save_interval:
         predictions.set_tag(dataset, tag, version)
         state._mutated()
         return ok(model_tags=predictions.model_tags(dataset))
+
+    @app.post("/{organisation}" + TOKEN_PATH)
+    async def issue_token(organisation: str, request: Request) -> Response:
+        """Automation Cloud's client-credentials grant (form-encoded), answered in OAuth's own shape."""
+        form = {k: v[-1] for k, v in parse_qs((await request.body()).decode("utf-8", "replace")).items()}
+        status, payload = state.oauth.issue(form)
+        return json_response(payload, status)
+
+    @app.post("/_emulator/oauth")
+    async def configure_oauth(request: Request) -> Response:
+        body = await _json_body(request)
+        clients = body.get("clients", {})
+        if not isinstance(clients, dict):
+            raise bad_request("clients must map client ids to secrets")
+        state.oauth.clients.update({str(k): str(v) for k, v in clients.items()})
+        if body.get("token_lifetime") is not None:
+            state.oauth.lifetime = float(body["token_lifetime"])
+        if body.get("revoke"):
+            state.oauth.issued.clear()
+        tokens = [key.decode()[len("Bearer ") :] for key in state.oauth.issued] if body.get("list_tokens") else []
+        return ok(issued=state.oauth.requests, tokens=tokens)
 
     @app.get("/_emulator/stats")
     async def stats() -> Response:

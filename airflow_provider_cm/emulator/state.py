@@ -15,6 +15,7 @@ import os
 import secrets
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -263,6 +264,34 @@ class Dataset:
         }
 
 
+class OAuthServer:
+    """Client-credentials tokens the emulator issues: short-lived so that expiry happens in tests."""
+
+    def __init__(self) -> None:
+        self.clients: dict[str, str] = {}
+        self.lifetime = 3600.0
+        self.issued: dict[bytes, float] = {}  # b"Bearer <token>" -> monotonic expiry
+        self.requests = 0
+
+    def issue(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        self.requests += 1
+        if form.get("grant_type") != "client_credentials":
+            return 400, {"error": "unsupported_grant_type"}
+        client_id, secret = form.get("client_id", ""), form.get("client_secret", "")
+        if not client_id or self.clients.get(client_id) != secret:
+            return 401, {"error": "invalid_client", "error_description": "unknown client or wrong secret"}
+        token = "cm-oauth-" + secrets.token_urlsafe(24)
+        self.issued[f"Bearer {token}".encode()] = time.monotonic() + self.lifetime
+        payload: dict[str, Any] = {"access_token": token, "token_type": "Bearer", "expires_in": self.lifetime}
+        if form.get("scope"):
+            payload["scope"] = form["scope"]
+        return 200, payload
+
+    def accepts(self, authorization: bytes | None) -> bool:
+        expiry = self.issued.get(authorization or b"")
+        return expiry is not None and time.monotonic() < expiry
+
+
 class EmulatorState:
     """All data of one emulated tenant, with optional persistence to a JSON file.
 
@@ -286,6 +315,7 @@ class EmulatorState:
         self.reject_comment_ids: dict[str, str] = {}
         self.faults: list[dict[str, Any]] = []
         self.latency = 0.0
+        self.oauth = OAuthServer()
         if state_path and os.path.exists(state_path):
             self.load(state_path)
 
@@ -663,6 +693,7 @@ class EmulatorState:
             "billed_by_source": dict(self.billed_by_source),
             "comments": sum(len(s.comments) for s in self.sources.values()),
             "requests_by_route": dict(self.requests_by_route),
+            "token_requests": self.oauth.requests,
         }
 
     def snapshot(self) -> dict[str, Any]:

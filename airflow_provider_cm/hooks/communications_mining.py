@@ -29,6 +29,7 @@ from airflow_provider_cm.exceptions import (
     CommunicationsMiningServerError,
     CommunicationsMiningTagError,
 )
+from airflow_provider_cm.hooks.auth import ClientCredentials, default_token_url
 from airflow_provider_cm.hooks.retry import RetryPolicy, parse_retry_after
 
 DOCS = "https://docs.uipath.com/communications-mining/automation-cloud/latest/developer-guide"
@@ -139,7 +140,11 @@ class CommunicationsMiningHook(BaseHook):
     * ``host``: the API endpoint up to, not including, ``/api``, with any path prefix, e.g.
       ``https://cloud.uipath.com/<organisation>/<tenant>/reinfer_`` or ``https://<tenant>.reinfer.io``.
       Without a scheme, ``https`` is assumed.
-    * ``password``: the API token, sent as ``Authorization: Bearer``.
+    * ``password``: the API token, sent as ``Authorization: Bearer``; or, for an Automation Cloud
+      external application, the extras ``client_id``, ``client_secret``, ``scope`` and optionally
+      ``token_url`` (default ``https://<host>/<organisation>/identity_/connect/token``): the hook
+      then fetches a client-credentials token, caches it until shortly before it expires, and
+      fetches a new one once when the API answers 401.
     * extras: ``verify`` (bool or CA bundle path, default true), ``timeout`` (read timeout in
       seconds, default 120), ``connect_timeout`` (seconds, default 10), ``proxies`` (a requests
       proxy map), and the retry settings ``retry_max_attempts`` (default 5), ``retry_max_elapsed``
@@ -204,11 +209,22 @@ class CommunicationsMiningHook(BaseHook):
         connect = self.extras.get("connect_timeout") or DEFAULT_CONNECT_TIMEOUT
         return float(connect), float(read)
 
+    @cached_property
+    def client_credentials(self) -> ClientCredentials | None:
+        """The OAuth client credentials of the connection, or ``None`` when it holds an API token."""
+        return client_credentials_from(self.connection, self.endpoint)
+
     def _token(self) -> str:
+        """The bearer token: the connection's API token, or a client-credentials token (fetched if needed)."""
+        if self.client_credentials is not None:
+            return self.client_credentials.token(self.get_conn(), self.timeout)
         token = self.connection.password
         if not token:
             raise CommunicationsMiningAuthError(
-                401, "connection", f"connection {self.communications_mining_conn_id!r} has no API token"
+                401,
+                "connection",
+                f"connection {self.communications_mining_conn_id!r} has neither an API token (password) "
+                "nor client_id and client_secret extras",
             )
         return token
 
@@ -219,13 +235,7 @@ class CommunicationsMiningHook(BaseHook):
             adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(self.pool_size, 1))
             session.mount("https://", adapter)
             session.mount("http://", adapter)
-            session.headers.update(
-                {
-                    "Authorization": f"Bearer {self._token()}",
-                    "Accept": "application/json",
-                    "User-Agent": f"airflow-provider-cm/{__version__}",
-                }
-            )
+            session.headers.update({"Accept": "application/json", "User-Agent": f"airflow-provider-cm/{__version__}"})
             verify = self.extras.get("verify", True)
             if isinstance(verify, str) and verify.lower() in ("true", "false"):
                 verify = verify.lower() == "true"
@@ -277,19 +287,34 @@ class CommunicationsMiningHook(BaseHook):
         session = self.get_conn()
 
         def attempt() -> dict[str, Any]:
+            token = self._token()
+            request_headers = {**(headers or {}), "Authorization": f"Bearer {token}"}
             try:
-                response = session.request(method, url, data=data, params=params, headers=headers, timeout=self.timeout)
+                response = session.request(
+                    method, url, data=data, params=params, headers=request_headers, timeout=self.timeout
+                )
             except (requests.exceptions.ConnectTimeout, requests.exceptions.ProxyError) as exc:
                 raise CommunicationsMiningConnectionError(route, _describe(exc), sent=False) from None
             except requests.exceptions.RequestException as exc:
                 sent = not _is_connect_refusal(exc)
                 raise CommunicationsMiningConnectionError(route, _describe(exc), sent=sent) from None
-            return parse_response(response.status_code, response.headers, response.content, route)
+            try:
+                return parse_response(response.status_code, response.headers, response.content, route)
+            except CommunicationsMiningAuthError as exc:
+                if exc.status_code == 401 and self.client_credentials is not None:
+                    self.client_credentials.invalidate(token)  # expired or revoked: fetch a new one next time
+                raise
 
         retrying = tenacity.Retrying(
             **self.retry_policy.tenacity_kwargs(idempotent=idempotent, route=route, log=self.log)
         )
-        return retrying(attempt)
+        try:
+            return retrying(attempt)
+        except CommunicationsMiningAuthError as exc:
+            if exc.status_code != 401 or self.client_credentials is None:
+                raise
+            self.log.info("%s: the access token was refused; retrying once with a new one", route)
+            return retrying(attempt)
 
     # -- user, projects ---------------------------------------------------------------------------
 
@@ -699,18 +724,20 @@ class CommunicationsMiningHook(BaseHook):
         from airflow.sdk.log import amask_secret
 
         connection = await self.aget_connection(self.communications_mining_conn_id)
-        if not connection.password:
+        endpoint = endpoint_from_connection(connection)
+        credentials = client_credentials_from(connection, endpoint)
+        if credentials is None and not connection.password:
             raise CommunicationsMiningAuthError(401, "connection", "the connection has no API token")
-        await amask_secret(connection.password)
+        if connection.password:
+            await amask_secret(connection.password)
         extras = dict(connection.extra_dejson or {})
         policy = RetryPolicy.from_mapping(extras, **self._retry_overrides)
         timeout = httpx.Timeout(
             float(self._timeout_override or extras.get("timeout") or DEFAULT_READ_TIMEOUT),
             connect=float(extras.get("connect_timeout") or DEFAULT_CONNECT_TIMEOUT),
         )
-        route, url, data, headers = prepare_request(endpoint_from_connection(connection), method, path, json_body)
-        request_headers = {
-            "Authorization": f"Bearer {connection.password}",
+        route, url, data, headers = prepare_request(endpoint, method, path, json_body)
+        base_headers = {
             "Accept": "application/json",
             "User-Agent": f"airflow-provider-cm/{__version__}",
             **(headers or {}),
@@ -719,16 +746,28 @@ class CommunicationsMiningHook(BaseHook):
         async with httpx.AsyncClient(verify=verify, timeout=timeout) as client:
 
             async def attempt() -> dict[str, Any]:
+                token = await credentials.atoken(client) if credentials else connection.password
+                request_headers = {**base_headers, "Authorization": f"Bearer {token}"}
                 try:
                     response = await client.request(method, url, content=data, headers=request_headers)
                 except httpx.ConnectError as exc:
                     raise CommunicationsMiningConnectionError(route, _describe(exc), sent=False) from None
                 except httpx.HTTPError as exc:
                     raise CommunicationsMiningConnectionError(route, _describe(exc)) from None
-                return parse_response(response.status_code, response.headers, response.content, route)
+                try:
+                    return parse_response(response.status_code, response.headers, response.content, route)
+                except CommunicationsMiningAuthError as exc:
+                    if exc.status_code == 401 and credentials is not None:
+                        credentials.invalidate(token)
+                    raise
 
             retrying = tenacity.AsyncRetrying(**policy.tenacity_kwargs(idempotent=True, route=route, log=self.log))
-            return await retrying(attempt)
+            try:
+                return await retrying(attempt)
+            except CommunicationsMiningAuthError as exc:
+                if exc.status_code != 401 or credentials is None:
+                    raise
+                return await retrying(attempt)
 
     async def afetch_stream(self, dataset: str, stream: str, *, size: int = 16) -> dict[str, Any]:
         """:meth:`fetch_stream` for triggers."""
@@ -781,6 +820,23 @@ def version_for_tag(tags: Any, tag: str, dataset: str) -> int:
     if isinstance(version, bool) or not isinstance(version, (int, str)) or not str(version).isdigit():
         raise CommunicationsMiningTagError(f"tag {tag!r} of {dataset} points to {version!r}, not a version number")
     return int(version)
+
+
+def client_credentials_from(conn: Any, endpoint: str) -> ClientCredentials | None:
+    """Client credentials from a connection's extras (``client_id``, ``client_secret``, ``token_url``,
+    ``scope``), or ``None`` when it has no ``client_id``.
+
+    :raises ValueError: for a ``client_id`` without ``client_secret``.
+    """
+    extras = dict(conn.extra_dejson or {})
+    client_id = extras.get("client_id")
+    if not client_id:
+        return None
+    secret = extras.get("client_secret")
+    if not secret:
+        raise ValueError(f"connection {conn.conn_id!r} has a client_id but no client_secret")
+    token_url = extras.get("token_url") or default_token_url(endpoint)
+    return ClientCredentials(token_url, str(client_id), str(secret), extras.get("scope"))
 
 
 def endpoint_from_connection(conn: Any) -> str:
