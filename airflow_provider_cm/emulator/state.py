@@ -372,19 +372,28 @@ class EmulatorState:
 
     # -- sources ----------------------------------------------------------------------------------
 
-    def create_source(self, project: str, name: str, body: dict[str, Any]) -> Source:
+    def _new_resource_fields(self, kind: str, project: str, name: str, exists: bool, body: dict[str, Any]) -> dict:
+        """Check a create request: the project exists, the name is free, the body is ``{kind: {...}}``."""
         self._require_project(project)
-        try:
-            self._find_source(project, name)
-        except ApiError:
-            pass
-        else:
-            raise ApiError(409, f"source '{project}/{name}' already exists")
-        fields_ = body.get("source")
+        if exists:
+            raise ApiError(409, f"{kind} '{project}/{name}' already exists")
+        fields_ = body.get(kind)
         if not isinstance(fields_, dict):
-            raise bad_request("body must be {'source': {...}}")
+            raise bad_request(f"body must be {{'{kind}': {{...}}}}")
+        return dict(fields_)
+
+    def _exists(self, lookup: Any, *args: str) -> bool:
+        try:
+            lookup(*args)
+        except ApiError:
+            return False
+        return True
+
+    def create_source(self, project: str, name: str, body: dict[str, Any]) -> Source:
+        exists = project in self.projects and self._exists(self._find_source, project, name)
+        fields_ = self._new_resource_fields("source", project, name, exists, body)
         stamp = format_time(now_utc())
-        source = Source(new_id(), project, name, dict(fields_), stamp, stamp)
+        source = Source(new_id(), project, name, fields_, stamp, stamp)
         self.sources[source.id] = source
         self._mutated()
         return source
@@ -459,17 +468,8 @@ class EmulatorState:
         return list(dict.fromkeys(source_ids))
 
     def create_dataset(self, project: str, name: str, body: dict[str, Any]) -> Dataset:
-        self._require_project(project)
-        try:
-            self.dataset_by_ref(project, name)
-        except ApiError:
-            pass
-        else:
-            raise ApiError(409, f"dataset '{project}/{name}' already exists")
-        fields_ = body.get("dataset")
-        if not isinstance(fields_, dict):
-            raise bad_request("body must be {'dataset': {...}}")
-        fields_ = dict(fields_)
+        exists = project in self.projects and self._exists(self.dataset_by_ref, project, name)
+        fields_ = self._new_resource_fields("dataset", project, name, exists, body)
         source_ids = self._check_source_ids(fields_.pop("source_ids", []))
         stamp = format_time(now_utc())
         dataset = Dataset(new_id(), project, name, fields_, source_ids, stamp, stamp)

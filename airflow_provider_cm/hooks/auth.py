@@ -62,11 +62,16 @@ class ClientCredentials:
             body["scope"] = self.scope
         return body
 
-    def accept(self, status_code: int, payload: Any) -> str:
-        """Take a token response; return the access token.
+    def accept(self, response: Any) -> str:
+        """Take a token response (``requests`` or ``httpx``); return the access token.
 
         :raises CommunicationsMiningAuthError: for a refusal or a response without a token.
         """
+        status_code = response.status_code
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
         if status_code >= 400 or not isinstance(payload, dict) or not payload.get("access_token"):
             reason = payload.get("error_description") or payload.get("error") if isinstance(payload, dict) else None
             raise CommunicationsMiningAuthError(
@@ -106,11 +111,7 @@ class ClientCredentials:
                 raise CommunicationsMiningAuthError(
                     401, self.route, f"token request failed: {type(exc).__name__}"
                 ) from None
-            try:
-                payload = response.json()
-            except ValueError:
-                payload = None
-            token = self.accept(response.status_code, payload)
+            token = self.accept(response)
         from airflow.sdk.log import mask_secret
 
         mask_secret(token)
@@ -129,11 +130,7 @@ class ClientCredentials:
             raise CommunicationsMiningAuthError(
                 401, self.route, f"token request failed: {type(exc).__name__}"
             ) from None
-        try:
-            payload = response.json()
-        except ValueError:
-            payload = None
-        token = self.accept(response.status_code, payload)
+        token = self.accept(response)
         from airflow.sdk.log import amask_secret
 
         await amask_secret(token)
