@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
 import uvicorn
 
 from airflow_provider_cm.emulator.app import create_app
+from airflow_provider_cm.emulator.faults import FaultRule, TokenBucket
 from airflow_provider_cm.emulator.state import EmulatorState
 
 
@@ -35,6 +37,14 @@ def main(argv: list[str] | None = None) -> int:
         help="its secret (or $CM_EMULATOR_CLIENT_SECRET)",
     )
     parser.add_argument("--token-lifetime", type=float, default=3600.0, help="seconds an issued OAuth token lives")
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="JSON",
+        help='a fault rule, e.g. \'{"kind": "status", "status": 503, "every": 5}\' (repeatable)',
+    )
+    parser.add_argument("--rate-limit", type=float, help="requests per second per token (token bucket)")
     parser.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
     args = parser.parse_args(argv)
     if not args.token:
@@ -46,6 +56,11 @@ def main(argv: list[str] | None = None) -> int:
         if not args.client_secret:
             parser.error("--client-id needs --client-secret (or $CM_EMULATOR_CLIENT_SECRET)")
         state.oauth.clients[args.client_id] = args.client_secret
+    try:
+        state.fault_rules = [FaultRule.parse(json.loads(rule)) for rule in args.fault]
+        state.rate_limit = TokenBucket(args.rate_limit) if args.rate_limit else None
+    except (ValueError, TypeError) as exc:
+        parser.error(f"bad --fault or --rate-limit: {exc}")
     app = create_app(args.token, state)
     # The access log is off: request lines are safe, but nothing about requests needs to be logged.
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)

@@ -18,11 +18,13 @@ Emulator-only routes live under ``/_emulator/`` and are not part of the real API
   dataset's assigned labels, pin it as the next model version and (optionally) tag it;
   ``PUT /_emulator/datasets/<p>/<d>/model-tags/<tag>`` ``{"version": N}`` moves a tag.
 * ``POST /_emulator/faults`` with ``{"reject_comment_ids": {"<comment id>": "<reason>"}}``
-  makes ``sync`` refuse (HTTP 400) any request holding one of these ids, with that reason; with
-  ``{"fail_next": {"count": N, "status": 503, "method": "POST", "path_contains": "/sync",
-  "retry_after": "1"}}`` the next N matching requests get that error status (with a
-  ``Retry-After`` header when given) before reaching the route; ``{"latency": 0.05}`` delays
-  every API response by that many seconds. ``DELETE /_emulator/faults`` clears every rule.
+  makes ``sync`` refuse (HTTP 400) any request holding one of these ids, with that reason;
+  ``{"faults": [rule, ...]}`` adds fault rules (see :mod:`airflow_provider_cm.emulator.faults`:
+  error statuses with ``Retry-After``, dropped connections, truncated bodies, hangs, latency;
+  for the next N calls, every k-th call or a seeded random rate); ``{"fail_next": {"count": N,
+  "status": 503, ...}}`` is shorthand for a status rule; ``{"rate_limit": {"requests_per_second":
+  20, "burst": 5}}`` throttles with 429 and ``Retry-After``; ``{"latency": 0.05}`` delays every
+  API response. ``DELETE /_emulator/faults`` clears every rule.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from airflow_provider_cm.emulator import predictions, streams
+from airflow_provider_cm.emulator.faults import FaultError, FaultInjection, FaultRule, TokenBucket
 from airflow_provider_cm.emulator.state import (
     ApiError,
     EmulatorState,
@@ -111,11 +114,6 @@ class TokenCheck:
             return
         if self.state.latency and not scope["path"].startswith("/_emulator/"):
             await asyncio.sleep(self.state.latency)
-        fault = self.state.take_fault(scope["method"], scope["path"])
-        if fault is not None:
-            headers = {"Retry-After": str(fault["retry_after"])} if fault.get("retry_after") is not None else None
-            await error(int(fault["status"]), f"{fault['status']} injected fault", headers)(scope, receive, send)
-            return
         await self.app(scope, receive, send)
         route = scope.get("route")
         key = f"{scope['method']} {getattr(route, 'path', 'unknown')}"
@@ -455,21 +453,26 @@ def create_app(token: str, state: EmulatorState | None = None, *, save_interval:
             if isinstance(latency, bool) or not isinstance(latency, (int, float)) or latency < 0:
                 raise bad_request("latency must be a number of seconds, 0 or more")
             state.latency = float(latency)
-        fail_next = body.get("fail_next")
-        if fail_next is not None:
-            if not isinstance(fail_next, dict) or not isinstance(fail_next.get("count"), int):
-                raise bad_request("fail_next must be {'count': int, 'status': int, 'path_contains'?, 'method'?}")
-            state.faults.append({"status": 503, **fail_next})
+        rules = list(body.get("faults", []))
+        if body.get("fail_next") is not None:  # shorthand: {"count": N, "status": S, ...}
+            rules.append({"kind": "status", **body["fail_next"]})
+        try:
+            state.fault_rules.extend(FaultRule.parse(rule) for rule in rules)
+            if body.get("rate_limit") is not None:
+                state.rate_limit = TokenBucket(**body["rate_limit"]) if body["rate_limit"] else None
+        except (FaultError, TypeError) as exc:
+            raise bad_request(f"bad fault rule: {exc}") from None
         return ok()
 
     @app.delete("/_emulator/faults")
     async def clear_faults() -> Response:
         state.reject_comment_ids.clear()
-        state.faults.clear()
+        state.fault_rules.clear()
+        state.rate_limit = None
         state.latency = 0.0
         return ok()
 
-    return PrefixStripper(TokenCheck(app, token, state))
+    return PrefixStripper(TokenCheck(FaultInjection(app, state), token, state))
 
 
 async def _save_periodically(state: EmulatorState, interval: float) -> None:

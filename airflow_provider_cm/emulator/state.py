@@ -313,7 +313,9 @@ class EmulatorState:
         self._version = 0
         self._index_cache: dict[tuple[Any, ...], tuple[int, list[tuple[int, str, str, str]]]] = {}
         self.reject_comment_ids: dict[str, str] = {}
-        self.faults: list[dict[str, Any]] = []
+        self.fault_rules: list[Any] = []  # emulator.faults.FaultRule
+        self.faults_injected: dict[str, int] = {}
+        self.rate_limit: Any = None  # emulator.faults.TokenBucket
         self.latency = 0.0
         self.oauth = OAuthServer()
         if state_path and os.path.exists(state_path):
@@ -669,21 +671,6 @@ class EmulatorState:
             annotations["entities"] = {"assigned": entities}
         return {"comment": self.public_comment(comment, dataset), "annotations": annotations}
 
-    # -- fault injection --------------------------------------------------------------------------
-
-    def take_fault(self, method: str, path: str) -> dict[str, Any] | None:
-        """The first injected fault matching a request, using up one of its count; ``None`` if none."""
-        if not self.faults or path.startswith("/_emulator/"):
-            return None
-        for fault in self.faults:
-            if fault.get("method", method) != method or fault.get("path_contains", "") not in path:
-                continue
-            fault["count"] -= 1
-            if fault["count"] <= 0:
-                self.faults.remove(fault)
-            return fault
-        return None
-
     # -- persistence and inspection ---------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
@@ -694,6 +681,8 @@ class EmulatorState:
             "comments": sum(len(s.comments) for s in self.sources.values()),
             "requests_by_route": dict(self.requests_by_route),
             "token_requests": self.oauth.requests,
+            "faults_injected": dict(self.faults_injected),
+            "throttled": self.rate_limit.throttled if self.rate_limit else 0,
         }
 
     def snapshot(self) -> dict[str, Any]:
