@@ -91,7 +91,9 @@ class CommunicationsMiningStreamFetchOperator(_StreamOperator):
       the returned ``sequence_id``.
     * ``advance=True``: batches are fetched until the stream is caught up or ``max_results`` is
       reached; after each batch the complete file so far is moved into place and only then is
-      the stream advanced, so a crash at any point loses nothing.
+      the stream advanced, so a crash at any point loses nothing. A file already at
+      ``output_path`` (left by an earlier try of the same task) is kept and extended, so template
+      the path per run (``{{ run_id }}``).
 
     Each line: ``{"uid", "comment", "labels": [{"name": "Parent > Child", "probability"}],
     "entities", "sequence_id"}``.
@@ -136,6 +138,10 @@ class CommunicationsMiningStreamFetchOperator(_StreamOperator):
         target = to_storage_path(self.output_path)
         thresholds = dict(self.label_thresholds) if self.label_thresholds else None
         written: list[str] = []  # JSON lines of results already in the file
+        if self.advance and target.exists():
+            # A retried try: what an earlier try wrote was acknowledged already, keep it.
+            written = [line for line in target.read_text(encoding="utf-8").splitlines() if line.strip()]
+            self.log.info("Keeping the %d results an earlier try wrote to %s", len(written), target)
         pending: str | None = None  # the sequence id that acknowledges everything written
         caught_up = False
         while len(written) < self.max_results:
