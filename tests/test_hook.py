@@ -234,3 +234,17 @@ def test_import_does_no_network():
 
         importlib.reload(airflow_provider_cm)
         assert airflow_provider_cm.get_provider_info()["package-name"] == "airflow-provider-cm"
+
+
+def test_create_only_upload_conflict_is_not_retried(hook, workspace, emulator):
+    comment = make_record("c1", "2026-10-01T10:00:00Z")["comment"]
+    hook.put_comments(workspace.source, [comment])
+    hook.put_comments(workspace.source, [comment])  # identical data: accepted
+    route = "PUT /api/_private/sources/{project}/{name}/comments"
+    before = emulator.requests_to(route)
+    changed = dict(comment, messages=[{"body": {"text": "different"}}])
+    with pytest.raises(CommunicationsMiningConflictError, match="different data") as info:
+        hook.put_comments(workspace.source, [changed])
+    assert info.value.status_code == 409
+    assert emulator.requests_to(route) - before == 1  # a genuine conflict is not retried
+    assert hook.get_comment(workspace.source, "c1")["messages"][0]["body"]["text"] == "hello"

@@ -233,6 +233,14 @@ def create_app(token: str, state: EmulatorState | None = None, *, save_interval:
             counts = state.sync(source, body)
         return ok(**counts)
 
+    @app.put("/api/_private/sources/{project}/{name}/comments")
+    async def put_comments(project: str, name: str, request: Request) -> Response:
+        source = state.source_by_ref(project, name)
+        body = await _json_body(request)
+        with state.lock:
+            state.put_comments(source, body)
+        return ok()
+
     @app.get("/api/v1/sources/{project}/{name}/comments/{comment_id}")
     async def get_comment(project: str, name: str, comment_id: str) -> Response:
         source = state.source_by_ref(project, name)

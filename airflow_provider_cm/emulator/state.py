@@ -453,6 +453,22 @@ class EmulatorState:
             self._mutated()
         return counts
 
+    def put_comments(self, source: Source, body: dict[str, Any]) -> None:
+        """Create-only upload (private ``PUT .../comments``): 409 for an id holding different data."""
+        comments = body.get("comments")
+        if not isinstance(comments, list):
+            raise bad_request("body must be {'comments': [...]}")
+        if len(comments) > MAX_SYNC_COMMENTS:
+            raise bad_request(f"at most {MAX_SYNC_COMMENTS} comments per request, got {len(comments)}")
+        for index, comment in enumerate(comments):
+            validate_comment(index, comment)
+            old = source.comments.get(comment["id"])
+            if old is not None and _comparable(old) != _comparable(_stored_form(comment)):
+                raise ApiError(409, f"comments[{index}] (id {comment['id']!r}) already exists with different data")
+        new = [c for c in comments if c["id"] not in source.comments]
+        if new:
+            self.sync(source, {"comments": new})
+
     def _drop_assigned_entities(self, uid: str) -> None:
         for dataset in self.datasets.values():
             annotation = dataset.annotations.get(uid)

@@ -401,6 +401,23 @@ class CommunicationsMiningHook(BaseHook):
         )
         return {"new": body.get("new", 0), "updated": body.get("updated", 0), "unchanged": body.get("unchanged", 0)}
 
+    def put_comments(self, source: str, comments: Sequence[Mapping[str, Any]]) -> None:
+        """Create comments, refusing ids that already hold different data.
+
+        ``PUT /api/_private/sources/<project>/<name>/comments``, the official CLI's create-only
+        route (private; prefer :meth:`sync_comments`, which reports counts). Not retried on 409.
+
+        :raises CommunicationsMiningConflictError: an id already holds different data.
+        """
+        if len(comments) > MAX_SYNC_COMMENTS:
+            raise ValueError(f"put_comments takes at most {MAX_SYNC_COMMENTS} comments, got {len(comments)}")
+        project, name = split_full_name(source, "source")
+        self.request(
+            "PUT",
+            f"api/_private/sources/{resource_path(project, name)}/comments",
+            json_body={"comments": list(comments)},
+        )
+
     def get_comment(self, source: str, comment_id: str) -> dict[str, Any]:
         """One comment (``GET /api/v1/sources/<project>/<name>/comments/<id>``)."""
         project, name = split_full_name(source, "source")
