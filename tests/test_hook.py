@@ -248,3 +248,28 @@ def test_create_only_upload_conflict_is_not_retried(hook, workspace, emulator):
     assert info.value.status_code == 409
     assert emulator.requests_to(route) - before == 1  # a genuine conflict is not retried
     assert hook.get_comment(workspace.source, "c1")["messages"][0]["body"]["text"] == "hello"
+
+
+def test_operators_take_retry_settings(emulator, workspace, tmp_path, context):
+    from airflow_provider_cm.operators.datasets import CommunicationsMiningExportDatasetOperator
+
+    route = "POST /api/v1/datasets/{project}/{name}/export"
+    served_before = emulator.requests_to(route)
+    injected_before = emulator.stats()["faults_injected"].get("status", 0)
+    emulator.admin("POST", "faults", {"fail_next": {"count": 5, "status": 503, "path_contains": "/export"}})
+    try:
+        export = CommunicationsMiningExportDatasetOperator(
+            task_id="x",
+            dataset=workspace.dataset,
+            output_path=str(tmp_path / "x.jsonl"),
+            start="2026-10-01",
+            end="2026-10-02",
+            retry_max_attempts=2,
+        )
+        assert export.hook.retry_policy.max_attempts == 2
+        with pytest.raises(CommunicationsMiningServerError):
+            export.execute(context)
+        assert emulator.requests_to(route) == served_before  # neither attempt got through
+        assert emulator.stats()["faults_injected"]["status"] - injected_before == 2  # two attempts, not five
+    finally:
+        emulator.admin("DELETE", "faults")

@@ -207,6 +207,9 @@ def test_fetch_with_advance_drains_and_applies_thresholds(model_workspace, hook,
     rows = read_jsonl(result["path"])
     assert all([label["name"] for label in row["labels"]] == ["Billing > Refund"] for row in rows)
     assert hook.fetch_stream(ws.dataset, "s", size=10)["results"] == []
+    again = fetch.execute(context)  # a retried try keeps what the first one acknowledged
+    assert again["count"] == 7 and len(read_jsonl(again["path"])) == 7
+    fetch.output_path = str(tmp_path / "next.jsonl")
     empty = fetch.execute(context)
     assert empty["count"] == 0 and read_jsonl(empty["path"]) == []
 

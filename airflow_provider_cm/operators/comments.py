@@ -10,10 +10,8 @@ from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import cached_property
 from typing import IO, TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_cm.exceptions import (
@@ -23,9 +21,9 @@ from airflow_provider_cm.exceptions import (
 )
 from airflow_provider_cm.hooks.communications_mining import (
     MAX_SYNC_COMMENTS,
-    CommunicationsMiningHook,
     split_full_name,
 )
+from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
 from airflow_provider_cm.operators.comment_files import (
     CommentRecord,
     detect_format,
@@ -42,7 +40,7 @@ MAX_PROBLEMS_SHOWN = 20
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
-class CommunicationsMiningUploadCommentsOperator(BaseOperator):
+class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperator):
     """Upload comments from a file to a source, and their labels and entities to a dataset.
 
     The file is read twice, one record at a time (constant memory): first every record is
@@ -86,6 +84,8 @@ class CommunicationsMiningUploadCommentsOperator(BaseOperator):
     :param max_comments: refuse to start (before sending anything) if the file holds more
         comments than this, to guard the AI-unit budget. Templated.
     :param communications_mining_conn_id: the Airflow connection.
+    :param retry_max_attempts: attempts per API request (default: the connection's, else 5).
+    :param retry_max_elapsed: seconds per API request across attempts (default: the connection's, else 300).
     :return: (XCom) ``{"read", "new", "updated", "unchanged", "rejected", "labelled",
         "dead_letter_path", "dry_run"}``; counts are comments.
     :raises CommunicationsMiningInputError: if any record is invalid (nothing is sent).
@@ -105,8 +105,6 @@ class CommunicationsMiningUploadCommentsOperator(BaseOperator):
         "is_dry_run",
     )
     template_fields_renderers = {"csv_columns": "json"}
-    ui_color = "#fa4616"
-    ui_fgcolor = "#ffffff"
 
     def __init__(
         self,
@@ -127,7 +125,6 @@ class CommunicationsMiningUploadCommentsOperator(BaseOperator):
         fail_on_rejected: bool = True,
         dry_run: bool | str = False,
         max_comments: int | None = None,
-        communications_mining_conn_id: str = CommunicationsMiningHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -152,14 +149,10 @@ class CommunicationsMiningUploadCommentsOperator(BaseOperator):
         # Stored as is_dry_run: BaseOperator.dry_run() is a method of its own.
         self.is_dry_run = dry_run
         self.max_comments = max_comments
-        self.communications_mining_conn_id = communications_mining_conn_id
 
-    @cached_property
-    def hook(self) -> CommunicationsMiningHook:
-        return CommunicationsMiningHook(
-            self.communications_mining_conn_id,
-            pool_size=max(16, self.annotation_concurrency + self.sync_concurrency + 2),
-        )
+    @property
+    def hook_pool_size(self) -> int:  # type: ignore[override]
+        return max(16, self.annotation_concurrency + self.sync_concurrency + 2)
 
     # -- reading --------------------------------------------------------------------------------
 

@@ -7,17 +7,13 @@ import io
 import json
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import pendulum
-from airflow.sdk import Asset, BaseOperator
+from airflow.sdk import Asset
 
-from airflow_provider_cm.hooks.communications_mining import (
-    MAX_EXPORT_LIMIT,
-    CommunicationsMiningHook,
-    split_full_name,
-)
+from airflow_provider_cm.hooks.communications_mining import MAX_EXPORT_LIMIT, split_full_name
+from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
 from airflow_provider_cm.operators.storage import atomic_write, to_storage_path
 
 if TYPE_CHECKING:
@@ -112,7 +108,7 @@ def _at_or_after(moment: str, end_key: str, end: datetime) -> bool:
     return to_utc(moment, "comment time") >= end
 
 
-class CommunicationsMiningExportDatasetOperator(BaseOperator):
+class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator):
     """Export the comments of a dataset whose time falls in ``[start, end)`` to a JSONL or CSV file.
 
     Calls ``POST /api/v1/datasets/<project>/<dataset>/export``
@@ -141,14 +137,14 @@ class CommunicationsMiningExportDatasetOperator(BaseOperator):
     :param page_size: comments per request, 1 to 256.
     :param outlets: Assets to declare; default one Asset named after the dataset's export.
     :param communications_mining_conn_id: the Airflow connection.
+    :param retry_max_attempts: attempts per API request (default: the connection's, else 5).
+    :param retry_max_elapsed: seconds per API request across attempts (default: the connection's, else 300).
     :return: (XCom) ``{"path", "count", "start", "end", "order_by", "dataset", "format"}``.
     :raises ValueError: for a bad window or argument.
     :raises CommunicationsMiningApiError: if the API fails after retries (no file is written).
     """
 
     template_fields: Sequence[str] = ("dataset", "output_path", "start", "end", "source_ids")
-    ui_color = "#fa4616"
-    ui_fgcolor = "#ffffff"
 
     def __init__(
         self,
@@ -161,7 +157,6 @@ class CommunicationsMiningExportDatasetOperator(BaseOperator):
         order_by: str = "timestamp",
         source_ids: Sequence[str] | None = None,
         page_size: int = MAX_EXPORT_LIMIT,
-        communications_mining_conn_id: str = CommunicationsMiningHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
         if output_format not in ("jsonl", "csv"):
@@ -181,17 +176,12 @@ class CommunicationsMiningExportDatasetOperator(BaseOperator):
         self.order_by = order_by
         self.source_ids = source_ids
         self.page_size = page_size
-        self.communications_mining_conn_id = communications_mining_conn_id
 
     @staticmethod
     def default_asset(dataset: str) -> Asset:
         """The Asset an export of ``dataset`` declares by default: ``communications-mining://<project>/<dataset>``."""
         name = dataset if "{" not in dataset else "templated"
         return Asset(name=f"communications_mining_export/{name}", uri=f"communications-mining://{name}")
-
-    @cached_property
-    def hook(self) -> CommunicationsMiningHook:
-        return CommunicationsMiningHook(self.communications_mining_conn_id)
 
     def window(self, context: Context) -> tuple[datetime, datetime]:
         """``(start, end)`` in UTC: the operator's arguments, else the run's data interval.

@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_cm.exceptions import CommunicationsMiningModelDriftError, CommunicationsMiningTagError
-from airflow_provider_cm.hooks.communications_mining import (
-    MAX_PREDICT_DOCUMENTS,
-    CommunicationsMiningHook,
-    label_name,
-    split_full_name,
-)
+from airflow_provider_cm.hooks.communications_mining import MAX_PREDICT_DOCUMENTS, label_name, split_full_name
+from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
 from airflow_provider_cm.operators.comment_files import RecordError, validate_comment
 from airflow_provider_cm.operators.storage import atomic_write, to_storage_path
 
@@ -24,7 +18,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class CommunicationsMiningModelTagOperator(BaseOperator):
+class CommunicationsMiningModelTagOperator(CommunicationsMiningBaseOperator):
     """Return the pinned model version behind a tag, and optionally fail if it moved.
 
     Reads ``GET /api/v1/datasets/<project>/<dataset>/model-tags`` (needs the "Model Admin"
@@ -40,8 +34,6 @@ class CommunicationsMiningModelTagOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = ("dataset", "tag", "expected_version")
-    ui_color = "#fa4616"
-    ui_fgcolor = "#ffffff"
 
     def __init__(
         self,
@@ -49,18 +41,12 @@ class CommunicationsMiningModelTagOperator(BaseOperator):
         dataset: str,
         tag: str = "live",
         expected_version: int | str | None = None,
-        communications_mining_conn_id: str = CommunicationsMiningHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.dataset = dataset
         self.tag = tag
         self.expected_version = expected_version
-        self.communications_mining_conn_id = communications_mining_conn_id
-
-    @cached_property
-    def hook(self) -> CommunicationsMiningHook:
-        return CommunicationsMiningHook(self.communications_mining_conn_id)
 
     def execute(self, context: Context) -> int:
         split_full_name(self.dataset, "dataset")
@@ -76,7 +62,7 @@ class CommunicationsMiningModelTagOperator(BaseOperator):
         return version
 
 
-class CommunicationsMiningPredictOperator(BaseOperator):
+class CommunicationsMiningPredictOperator(CommunicationsMiningBaseOperator):
     """Predict labels for messages read from a file, with a pinned model version or a tag.
 
     Calls ``POST /api/v1/datasets/<project>/<dataset>/labellers/<version>/predict``
@@ -98,8 +84,6 @@ class CommunicationsMiningPredictOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = ("dataset", "version", "input_path", "output_path")
-    ui_color = "#fa4616"
-    ui_fgcolor = "#ffffff"
 
     def __init__(
         self,
@@ -111,7 +95,6 @@ class CommunicationsMiningPredictOperator(BaseOperator):
         threshold: float | str | None = None,
         batch_size: int = 1024,
         max_documents: int | None = 10_000,
-        communications_mining_conn_id: str = CommunicationsMiningHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -124,11 +107,6 @@ class CommunicationsMiningPredictOperator(BaseOperator):
         self.threshold = threshold
         self.batch_size = batch_size
         self.max_documents = max_documents
-        self.communications_mining_conn_id = communications_mining_conn_id
-
-    @cached_property
-    def hook(self) -> CommunicationsMiningHook:
-        return CommunicationsMiningHook(self.communications_mining_conn_id)
 
     def _documents(self) -> list[tuple[int, dict[str, Any]]]:
         documents = []

@@ -11,17 +11,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from functools import cached_property
 from typing import IO, TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_provider_cm.hooks.communications_mining import (
-    MAX_STREAM_FETCH,
-    CommunicationsMiningHook,
-    split_full_name,
-)
+from airflow_provider_cm.hooks.communications_mining import MAX_STREAM_FETCH, split_full_name
+from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
 from airflow_provider_cm.operators.datasets import api_time, to_utc
 from airflow_provider_cm.operators.storage import atomic_write, to_storage_path
 
@@ -29,28 +24,13 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class _StreamOperator(BaseOperator):
-    """What every stream operator shares: the dataset, the stream, the connection."""
+class _StreamOperator(CommunicationsMiningBaseOperator):
+    """What every stream operator shares: the dataset and the stream (plus the connection and retries)."""
 
-    ui_color = "#fa4616"
-    ui_fgcolor = "#ffffff"
-
-    def __init__(
-        self,
-        *,
-        dataset: str,
-        stream: str,
-        communications_mining_conn_id: str = CommunicationsMiningHook.default_conn_name,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *, dataset: str, stream: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.dataset = dataset
         self.stream = stream
-        self.communications_mining_conn_id = communications_mining_conn_id
-
-    @cached_property
-    def hook(self) -> CommunicationsMiningHook:
-        return CommunicationsMiningHook(self.communications_mining_conn_id)
 
     def _check_names(self) -> None:
         split_full_name(self.dataset, "dataset")

@@ -35,6 +35,8 @@ class CommunicationsMiningStreamSensor(BaseSensorOperator):
     :param stream: the stream's name. Templated.
     :param min_results: results to wait for, 1 to ``batch_size``.
     :param batch_size: comments looked at per poke, 1 to 1,024.
+    :param retry_max_attempts: attempts per API request (default: the connection's, else 5).
+    :param retry_max_elapsed: seconds per API request across attempts (default: the connection's, else 300).
     :return: (XCom) the number of results found.
     """
 
@@ -51,9 +53,13 @@ class CommunicationsMiningStreamSensor(BaseSensorOperator):
         batch_size: int = 256,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         communications_mining_conn_id: str = CommunicationsMiningHook.default_conn_name,
+        retry_max_attempts: int | None = None,
+        retry_max_elapsed: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.retry_max_attempts = retry_max_attempts
+        self.retry_max_elapsed = retry_max_elapsed
         if not 1 <= batch_size <= MAX_STREAM_FETCH:
             raise ValueError(f"batch_size must be between 1 and {MAX_STREAM_FETCH}, got {batch_size}")
         if not 1 <= min_results <= batch_size:
@@ -68,7 +74,11 @@ class CommunicationsMiningStreamSensor(BaseSensorOperator):
 
     @cached_property
     def hook(self) -> CommunicationsMiningHook:
-        return CommunicationsMiningHook(self.communications_mining_conn_id)
+        return CommunicationsMiningHook(
+            self.communications_mining_conn_id,
+            retry_max_attempts=self.retry_max_attempts,
+            retry_max_elapsed=self.retry_max_elapsed,
+        )
 
     def poke(self, context: Context) -> bool:
         split_full_name(self.dataset, "dataset")
@@ -95,6 +105,8 @@ class CommunicationsMiningStreamSensor(BaseSensorOperator):
                 poll_interval=float(self.poke_interval),
                 deadline=deadline,
                 communications_mining_conn_id=self.communications_mining_conn_id,
+                retry_max_attempts=self.retry_max_attempts,
+                retry_max_elapsed=self.retry_max_elapsed,
             ),
             method_name="execute_complete",
             # The trigger ends itself at the deadline; this is only a backstop.

@@ -29,6 +29,8 @@ class CommunicationsMiningStreamTrigger(BaseTrigger):
     :param poll_interval: seconds between polls.
     :param deadline: Unix time (seconds) after which the trigger gives up; ``None`` waits forever.
     :param communications_mining_conn_id: the Airflow connection.
+    :param retry_max_attempts: attempts per API request, overriding the connection's setting.
+    :param retry_max_elapsed: seconds per API request across attempts, overriding the connection's.
     """
 
     def __init__(
@@ -41,8 +43,12 @@ class CommunicationsMiningStreamTrigger(BaseTrigger):
         poll_interval: float = 60.0,
         deadline: float | None = None,
         communications_mining_conn_id: str = CommunicationsMiningHook.default_conn_name,
+        retry_max_attempts: int | None = None,
+        retry_max_elapsed: float | None = None,
     ) -> None:
         super().__init__()
+        self.retry_max_attempts = retry_max_attempts
+        self.retry_max_elapsed = retry_max_elapsed
         self.dataset = dataset
         self.stream = stream
         self.min_results = min_results
@@ -62,11 +68,17 @@ class CommunicationsMiningStreamTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "deadline": self.deadline,
                 "communications_mining_conn_id": self.communications_mining_conn_id,
+                "retry_max_attempts": self.retry_max_attempts,
+                "retry_max_elapsed": self.retry_max_elapsed,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        hook = CommunicationsMiningHook(self.communications_mining_conn_id)
+        hook = CommunicationsMiningHook(
+            self.communications_mining_conn_id,
+            retry_max_attempts=self.retry_max_attempts,
+            retry_max_elapsed=self.retry_max_elapsed,
+        )
         results = 0
         try:
             while True:
