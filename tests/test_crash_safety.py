@@ -129,3 +129,69 @@ def test_stream_fetch_killed_redelivers_and_loses_nothing(kill_at, emulator, hoo
     ids = [line["comment"]["id"] for line in read_jsonl(target)]
     assert set(ids) == {r["comment"]["id"] for r in read_jsonl(BANKING77_JSONL)}  # nothing lost
     assert len(ids) - len(set(ids)) <= 50  # at most the batch in flight at the kill comes twice
+
+
+@pytest.mark.parametrize("operator_kind", ["upload", "export"])
+def test_emulator_restart_in_the_middle_is_survived(operator_kind, tmp_path, context):
+    """The API process is stopped mid-run and started again on the same port and state file."""
+    import threading
+
+    import requests
+
+    from airflow_provider_cm.hooks.communications_mining import CommunicationsMiningHook
+    from airflow_provider_cm.operators.datasets import CommunicationsMiningExportDatasetOperator
+    from tests.conftest import TOKEN, free_port, start_emulator_process
+
+    state, port = str(tmp_path / "state.json"), free_port()
+    url = f"http://127.0.0.1:{port}"
+    extra = {"retry_initial_wait": 0.2, "retry_max_wait": 1, "retry_max_attempts": 60, "retry_max_elapsed": 120}
+    os.environ["AIRFLOW_CONN_CM_RESTART"] = json.dumps(
+        {"conn_type": "communications_mining", "host": url, "password": TOKEN, "extra": extra}
+    )
+
+    def stats() -> dict[str, Any]:
+        response = requests.get(f"{url}/_emulator/stats", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+        return response.json()["stats"]
+
+    process = start_emulator_process(port, state=state)
+    records = read_jsonl(BANKING77_JSONL)[:4000]
+    path = write_jsonl(tmp_path / "in.jsonl", records)
+    try:
+        hook = CommunicationsMiningHook("cm_restart")
+        workspace = new_workspace(hook)
+        upload = CommunicationsMiningUploadCommentsOperator(
+            task_id="upload", source=workspace.source, dataset=workspace.dataset, input_path=str(path),
+            batch_size=128, communications_mining_conn_id="cm_restart",
+        )  # fmt: skip
+        export = CommunicationsMiningExportDatasetOperator(
+            task_id="export", dataset=workspace.dataset, output_path=str(tmp_path / "out.jsonl"),
+            start="2026-10-01", end="2026-11-01", page_size=4, communications_mining_conn_id="cm_restart",
+        )  # fmt: skip
+        if operator_kind == "export":
+            upload.execute(context)
+        route, threshold = (SYNC, 5) if operator_kind == "upload" else (EXPORT, 50)
+        start = stats()["requests_by_route"].get(route, 0)
+        outcome: dict[str, Any] = {}
+        operator = upload if operator_kind == "upload" else export
+        worker = threading.Thread(target=lambda: outcome.update(result=operator.execute(context)))
+        worker.start()
+        while stats()["requests_by_route"].get(route, 0) - start < threshold:
+            assert worker.is_alive(), "the operator finished before the restart"
+            time.sleep(0.01)
+        process.terminate()
+        process.wait(timeout=30)
+        time.sleep(1.0)  # the API is down: requests are refused and retried
+        process = start_emulator_process(port, state=state)
+        worker.join(timeout=300)
+        result = outcome["result"]
+        delivered = [c["comment"]["id"] for c in CommunicationsMiningHook("cm_restart").iter_export(workspace.dataset)]
+        assert sorted(delivered) == sorted(r["comment"]["id"] for r in records)
+        assert stats()["billed_comments"] == len(records)  # kept by the state file, nothing billed twice
+        if operator_kind == "upload":
+            assert result["labelled"] == len(records) and result["rejected"] == 0
+        else:
+            ids = [line["comment"]["id"] for line in read_jsonl(result["path"])]
+            assert len(ids) == len(set(ids)) == len(records)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
