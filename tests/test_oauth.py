@@ -134,7 +134,7 @@ def test_example_dags_with_short_lived_oauth_tokens_leak_no_secret(
         for run in runs:
             assert secret not in json.dumps(xcom_values(run), default=str)
             assert secret not in json.dumps(rendered_fields(run), default=str)
-    for path in [*tmp_path.rglob("*"), *Path(os.environ["AIRFLOW_HOME"]).rglob("*.log")]:
+    for path in [*tmp_path.rglob("*"), *Path(os.environ["AIRFLOW_HOME"]).rglob("*.log"), Path(emulator_log)]:
         if path.is_file():
             text = path.read_text(errors="replace")
             assert not any(secret in text for secret in secrets), path
