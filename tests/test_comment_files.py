@@ -1,5 +1,8 @@
 """The comment-file reader on generated malformed input: every record is either valid or reported with
-its line and field, never an unhandled exception from deep inside."""
+its line and field, never an unhandled exception from deep inside.
+
+Examples are derandomized so CI sees the same ones each run; raise ``max_examples`` locally to search wider.
+"""
 
 from __future__ import annotations
 
@@ -67,20 +70,20 @@ def check(items: list, lines: int) -> None:
             assert 1 <= line <= lines and field and message
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(records | json_values, min_size=1, max_size=5))
 def test_generated_jsonl_records_are_valid_or_reported(objects):
     data = "\n".join(json.dumps(obj) for obj in objects).encode()
     check(list(read_jsonl(io.BytesIO(data))), len(objects))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, derandomize=True)
 @given(st.binary(max_size=300))
 def test_arbitrary_bytes_never_crash_the_jsonl_reader(data):
     check(list(read_jsonl(io.BytesIO(data))), data.count(b"\n") + 1)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, derandomize=True)
 @given(st.lists(st.lists(st.text(max_size=12), min_size=0, max_size=5), max_size=5))
 def test_generated_csv_rows_are_valid_or_reported(rows):
     import csv
@@ -91,4 +94,5 @@ def test_generated_csv_rows_are_valid_or_reported(rows):
     writer.writerows(rows)
     text = buffer.getvalue()
     columns = {"id": "id", "timestamp": "timestamp", "text": "text", "labels": "label"}
-    check(list(read_csv(io.BytesIO(text.encode()), columns)), text.count("\n") + 1)
+    # The csv module counts a bare carriage return as a line end too (an upper bound is enough here).
+    check(list(read_csv(io.BytesIO(text.encode()), columns)), text.count("\n") + text.count("\r") + 1)
