@@ -409,7 +409,8 @@ class EmulatorState:
         self._mutated()
         return source
 
-    def sync(self, source: Source, body: dict[str, Any]) -> dict[str, int]:
+    def _comment_batch(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """The ``comments`` of a sync or create-only request, each checked (400 for the first bad one)."""
         comments = body.get("comments")
         if not isinstance(comments, list):
             raise bad_request("body must be {'comments': [...]}")
@@ -420,6 +421,12 @@ class EmulatorState:
             reason = self.reject_comment_ids.get(comment["id"])
             if reason:
                 raise bad_request(f"comments[{index}] (id {comment['id']!r}): {reason}")
+        return comments
+
+    def sync(self, source: Source, body: dict[str, Any]) -> dict[str, int]:
+        return self._upsert(source, self._comment_batch(body))
+
+    def _upsert(self, source: Source, comments: list[dict[str, Any]]) -> dict[str, int]:
         counts = {"new": 0, "updated": 0, "unchanged": 0}
         created_at = format_time(now_utc())
         billed = 0
@@ -455,19 +462,14 @@ class EmulatorState:
 
     def put_comments(self, source: Source, body: dict[str, Any]) -> None:
         """Create-only upload (private ``PUT .../comments``): 409 for an id holding different data."""
-        comments = body.get("comments")
-        if not isinstance(comments, list):
-            raise bad_request("body must be {'comments': [...]}")
-        if len(comments) > MAX_SYNC_COMMENTS:
-            raise bad_request(f"at most {MAX_SYNC_COMMENTS} comments per request, got {len(comments)}")
+        comments = self._comment_batch(body)
         for index, comment in enumerate(comments):
-            validate_comment(index, comment)
             old = source.comments.get(comment["id"])
             if old is not None and _comparable(old) != _comparable(_stored_form(comment)):
                 raise ApiError(409, f"comments[{index}] (id {comment['id']!r}) already exists with different data")
         new = [c for c in comments if c["id"] not in source.comments]
         if new:
-            self.sync(source, {"comments": new})
+            self._upsert(source, new)
 
     def _drop_assigned_entities(self, uid: str) -> None:
         for dataset in self.datasets.values():
