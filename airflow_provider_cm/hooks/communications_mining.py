@@ -32,8 +32,6 @@ from airflow_provider_cm.exceptions import (
 from airflow_provider_cm.hooks.auth import ClientCredentials, default_token_url
 from airflow_provider_cm.hooks.retry import RetryPolicy, parse_retry_after
 
-DOCS = "https://docs.uipath.com/communications-mining/automation-cloud/latest/developer-guide"
-
 #: Most comments the ``sync`` route takes in one request.
 MAX_SYNC_COMMENTS = 16384
 #: Most comments one export page returns.
