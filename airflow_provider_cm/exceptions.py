@@ -97,20 +97,31 @@ class CommunicationsMiningConnectionError(CommunicationsMiningError):
     :param reason: what went wrong on the last attempt.
     :param sent: whether the request may have reached the server (``False`` for a refused or
         timed-out connect, which is always safe to retry).
+    :param permanent: whether no retry can help (a host name that does not resolve, a TLS
+        verification failure, an ``https://`` endpoint on a plain-HTTP server); the reason then
+        says what to change.
     """
 
-    def __init__(self, route: str, reason: str, *, sent: bool = True) -> None:
+    def __init__(self, route: str, reason: str, *, sent: bool = True, permanent: bool = False) -> None:
         self.route = route
         self.reason = reason
         self.sent = sent
+        self.permanent = permanent
         super().__init__(f"{route} failed: {reason}")
 
     def __reduce__(self):
-        return (_rebuild_connection_error, (type(self), self.route, self.reason, self.sent))
+        return (_rebuild_connection_error, (type(self), self.route, self.reason, self.sent, self.permanent))
 
 
-def _rebuild_connection_error(cls, route, reason, sent):
-    return cls(route, reason, sent=sent)
+def _rebuild_connection_error(cls, route, reason, sent, permanent=False):
+    return cls(route, reason, sent=sent, permanent=permanent)
+
+
+class CommunicationsMiningConfigError(CommunicationsMiningError):
+    """The connection cannot work as configured (no credentials, a bad ``verify`` or proxy map, ...).
+
+    Raised before any request is sent; the message says which setting to change.
+    """
 
 
 class CommunicationsMiningInputError(AirflowFailException):

@@ -99,12 +99,27 @@ def test_sources_datasets_and_typed_errors(hook, workspace):
 def test_sync_counts_and_billing(hook, workspace, emulator):
     before = emulator.billed()
     comments = [make_record(f"c{i}", "2026-10-01T10:00:00Z")["comment"] for i in range(5)]
-    assert hook.sync_comments(workspace.source, comments) == {"new": 5, "updated": 0, "unchanged": 0}
-    assert hook.sync_comments(workspace.source, comments) == {"new": 0, "updated": 0, "unchanged": 5}
+    assert hook.sync_comments(workspace.source, comments) == {
+        "new": 5,
+        "updated": 0,
+        "unchanged": 0,
+        "maybe_committed_earlier": False,
+    }
+    assert hook.sync_comments(workspace.source, comments) == {
+        "new": 0,
+        "updated": 0,
+        "unchanged": 5,
+        "maybe_committed_earlier": False,
+    }
     # A metadata-only change is an update that is not billed; a text change is billed.
     comments[0]["user_properties"] = {"string:Channel": "email"}
     comments[1]["messages"][0]["body"]["text"] = "changed"
-    assert hook.sync_comments(workspace.source, comments[:2]) == {"new": 0, "updated": 2, "unchanged": 0}
+    assert hook.sync_comments(workspace.source, comments[:2]) == {
+        "new": 0,
+        "updated": 2,
+        "unchanged": 0,
+        "maybe_committed_earlier": False,
+    }
     assert emulator.billed() - before == 6
     stored = hook.get_comment(workspace.source, "c1")
     assert stored["uid"] == f"{workspace.source_id}.c1"

@@ -1,18 +1,30 @@
-"""Bearer tokens for the hook: a static API token, or OAuth client credentials of an Automation Cloud
-external application (``POST https://cloud.uipath.com/<organisation>/identity_/connect/token``).
+"""OAuth client credentials of an Automation Cloud external application
+(``POST https://cloud.uipath.com/<organisation>/identity_/connect/token``).
 
-Client-credentials tokens are cached until shortly before ``expires_in`` runs out, refreshed when
-the API answers 401, and masked in logs as soon as they are obtained.
+:class:`ClientCredentials` holds the cached token and the rules for the token request and its
+answer; the request itself is sent by the hook's transport (synchronous or asynchronous), under
+the same retry policy as every API request. One object is shared by both transports of a hook,
+so a token fetched by either serves both until shortly before it expires.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from airflow_provider_cm.exceptions import CommunicationsMiningAuthError
+from airflow_provider_cm.exceptions import (
+    CommunicationsMiningApiError,
+    CommunicationsMiningAuthError,
+    CommunicationsMiningProtocolError,
+    CommunicationsMiningRateLimitError,
+    CommunicationsMiningServerError,
+)
+from airflow_provider_cm.hooks.retry import parse_retry_after
 
 #: Seconds before ``expires_in`` runs out at which a cached token is replaced.
 REFRESH_MARGIN = 30.0
@@ -33,7 +45,7 @@ def default_token_url(endpoint: str) -> str:
 
 
 class ClientCredentials:
-    """A cached client-credentials token.
+    """A client-credentials grant and its cached access token.
 
     :param token_url: the identity server's token endpoint.
     :param client_id: the external application's id.
@@ -48,41 +60,63 @@ class ClientCredentials:
         self.scope = scope
         self._token: str | None = None
         self._expires_at = 0.0
-        self._lock = threading.Lock()
-        self.fetched = 0
+        #: Held by the synchronous transport while it fetches, so threads fetch one token, not one each.
+        self.lock = threading.Lock()
+        self._async_lock: asyncio.Lock | None = None
+
+    @property
+    def async_lock(self) -> asyncio.Lock:
+        """The asynchronous transport's counterpart of :attr:`lock` (made in the running event loop)."""
+        if self._async_lock is None:
+            self._async_lock = asyncio.Lock()
+        return self._async_lock
 
     @property
     def route(self) -> str:
+        """``"POST /<organisation>/identity_/connect/token"``, for messages."""
         return f"POST {urlsplit(self.token_url).path}"
 
-    def form(self) -> dict[str, str]:
-        """The token request's form body."""
+    def form(self) -> bytes:
+        """The token request's ``application/x-www-form-urlencoded`` body."""
         body = {"grant_type": "client_credentials", "client_id": self.client_id, "client_secret": self.client_secret}
         if self.scope:
             body["scope"] = self.scope
-        return body
+        return urlencode(body).encode("ascii")
 
-    def accept(self, response: Any) -> str:
-        """Take a token response (``requests`` or ``httpx``); return the access token.
+    def accept(self, status_code: int, headers: Mapping[str, str], content: bytes) -> str:
+        """Take the identity server's answer; cache and return the access token.
 
-        :raises CommunicationsMiningAuthError: for a refusal or a response without a token.
+        :raises CommunicationsMiningRateLimitError: for HTTP 429 (retried by the policy).
+        :raises CommunicationsMiningServerError: for HTTP 5xx (retried by the policy).
+        :raises CommunicationsMiningProtocolError: for a success without a readable token (retried).
+        :raises CommunicationsMiningAuthError: when the server refuses the client (wrong id or secret,
+            scope not granted): a retry cannot help.
         """
-        status_code = response.status_code
         try:
-            payload = response.json()
+            payload = json.loads(content) if content else None
         except ValueError:
             payload = None
-        if status_code >= 400 or not isinstance(payload, dict) or not payload.get("access_token"):
-            reason = payload.get("error_description") or payload.get("error") if isinstance(payload, dict) else None
-            raise CommunicationsMiningAuthError(
-                status_code if status_code >= 400 else 401,
-                self.route,
-                f"the identity server refused client {self.client_id!r}: {reason or 'no access_token in response'}",
-            )
+        if status_code < 400:
+            if isinstance(payload, dict) and payload.get("access_token"):
+                return self._cache(payload)
+            raise CommunicationsMiningProtocolError(status_code, self.route, "the token response holds no access_token")
+        retry_after = parse_retry_after(headers.get("Retry-After"))
+        reason = (payload.get("error_description") or payload.get("error")) if isinstance(payload, dict) else None
+        if status_code == 429:
+            message = "the identity server is rate limiting token requests"
+            raise CommunicationsMiningRateLimitError(status_code, self.route, message, retry_after=retry_after)
+        if status_code >= 500:
+            message = f"the identity server failed: {reason or f'HTTP {status_code}'}"
+            raise CommunicationsMiningServerError(status_code, self.route, message, retry_after=retry_after)
+        if status_code in (400, 401, 403):
+            message = f"the identity server refused client {self.client_id!r}: {reason or 'no reason given'}"
+            raise CommunicationsMiningAuthError(status_code, self.route, message)
+        raise CommunicationsMiningApiError(status_code, self.route, f"token request failed: {reason or 'no reason'}")
+
+    def _cache(self, payload: Mapping[str, Any]) -> str:
         lifetime = float(payload.get("expires_in") or 3600)
         self._token = str(payload["access_token"])
         self._expires_at = time.monotonic() + max(lifetime - min(REFRESH_MARGIN, lifetime / 2), 0.0)
-        self.fetched += 1
         return self._token
 
     def valid_token(self) -> str | None:
@@ -96,42 +130,3 @@ class ClientCredentials:
         if token is None or token == self._token:
             self._token = None
             self._expires_at = 0.0
-
-    def token(self, session: Any, timeout: Any, verify: Any = True) -> str:
-        """A valid token, fetched with the requests ``session`` when none is cached."""
-        with self._lock:
-            cached = self.valid_token()
-            if cached:
-                return cached
-            import requests
-
-            try:
-                response = session.post(self.token_url, data=self.form(), timeout=timeout, verify=verify)
-            except requests.exceptions.RequestException as exc:
-                raise CommunicationsMiningAuthError(
-                    401, self.route, f"token request failed: {type(exc).__name__}"
-                ) from None
-            token = self.accept(response)
-        from airflow.sdk.log import mask_secret
-
-        mask_secret(token)
-        return token
-
-    async def atoken(self, client: Any) -> str:
-        """:meth:`token` on an :class:`httpx.AsyncClient`, masking with the async masker."""
-        cached = self.valid_token()
-        if cached:
-            return cached
-        import httpx
-
-        try:
-            response = await client.post(self.token_url, data=self.form())
-        except httpx.HTTPError as exc:
-            raise CommunicationsMiningAuthError(
-                401, self.route, f"token request failed: {type(exc).__name__}"
-            ) from None
-        token = self.accept(response)
-        from airflow.sdk.log import amask_secret
-
-        await amask_secret(token)
-        return token

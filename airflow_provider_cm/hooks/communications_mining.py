@@ -1,36 +1,25 @@
-"""The Communications Mining hook: connection, authentication, session, retries and one method per route.
+"""The Communications Mining hook: one method per API route over the provider's request pipeline.
 
 API reference: https://docs.uipath.com/communications-mining/automation-cloud/latest/developer-guide/using-the-api
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from functools import cached_property
 from typing import Any, TypedDict
 from urllib.parse import quote
 
 import requests
-import tenacity
 from airflow.sdk import BaseHook
-from requests.adapters import HTTPAdapter
 
-from airflow_provider_cm import __version__
-from airflow_provider_cm.exceptions import (
-    CommunicationsMiningApiError,
-    CommunicationsMiningAuthError,
-    CommunicationsMiningBadRequestError,
-    CommunicationsMiningConflictError,
-    CommunicationsMiningConnectionError,
-    CommunicationsMiningNotFoundError,
-    CommunicationsMiningProtocolError,
-    CommunicationsMiningRateLimitError,
-    CommunicationsMiningServerError,
-    CommunicationsMiningTagError,
-)
-from airflow_provider_cm.hooks.auth import ClientCredentials, default_token_url
-from airflow_provider_cm.hooks.retry import RetryPolicy, parse_retry_after
+from airflow_provider_cm.exceptions import CommunicationsMiningProtocolError, CommunicationsMiningTagError
+from airflow_provider_cm.hooks.auth import ClientCredentials
+from airflow_provider_cm.hooks.retry import RetryPolicy
+from airflow_provider_cm.hooks.settings import ConnectionSettings, endpoint_from_connection
+from airflow_provider_cm.hooks.transport import ApiCall, AsyncTransport, Params, Reply, SyncTransport, encode_json
+
+__all__ = ["CommunicationsMiningHook", "SyncResult", "endpoint_from_connection", "split_full_name"]
 
 #: Most comments the ``sync`` route takes in one request.
 MAX_SYNC_COMMENTS = 16384
@@ -40,27 +29,23 @@ MAX_EXPORT_LIMIT = 256
 MAX_STREAM_FETCH = 1024
 #: Most documents one predict request takes.
 MAX_PREDICT_DOCUMENTS = 4096
-DEFAULT_CONNECT_TIMEOUT = 10.0
-DEFAULT_READ_TIMEOUT = 120.0
-
-_STATUS_ERRORS: dict[int, type[CommunicationsMiningApiError]] = {
-    400: CommunicationsMiningBadRequestError,
-    401: CommunicationsMiningAuthError,
-    403: CommunicationsMiningAuthError,
-    404: CommunicationsMiningNotFoundError,
-    409: CommunicationsMiningConflictError,
-    413: CommunicationsMiningBadRequestError,
-    422: CommunicationsMiningBadRequestError,
-    429: CommunicationsMiningRateLimitError,
-}
+#: ``test_connection`` answers within seconds: two attempts, at most 10 s connecting and 20 s reading.
+TEST_CONNECTION_POLICY = RetryPolicy(max_attempts=2, max_elapsed=15.0, initial_wait=0.5, max_wait=2.0)
+TEST_CONNECTION_TIMEOUTS = (10.0, 20.0)
 
 
 class SyncResult(TypedDict):
-    """Counts returned by the ``sync`` route."""
+    """Counts returned by the ``sync`` route, and whether they may undercount.
+
+    ``maybe_committed_earlier`` is true when an earlier attempt of the same request failed after
+    it may have been carried out and the request was resent: comments that attempt created or
+    changed are then counted as ``unchanged`` (they were billed all the same).
+    """
 
     new: int
     updated: int
     unchanged: int
+    maybe_committed_earlier: bool
 
 
 def split_full_name(full_name: str, kind: str) -> tuple[str, str]:
@@ -77,57 +62,8 @@ def split_full_name(full_name: str, kind: str) -> tuple[str, str]:
 
 
 def resource_path(*segments: str) -> str:
-    """Join path segments, percent-encoding each (``id:<id>`` keeps its colon)."""
+    """Join path segments, percent-encoding each (``/`` becomes ``%2F``; ``id:<id>`` keeps its colon)."""
     return "/".join(quote(str(segment), safe=":") for segment in segments)
-
-
-def parse_response(status_code: int, headers: Mapping[str, str], content: bytes, route: str) -> dict[str, Any]:
-    """Turn an HTTP response into the payload dict, or raise the matching typed error.
-
-    Shared by the synchronous and asynchronous transports.
-
-    :raises CommunicationsMiningApiError: (a subclass by status) for an error response.
-    :raises CommunicationsMiningProtocolError: for a body that is not the documented JSON envelope.
-    """
-    retry_after = parse_retry_after(headers.get("Retry-After"))
-    try:
-        body = json.loads(content) if content else None
-    except ValueError:
-        body = None
-    if not isinstance(body, dict) or body.get("status") not in ("ok", "error"):
-        if status_code >= 400:
-            error_cls = _error_class(status_code)
-            snippet = content[:200].decode("utf-8", "replace").strip() or "empty body"
-            raise error_cls(status_code, route, f"non-JSON error response: {snippet}", retry_after=retry_after)
-        raise CommunicationsMiningProtocolError(
-            status_code, route, "the response body is not a JSON object with a 'status' field"
-        )
-    ok = body["status"] == "ok"
-    if ok and status_code < 400:
-        return body
-    if not ok and status_code >= 400:
-        message = str(body.get("message") or f"HTTP {status_code}")
-        raise _error_class(status_code)(status_code, route, message, retry_after=retry_after)
-    raise CommunicationsMiningProtocolError(
-        status_code, route, f"body status {body['status']!r} disagrees with HTTP {status_code}"
-    )
-
-
-def prepare_request(
-    endpoint: str, method: str, path: str, json_body: Any = None, raw_body: bytes | None = None
-) -> tuple[str, str, bytes | None, dict[str, str] | None]:
-    """``(route, url, body, headers)`` of a request; shared by the synchronous and asynchronous transports."""
-    data = raw_body if raw_body is not None else None if json_body is None else _encode_json(json_body)
-    headers = {"Content-Type": "application/json"} if data is not None else None
-    return f"{method} /{path}", f"{endpoint}/{path}", data, headers
-
-
-def _error_class(status_code: int) -> type[CommunicationsMiningApiError]:
-    if status_code in _STATUS_ERRORS:
-        return _STATUS_ERRORS[status_code]
-    if status_code >= 500:
-        return CommunicationsMiningServerError
-    return CommunicationsMiningApiError
 
 
 class CommunicationsMiningHook(BaseHook):
@@ -143,15 +79,21 @@ class CommunicationsMiningHook(BaseHook):
       ``token_url`` (default ``https://<host>/<organisation>/identity_/connect/token``): the hook
       then fetches a client-credentials token, caches it until shortly before it expires, and
       fetches a new one once when the API answers 401.
-    * extras: ``verify`` (bool or CA bundle path, default true), ``timeout`` (read timeout in
-      seconds, default 120), ``connect_timeout`` (seconds, default 10), ``proxies`` (a requests
-      proxy map), and the retry settings ``retry_max_attempts`` (default 5), ``retry_max_elapsed``
-      (seconds, default 300), ``retry_initial_wait``, ``retry_max_wait`` and ``retry_retry_after_cap``
-      (seconds).
+    * extras: ``verify`` (true, false or a CA bundle path, default true), ``timeout`` (read timeout
+      in seconds, default 120), ``connect_timeout`` (seconds, default 10), ``proxies`` (a requests
+      proxy map such as ``{"https": "http://proxy:3128"}``), and the retry settings
+      ``retry_max_attempts`` (default 5), ``retry_max_elapsed`` (seconds, default 300),
+      ``retry_initial_wait``, ``retry_max_wait`` and ``retry_retry_after_cap`` (seconds).
 
-    Requests are retried on HTTP 429 (waiting ``Retry-After`` when sent), 500/502/503/504, malformed
-    bodies, dropped connections and time-outs, with exponential backoff and jitter, but only where
-    repeating the request is safe. Every method returns plain Python data.
+    The settings are resolved once (:class:`~airflow_provider_cm.hooks.settings.ConnectionSettings`)
+    and serve both transports: :class:`~airflow_provider_cm.hooks.transport.SyncTransport` for the
+    route methods (workers) and :class:`~airflow_provider_cm.hooks.transport.AsyncTransport` for the
+    ``a``-prefixed ones (the triggerer). Requests, token requests included, are retried on HTTP 429
+    (waiting ``Retry-After`` when sent), 500/502/503/504, malformed bodies, dropped connections and
+    time-outs, with exponential backoff and jitter, but only where repeating the request is safe.
+    What no retry can fix (a host name that does not resolve, a TLS verification failure, an
+    ``https://`` endpoint on a plain-HTTP server, a connection without credentials) fails at once
+    with a message that says what to change. Every method returns plain Python data.
 
     :param communications_mining_conn_id: the Airflow connection id.
     :param timeout: read timeout in seconds, overriding the connection's ``timeout``.
@@ -179,85 +121,81 @@ class CommunicationsMiningHook(BaseHook):
         self._timeout_override = timeout
         self._retry_overrides = {"max_attempts": retry_max_attempts, "max_elapsed": retry_max_elapsed}
         self.pool_size = pool_size
-        self._session: requests.Session | None = None
+        self._sync: SyncTransport | None = None
+        self._async: AsyncTransport | None = None
 
     # -- connection -------------------------------------------------------------------------------
 
     @cached_property
-    def connection(self):
-        return self.get_connection(self.communications_mining_conn_id)
+    def settings(self) -> ConnectionSettings:
+        """The connection's settings, resolved and checked once; its secrets are masked in logs.
 
-    @cached_property
-    def extras(self) -> dict[str, Any]:
-        return dict(self.connection.extra_dejson or {})
+        :raises CommunicationsMiningConfigError: for a connection that cannot work.
+        """
+        from airflow.sdk.log import mask_secret
 
-    @cached_property
+        settings = self._resolve(self.get_connection(self.communications_mining_conn_id))
+        for secret in settings.secrets():
+            mask_secret(secret)
+        return settings
+
+    def _resolve(self, connection: Any) -> ConnectionSettings:
+        return ConnectionSettings.from_connection(
+            connection, timeout=self._timeout_override, retry_overrides=self._retry_overrides
+        )
+
+    @property
     def endpoint(self) -> str:
         """The API endpoint without a trailing slash, e.g. ``https://cloud.uipath.com/org/tenant/reinfer_``."""
-        return endpoint_from_connection(self.connection)
+        return self.settings.endpoint
 
-    @cached_property
+    @property
     def retry_policy(self) -> RetryPolicy:
-        return RetryPolicy.from_mapping(self.extras, **self._retry_overrides)
+        """When and how requests are retried."""
+        return self.settings.retry_policy
 
-    @cached_property
-    def timeout(self) -> tuple[float, float]:
-        """``(connect, read)`` time-outs in seconds; always set."""
-        read = self._timeout_override or self.extras.get("timeout") or DEFAULT_READ_TIMEOUT
-        connect = self.extras.get("connect_timeout") or DEFAULT_CONNECT_TIMEOUT
-        return float(connect), float(read)
-
-    @cached_property
+    @property
     def client_credentials(self) -> ClientCredentials | None:
         """The OAuth client credentials of the connection, or ``None`` when it holds an API token."""
-        return client_credentials_from(self.connection, self.endpoint)
+        return self.settings.credentials
 
-    def _token(self) -> str:
-        """The bearer token: the connection's API token, or a client-credentials token (fetched if needed)."""
-        if self.client_credentials is not None:
-            return self.client_credentials.token(self.get_conn(), self.timeout)
-        token = self.connection.password
-        if not token:
-            raise CommunicationsMiningAuthError(
-                401,
-                "connection",
-                f"connection {self.communications_mining_conn_id!r} has neither an API token (password) "
-                "nor client_id and client_secret extras",
-            )
-        return token
+    @property
+    def transport(self) -> SyncTransport:
+        """The synchronous transport, built on first use."""
+        if self._sync is None:
+            self._sync = SyncTransport(self.settings, pool_size=self.pool_size, log=self.log)
+        return self._sync
 
     def get_conn(self) -> requests.Session:
-        """The hook's one :class:`requests.Session`, built on first use."""
-        if self._session is None:
-            session = requests.Session()
-            adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(self.pool_size, 1))
-            session.mount("https://", adapter)
-            session.mount("http://", adapter)
-            session.headers.update({"Accept": "application/json", "User-Agent": f"airflow-provider-cm/{__version__}"})
-            verify = self.extras.get("verify", True)
-            if isinstance(verify, str) and verify.lower() in ("true", "false"):
-                verify = verify.lower() == "true"
-            if verify is False:
-                self.log.warning(
-                    "TLS certificate verification is disabled for connection %r",
-                    self.communications_mining_conn_id,
-                )
-            session.verify = verify
-            proxies = self.extras.get("proxies")
-            if isinstance(proxies, str):
-                proxies = json.loads(proxies)
-            if proxies:
-                session.proxies.update(proxies)
-            self._session = session
-        return self._session
+        """The hook's one :class:`requests.Session`."""
+        return self.transport.session
 
     def close(self) -> None:
         """Close the HTTP session (a new one is opened on the next call)."""
-        if self._session is not None:
-            self._session.close()
-            self._session = None
+        if self._sync is not None:
+            self._sync.close()
+            self._sync = None
 
-    # -- transport --------------------------------------------------------------------------------
+    # -- requests ---------------------------------------------------------------------------------
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        raw_body: bytes | None = None,
+        params: Params = None,
+        idempotent: bool = True,
+    ) -> ApiCall:
+        return ApiCall.to_api(
+            self.endpoint, method, path, json_body=json_body, raw_body=raw_body, params=params, idempotent=idempotent
+        )
+
+    def send(self, method: str, path: str, **kwargs: Any) -> Reply:
+        """:meth:`request`, returning the :class:`~airflow_provider_cm.hooks.transport.Reply`
+        (payload, attempts, and whether an earlier attempt may have taken effect)."""
+        return self.transport.send(self._call(method, path, **kwargs))
 
     def request(
         self,
@@ -266,7 +204,7 @@ class CommunicationsMiningHook(BaseHook):
         *,
         json_body: Any = None,
         raw_body: bytes | None = None,
-        params: Mapping[str, Any] | Sequence[tuple[str, Any]] | None = None,
+        params: Params = None,
         idempotent: bool = True,
     ) -> dict[str, Any]:
         """Send one API request with the retry policy and return the parsed payload.
@@ -280,49 +218,26 @@ class CommunicationsMiningHook(BaseHook):
             such requests are retried after the server may have received them.
         :raises CommunicationsMiningApiError: (a subclass by status) when the API answers an error.
         :raises CommunicationsMiningConnectionError: when no response could be had.
+        :raises CommunicationsMiningConfigError: when the connection cannot work as configured.
         """
-        route, url, data, headers = prepare_request(self.endpoint, method, path, json_body, raw_body)
-        session = self.get_conn()
-
-        def attempt() -> dict[str, Any]:
-            token = self._token()
-            request_headers = {**(headers or {}), "Authorization": f"Bearer {token}"}
-            try:
-                response = session.request(
-                    method, url, data=data, params=params, headers=request_headers, timeout=self.timeout
-                )
-            except (requests.exceptions.ConnectTimeout, requests.exceptions.ProxyError) as exc:
-                raise CommunicationsMiningConnectionError(route, _describe(exc), sent=False) from None
-            except requests.exceptions.RequestException as exc:
-                sent = not _is_connect_refusal(exc)
-                raise CommunicationsMiningConnectionError(route, _describe(exc), sent=sent) from None
-            try:
-                return parse_response(response.status_code, response.headers, response.content, route)
-            except CommunicationsMiningAuthError as exc:
-                if exc.status_code == 401 and self.client_credentials is not None:
-                    self.client_credentials.invalidate(token)  # expired or revoked: fetch a new one next time
-                raise
-
-        retrying = tenacity.Retrying(
-            **self.retry_policy.tenacity_kwargs(idempotent=idempotent, route=route, log=self.log)
-        )
-        try:
-            return retrying(attempt)
-        except CommunicationsMiningAuthError as exc:
-            if exc.status_code != 401 or self.client_credentials is None:
-                raise
-            self.log.info("%s: the access token was refused; retrying once with a new one", route)
-            return retrying(attempt)
+        call = self._call(method, path, json_body=json_body, raw_body=raw_body, params=params, idempotent=idempotent)
+        return self.transport.send(call).payload
 
     # -- user, projects ---------------------------------------------------------------------------
 
     def test_connection(self) -> tuple[bool, str]:
-        """Check the endpoint and token with one cheap read (``GET /auth/user``)."""
+        """Check the endpoint and credentials with one cheap read (``GET /auth/user``), within seconds.
+
+        Two attempts at most, 10 s to connect and 20 s to read, so the Airflow UI's Test button
+        answers quickly; the message says what failed and, where it can, what to change.
+        """
         try:
-            user = self.get_current_user()
+            call = self._call("GET", "auth/user")
+            user = self.transport.send(call, policy=TEST_CONNECTION_POLICY, timeouts=TEST_CONNECTION_TIMEOUTS)
         except Exception as exc:
             return False, str(exc)
-        return True, f"Connected to {self.endpoint} as {user.get('username') or user.get('email') or 'user'}"
+        found = user.payload.get("user") or {}
+        return True, f"Connected to {self.endpoint} as {found.get('username') or found.get('email') or 'user'}"
 
     def get_current_user(self) -> dict[str, Any]:
         """The token's user (``GET /auth/user``)."""
@@ -384,20 +299,28 @@ class CommunicationsMiningHook(BaseHook):
         :param source: ``"project/name"``.
         :param comments: at most 16,384 comments: objects, or their UTF-8 JSON encodings as ``bytes``
             (used as they are, so a caller that has encoded them once need not do it again).
-        :return: ``{"new": int, "updated": int, "unchanged": int}``.
-        :raises ValueError: for more than 16,384 comments.
+        :return: ``{"new": int, "updated": int, "unchanged": int, "maybe_committed_earlier": bool}``
+            (see :class:`SyncResult`: when an earlier attempt may have been carried out, the
+            counts describe only the last one).
+        :raises ValueError: for more than 16,384 comments, or a comment JSON cannot carry (NaN, infinity).
         :raises CommunicationsMiningBadRequestError: if the API refuses the batch.
         """
         if len(comments) > MAX_SYNC_COMMENTS:
             raise ValueError(f"sync takes at most {MAX_SYNC_COMMENTS} comments, got {len(comments)}")
         project, name = split_full_name(source, "source")
-        encoded = b",".join(c if isinstance(c, bytes) else _encode_json(c) for c in comments)
-        body = self.request(
+        encoded = b",".join(c if isinstance(c, bytes) else encode_json(c) for c in comments)
+        reply = self.send(
             "POST",
             f"api/v1/sources/{resource_path(project, name)}/sync",
             raw_body=b'{"comments":[' + encoded + b"]}",
         )
-        return {"new": body.get("new", 0), "updated": body.get("updated", 0), "unchanged": body.get("unchanged", 0)}
+        body = reply.payload
+        return {
+            "new": body.get("new", 0),
+            "updated": body.get("updated", 0),
+            "unchanged": body.get("unchanged", 0),
+            "maybe_committed_earlier": reply.maybe_committed_earlier,
+        }
 
     def put_comments(self, source: str, comments: Sequence[Mapping[str, Any]]) -> None:
         """Create comments, refusing ids that already hold different data.
@@ -729,60 +652,33 @@ class CommunicationsMiningHook(BaseHook):
 
     # -- asynchronous (triggers) ------------------------------------------------------------------
 
-    async def arequest(self, method: str, path: str, *, json_body: Any = None) -> dict[str, Any]:
-        """:meth:`request` for the triggerer's event loop, on :class:`httpx.AsyncClient`.
+    async def atransport(self) -> AsyncTransport:
+        """The asynchronous transport, built on first use in the running event loop.
 
-        The connection is looked up asynchronously, the token masked with the async masker, and
-        the same request building, response parsing and retry policy apply.
+        The connection is looked up asynchronously and its secrets masked with the async masker.
+        The transport (one :class:`httpx.AsyncClient`) and its OAuth token cache serve every later
+        call of this hook; close it with :meth:`aclose`.
         """
-        import httpx
-        from airflow.sdk.log import amask_secret
+        if self._async is None:
+            from airflow.sdk.log import amask_secret
 
-        connection = await self.aget_connection(self.communications_mining_conn_id)
-        endpoint = endpoint_from_connection(connection)
-        credentials = client_credentials_from(connection, endpoint)
-        if credentials is None and not connection.password:
-            raise CommunicationsMiningAuthError(401, "connection", "the connection has no API token")
-        if connection.password:
-            await amask_secret(connection.password)
-        extras = dict(connection.extra_dejson or {})
-        policy = RetryPolicy.from_mapping(extras, **self._retry_overrides)
-        timeout = httpx.Timeout(
-            float(self._timeout_override or extras.get("timeout") or DEFAULT_READ_TIMEOUT),
-            connect=float(extras.get("connect_timeout") or DEFAULT_CONNECT_TIMEOUT),
-        )
-        route, url, data, headers = prepare_request(endpoint, method, path, json_body)
-        base_headers = {
-            "Accept": "application/json",
-            "User-Agent": f"airflow-provider-cm/{__version__}",
-            **(headers or {}),
-        }
-        verify = extras.get("verify", True)
-        async with httpx.AsyncClient(verify=verify, timeout=timeout) as client:
+            settings = self._resolve(await self.aget_connection(self.communications_mining_conn_id))
+            for secret in settings.secrets():
+                await amask_secret(secret)
+            self._async = AsyncTransport(settings, log=self.log)
+        return self._async
 
-            async def attempt() -> dict[str, Any]:
-                token = await credentials.atoken(client) if credentials else connection.password
-                request_headers = {**base_headers, "Authorization": f"Bearer {token}"}
-                try:
-                    response = await client.request(method, url, content=data, headers=request_headers)
-                except httpx.ConnectError as exc:
-                    raise CommunicationsMiningConnectionError(route, _describe(exc), sent=False) from None
-                except httpx.HTTPError as exc:
-                    raise CommunicationsMiningConnectionError(route, _describe(exc)) from None
-                try:
-                    return parse_response(response.status_code, response.headers, response.content, route)
-                except CommunicationsMiningAuthError as exc:
-                    if exc.status_code == 401 and credentials is not None:
-                        credentials.invalidate(token)
-                    raise
+    async def aclose(self) -> None:
+        """Close the asynchronous transport (a new one is built on the next call)."""
+        if self._async is not None:
+            await self._async.aclose()
+            self._async = None
 
-            retrying = tenacity.AsyncRetrying(**policy.tenacity_kwargs(idempotent=True, route=route, log=self.log))
-            try:
-                return await retrying(attempt)
-            except CommunicationsMiningAuthError as exc:
-                if exc.status_code != 401 or credentials is None:
-                    raise
-                return await retrying(attempt)
+    async def arequest(self, method: str, path: str, *, json_body: Any = None) -> dict[str, Any]:
+        """:meth:`request` for the triggerer's event loop, on the hook's :class:`httpx.AsyncClient`."""
+        transport = await self.atransport()
+        call = ApiCall.to_api(transport.settings.endpoint, method, path, json_body=json_body)
+        return (await transport.send(call)).payload
 
     async def afetch_stream(self, dataset: str, stream: str, *, size: int = 16) -> dict[str, Any]:
         """:meth:`fetch_stream` for triggers."""
@@ -837,50 +733,6 @@ def version_for_tag(tags: Any, tag: str, dataset: str) -> int:
     return int(version)
 
 
-def client_credentials_from(conn: Any, endpoint: str) -> ClientCredentials | None:
-    """Client credentials from a connection's extras (``client_id``, ``client_secret``, ``token_url``,
-    ``scope``), or ``None`` when it has no ``client_id``.
-
-    :raises ValueError: for a ``client_id`` without ``client_secret``.
-    """
-    extras = dict(conn.extra_dejson or {})
-    client_id = extras.get("client_id")
-    if not client_id:
-        return None
-    secret = extras.get("client_secret")
-    if not secret:
-        raise ValueError(f"connection {conn.conn_id!r} has a client_id but no client_secret")
-    token_url = extras.get("token_url") or default_token_url(endpoint)
-    return ClientCredentials(token_url, str(client_id), str(secret), extras.get("scope"))
-
-
-def endpoint_from_connection(conn: Any) -> str:
-    """The API endpoint of an Airflow connection: host with scheme and any path prefix, no trailing ``/api``.
-
-    :raises ValueError: if the connection has no host.
-    """
-    host = (conn.host or "").strip()
-    if not host:
-        raise ValueError(f"connection {conn.conn_id!r} has no host (the API endpoint)")
-    if "://" not in host:
-        scheme = conn.schema if conn.schema in ("http", "https") else "https"
-        host = f"{scheme}://{host}"
-        if conn.port:
-            base, _, rest = host.partition("://")[2].partition("/")
-            host = f"{scheme}://{base}:{conn.port}" + (f"/{rest}" if rest else "")
-    host = host.rstrip("/")
-    if host.endswith("/api"):
-        host = host[: -len("/api")]
-    return host
-
-
-_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-
-
-def _encode_json(value: Any) -> bytes:
-    return _JSON.encode(value).encode("utf-8")
-
-
 def _name_path(name: str, kind: str) -> str:
     if name.startswith("id:"):
         return resource_path(name)
@@ -889,15 +741,3 @@ def _name_path(name: str, kind: str) -> str:
 
 def _without_none(**values: Any) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
-
-
-def _describe(exc: BaseException) -> str:
-    # requests' messages name the URL but never the headers, so the token cannot leak here.
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _is_connect_refusal(exc: requests.exceptions.RequestException) -> bool:
-    if not isinstance(exc, requests.exceptions.ConnectionError):
-        return False
-    text = str(exc)
-    return "NewConnectionError" in text or "Connection refused" in text or "Failed to resolve" in text

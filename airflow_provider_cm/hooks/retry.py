@@ -25,6 +25,30 @@ from airflow_provider_cm.exceptions import (
 )
 
 RETRYABLE_SERVER_STATUSES = frozenset({500, 502, 503, 504})
+#: Server statuses that a gateway may send after the API did the work (503 and 429 refuse before it).
+MAYBE_DONE_SERVER_STATUSES = frozenset({500, 502, 504})
+#: Attribute set on an error that has already been retried as far as the policy allows.
+RETRIES_EXHAUSTED = "cm_retries_exhausted"
+
+
+def mark_exhausted(error: BaseException) -> BaseException:
+    """Mark ``error`` as final, so an enclosing retry loop does not retry it again; returns it."""
+    setattr(error, RETRIES_EXHAUSTED, True)
+    return error
+
+
+def may_have_taken_effect(error: BaseException) -> bool:
+    """Whether a failed attempt may still have been carried out by the server.
+
+    True for a connection that dropped after the request was sent, a truncated or malformed body,
+    and HTTP 500, 502 or 504. A retry of such an attempt can find its work already done (a
+    ``sync`` then counts the comments it created as ``unchanged``).
+    """
+    if isinstance(error, CommunicationsMiningConnectionError):
+        return error.sent
+    if isinstance(error, CommunicationsMiningProtocolError):
+        return True
+    return isinstance(error, CommunicationsMiningServerError) and error.status_code in MAYBE_DONE_SERVER_STATUSES
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -49,7 +73,8 @@ class RetryPolicy:
 
     :param max_attempts: attempts in all, the first included (1 disables retries).
     :param max_elapsed: seconds after the first attempt past which no new attempt starts.
-    :param initial_wait: seconds before the first retry; doubles each retry, with full jitter.
+    :param initial_wait: seconds before the first retry; doubles each retry, and each wait is drawn
+        at random between half and all of that ceiling ("equal jitter").
     :param max_wait: cap in seconds on one backoff wait.
     :param retry_after_cap: cap in seconds on a wait the server asks for with ``Retry-After``.
     """
@@ -76,11 +101,18 @@ class RetryPolicy:
         return policy
 
     def should_retry(self, error: BaseException, *, idempotent: bool) -> bool:
-        """Whether ``error`` is transient and the request safe to send again."""
+        """Whether ``error`` is transient and the request safe to send again.
+
+        Never for an error that has already been through its own retries (a token request the
+        identity server kept refusing, marked by :func:`mark_exhausted`), nor for a connection
+        failure no retry can fix (a host that does not resolve, a TLS verification failure).
+        """
+        if getattr(error, RETRIES_EXHAUSTED, False):
+            return False
         if isinstance(error, CommunicationsMiningRateLimitError):
             return True  # the server refused the request before doing anything
         if isinstance(error, CommunicationsMiningConnectionError):
-            return idempotent or not error.sent
+            return not error.permanent and (idempotent or not error.sent)
         if isinstance(error, CommunicationsMiningProtocolError):
             return idempotent
         if isinstance(error, CommunicationsMiningServerError):
