@@ -33,6 +33,7 @@ def test_uploads_comments_and_labels(workspace, hook, emulator, tmp_path, contex
     result = upload(workspace, path, batch_size=10).execute(context)
     assert result == {
         "read": 25, "new": 25, "updated": 0, "unchanged": 0, "rejected": 0, "labelled": 25,
+        "labels_rejected": 0, "billed": {"at_least": 25, "at_most": 25, "exact": True, "why": []},
         "dead_letter_path": None, "dry_run": False,
     }  # fmt: skip
     [annotated] = hook.get_annotations(workspace.dataset, [f"{workspace.source_id}.r3"])
@@ -147,7 +148,7 @@ def line_with(**changes) -> str:
     [
         ('{"comment": {"id": "x",', "(line)", "not valid JSON"),
         (line_with(id=None), "comment.id", "is missing"),
-        (line_with(timestamp="01/10/2026"), "comment.timestamp", "not an ISO-8601"),
+        (line_with(timestamp="01/10/2026"), "comment.timestamp", "is not an RFC 3339 date-time"),
         (line_with(labelling={"labels": ["A"]}), "labelling", "unknown labelling shape"),
         (line_with(labelling="A"), "labelling", "unknown labelling shape"),
         (
@@ -212,7 +213,7 @@ def test_csv_with_bom_quoted_newlines_and_bad_row(workspace, hook, tmp_path, con
                "user_properties": {"string:Channel": "channel"}}  # fmt: skip
     with pytest.raises(CommunicationsMiningInputError) as info:
         upload(workspace, path, csv_columns=columns).execute(context)
-    assert f"{path}:4: column 'timestamp' (comment.timestamp): 'not-a-time' is not an ISO-8601" in str(info.value)
+    assert f"{path}:4: column 'timestamp' (comment.timestamp): 'not-a-time' is not an RFC 3339 date-time" in str(info.value)
     path.write_bytes(path.read_bytes().replace(b"not-a-time", b"2026-10-01T01:00:00"))
     result = upload(workspace, path, csv_columns=columns).execute(context)
     assert result["new"] == 2 and result["labelled"] == 1

@@ -10,14 +10,21 @@ from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timezone as dt_timezone
+from datetime import tzinfo
 from typing import IO, TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_cm.exceptions import (
+    CommunicationsMiningApiError,
     CommunicationsMiningBadRequestError,
+    CommunicationsMiningConnectionError,
     CommunicationsMiningNotFoundError,
+    CommunicationsMiningProtocolError,
     CommunicationsMiningRejectedRecordsError,
+    CommunicationsMiningServerError,
 )
 from airflow_provider_cm.hooks.communications_mining import (
     MAX_SYNC_COMMENTS,
@@ -25,38 +32,51 @@ from airflow_provider_cm.hooks.communications_mining import (
 )
 from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
 from airflow_provider_cm.operators.comment_files import (
+    DEFAULT_CSV_COLUMNS,
     CommentRecord,
+    CsvColumns,
+    CsvColumnsError,
     detect_format,
     iter_records,
     raise_for_problems,
 )
+from airflow_provider_cm.operators.comment_validation import TimestampRule
 from airflow_provider_cm.operators.storage import atomic_write, to_storage_path
+from airflow_provider_cm.operators.upload_tally import UploadTally
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
 
 #: Problems listed in the error for an invalid file (all are counted).
 MAX_PROBLEMS_SHOWN = 20
-_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+#: Server statuses after which a ``sync`` may have been applied although it failed.
+_MAYBE_APPLIED_STATUSES = frozenset({500, 502, 504})
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperator):
     """Upload comments from a file to a source, and their labels and entities to a dataset.
 
-    The file is read twice, one record at a time (constant memory): first every record is
-    validated, so a bad line fails the task before anything is sent, with an error naming the
-    file, line and field of every problem; then the comments are upserted in batches with
-    ``POST /api/v1/sources/<project>/<source>/sync``
+    The file is read once, one record at a time (constant memory): every record is checked
+    against the API's rules (RFC 3339 timestamps, ids a URL path can carry, the documented limits
+    and types, label names in the ``"Parent > Child"`` form, numbers JSON can carry), so a bad
+    line fails the task before anything is sent or billed, with an error naming the file, line and
+    field of every problem. The valid records go to a local spool; then the comments are upserted
+    in batches with ``POST /api/v1/sources/<project>/<source>/sync``
     (https://docs.uipath.com/communications-mining/automation-cloud/latest/developer-guide/sync-comments)
     and, when ``dataset`` is given, each annotated comment's labels and entities are written with
     ``POST /api/_private/datasets/<project>/<dataset>/labellings/<uid>`` (one comment per request,
     ``annotation_concurrency`` at a time).
 
     ``sync`` is an upsert by comment id, so rerunning the task is safe: comments already uploaded
-    come back as ``unchanged`` and are not billed again. If the API rejects a batch, the batch is
-    bisected to find the records it refuses; those go to a dead-letter JSONL file with the server's
-    reason and every other record is uploaded. The task then fails (unless ``fail_on_rejected`` is
-    false) naming the rejected ids.
+    come back as ``unchanged`` and are not billed again. If the API refuses a batch, the batch is
+    bisected to find the records it refuses; those go to a dead-letter JSONL file with the
+    server's reason (``"stored": false``) and every other record is uploaded. A comment that was
+    stored but whose labels the API refused goes there too, with ``"stored": true``. The task then
+    fails (unless ``fail_on_rejected`` is false) naming the ids.
+
+    Billed comments (created, or updated with a changed text) are reported exactly when they can
+    be known, else as a range with the reasons: see :mod:`~airflow_provider_cm.operators.upload_tally`.
 
     :param source: ``"project/source"`` to upload into. Templated.
     :param input_path: the file: a local path or an ``ObjectStoragePath`` URI such as
@@ -67,19 +87,27 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
         ``"jsonl"`` or ``"csv"``.
     :param csv_columns: for CSV, comment field -> column: ``id``, ``timestamp``, ``text``
         (required), ``subject``, ``from``, ``to``, ``thread_id``, ``labels``, and
-        ``user_properties`` as ``{"string:Channel": "channel"}``. Templated.
+        ``user_properties`` as ``{"string:Channel": "channel"}``. Checked once before the file is
+        read. Templated.
     :param label_separator: separator between label names in the CSV ``labels`` column.
     :param csv_delimiter: CSV field delimiter.
+    :param timezone: the time zone of timestamps written without a UTC offset
+        (``2026-10-01T12:00:00``): ``"UTC"`` (default) or an IANA name such as ``"Europe/London"``
+        (a local time that does not exist or happens twice there is an error); ``None`` refuses
+        such timestamps. How many were read this way is logged once. Templated.
     :param batch_size: comments per ``sync`` request (1 to 16,384).
     :param max_batch_bytes: approximate bytes per ``sync`` request; a batch is sent early when
-        its records' input size reaches it.
+        its records' encoded size reaches it.
     :param annotation_concurrency: annotation requests in flight at once.
     :param sync_concurrency: ``sync`` requests in flight at once (1 with ``allow_duplicate_ids``).
     :param allow_duplicate_ids: accept an id appearing on several lines (the later line updates
         the comment); by default a repeated id is an input error.
     :param dead_letter_path: where rejected records go (JSONL); default beside the input,
         ``<name>.rejected.jsonl``. Written only if something was rejected. Templated.
-    :param fail_on_rejected: fail the task at the end if any record was rejected.
+    :param fail_on_rejected: fail the task at the end if any record was rejected or any label
+        write refused.
+    :param fail_on_empty: fail the task when the file holds no comment (empty, blank lines only,
+        or a CSV header only); by default that is a warning and zero counts.
     :param dry_run: validate and count only; send nothing. Templated (``"true"``/``"false"`` accepted).
     :param max_comments: refuse to start (before sending anything) if the file holds more
         comments than this, to guard the AI-unit budget. Templated.
@@ -87,11 +115,13 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
     :param retry_max_attempts: attempts per API request (default: the connection's, else 5).
     :param retry_max_elapsed: seconds per API request across attempts (default: the connection's, else 300).
     :return: (XCom) ``{"read", "new", "updated", "unchanged", "rejected", "labelled",
-        "dead_letter_path", "dry_run"}``; counts are comments.
+        "labels_rejected", "billed", "dead_letter_path", "dry_run"}``; counts are comments;
+        ``billed`` is ``{"at_least": int, "at_most": int, "exact": bool, "why": [str]}``.
     :raises CommunicationsMiningInputError: if any record is invalid (nothing is sent).
-    :raises AirflowFailException: if the file exceeds ``max_comments``, or the source or dataset
-        does not exist, or the dataset does not cover the source.
-    :raises CommunicationsMiningRejectedRecordsError: if the API rejected records and
+    :raises AirflowFailException: if ``csv_columns`` or ``timezone`` cannot work, the file exceeds
+        ``max_comments`` or is empty with ``fail_on_empty``, or the source or dataset does not
+        exist, or the dataset does not cover the source.
+    :raises CommunicationsMiningIncompleteUploadError: if the API rejected records or labels and
         ``fail_on_rejected`` is true.
     """
 
@@ -103,6 +133,7 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
         "dead_letter_path",
         "max_comments",
         "is_dry_run",
+        "timezone",
     )
     template_fields_renderers = {"csv_columns": "json"}
 
@@ -116,6 +147,7 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
         csv_columns: Mapping[str, Any] | None = None,
         label_separator: str = ";",
         csv_delimiter: str = ",",
+        timezone: str | tzinfo | None = "UTC",
         batch_size: int = 1024,
         max_batch_bytes: int = 8 * 1024 * 1024,
         annotation_concurrency: int = 8,
@@ -123,6 +155,7 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
         allow_duplicate_ids: bool = False,
         dead_letter_path: str | None = None,
         fail_on_rejected: bool = True,
+        fail_on_empty: bool = False,
         dry_run: bool | str = False,
         max_comments: int | None = None,
         **kwargs: Any,
@@ -139,6 +172,7 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
         self.csv_columns = csv_columns
         self.label_separator = label_separator
         self.csv_delimiter = csv_delimiter
+        self.timezone = timezone
         self.batch_size = batch_size
         self.max_batch_bytes = max_batch_bytes
         self.annotation_concurrency = annotation_concurrency
@@ -146,6 +180,7 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
         self.allow_duplicate_ids = allow_duplicate_ids
         self.dead_letter_path = dead_letter_path
         self.fail_on_rejected = fail_on_rejected
+        self.fail_on_empty = fail_on_empty
         # Stored as is_dry_run: BaseOperator.dry_run() is a method of its own.
         self.is_dry_run = dry_run
         self.max_comments = max_comments
@@ -154,74 +189,20 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
     def hook_pool_size(self) -> int:  # type: ignore[override]
         return max(16, self.annotation_concurrency + self.sync_concurrency + 2)
 
-    # -- reading --------------------------------------------------------------------------------
-
-    def _records(self, path: ObjectStoragePath, fmt: str) -> Iterator[CommentRecord | tuple[int, str, str]]:
-        with path.open("rb") as handle:
-            yield from iter_records(
-                handle,
-                fmt,
-                csv_columns=self.csv_columns,
-                label_separator=self.label_separator,
-                csv_delimiter=self.csv_delimiter,
-            )
-
-    def _validate(self, path: ObjectStoragePath, fmt: str, spool: IO[bytes]) -> tuple[int, int]:
-        """Read and check every record, spooling the valid ones; raise listing every invalid record.
-
-        The spool is a local temporary file holding each record normalised and already encoded
-        for the request, so the input is read once and nothing is parsed twice.
-
-        :return: ``(comments, comments with annotations)``.
-        """
-        problems: list[tuple[int, str, str]] = []
-        total_problems = 0
-        first_line: dict[str, int] = {}
-        count = annotated = 0
-        for item in self._records(path, fmt):
-            if isinstance(item, tuple):
-                total_problems += 1
-                if len(problems) < MAX_PROBLEMS_SHOWN:
-                    problems.append(item)
-                continue
-            if not self.allow_duplicate_ids:
-                seen = first_line.setdefault(item.id, item.line)
-                if seen != item.line:
-                    total_problems += 1
-                    if len(problems) < MAX_PROBLEMS_SHOWN:
-                        problems.append((item.line, "comment.id", f"duplicate id {item.id!r} (first on line {seen})"))
-                    continue
-            count += 1
-            annotated += item.has_annotations
-            if not total_problems:
-                spool.write(SpooledRecord.encode(item))
-        raise_for_problems(str(self.input_path), problems, total_problems)
-        return count, annotated
-
     # -- execution ------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> dict[str, Any]:
-        self.is_dry_run = as_bool(self.is_dry_run, "dry_run")
-        split_full_name(self.source, "source")
-        if self.dataset:
-            split_full_name(self.dataset, "dataset")
-        path = to_storage_path(self.input_path)
-        fmt = detect_format(str(path), self.input_format)
+        plan = self._plan()
         result: dict[str, Any] = {
             "read": 0,
-            "new": 0,
-            "updated": 0,
-            "unchanged": 0,
-            "rejected": 0,
-            "labelled": 0,
+            **UploadTally().as_xcom(),
             "dead_letter_path": None,
             "dry_run": self.is_dry_run,
         }
         with tempfile.TemporaryFile("w+b") as spool:
-            self.log.info("Validating %s (%s)", self.input_path, fmt)
-            count, annotated = self._validate(path, fmt, spool)
-            result["read"] = count
-            self.log.info("%s holds %d valid comments, %d with annotations", self.input_path, count, annotated)
+            result["read"] = count = self._validate(plan, spool)
+            if not count:
+                return self._nothing_to_upload(result)
             if self.max_comments is not None and count > int(self.max_comments):
                 raise AirflowFailException(
                     f"{self.input_path} holds {count} comments, more than max_comments={self.max_comments}; "
@@ -230,34 +211,140 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
             if self.is_dry_run:
                 self.log.info("Dry run: %d comments would be uploaded to %s; nothing was sent", count, self.source)
                 return result
-            source_id = self._resolve_source_id()
+            upload = _Upload(self, self._resolve_source_id(), count)
             spool.seek(0)
-            upload = _Upload(self, source_id, count, result)
-            with tempfile.TemporaryFile("w+", encoding="utf-8") as dead_letters:
-                upload.dead_letters = dead_letters
-                try:
-                    upload.run(SpooledRecord.decode(line) for line in spool)
-                finally:
-                    if result["rejected"]:
-                        result["dead_letter_path"] = self._write_dead_letters(path, dead_letters)
-        self.log.info(
-            "Uploaded %d comments to %s: %d new (billed), %d updated, %d unchanged, %d rejected; "
-            "%d annotated comments written to %s",
-            count,
-            self.source,
-            result["new"],
-            result["updated"],
-            result["unchanged"],
-            result["rejected"],
-            result["labelled"],
-            self.dataset or "no dataset",
-        )
-        if result["rejected"] and self.fail_on_rejected:
+            result["dead_letter_path"] = self._run(upload, spool, plan.path, context, result)
+        result.update(upload.tally.as_xcom())
+        self._log_outcome(upload.tally)
+        if (upload.tally.rejected or upload.tally.labels_rejected) and self.fail_on_rejected:
             context["ti"].xcom_push(key="return_value", value=result)
-            raise CommunicationsMiningRejectedRecordsError(
-                result["rejected"], result["dead_letter_path"], upload.rejected_ids
+            raise CommunicationsMiningIncompleteUploadError(
+                upload.tally, result["dead_letter_path"], upload.refused_ids, upload.unlabelled_ids
             )
         return result
+
+    def _plan(self) -> _Plan:
+        """Check the parameters once, before the file is read."""
+        self.is_dry_run = as_bool(self.is_dry_run, "dry_run")
+        split_full_name(self.source, "source")
+        if self.dataset:
+            split_full_name(self.dataset, "dataset")
+        path = to_storage_path(self.input_path)
+        fmt = detect_format(str(path), self.input_format)
+        columns = None
+        if fmt == "csv":
+            try:
+                columns = CsvColumns.from_mapping(self.csv_columns or DEFAULT_CSV_COLUMNS)
+            except CsvColumnsError as exc:
+                raise AirflowFailException(f"{exc}; nothing was read or sent") from None
+        return _Plan(path, fmt, columns, TimestampRule(naive_zone(self.timezone)))
+
+    def _records(self, plan: _Plan) -> Iterator[CommentRecord | tuple[int, str, str]]:
+        with plan.path.open("rb") as handle:
+            yield from iter_records(
+                handle,
+                plan.fmt,
+                csv_columns=plan.columns,
+                label_separator=self.label_separator,
+                csv_delimiter=self.csv_delimiter,
+                timestamps=plan.timestamps,
+            )
+
+    def _validate(self, plan: _Plan, spool: IO[bytes]) -> int:
+        """Read and check every record, spooling the valid ones; raise listing every invalid record.
+
+        The spool is a local temporary file holding each record normalised and already encoded
+        for the request, so the input is read once and nothing is parsed twice.
+
+        :return: the number of comments.
+        :raises CommunicationsMiningInputError: listing the problems, if there are any.
+        """
+        self.log.info("Validating %s (%s)", self.input_path, plan.fmt)
+        problems = _Problems()
+        first_line: dict[str, int] = {}
+        count = annotated = 0
+        for item in self._records(plan):
+            if isinstance(item, tuple):
+                problems.add(item)
+                continue
+            seen = first_line.setdefault(item.id, item.line)
+            if seen != item.line and not self.allow_duplicate_ids:
+                problems.add((item.line, "comment.id", f"duplicate id {item.id!r} (first on line {seen})"))
+                continue
+            try:
+                encoded = SpooledRecord.encode(item)
+            except (ValueError, RecursionError) as exc:
+                problems.add((item.line, "(record)", f"cannot be sent as JSON: {exc}"))
+                continue
+            count += 1
+            annotated += item.has_annotations
+            if not problems.total:
+                spool.write(encoded)
+        raise_for_problems(str(self.input_path), problems.shown, problems.total)
+        if plan.timestamps.naive:
+            self.log.info(
+                "%d timestamps had no UTC offset and were read in %s (the timezone parameter)",
+                plan.timestamps.naive,
+                plan.timestamps.zone,
+            )
+        self.log.info("%s holds %d valid comments, %d with annotations", self.input_path, count, annotated)
+        return count
+
+    def _nothing_to_upload(self, result: dict[str, Any]) -> dict[str, Any]:
+        message = f"{self.input_path} holds no comments (it is empty, blank or a CSV header only); nothing was sent"
+        if self.fail_on_empty:
+            raise AirflowFailException(message)
+        self.log.warning("%s (pass fail_on_empty=True to fail instead)", message)
+        return result
+
+    def _run(
+        self,
+        upload: _Upload,
+        spool: IO[bytes],
+        input_path: ObjectStoragePath,
+        context: Context,
+        result: dict[str, Any],
+    ) -> str | None:
+        """Send the spooled records; return the dead-letter file's path if anything was rejected."""
+        with tempfile.TemporaryFile("w+", encoding="utf-8") as dead_letters:
+            upload.dead_letters = dead_letters
+            try:
+                upload.run(SpooledRecord.decode(line) for line in spool)
+            except BaseException:
+                self.log.error(
+                    "The upload stopped after %d of %d comments: %s",
+                    upload.tally.done,
+                    upload.total,
+                    upload.tally.summary(),
+                )
+                self._log_billing_range(upload.tally)
+                if context.get("ti") is not None:
+                    context["ti"].xcom_push(key="return_value", value={**result, **upload.tally.as_xcom()})
+                raise
+            finally:
+                path = self._write_dead_letters(input_path, dead_letters) if upload.dead_lettered else None
+        return path
+
+    def _log_outcome(self, tally: UploadTally) -> None:
+        self.log.info(
+            "Uploaded to %s: %d comments stored (%d new, %d updated, %d unchanged), %d rejected; "
+            "%d with labels written to %s, %d whose labels were refused; %s",
+            self.source,
+            tally.stored,
+            tally.new,
+            tally.updated,
+            tally.unchanged,
+            tally.rejected,
+            tally.labelled,
+            self.dataset or "no dataset",
+            tally.labels_rejected,
+            tally.billed_text(),
+        )
+        self._log_billing_range(tally)
+
+    def _log_billing_range(self, tally: UploadTally) -> None:
+        for reason in tally.why:
+            self.log.info("Billed comments are a range because %s", reason)
 
     def _resolve_source_id(self) -> str:
         try:
@@ -293,6 +380,83 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
             ) from None
         self.log.warning("Rejected records and reasons written to %s", target)
         return str(target)
+
+
+@dataclass
+class _Plan:
+    """What one run reads: the file, its format, the checked CSV map and the timestamp rule."""
+
+    path: ObjectStoragePath
+    fmt: str
+    columns: CsvColumns | None
+    timestamps: TimestampRule
+
+
+class _Problems:
+    """Problems found in a file: all counted, the first :data:`MAX_PROBLEMS_SHOWN` kept."""
+
+    def __init__(self) -> None:
+        self.shown: list[tuple[int, str, str]] = []
+        self.total = 0
+
+    def add(self, problem: tuple[int, str, str]) -> None:
+        self.total += 1
+        if len(self.shown) < MAX_PROBLEMS_SHOWN:
+            self.shown.append(problem)
+
+
+def naive_zone(value: str | tzinfo | None) -> tzinfo | None:
+    """The zone for timestamps without an offset, from the ``timezone`` parameter.
+
+    :raises AirflowFailException: for a name that is not a time zone.
+    """
+    if value is None or isinstance(value, tzinfo):
+        return value
+    if value.strip().upper() in ("UTC", "Z"):
+        return dt_timezone.utc
+    try:
+        return ZoneInfo(value.strip())
+    except (ZoneInfoNotFoundError, ValueError):
+        raise AirflowFailException(
+            f"timezone {value!r} is not a time zone name such as 'UTC' or 'Europe/London'"
+        ) from None
+
+
+class CommunicationsMiningIncompleteUploadError(CommunicationsMiningRejectedRecordsError):
+    """The API refused some comments, or the labels of some stored comments; the rest was uploaded.
+
+    :param tally: the upload's counts.
+    :param dead_letter_path: the file that holds the refused records with the server's reasons.
+    :param refused_ids: ids of comments that were not stored (not billed).
+    :param unlabelled_ids: ids of comments that were stored (and billed if new or their text
+        changed) but whose labels were not written.
+    """
+
+    def __init__(
+        self, tally: UploadTally, dead_letter_path: str, refused_ids: list[str], unlabelled_ids: list[str]
+    ) -> None:
+        self.rejected = tally.rejected
+        self.labels_rejected = tally.labels_rejected
+        self.dead_letter_path = dead_letter_path
+        self.sample_ids = refused_ids + unlabelled_ids
+        self.unlabelled_ids = unlabelled_ids
+        parts = []
+        if tally.rejected:
+            parts.append(f"the API refused {tally.rejected} comment(s) ({_some(refused_ids)}), which were not stored")
+        if tally.labels_rejected:
+            parts.append(
+                f"{tally.labels_rejected} comment(s) ({_some(unlabelled_ids)}) were stored (and billed if new or "
+                "their text changed) but the API refused their labels, which were not written"
+            )
+        AirflowFailException.__init__(
+            self,
+            f"{'; '.join(parts)}. Every other record was uploaded. The records and the reasons are in "
+            f"{dead_letter_path}.",
+        )
+
+
+def _some(ids: list[str]) -> str:
+    return ", ".join(ids[:10]) + (", ..." if len(ids) > 10 else "")
 
 
 @dataclass
@@ -346,22 +510,17 @@ class SpooledRecord:
 class _Upload:
     """One upload run: batching, bisection of rejected batches, annotations, counts."""
 
-    def __init__(
-        self,
-        operator: CommunicationsMiningUploadCommentsOperator,
-        source_id: str,
-        total: int,
-        result: dict[str, Any],
-    ) -> None:
+    def __init__(self, operator: CommunicationsMiningUploadCommentsOperator, source_id: str, total: int) -> None:
         self.op = operator
         self.hook = operator.hook
         self.source_id = source_id
         self.total = total
-        self.result = result
-        self.sent = 0
+        self.tally = UploadTally()
         self.lock = threading.Lock()
-        self.rejected_ids: list[str] = []
+        self.refused_ids: list[str] = []
+        self.unlabelled_ids: list[str] = []
         self.dead_letters: Any = None
+        self.dead_lettered = 0
         self.pool: ThreadPoolExecutor
 
     def run(self, records: Iterator[SpooledRecord]) -> None:
@@ -402,87 +561,116 @@ class _Upload:
             yield batch
 
     def _flush(self, batch: list[SpooledRecord]) -> None:
-        accepted: list[SpooledRecord] = []
-        self._sync(batch, accepted)
-        if self.op.dataset:
-            self._annotate([r for r in accepted if r.annotations_json])
-        with self.lock:
-            self.sent += len(batch)
-            self._log_progress()
+        """Send one batch and its annotations; add its counts to the run's in one step, then log them.
 
-    def _log_progress(self) -> None:
-        self.op.log.info(
-            "Progress: %d of %d comments (%.0f%%): new=%d updated=%d unchanged=%d rejected=%d labelled=%d",
-            self.sent,
-            self.total,
-            100.0 * self.sent / max(self.total, 1),
-            self.result["new"],
-            self.result["updated"],
-            self.result["unchanged"],
-            self.result["rejected"],
-            self.result["labelled"],
-        )
-
-    def _sync(self, records: list[SpooledRecord], accepted: list[SpooledRecord]) -> None:
+        The batch's counts are kept apart until it is done, so a progress line never mixes
+        comments of a batch still in flight with those done.
+        """
+        tally = UploadTally()
         try:
-            counts = self.hook.sync_comments(self.op.source, [r.comment_json for r in records])
+            accepted = self._sync(batch, tally)
+            if self.op.dataset:
+                self._annotate([r for r in accepted if r.annotations_json], tally)
+        finally:
+            with self.lock:
+                self.tally.add(tally)
+                self.op.log.info(
+                    "Progress: %d of %d comments (%.0f%%): %s",
+                    self.tally.done,
+                    self.total,
+                    100.0 * self.tally.done / max(self.total, 1),
+                    self.tally.summary(),
+                )
+
+    def _sync(self, records: list[SpooledRecord], tally: UploadTally) -> list[SpooledRecord]:
+        """``sync`` the records, bisecting a refused batch; return those stored."""
+        try:
+            answer = self.hook.sync_comments(self.op.source, [r.comment_json for r in records])
         except CommunicationsMiningBadRequestError as exc:
             if len(records) == 1:
-                self._reject(records[0], "sync", exc)
-                return
+                self._dead_letter(records[0], "sync", exc, stored=False)
+                tally.rejected += 1
+                return []
             self.op.log.warning(
                 "The API rejected a batch of %d comments (%s); bisecting to find the records it refuses",
                 len(records),
                 exc.message,
             )
             middle = len(records) // 2
-            self._sync(records[:middle], accepted)
-            self._sync(records[middle:], accepted)
-            return
-        with self.lock:
-            for key in ("new", "updated", "unchanged"):
-                self.result[key] += counts[key]
-        accepted.extend(records)
+            return self._sync(records[:middle], tally) + self._sync(records[middle:], tally)
+        except Exception as exc:
+            if may_have_been_applied(exc):
+                tally.add_lost_sync(len(records))
+            raise
+        tally.add_sync(answer)
+        return records
 
-    def _annotate(self, records: list[SpooledRecord]) -> None:
-        def write(record: SpooledRecord) -> None:
-            self.hook.update_annotations(
-                self.op.dataset,  # type: ignore[arg-type]
-                f"{self.source_id}.{record.id}",
-                **(record.annotations or {}),
-            )
-
-        futures = [(record, self.pool.submit(write, record)) for record in records]
+    def _annotate(self, records: list[SpooledRecord], tally: UploadTally) -> None:
+        """Write each stored record's annotations, ``annotation_concurrency`` at a time."""
+        futures = [(record, self.pool.submit(self._write_annotations, record)) for record in records]
         failure: BaseException | None = None
         for record, future in futures:
             error = future.exception()
             if error is None:
-                with self.lock:
-                    self.result["labelled"] += 1
+                tally.labelled += 1
             elif isinstance(error, CommunicationsMiningBadRequestError | CommunicationsMiningNotFoundError):
-                self._reject(record, "annotations", error)
+                self._dead_letter(record, "annotations", error, stored=True)
+                tally.labels_rejected += 1
             elif failure is None:
                 failure = error
         if failure is not None:
             raise failure
 
-    def _reject(self, record: SpooledRecord, stage: str, error: Any) -> None:
-        with self.lock:
-            self._record_rejection(record, stage, error)
+    def _write_annotations(self, record: SpooledRecord) -> None:
+        self.hook.update_annotations(
+            self.op.dataset,  # type: ignore[arg-type]
+            f"{self.source_id}.{record.id}",
+            **(record.annotations or {}),
+        )
 
-    def _record_rejection(self, record: SpooledRecord, stage: str, error: Any) -> None:
-        self.result["rejected"] += 1
-        self.rejected_ids.append(record.id)
-        self.op.log.warning("Rejected comment %r (line %d) at %s: %s", record.id, record.line, stage, error.message)
+    def _dead_letter(
+        self, record: SpooledRecord, stage: str, error: CommunicationsMiningApiError, *, stored: bool
+    ) -> None:
+        """Write a refused record to the dead-letter spool with what happened to it."""
+        if stored:
+            outcome = "stored in the source (billed if new or its text changed); its labels were not written"
+        else:
+            outcome = "not stored (not billed)"
         entry = {
             "line": record.line,
             "id": record.id,
             "stage": stage,
+            "stored": stored,
+            "outcome": outcome,
             "status_code": error.status_code,
             "error": error.message,
             "record": record.as_input(),
         }
-        self.dead_letters.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        with self.lock:
+            self.op.log.warning(
+                "The API refused comment %r (line %d) at %s: %s; the comment was %s",
+                record.id,
+                record.line,
+                stage,
+                error.message,
+                outcome,
+            )
+            (self.unlabelled_ids if stored else self.refused_ids).append(record.id)
+            self.dead_letters.write(json.dumps(entry, ensure_ascii=False) + "\n")
+            self.dead_lettered += 1
+
+
+def may_have_been_applied(error: BaseException) -> bool:
+    """Whether a failed request may have reached the server and taken effect.
+
+    True for a connection lost after sending, a malformed or cut answer, and HTTP 500, 502 and
+    504; false for refusals (4xx, 503), which the server answers before doing anything.
+    """
+    if isinstance(error, CommunicationsMiningConnectionError):
+        return error.sent
+    if isinstance(error, CommunicationsMiningProtocolError):
+        return True
+    return isinstance(error, CommunicationsMiningServerError) and error.status_code in _MAYBE_APPLIED_STATUSES
 
 
 def as_bool(value: Any, name: str) -> bool:

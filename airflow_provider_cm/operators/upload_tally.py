@@ -1,0 +1,136 @@
+"""What an upload did, in counts that cover the same comments, and what it billed.
+
+Billing (API reference, section 5): a comment is billed when ``sync`` creates it, or when it
+updates it and its text changed. The ``sync`` answer gives only ``new``, ``updated`` and
+``unchanged``, so billed comments are known exactly only when nothing was updated and no request
+was retried after an attempt that may have reached the server. Otherwise they lie in a range:
+
+- at least ``new``: every created comment is billed;
+- at most ``new + updated``: an update may have changed only metadata (``timestamp``,
+  ``user_properties``, ...), which is not billed, and the answer does not say which;
+- plus ``unchanged`` of a request retried after an earlier attempt may have committed (a
+  connection dropped after sending, a truncated answer, HTTP 500/502/504): comments that
+  attempt created or changed come back as ``unchanged`` on the retry;
+- plus the whole batch of a request that failed for good after it may have reached the server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Why billed comments are a range rather than one number (keys of :attr:`UploadTally.reasons`).
+METADATA_UPDATES = "updated"
+RETRIED_AFTER_COMMIT = "retried"
+FAILED_AFTER_SEND = "failed"
+_REASONS = {
+    METADATA_UPDATES: "{n} updated comment(s) may have changed only metadata, which is not billed "
+    "(the sync answer does not say whose text changed)",
+    RETRIED_AFTER_COMMIT: "a sync request was retried after an attempt that may have reached the server; "
+    "comments that attempt created come back as unchanged ({n} comment(s) in such requests)",
+    FAILED_AFTER_SEND: "a sync request failed after it may have reached the server ({n} comment(s))",
+}
+
+
+@dataclass
+class UploadTally:
+    """Counts of one batch or of a whole upload.
+
+    :param new: comments ``sync`` created.
+    :param updated: comments ``sync`` updated (text or metadata).
+    :param unchanged: comments ``sync`` found identical.
+    :param rejected: comments the API refused; not stored, not billed.
+    :param labelled: stored comments whose labels and entities were written.
+    :param labels_rejected: stored (and possibly billed) comments whose labels the API refused.
+    :param billed_at_least: comments certainly billed.
+    :param billed_at_most: comments possibly billed.
+    :param reasons: why the two differ: reason key -> comments concerned.
+    """
+
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    labelled: int = 0
+    labels_rejected: int = 0
+    billed_at_least: int = 0
+    billed_at_most: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def done(self) -> int:
+        """Comments whose outcome is known: stored (new, updated, unchanged) or rejected."""
+        return self.new + self.updated + self.unchanged + self.rejected
+
+    @property
+    def stored(self) -> int:
+        return self.new + self.updated + self.unchanged
+
+    def add_sync(self, answer: Mapping[str, Any]) -> None:
+        """Count one ``sync`` answer: ``{"new", "updated", "unchanged", "maybe_committed_earlier"?}``."""
+        new, updated, unchanged = int(answer["new"]), int(answer["updated"]), int(answer["unchanged"])
+        self.new += new
+        self.updated += updated
+        self.unchanged += unchanged
+        self.billed_at_least += new
+        self.billed_at_most += new + updated
+        if updated:
+            self._because(METADATA_UPDATES, updated)
+        if answer.get("maybe_committed_earlier", False) and unchanged:
+            self.billed_at_most += unchanged
+            self._because(RETRIED_AFTER_COMMIT, unchanged)
+
+    def add_lost_sync(self, comments: int) -> None:
+        """Count a ``sync`` request that failed after it may have reached the server."""
+        self.billed_at_most += comments
+        self._because(FAILED_AFTER_SEND, comments)
+
+    def _because(self, reason: str, comments: int) -> None:
+        self.reasons[reason] = self.reasons.get(reason, 0) + comments
+
+    def add(self, other: UploadTally) -> None:
+        """Add another tally (a finished batch) to this one."""
+        for name in ("new", "updated", "unchanged", "rejected", "labelled", "labels_rejected"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.billed_at_least += other.billed_at_least
+        self.billed_at_most += other.billed_at_most
+        for reason, comments in other.reasons.items():
+            self._because(reason, comments)
+
+    @property
+    def why(self) -> list[str]:
+        """Why billed comments are a range, one sentence per reason (empty when exact)."""
+        if self.billed_at_least == self.billed_at_most:
+            return []
+        return [_REASONS[reason].format(n=n) for reason, n in sorted(self.reasons.items())]
+
+    def billed_text(self) -> str:
+        """``"25 billed"`` or ``"between 10 and 25 billed"``."""
+        if self.billed_at_least == self.billed_at_most:
+            return f"{self.billed_at_least} billed"
+        return f"between {self.billed_at_least} and {self.billed_at_most} billed"
+
+    def summary(self) -> str:
+        """Every count on one line; all of them cover the same comments."""
+        return (
+            f"new={self.new} updated={self.updated} unchanged={self.unchanged} rejected={self.rejected} "
+            f"labelled={self.labelled} labels_rejected={self.labels_rejected}; {self.billed_text()}"
+        )
+
+    def as_xcom(self) -> dict[str, Any]:
+        """The counts for XCom; ``billed`` is ``{"at_least", "at_most", "exact", "why"}``."""
+        return {
+            "new": self.new,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "rejected": self.rejected,
+            "labelled": self.labelled,
+            "labels_rejected": self.labels_rejected,
+            "billed": {
+                "at_least": self.billed_at_least,
+                "at_most": self.billed_at_most,
+                "exact": self.billed_at_least == self.billed_at_most,
+                "why": self.why,
+            },
+        }
