@@ -213,7 +213,9 @@ def test_csv_with_bom_quoted_newlines_and_bad_row(workspace, hook, tmp_path, con
                "user_properties": {"string:Channel": "channel"}}  # fmt: skip
     with pytest.raises(CommunicationsMiningInputError) as info:
         upload(workspace, path, csv_columns=columns).execute(context)
-    assert f"{path}:4: column 'timestamp' (comment.timestamp): 'not-a-time' is not an RFC 3339 date-time" in str(info.value)
+    assert f"{path}:4: column 'timestamp' (comment.timestamp): 'not-a-time' is not an RFC 3339 date-time" in str(
+        info.value
+    )
     path.write_bytes(path.read_bytes().replace(b"not-a-time", b"2026-10-01T01:00:00"))
     result = upload(workspace, path, csv_columns=columns).execute(context)
     assert result["new"] == 2 and result["labelled"] == 1
