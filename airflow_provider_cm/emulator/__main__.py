@@ -10,11 +10,12 @@ import sys
 import uvicorn
 
 from airflow_provider_cm.emulator.app import create_app
-from airflow_provider_cm.emulator.faults import FaultRule, TokenBucket
-from airflow_provider_cm.emulator.state import EmulatorState
+from airflow_provider_cm.emulator.fault_rules import FaultError, FaultRule, TokenBucket
+from airflow_provider_cm.emulator.store import Store
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and serve until interrupted; the exit status."""
     parser = argparse.ArgumentParser(
         prog="python -m airflow_provider_cm.emulator",
         description="Serve a local UiPath Communications Mining API.",
@@ -26,7 +27,10 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("CM_EMULATOR_TOKEN"),
         help="the API token to accept (default: $CM_EMULATOR_TOKEN)",
     )
-    parser.add_argument("--state", help="JSON file to load data from and save it to, so restarts keep it")
+    parser.add_argument(
+        "--state",
+        help="JSON file to load data from and keep up to date (with FILE.journal): acknowledged writes survive a kill",
+    )
     parser.add_argument(
         "--latency", type=float, default=0.0, help="seconds to delay every API response, like a remote tenant"
     )
@@ -49,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.token:
         parser.error("--token (or $CM_EMULATOR_TOKEN) is required")
-    state = EmulatorState(args.state)
+    state = Store(args.state)
     state.latency = args.latency
     state.oauth.lifetime = args.token_lifetime
     if args.client_id:
@@ -57,9 +61,9 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--client-id needs --client-secret (or $CM_EMULATOR_CLIENT_SECRET)")
         state.oauth.clients[args.client_id] = args.client_secret
     try:
-        state.fault_rules = [FaultRule.parse(json.loads(rule)) for rule in args.fault]
+        state.fault_rules = [FaultRule.parse(json.loads(rule), f"--fault {rule}") for rule in args.fault]
         state.rate_limit = TokenBucket(args.rate_limit) if args.rate_limit else None
-    except (ValueError, TypeError) as exc:
+    except (FaultError, ValueError) as exc:
         parser.error(f"bad --fault or --rate-limit: {exc}")
     app = create_app(args.token, state)
     # The access log is off: request lines are safe, but nothing about requests needs to be logged.

@@ -9,7 +9,7 @@ from typing import Any
 import uvicorn
 
 from airflow_provider_cm.emulator.app import create_app
-from airflow_provider_cm.emulator.state import EmulatorState
+from airflow_provider_cm.emulator.store import Store
 
 
 class EmulatorServer:
@@ -23,13 +23,14 @@ class EmulatorServer:
     :param token: the API token the server accepts.
     :param host: interface to listen on.
     :param port: TCP port; 0 picks a free one (read it back from :attr:`port`).
-    :param state_path: JSON file to load the data from at start and save it to while running.
+    :param state_path: JSON file to load the data from at start and keep up to date (with a
+        journal beside it, so every acknowledged write survives the process being killed).
     """
 
     def __init__(self, token: str, *, host: str = "127.0.0.1", port: int = 0, state_path: str | None = None) -> None:
         self.token = token
         self.host = host
-        self.state = EmulatorState(state_path)
+        self.state = Store(state_path)
         config = uvicorn.Config(
             create_app(token, self.state),
             host=host,

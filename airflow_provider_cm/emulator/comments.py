@@ -1,0 +1,233 @@
+"""Comments: upsert (``sync``), create-only upload, get one, delete.
+
+Comments are upserted by id within a source; ``uid`` is ``<source_id>.<id>``; ``created_at`` is
+set on first insert; billing counts created comments and updated ones whose text changed; when a
+comment's messages change, the entities assigned to it are dropped. Every comment is checked
+against the fields and limits of the API's comment object before anything is stored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from airflow_provider_cm.emulator.checks import anything, array, integer, obj, string, timestamp
+from airflow_provider_cm.emulator.errors import bad_request, conflict, not_found
+from airflow_provider_cm.emulator.labellings import public_comment
+from airflow_provider_cm.emulator.records import Source
+from airflow_provider_cm.emulator.store import Store
+from airflow_provider_cm.emulator.times import format_time, now_utc, parse_time
+from airflow_provider_cm.emulator.user_properties import USER_PROPERTIES
+from airflow_provider_cm.emulator.wire import json_body, ok, segment
+
+MAX_SYNC_COMMENTS = 16384
+MAX_MESSAGES = 2048
+MAX_TEXT = 65536
+MAX_ADDRESS = 512
+MAX_DELETE_IDS = 32
+
+TEXT = obj(
+    {
+        "text": string(max_len=MAX_TEXT),
+        "translated_from": string(max_len=MAX_TEXT),
+        "text_markup": anything(),
+        "translated_from_markup": anything(),
+    },
+    required=("text",),
+)
+ADDRESS = string(min_len=1, max_len=MAX_ADDRESS)
+ADDRESSES = array(ADDRESS, max_items=2048)
+MESSAGE = obj(
+    {
+        "body": TEXT,
+        "subject": TEXT,
+        "signature": TEXT,
+        "from": ADDRESS,
+        "to": ADDRESSES,
+        "cc": ADDRESSES,
+        "bcc": ADDRESSES,
+        "sent_at": timestamp(),
+        "language": string(min_len=1, max_len=8),
+    },
+    required=("body",),
+)
+MESSAGES = array(MESSAGE, min_items=1, max_items=MAX_MESSAGES)
+ATTACHMENT = obj(
+    {
+        "name": string(max_len=256),
+        "size": integer(minimum=0),
+        "content_type": string(max_len=256),
+        "attachment_reference": string(),
+        "content_hash": string(),
+    },
+    required=("name", "size", "content_type"),
+)
+COMMENT = obj(
+    {
+        "id": string(min_len=1),
+        "timestamp": timestamp(),
+        "messages": MESSAGES,
+        "thread_id": string(),
+        "user_properties": USER_PROPERTIES,
+        "attachments": array(ATTACHMENT, max_items=128),
+        "text_format": string(choices=("markdown", "plain")),
+    },
+    required=("id", "timestamp", "messages"),
+)
+
+#: Fields the emulator sets itself; a client's values for them are ignored.
+_SERVER_FIELDS = ("uid", "created_at", "has_annotations", "_keys")
+
+
+def check_comment(index: int, comment: Any) -> None:
+    """Apply the documented constraints on a comment sent to ``sync`` or the create-only upload."""
+    where = f"comments[{index}]"
+    if isinstance(comment, dict) and isinstance(comment.get("id"), str) and comment["id"]:
+        where = f"{where} (id {comment['id']!r})"
+    COMMENT(comment, where)
+
+
+def comment_batch(store: Store, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``comments`` of a request, each checked (400 for the first bad one)."""
+    comments = body.get("comments")
+    if not isinstance(comments, list):
+        raise bad_request("body must be {'comments': [...]}")
+    if len(comments) > MAX_SYNC_COMMENTS:
+        raise bad_request(f"at most {MAX_SYNC_COMMENTS} comments per request, got {len(comments)}")
+    for index, comment in enumerate(comments):
+        check_comment(index, comment)
+        reason = store.reject_comment_ids.get(comment["id"])
+        if reason:
+            raise bad_request(f"comments[{index}] (id {comment['id']!r}): {reason}")
+    return comments
+
+
+def stored_form(comment: dict[str, Any]) -> dict[str, Any]:
+    """A comment as stored: server fields dropped, the timestamp normalised, blank strings dropped."""
+    stored = {k: v for k, v in comment.items() if k not in _SERVER_FIELDS and v is not None}
+    stored["timestamp"] = format_time(parse_time(comment["timestamp"], "timestamp"))
+    properties = stored.get("user_properties")
+    if properties:
+        stored["user_properties"] = {k: v for k, v in properties.items() if not (isinstance(v, str) and not v.strip())}
+    return stored
+
+
+def _comparable(comment: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in comment.items() if k not in _SERVER_FIELDS}
+
+
+def _message_texts(messages: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return [tuple((m.get(part) or {}).get("text") for part in ("subject", "body", "signature")) for m in messages]
+
+
+def _store_comment(store: Store, source: Source, stored: dict[str, Any]) -> None:
+    source.comments[stored["id"]] = store.indexed_comment(stored)
+    store.touch("comment", source.id, stored["id"])
+
+
+def _upsert_one(store: Store, source: Source, stored: dict[str, Any], created_at: str) -> tuple[str, bool]:
+    """Store one comment: ``(outcome, billed)`` where outcome is ``new``, ``updated`` or ``unchanged``."""
+    old = source.comments.get(stored["id"])
+    if old is None:
+        _store_comment(store, source, {**stored, "uid": f"{source.id}.{stored['id']}", "created_at": created_at})
+        return "new", True
+    if _comparable(old) == _comparable(stored):
+        return "unchanged", False
+    billed = _message_texts(old.get("messages", [])) != _message_texts(stored.get("messages", []))
+    _store_comment(store, source, {**stored, "uid": old["uid"], "created_at": old["created_at"]})
+    if old.get("messages") != stored.get("messages"):
+        _drop_assigned_entities(store, old["uid"])
+    return "updated", billed
+
+
+def upsert(store: Store, source: Source, comments: list[dict[str, Any]]) -> dict[str, int]:
+    """Create or update comments by id; bill new ones and those whose text changed."""
+    counts = {"new": 0, "updated": 0, "unchanged": 0}
+    created_at = format_time(now_utc())
+    billed = 0
+    for comment in comments:
+        outcome, charge = _upsert_one(store, source, stored_form(comment), created_at)
+        counts[outcome] += 1
+        billed += charge
+    if billed:
+        store.billed_comments += billed
+        store.billed_by_source[source.id] = store.billed_by_source.get(source.id, 0) + billed
+    return counts
+
+
+def _drop_assigned_entities(store: Store, uid: str) -> None:
+    for dataset in store.datasets.values():
+        annotation = dataset.annotations.get(uid)
+        if annotation and annotation.get("entities"):
+            annotation["entities"]["assigned"] = []
+            store.touch("annotation", dataset.id, uid)
+
+
+def sync(store: Store, project: str, name: str, body: dict[str, Any]) -> dict[str, int]:
+    """``POST .../sync``: upsert a batch, answer the counts."""
+    source = store.source(project, name)
+    return upsert(store, source, comment_batch(store, body))
+
+
+def put_comments(store: Store, project: str, name: str, body: dict[str, Any]) -> None:
+    """Create-only upload (private ``PUT .../comments``): 409 for an id holding different data."""
+    source = store.source(project, name)
+    comments = comment_batch(store, body)
+    for index, comment in enumerate(comments):
+        old = source.comments.get(comment["id"])
+        if old is not None and _comparable(old) != _comparable(stored_form(comment)):
+            raise conflict(f"comments[{index}] (id {comment['id']!r}) already exists with different data")
+    new = [c for c in comments if c["id"] not in source.comments]
+    if new:
+        upsert(store, source, new)
+
+
+def delete_comments(store: Store, project: str, name: str, ids: list[str]) -> None:
+    """``DELETE .../comments?id=..``: forget up to 32 comments and their annotations."""
+    source = store.source(project, name)
+    if not ids or len(ids) > MAX_DELETE_IDS:
+        raise bad_request(f"give 1 to {MAX_DELETE_IDS} comment ids as ?id=...")
+    for comment_id in ids:
+        comment = source.comments.pop(comment_id, None)
+        if comment is None:
+            continue
+        store.touch("comment", source.id, comment_id)
+        for dataset in store.datasets.values():
+            if dataset.annotations.pop(comment["uid"], None) is not None:
+                store.touch("annotation", dataset.id, comment["uid"])
+
+
+def get_comment(store: Store, project: str, name: str, comment_id: str) -> dict[str, Any]:
+    """One comment by id, as the API shows it."""
+    comment = store.source(project, name).comments.get(comment_id)
+    if comment is None:
+        raise not_found()
+    return public_comment(store, comment)
+
+
+def router(store: Store) -> APIRouter:
+    """The comment routes; comment ids are matched percent-encoded, as sent."""
+    routes = APIRouter()
+
+    @routes.post("/api/v1/sources/{project}/{name}/sync")
+    async def sync_route(project: str, name: str, request: Request) -> Response:
+        body = await json_body(request)
+        return ok(**store.write(sync, project, name, body))
+
+    @routes.put("/api/_private/sources/{project}/{name}/comments")
+    async def put_route(project: str, name: str, request: Request) -> Response:
+        store.write(put_comments, project, name, await json_body(request))
+        return ok()
+
+    @routes.get("/api/v1/sources/{project}/{name}/comments/{comment_id}")
+    async def get_route(project: str, name: str, comment_id: str) -> Response:
+        return ok(comment=store.read(get_comment, project, name, segment(comment_id)))
+
+    @routes.delete("/api/v1/sources/{project}/{name}/comments")
+    async def delete_route(project: str, name: str, request: Request) -> Response:
+        store.write(delete_comments, project, name, request.query_params.getlist("id"))
+        return ok()
+
+    return routes

@@ -1,0 +1,147 @@
+"""Annotations ("labellings"): labels, entities and field extractions per dataset, keyed by uid.
+
+``POST /api/_private/datasets/<p>/<d>/labellings/<uid>`` writes one comment's annotations: a kind
+left out is unchanged, an empty list removes it. ``GET .../labellings?id=<uid>`` reads them back.
+The uid is matched percent-encoded, so comment ids holding ``/`` work.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from airflow_provider_cm.emulator.checks import Check, array, either, integer, obj, string
+from airflow_provider_cm.emulator.errors import bad_request
+from airflow_provider_cm.emulator.records import Dataset
+from airflow_provider_cm.emulator.store import Store
+from airflow_provider_cm.emulator.wire import json_body, ok, segment
+
+LABEL_NAME = either(
+    string(min_len=1), array(string(min_len=1), min_items=1, max_items=64), describe="a label name or list of parts"
+)
+LABEL = obj(
+    {"name": LABEL_NAME, "sentiment": string(choices=("positive", "negative")), "metadata": obj({})},
+    required=("name",),
+)
+LABELS = array(LABEL)
+GROUP = obj({"group": string(min_len=1, max_len=64), "assigned": LABELS, "dismissed": LABELS})
+SPAN = obj(
+    {
+        "content_part": string(),
+        "message_index": integer(minimum=0),
+        "utf16_byte_start": integer(minimum=0),
+        "utf16_byte_end": integer(minimum=0),
+    }
+)
+ENTITY = obj(
+    {"name": string(min_len=1), "formatted_value": string(), "span": SPAN, "spans": array(SPAN)}, required=("name",)
+)
+ENTITIES = obj({"assigned": array(ENTITY), "dismissed": array(ENTITY)})
+MOON_FORMS: Check = array(obj({}))
+ANNOTATION_BODY = obj({"labelling": array(GROUP), "entities": ENTITIES, "moon_forms": MOON_FORMS})
+
+
+def _clean_label(label: dict[str, Any]) -> dict[str, Any]:
+    name = label["name"]
+    out: dict[str, Any] = {"name": " > ".join(name) if isinstance(name, list) else name}
+    if not out["name"].strip():
+        raise bad_request("a label name must not be blank")
+    for optional in ("sentiment", "metadata"):
+        if label.get(optional) is not None:
+            out[optional] = label[optional]
+    return out
+
+
+def _clean_group(group: dict[str, Any]) -> dict[str, Any]:
+    clean: dict[str, Any] = {"group": group.get("group") or "default"}
+    for kind in ("assigned", "dismissed"):
+        if group.get(kind) is not None:
+            clean[kind] = [_clean_label(label) for label in group[kind]]
+    return clean
+
+
+def _learn_labels(dataset: Dataset, groups: list[dict[str, Any]]) -> bool:
+    learned = False
+    for group in groups:
+        for label in group.get("assigned", []):
+            if label["name"] not in dataset.label_names:
+                dataset.label_names.append(label["name"])
+                learned = True
+    return learned
+
+
+def update_annotations(store: Store, dataset: Dataset, uid: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Write one comment's annotations; answer the annotated comment."""
+    comment = store.comment_by_uid(dataset, uid)
+    ANNOTATION_BODY(body, "body")
+    annotation = dict(dataset.annotations.get(uid, {}))
+    if body.get("labelling") is not None:
+        annotation["labelling"] = [_clean_group(group) for group in body["labelling"]]
+        if _learn_labels(dataset, annotation["labelling"]):
+            store.touch("dataset", dataset.id)
+    if body.get("entities") is not None:
+        entities = body["entities"]
+        annotation["entities"] = {
+            "assigned": list(entities.get("assigned") or []),
+            "dismissed": list(entities.get("dismissed") or []),
+        }
+    if body.get("moon_forms") is not None:
+        annotation["moon_forms"] = body["moon_forms"]
+    dataset.annotations[uid] = annotation
+    store.touch("annotation", dataset.id, uid)
+    return annotated_comment(store, dataset, comment)
+
+
+def has_annotations(store: Store, dataset: Dataset | None, uid: str) -> bool:
+    """Whether the comment has labels, entities or extractions (in ``dataset``, or in any)."""
+    datasets = [dataset] if dataset else list(store.datasets.values())
+    for ds in datasets:
+        annotation = ds.annotations.get(uid)
+        if not annotation:
+            continue
+        if any(g.get("assigned") or g.get("dismissed") for g in annotation.get("labelling", [])):
+            return True
+        if annotation.get("entities", {}).get("assigned") or annotation.get("moon_forms"):
+            return True
+    return False
+
+
+def public_comment(store: Store, comment: dict[str, Any], dataset: Dataset | None = None) -> dict[str, Any]:
+    """A stored comment as the API shows it, with ``has_annotations``."""
+    out = {k: v for k, v in comment.items() if k != "_keys"}
+    out["has_annotations"] = has_annotations(store, dataset, comment["uid"])
+    return out
+
+
+def annotated_comment(store: Store, dataset: Dataset, comment: dict[str, Any]) -> dict[str, Any]:
+    """``{"comment", "labelling"?, "entities"?, "moon_forms"?}`` for one comment in a dataset."""
+    annotation = dataset.annotations.get(comment["uid"], {})
+    out: dict[str, Any] = {"comment": public_comment(store, comment, dataset)}
+    for kind in ("labelling", "entities", "moon_forms"):
+        if kind in annotation:
+            out[kind] = annotation[kind]
+    return out
+
+
+def get_annotations(store: Store, dataset: Dataset, uids: list[str]) -> list[dict[str, Any]]:
+    """The annotated comments of ``uids``; 404 if one is not in the dataset."""
+    return [annotated_comment(store, dataset, store.comment_by_uid(dataset, uid)) for uid in uids]
+
+
+def router(store: Store) -> APIRouter:
+    """The annotation routes."""
+    routes = APIRouter()
+
+    @routes.post("/api/_private/datasets/{project}/{name}/labellings/{uid}")
+    async def write_route(project: str, name: str, uid: str, request: Request) -> Response:
+        body = await json_body(request)
+        return ok(**store.write(lambda s: update_annotations(s, s.dataset(project, name), segment(uid), body)))
+
+    @routes.get("/api/_private/datasets/{project}/{name}/labellings")
+    async def read_route(project: str, name: str, request: Request) -> Response:
+        uids = request.query_params.getlist("id")
+        return ok(results=store.read(lambda s: get_annotations(s, s.dataset(project, name), uids)))
+
+    return routes

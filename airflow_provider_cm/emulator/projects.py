@@ -1,0 +1,69 @@
+"""Projects (private routes ``/api/_private/projects[/<name>]``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from airflow_provider_cm.emulator.checks import array, obj, string
+from airflow_provider_cm.emulator.errors import conflict, not_found
+from airflow_provider_cm.emulator.store import Store, new_id
+from airflow_provider_cm.emulator.times import format_time, now_utc
+from airflow_provider_cm.emulator.wire import json_body, ok
+
+#: Project names the official client accepts.
+PROJECT_NAME = string(min_len=1, max_len=1024, pattern=r"[A-Za-z0-9_.-]+")
+PROJECT_BODY = obj(
+    {
+        "project": obj({"title": string(max_len=128), "description": string(max_len=16384)}),
+        "user_ids": array(string()),
+    }
+)
+
+
+def create_project(store: Store, name: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Create a project; 409 if the name is taken."""
+    PROJECT_NAME(name, "project name")
+    PROJECT_BODY(body, "body")
+    if name in store.projects:
+        raise conflict(f"project '{name}' already exists")
+    fields = body.get("project") or {}
+    stamp = format_time(now_utc())
+    store.projects[name] = {
+        "id": new_id(),
+        "name": name,
+        "title": fields.get("title") or "",
+        "description": fields.get("description") or "",
+        "created_at": stamp,
+        "updated_at": stamp,
+    }
+    store.touch("project", name)
+    return store.projects[name]
+
+
+def get_project(store: Store, name: str) -> dict[str, Any]:
+    """One project; 404 if there is none."""
+    if name not in store.projects:
+        raise not_found()
+    return store.projects[name]
+
+
+def router(store: Store) -> APIRouter:
+    """The project routes."""
+    routes = APIRouter()
+
+    @routes.get("/api/_private/projects")
+    async def list_projects() -> Response:
+        return ok(projects=store.read(lambda s: list(s.projects.values())))
+
+    @routes.get("/api/_private/projects/{project}")
+    async def read_project(project: str) -> Response:
+        return ok(project=store.read(get_project, project))
+
+    @routes.put("/api/_private/projects/{project}")
+    async def put_project(project: str, request: Request) -> Response:
+        return ok(project=store.write(create_project, project, await json_body(request)))
+
+    return routes

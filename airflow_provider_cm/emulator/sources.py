@@ -1,0 +1,91 @@
+"""Sources: list, get (by name or ``id:``), create, update (``/api/v1/sources/...``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from airflow_provider_cm.emulator.checks import array, body_field, boolean, obj, string
+from airflow_provider_cm.emulator.errors import conflict
+from airflow_provider_cm.emulator.records import Source
+from airflow_provider_cm.emulator.store import Store, new_id
+from airflow_provider_cm.emulator.times import format_time, now_utc
+from airflow_provider_cm.emulator.wire import json_body, ok
+
+#: Languages a source may declare (the connector's ``CreateSourceRequest``).
+LANGUAGES = ("en", "de", "xlm")
+RESOURCE_NAME = string(min_len=1, max_len=256, pattern=r"[A-Za-z0-9_-]+")
+SOURCE_FIELDS = obj(
+    {
+        "title": string(max_len=128),
+        "description": string(max_len=16384),
+        "language": string(choices=LANGUAGES),
+        "should_translate": boolean(),
+        "bucket_id": string(),
+        "sensitive_properties": array(string(), max_items=4096),
+        "_kind": string(),
+        "email_transform_tag": string(),
+    }
+)
+
+
+def create_source(store: Store, project: str, name: str, body: dict[str, Any]) -> Source:
+    """Create a source in an existing project; 409 if the name is taken."""
+    RESOURCE_NAME(name, "source name")
+    fields = dict(body_field(body, "source", SOURCE_FIELDS))
+    store.require_project(project)
+    if store.find_source(project, name) is not None:
+        raise conflict(f"source '{project}/{name}' already exists")
+    stamp = format_time(now_utc())
+    source = Source(new_id(), project, name, fields, stamp, stamp)
+    store.sources[source.id] = source
+    store.touch("source", source.id)
+    return source
+
+
+def update_source(store: Store, project: str, name: str, body: dict[str, Any]) -> Source:
+    """Update a source's fields (those given)."""
+    source = store.source(project, name)
+    fields = body_field(body, "source", SOURCE_FIELDS)
+    source.fields.update(fields)
+    source.updated_at = format_time(now_utc())
+    store.touch("source", source.id)
+    return source
+
+
+def list_sources(store: Store, project: str | None) -> list[dict[str, Any]]:
+    """All sources, or a project's."""
+    return [s.to_api() for s in store.sources.values() if project is None or s.project == project]
+
+
+def router(store: Store) -> APIRouter:
+    """The source routes."""
+    routes = APIRouter()
+
+    @routes.get("/api/v1/sources")
+    async def all_sources() -> Response:
+        return ok(sources=store.read(list_sources, None))
+
+    @routes.get("/api/v1/sources/{project}")
+    async def project_sources(project: str) -> Response:
+        if project.startswith("id:"):
+            return ok(source=store.read(lambda s: s.source(project).to_api()))
+        return ok(sources=store.read(list_sources, project))
+
+    @routes.get("/api/v1/sources/{project}/{name}")
+    async def get_source(project: str, name: str) -> Response:
+        return ok(source=store.read(lambda s: s.source(project, name).to_api()))
+
+    @routes.put("/api/v1/sources/{project}/{name}")
+    async def put_source(project: str, name: str, request: Request) -> Response:
+        body = await json_body(request)
+        return ok(source=store.write(lambda s: create_source(s, project, name, body).to_api()))
+
+    @routes.post("/api/v1/sources/{project}/{name}")
+    async def post_source(project: str, name: str, request: Request) -> Response:
+        body = await json_body(request)
+        return ok(source=store.write(lambda s: update_source(s, project, name, body).to_api()))
+
+    return routes

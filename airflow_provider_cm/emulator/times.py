@@ -1,0 +1,42 @@
+"""Times as the API writes and reads them: UTC, ISO-8601, microseconds."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from airflow_provider_cm.emulator.errors import bad_request
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def now_utc() -> datetime:
+    """The current time, in UTC."""
+    return datetime.now(timezone.utc)
+
+
+def format_time(value: datetime) -> str:
+    """The API's time form: UTC with microseconds, e.g. ``2018-09-17T09:54:56.332000Z``."""
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(value: Any, what: str) -> datetime:
+    """Parse an ISO-8601 time; a time without zone is taken as UTC.
+
+    :raises ApiError: 400 naming ``what`` if the value is not such a time.
+    """
+    if not isinstance(value, str):
+        raise bad_request(f"{what} must be an ISO-8601 string")
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("z", "Z"))
+    except ValueError:
+        raise bad_request(f"{what} is not a valid ISO-8601 time: {value!r}") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+def time_key(value: datetime) -> int:
+    """Microseconds since the epoch: an exact, sortable key."""
+    delta = value - _EPOCH
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds

@@ -1,0 +1,50 @@
+"""The API's wire format: JSON request bodies in, the ``status`` envelope out."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import unquote
+
+from fastapi import Request
+from fastapi.responses import Response
+
+from airflow_provider_cm.emulator.errors import bad_request
+
+
+def json_response(payload: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """``payload`` as compact UTF-8 JSON."""
+    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return Response(body, status_code=status_code, media_type="application/json", headers=headers)
+
+
+def ok(**payload: Any) -> Response:
+    """``{"status": "ok", ...payload}`` with HTTP 200."""
+    return json_response({"status": "ok", **payload})
+
+
+def error(status_code: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    """``{"status": "error", "message": ...}`` with an error status."""
+    return json_response({"status": "error", "message": message}, status_code, headers)
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    """The request's JSON object (``{}`` for an empty body).
+
+    :raises ApiError: 400 if the body is not JSON or not an object.
+    """
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise bad_request("request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise bad_request("request body must be a JSON object")
+    return body
+
+
+def segment(value: str) -> str:
+    """A path segment as sent, percent-decoded (routes match on the raw, encoded path)."""
+    return unquote(value)
