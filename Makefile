@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INPUT ?=
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-deployment lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,11 @@ demo: $(BIN)/.installed
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest
+
+# The example DAGs in a real Airflow deployment (api-server, scheduler, dag-processor, triggerer;
+# LocalExecutor; PostgreSQL on 127.0.0.1:5432). Not part of `make test`: it takes a few minutes.
+test-deployment: $(BIN)/.installed
+	$(BIN)/python -m pytest tests/deployment -m deployment
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

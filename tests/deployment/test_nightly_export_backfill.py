@@ -1,0 +1,98 @@
+"""``cm_nightly_export`` in a real deployment: an Airflow 3 backfill (``POST /api/v2/backfills``) over days.
+
+Five days of BANKING77 are uploaded and the middle three are backfilled, so a window that is one
+second too wide or too narrow, or a day exported twice, shows up as a wrong id in a file or a row.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from datetime import date, timedelta
+from typing import Any
+
+import pytest
+
+from tests.deployment.conftest import Deployment, Postgres, deployment_hook, read_banking77, wait_for
+
+pytestmark = pytest.mark.deployment
+
+DAG_ID = "cm_nightly_export"
+UPLOADED = [date(2026, 10, 4) + timedelta(days=n) for n in range(5)]
+BACKFILLED = UPLOADED[1:-1]
+
+
+def ids_by_day(records: list[dict[str, Any]]) -> dict[str, set[str]]:
+    days: dict[str, set[str]] = defaultdict(set)
+    for record in records:
+        days[record["comment"]["timestamp"][:10]].add(record["comment"]["id"])
+    return days
+
+
+def upload_days(deployment: Deployment) -> dict[str, set[str]]:
+    """Upload UPLOADED's comments to the source (in batches); return the ids of each day."""
+    wanted = {day.isoformat() for day in UPLOADED}
+    comments = [r["comment"] for r in read_banking77() if r["comment"]["timestamp"][:10] in wanted]
+    hook = deployment_hook()
+    try:
+        for start in range(0, len(comments), 500):
+            hook.sync_comments(deployment.source, comments[start : start + 500])
+    finally:
+        hook.close()
+    expected = ids_by_day([{"comment": c} for c in comments])
+    assert sorted(expected) == sorted(wanted) and all(len(ids) > 100 for ids in expected.values())
+    return expected
+
+
+def backfill(deployment: Deployment) -> dict[str, Any]:
+    """Backfill BACKFILLED through the REST API and wait until the backfill has completed."""
+    if deployment.api("GET", f"dags/{DAG_ID}")["is_paused"]:
+        deployment.set_paused(DAG_ID, False)  # backfill runs are only scheduled for an active DAG
+    body = {
+        "dag_id": DAG_ID,
+        "from_date": f"{BACKFILLED[0].isoformat()}T00:00:00Z",
+        "to_date": f"{BACKFILLED[-1].isoformat()}T00:00:00Z",
+        "max_active_runs": 2,
+        "reprocess_behavior": "none",
+    }
+    created = deployment.api("POST", "backfills", body)
+
+    def completed() -> dict[str, Any] | None:
+        state = deployment.api("GET", f"backfills/{created['id']}")
+        return state if state["completed_at"] else None
+
+    return wait_for(f"backfill {created['id']} to complete", completed, timeout=300, interval=2)
+
+
+def exported_ids(deployment: Deployment, day: str) -> list[str]:
+    path = deployment.exports / deployment.dataset.replace("/", "__") / f"{day}.jsonl"
+    assert path.exists(), f"no export file for {day}: {sorted(p.name for p in path.parent.glob('*'))}"
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line)["comment"]["id"] for line in handle if line.strip()]
+
+
+def test_backfill_exports_and_loads_exactly_each_days_comments(deployment: Deployment):
+    expected = upload_days(deployment)
+    backfill(deployment)
+
+    runs = deployment.run_ids(DAG_ID, run_type="backfill")
+    days = {run["data_interval_start"][:10]: run for run in runs.values()}
+    assert sorted(days) == [day.isoformat() for day in BACKFILLED]
+    for day, run in days.items():
+        assert run["state"] == "success", (day, deployment.task_states(DAG_ID, run["dag_run_id"]))
+        assert run["data_interval_end"][:10] == (date.fromisoformat(day) + timedelta(days=1)).isoformat()
+        export = deployment.xcom(DAG_ID, run["dag_run_id"], "export_day")
+        assert export["count"] == len(expected[day]), (day, export)
+
+        ids = exported_ids(deployment, day)
+        assert len(ids) == len(set(ids)), f"{day}: duplicated ids in the export"
+        assert set(ids) == expected[day], (
+            f"{day}: {len(set(ids) - expected[day])} extra, {len(expected[day] - set(ids))} missing"
+        )
+
+    rows = Postgres.execute("SELECT comment_id, timestamp FROM cm_comments", deployment.warehouse_db)
+    assert not [n for n in Counter(row[0] for row in rows).values() if n > 1]
+    loaded = ids_by_day([{"comment": {"id": row[0], "timestamp": row[1]}} for row in rows])
+    assert {day: ids for day, ids in loaded.items()} == {
+        day.isoformat(): expected[day.isoformat()] for day in BACKFILLED
+    }
