@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import datetime, timedelta, timezone
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from airflow_provider_cm.operators.comment_files import CommentRecord, read_csv, read_jsonl
+from airflow_provider_cm.operators.comment_validation import RecordError, TimestampRule, label_name
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
@@ -96,3 +99,96 @@ def test_generated_csv_rows_are_valid_or_reported(rows):
     columns = {"id": "id", "timestamp": "timestamp", "text": "text", "labels": "label"}
     # The csv module counts a bare carriage return as a line end too (an upper bound is enough here).
     check(list(read_csv(io.BytesIO(text.encode()), columns)), text.count("\n") + text.count("\r") + 1)
+
+
+# -- what the reader accepts can be sent ----------------------------------------------------------
+
+lone_surrogates = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)
+awkward_values = st.one_of(
+    st.floats(),  # includes inf and nan, written as the non-JSON words Infinity and NaN
+    st.text(alphabet=st.one_of(st.characters(), lone_surrogates), max_size=6),
+    st.integers(min_value=-(10**400), max_value=10**400),
+)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    st.fixed_dictionaries(
+        {"id": st.one_of(st.just("x"), awkward_values), "body": awkward_values, "prop": awkward_values,
+         "meta": awkward_values}
+    )
+)  # fmt: skip
+def test_every_accepted_record_is_strict_utf8_json(values):
+    """Whatever a line holds, an accepted record encodes as strict JSON (no NaN/Infinity) in UTF-8."""
+    record = {
+        "comment": {
+            "id": values["id"],
+            "timestamp": "2026-10-01T00:00:00Z",
+            "messages": [{"body": {"text": values["body"]}}],
+            "user_properties": {"number:P": values["prop"]},
+        },
+        "labelling": [{"group": "default", "assigned": [{"name": "A", "metadata": {"m": values["meta"]}}]}],
+    }
+    line = json.dumps(record).encode("utf-8", "surrogatepass")
+    [item] = list(read_jsonl(io.BytesIO(line)))
+    if isinstance(item, CommentRecord):
+        json.dumps([item.comment, item.labelling], allow_nan=False, ensure_ascii=False).encode("utf-8")
+    else:
+        assert item[0] == 1 and item[1] and item[2]
+
+
+# -- timestamps: RFC 3339 and nothing else --------------------------------------------------------
+
+moments = st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(timezone.utc))
+offsets = st.integers(min_value=-(23 * 60 + 59), max_value=23 * 60 + 59).map(lambda m: timedelta(minutes=m))
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(moments, offsets, st.sampled_from(["T", "t"]), st.booleans())
+def test_every_rfc3339_form_is_read_as_the_same_instant(moment, offset, separator, z_for_utc):
+    local = moment.astimezone(timezone(offset))
+    text = local.strftime(f"%Y-%m-%d{separator}%H:%M:%S")
+    if local.microsecond:
+        text += f".{local.microsecond:06d}"
+    if offset == timedelta(0) and z_for_utc:
+        text += "Z"
+    else:
+        total = int(offset.total_seconds() // 60)
+        text += f"{'-' if total < 0 else '+'}{abs(total) // 60:02d}:{abs(total) % 60:02d}"
+    normalised = TimestampRule().normalise(text, "t")
+    assert normalised.endswith("Z")
+    assert datetime.fromisoformat(normalised.replace("Z", "+00:00")) == moment
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    moments,
+    st.sampled_from([" ", "_", "", "T "]),
+    st.sampled_from(["%Y-%m-%d{sep}%H:%M", "%Y%m%d{sep}%H%M%S", "%Y-%j{sep}%H:%M:%S", "%G-W%V-%u{sep}%H:%M:%S"]),
+    st.sampled_from(["Z", "+0000", "+00", ""]),
+)
+def test_other_iso8601_forms_are_refused(moment, separator, pattern, zone):
+    text = moment.strftime(pattern.format(sep=separator)) + zone
+    with pytest.raises(RecordError):
+        TimestampRule().normalise(text, "t")
+
+
+# -- label names: " > " is the only level separator -----------------------------------------------
+
+levels = st.text(alphabet=st.characters(blacklist_characters=">", blacklist_categories=["Cs"]), min_size=1,
+                 max_size=10).map(str.strip).filter(bool)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.lists(levels, min_size=1, max_size=5))
+def test_levels_joined_by_the_separator_are_a_label_name(parts):
+    assert label_name(" > ".join(parts), "name") == " > ".join(parts)
+    assert label_name(parts, "name") == " > ".join(parts)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.lists(levels, min_size=2, max_size=4), st.sampled_from([">", " >", "> ", "  > ", " >  ", " >> "]))
+def test_any_other_angle_bracket_is_refused_with_the_reason(parts, separator):
+    with pytest.raises(RecordError) as info:
+        label_name(separator.join(parts), "name")
+    assert "' > '" in info.value.message
