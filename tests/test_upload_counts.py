@@ -181,3 +181,14 @@ def test_a_refused_comment_is_reported_as_not_stored(workspace, emulator, tmp_pa
     assert (result["new"], result["rejected"], result["labelled"], result["labels_rejected"]) == (9, 1, 9, 0)
     [dead] = read_jsonl(info.value.dead_letter_path)
     assert (dead["id"], dead["stage"], dead["stored"]) == ("ref4", "sync", False)
+
+
+def test_an_id_with_a_slash_is_stored_and_labelled(workspace, hook, tmp_path, context):
+    """A comment id is a client-chosen string (reference 1.4); the hook percent-encodes ``/`` as ``%2F``."""
+    ids = ["order/123", "a?b#c", "100%"]
+    path = write_jsonl(tmp_path / "in.jsonl", [make_record(i, "2026-10-01T00:00:00Z", label="A") for i in ids])
+    result = upload(workspace, path).execute(context)
+    assert (result["new"], result["labelled"], result["rejected"], result["labels_rejected"]) == (3, 3, 0, 0)
+    assert hook.get_comment(workspace.source, "order/123")["id"] == "order/123"
+    [annotated] = hook.get_annotations(workspace.dataset, [f"{workspace.source_id}.order/123"])
+    assert annotated["labelling"][0]["assigned"][0]["name"] == "A"
