@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_cm.exceptions import CommunicationsMiningAuthError
+from airflow_provider_cm.exceptions import CommunicationsMiningAuthError, CommunicationsMiningRateLimitError
 from airflow_provider_cm.hooks.auth import default_token_url
 from airflow_provider_cm.hooks.communications_mining import CommunicationsMiningHook
 
@@ -138,3 +138,46 @@ def test_example_dags_with_short_lived_oauth_tokens_leak_no_secret(
         if path.is_file():
             text = path.read_text(errors="replace")
             assert not any(secret in text for secret in secrets), path
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"kind": "status", "status": 429, "retry_after": "1"},
+        {"kind": "status", "status": 503},
+        {"kind": "status", "status": 502},
+        {"kind": "drop"},
+    ],
+    ids=["429", "503", "502", "drop"],
+)
+def test_token_requests_are_retried_like_every_request(oauth, workspace, fault, capfd):
+    """A rate limit or an outage of the identity server delays a token refresh; it does not fail the task."""
+    oauth.admin("POST", "faults", {"faults": [{**fault, "path_contains": "/identity_/connect/token", "count": 2}]})
+    try:
+        hook = oauth_connection(oauth.url, retry_initial_wait=0.05)
+        assert hook.get_current_user()["username"]
+        async_hook = oauth_connection(oauth.url, conn_id="cm_oauth_async", retry_initial_wait=0.05)
+        CommunicationsMiningHook().put_stream(workspace.dataset, "s")
+        oauth.admin("POST", "faults", {"faults": [{**fault, "path_contains": "/identity_/connect/token", "count": 2}]})
+        assert asyncio.run(fetch_and_close(async_hook, workspace))["sequence_id"]
+    finally:
+        oauth.admin("DELETE", "faults")
+    logged = capfd.readouterr()
+    assert (logged.out + logged.err).count("identity_/connect/token: attempt") == 4
+
+
+def test_identity_rate_limit_that_lasts_is_reported_as_a_rate_limit(oauth):
+    oauth.admin("POST", "faults", {"faults": [{"kind": "status", "status": 429, "path_contains": "/identity_/"}]})
+    try:
+        hook = oauth_connection(oauth.url, retry_initial_wait=0.05, retry_max_attempts=2)
+        with pytest.raises(CommunicationsMiningRateLimitError, match="rate limiting token requests"):
+            hook.get_current_user()
+    finally:
+        oauth.admin("DELETE", "faults")
+
+
+async def fetch_and_close(hook: CommunicationsMiningHook, workspace) -> dict:
+    try:
+        return await hook.afetch_stream(workspace.dataset, "s", size=1)
+    finally:
+        await hook.aclose()

@@ -7,10 +7,11 @@ import json
 import time
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, AirflowSkipException, TaskDeferralError
 
 from airflow_provider_cm.exceptions import (
     CommunicationsMiningBadRequestError,
+    CommunicationsMiningError,
     CommunicationsMiningModelDriftError,
     CommunicationsMiningNotFoundError,
     CommunicationsMiningTagError,
@@ -324,14 +325,100 @@ def test_trigger_serializes_and_polls(model_workspace, hook):
     assert CommunicationsMiningStreamTrigger(**kwargs).serialize() == (classpath, kwargs)
     json.dumps(kwargs)
 
-    async def first_event(t):
-        async for event in t.run():
-            return event.payload
-
     assert asyncio.run(first_event(trigger))["status"] == "timeout"
     upload_new(hook, ws, ["lost card"])
     trigger.deadline = time.time() + 30
-    assert asyncio.run(first_event(trigger)) == {"status": "success", "results": 1}
+    assert asyncio.run(first_event(trigger)) == {"status": "success", "results": 1, "end_of_stream": True}
     missing = CommunicationsMiningStreamTrigger(dataset=ws.dataset, stream="missing", poll_interval=0.05)
     event = asyncio.run(first_event(missing))
     assert event["status"] == "error" and "404" in event["message"]
+    assert event["error_type"] == "CommunicationsMiningNotFoundError" and event["status_code"] == 404
+
+
+async def first_event(trigger: CommunicationsMiningStreamTrigger) -> dict:
+    """The trigger's first event, then its clean-up, as the triggerer runs them."""
+    try:
+        async for event in trigger.run():
+            return event.payload
+        raise AssertionError("the trigger ended without an event")
+    finally:
+        await trigger.cleanup()
+
+
+def test_trigger_keeps_one_client_for_its_run_and_closes_it(model_workspace, hook):
+    ws = model_workspace
+    hook.put_stream(ws.dataset, "s", model_version=1)
+    trigger = CommunicationsMiningStreamTrigger(
+        dataset=ws.dataset, stream="s", poll_interval=0.01, deadline=time.time() + 0.2
+    )
+
+    async def run() -> tuple[dict, int, bool]:
+        transports = set()
+        original = trigger.hook.afetch_stream
+
+        async def counted(*args, **kwargs):
+            transports.add(id(await trigger.hook.atransport()))
+            return await original(*args, **kwargs)
+
+        trigger.hook.afetch_stream = counted  # type: ignore[method-assign]
+        transport = await trigger.hook.atransport()
+        event = await first_event(trigger)
+        return event, len(transports), transport.client.is_closed
+
+    event, transports, closed = asyncio.run(run())
+    assert event["status"] == "timeout" and transports == 1 and closed
+
+
+def deferred_sensor(ws, **kwargs) -> CommunicationsMiningStreamSensor:
+    return CommunicationsMiningStreamSensor(
+        task_id="wait", dataset=ws.dataset, stream="s", deferrable=True, poke_interval=0.05, **kwargs
+    )
+
+
+def test_api_error_while_deferred_fails_the_task_even_with_soft_fail(model_workspace, hook, context):
+    """A stream deleted while the sensor waits must not become a skip (a green run)."""
+    ws = model_workspace
+    hook.put_stream(ws.dataset, "s", model_version=1)
+    sensor = deferred_sensor(ws, soft_fail=True, timeout=60)
+    trigger = CommunicationsMiningStreamTrigger(dataset=ws.dataset, stream="s", poll_interval=0.05)
+    hook.delete_stream(ws.dataset, "s")
+    event = asyncio.run(first_event(trigger))
+    with pytest.raises(CommunicationsMiningError, match="404") as info:
+        sensor.resume_execution("execute_complete", {"event": event}, context)
+    assert not isinstance(info.value, AirflowSkipException)
+    # A trigger that crashed (no event) fails too; a timeout is still a skip with soft_fail.
+    with pytest.raises(TaskDeferralError):
+        sensor.resume_execution("__fail__", {"error": "Trigger failure"}, context)
+    with pytest.raises(AirflowSkipException):
+        sensor.resume_execution("execute_complete", {"event": {"status": "timeout", "results": 0}}, context)
+    with pytest.raises(AirflowSkipException):
+        sensor.resume_execution("__fail__", {"error": "Trigger timeout"}, context)
+    sensor.soft_fail = False
+    with pytest.raises(AirflowSensorTimeout):
+        sensor.resume_execution("execute_complete", {"event": {"status": "timeout", "results": 0}}, context)
+
+
+def test_api_error_fails_poke_mode_even_with_soft_fail(model_workspace, hook, context):
+    ws = model_workspace
+    sensor = CommunicationsMiningStreamSensor(
+        task_id="wait", dataset=ws.dataset, stream="gone", soft_fail=True, poke_interval=0.05, timeout=5, mode="poke"
+    )
+    with pytest.raises(CommunicationsMiningNotFoundError):
+        sensor.execute(context)
+    with pytest.raises(CommunicationsMiningNotFoundError):
+        deferred_sensor(ws, soft_fail=True, timeout=5).execute(context)  # the first poke, before deferring
+
+
+def test_sensor_says_at_least_when_more_may_wait(model_workspace, hook, context, capfd):
+    ws = model_workspace
+    hook.put_stream(ws.dataset, "s", model_version=1)
+    upload_new(hook, ws, [f"card lost {i}" for i in range(12)])
+    sensor = CommunicationsMiningStreamSensor(
+        task_id="wait", dataset=ws.dataset, stream="s", min_results=1, batch_size=5, mode="poke"
+    )
+    assert sensor.execute(context) == 5
+    sensor.batch_size = 20
+    assert sensor.execute(context) == 12
+    captured = capfd.readouterr()
+    logged = captured.out + captured.err
+    assert "at least 5 results wait" in logged and "12 results wait" in logged and "at least 12" not in logged

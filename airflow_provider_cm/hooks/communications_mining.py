@@ -655,16 +655,21 @@ class CommunicationsMiningHook(BaseHook):
     async def atransport(self) -> AsyncTransport:
         """The asynchronous transport, built on first use in the running event loop.
 
-        The connection is looked up asynchronously and its secrets masked with the async masker.
-        The transport (one :class:`httpx.AsyncClient`) and its OAuth token cache serve every later
-        call of this hook; close it with :meth:`aclose`.
+        The connection is looked up asynchronously (unless the synchronous path has already
+        resolved it) and its secrets masked with the async masker. Both paths share one
+        :class:`~airflow_provider_cm.hooks.settings.ConnectionSettings`, so one OAuth token serves
+        both. The transport (one :class:`httpx.AsyncClient`) serves every later call of this hook;
+        close it with :meth:`aclose`.
         """
         if self._async is None:
-            from airflow.sdk.log import amask_secret
+            settings = self.__dict__.get("settings")
+            if settings is None:
+                from airflow.sdk.log import amask_secret
 
-            settings = self._resolve(await self.aget_connection(self.communications_mining_conn_id))
-            for secret in settings.secrets():
-                await amask_secret(secret)
+                settings = self._resolve(await self.aget_connection(self.communications_mining_conn_id))
+                for secret in settings.secrets():
+                    await amask_secret(secret)
+                self.__dict__["settings"] = settings  # one settings and credentials object for both paths
             self._async = AsyncTransport(settings, log=self.log)
         return self._async
 

@@ -359,6 +359,8 @@ class SyncTransport(_Pipeline):
                 params=call.params,
                 headers=call.headers(token),
                 timeout=timeout,
+                # Per request: a session-level verify loses to REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE.
+                verify=self.settings.verify,
             )
         except requests.exceptions.RequestException as exc:
             raise connection_failure(call.route, call.url, exc, sent=_requests_sent(exc)) from None

@@ -1,4 +1,9 @@
-"""What every Communications Mining operator shares: the connection, the retry settings, the hook."""
+"""What every Communications Mining operator and the sensor share: the connection, the retry settings, the hook.
+
+:class:`CommunicationsMiningHookMixin` is the one place that owns the hook's parameters and builds
+the hook; its :attr:`~CommunicationsMiningHookMixin.hook_params` are also what the sensor hands to
+its trigger, so a task and its trigger talk to the API with the same settings.
+"""
 
 from __future__ import annotations
 
@@ -10,18 +15,17 @@ from airflow.sdk import BaseOperator
 from airflow_provider_cm.hooks.communications_mining import CommunicationsMiningHook
 
 
-class CommunicationsMiningBaseOperator(BaseOperator):
-    """Base of the provider's operators.
+class CommunicationsMiningHookMixin:
+    """The connection id and retry overrides of a task, and the hook built from them.
 
     :param communications_mining_conn_id: the Airflow connection.
-    :param retry_max_attempts: attempts per API request, overriding the connection's setting.
-    :param retry_max_elapsed: seconds per API request across attempts, overriding the connection's.
+    :param retry_max_attempts: attempts per API request, overriding the connection's setting (default 5).
+    :param retry_max_elapsed: seconds per API request across attempts, overriding the connection's
+        setting (default 300).
     """
 
-    ui_color = "#fa4616"
-    ui_fgcolor = "#ffffff"
     #: HTTP connections the hook keeps open (operators that send concurrently raise it).
-    hook_pool_size = 16
+    hook_pool_size: int = 16
 
     def __init__(
         self,
@@ -36,11 +40,24 @@ class CommunicationsMiningBaseOperator(BaseOperator):
         self.retry_max_attempts = retry_max_attempts
         self.retry_max_elapsed = retry_max_elapsed
 
+    @property
+    def hook_params(self) -> dict[str, Any]:
+        """The keyword arguments of :class:`CommunicationsMiningHook` (JSON-serialisable, for triggers)."""
+        return {
+            "communications_mining_conn_id": self.communications_mining_conn_id,
+            "retry_max_attempts": self.retry_max_attempts,
+            "retry_max_elapsed": self.retry_max_elapsed,
+            "pool_size": self.hook_pool_size,
+        }
+
     @cached_property
     def hook(self) -> CommunicationsMiningHook:
-        return CommunicationsMiningHook(
-            self.communications_mining_conn_id,
-            retry_max_attempts=self.retry_max_attempts,
-            retry_max_elapsed=self.retry_max_elapsed,
-            pool_size=self.hook_pool_size,
-        )
+        """The task's hook, built once."""
+        return CommunicationsMiningHook(**self.hook_params)
+
+
+class CommunicationsMiningBaseOperator(CommunicationsMiningHookMixin, BaseOperator):
+    """Base of the provider's operators (parameters of :class:`CommunicationsMiningHookMixin`)."""
+
+    ui_color = "#fa4616"
+    ui_fgcolor = "#ffffff"
