@@ -145,13 +145,13 @@ def obj(fields: Mapping[str, Check], *, required: Iterable[str] = (), closed: bo
     def check(value: Any, where: str) -> None:
         if not isinstance(value, dict):
             raise bad_request(f"{where} must be an object")
-        for name in needed:
-            if value.get(name) is None:
-                raise bad_request(f"{where}.{name} is required")
         if closed:
             unknown = sorted(set(value) - set(fields))
             if unknown:
                 raise bad_request(f"{where}: unknown field(s) {', '.join(unknown)}")
+        for name in needed:
+            if value.get(name) is None:
+                raise bad_request(f"{where}.{name} is required")
         for name, field_check in fields.items():
             if value.get(name) is not None:
                 field_check(value[name], f"{where}.{name}")
