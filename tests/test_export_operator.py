@@ -137,3 +137,48 @@ def test_flatten_handles_predictions_and_missing_parts():
     assert row["source_id"] == "s1" and row["subject"] == "Hi" and row["sender"] == ""
     assert json.loads(row["predicted_labels"]) == [{"name": "A > B", "probability": 0.9}]
     assert json.loads(row["assigned_labels"]) == []
+
+
+@pytest.mark.parametrize(
+    ("schedule", "works"),
+    [
+        ("timedelta", False),
+        ("@daily", False),
+        ("DeltaDataIntervalTimetable", True),
+        ("CronDataIntervalTimetable", True),
+    ],
+)
+def test_schedules_without_data_intervals_fail_saying_which_work(
+    boundary_workspace, tmp_path, context, schedule, works
+):
+    """In Airflow 3 '@daily' and timedelta schedules give runs no data interval: the error says what to use."""
+    from datetime import timedelta
+
+    from airflow.sdk import DAG, CronDataIntervalTimetable, DeltaDataIntervalTimetable
+    from airflow.serialization.encoders import coerce_to_core_timetable
+    from airflow.timetables.base import TimeRestriction
+
+    schedules = {
+        "timedelta": timedelta(days=1),
+        "@daily": "@daily",
+        "DeltaDataIntervalTimetable": DeltaDataIntervalTimetable(timedelta(days=1)),
+        "CronDataIntervalTimetable": CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
+    }
+    start = datetime(2026, 10, 2, tzinfo=UTC)
+    dag = DAG("cm_export_schedule", schedule=schedules[schedule], start_date=start)
+    # The data interval the scheduler gives the DAG's first scheduled run.
+    run = coerce_to_core_timetable(dag.timetable).next_dagrun_info(
+        last_automated_data_interval=None, restriction=TimeRestriction(earliest=start, latest=None, catchup=True)
+    )
+    assert run is not None
+    context.update(dag=dag, data_interval_start=run.data_interval.start, data_interval_end=run.data_interval.end)
+    op = export(boundary_workspace, tmp_path / "day.jsonl")
+    if works:
+        assert op.execute(context)["count"] == 2
+        return
+    with pytest.raises(ValueError, match="window is empty") as info:
+        op.execute(context)
+    assert type(dag.timetable).__name__ in str(info.value)
+    assert "DeltaDataIntervalTimetable(timedelta(days=1))" in str(info.value) and "CronDataIntervalTimetable" in str(
+        info.value
+    )

@@ -18,6 +18,7 @@ from airflow_provider_cm.hooks.auth import ClientCredentials
 from airflow_provider_cm.hooks.retry import RetryPolicy
 from airflow_provider_cm.hooks.settings import ConnectionSettings, endpoint_from_connection
 from airflow_provider_cm.hooks.transport import ApiCall, AsyncTransport, Params, Reply, SyncTransport, encode_json
+from airflow_provider_cm.labels import label_levels, label_name
 
 __all__ = ["CommunicationsMiningHook", "SyncResult", "endpoint_from_connection", "split_full_name"]
 
@@ -532,7 +533,7 @@ class CommunicationsMiningHook(BaseHook):
             body["model"] = {"version": int(model_version)}
             if label_thresholds is not None:
                 body["model"]["label_thresholds"] = [
-                    {"name": name.split(" > "), "threshold": float(threshold)}
+                    {"name": label_levels(name), "threshold": float(threshold)}
                     for name, threshold in label_thresholds.items()
                 ]
         return self.request("PUT", self._stream_path(dataset), json_body={"stream": body})["stream"]
@@ -646,7 +647,7 @@ class CommunicationsMiningHook(BaseHook):
         if threshold is not None:
             body["threshold"] = threshold
         if labels:
-            body["labels"] = [{"name": n.split(" > "), "threshold": float(t)} for n, t in labels.items()]
+            body["labels"] = [{"name": label_levels(n), "threshold": float(t)} for n, t in labels.items()]
         path = f"api/v1/datasets/{resource_path(project, name, 'labellers', str(version))}/predict"
         return self.request("POST", path, json_body=body, idempotent=False)["predictions"]
 
@@ -705,11 +706,6 @@ def parse_stream_batch(body: Mapping[str, Any]) -> dict[str, Any]:
         "is_end_sequence": bool(body.get("is_end_sequence", False)),
         "sequence_id": body.get("sequence_id"),
     }
-
-
-def label_name(name: Any) -> str:
-    """A label name as one string: list-form names are joined with ``" > "``."""
-    return " > ".join(name) if isinstance(name, list) else str(name)
 
 
 def version_for_tag(tags: Any, tag: str, dataset: str) -> int:

@@ -6,15 +6,16 @@ import csv
 import io
 import json
 from collections.abc import Iterator, Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import pendulum
 from airflow.sdk import Asset
 
 from airflow_provider_cm.hooks.communications_mining import MAX_EXPORT_LIMIT, split_full_name
+from airflow_provider_cm.labels import label_name
 from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
 from airflow_provider_cm.operators.storage import atomic_write, to_storage_path
+from airflow_provider_cm.times import api_time, at_or_after, to_utc
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -65,47 +66,9 @@ def flatten_exported_comment(exported: dict[str, Any]) -> dict[str, Any]:
         "user_properties": json.dumps(comment.get("user_properties") or {}, ensure_ascii=False, sort_keys=True),
         "assigned_labels": json.dumps(assigned, ensure_ascii=False),
         "predicted_labels": json.dumps(
-            [{**p, "name": _label_name(p.get("name"))} for p in predicted], ensure_ascii=False
+            [{**p, "name": label_name(p.get("name"))} for p in predicted], ensure_ascii=False
         ),
     }
-
-
-def _label_name(name: Any) -> str:
-    return " > ".join(name) if isinstance(name, list) else str(name)
-
-
-def to_utc(value: Any, what: str) -> datetime:
-    """A timezone-aware UTC datetime from a datetime or an ISO-8601 string (no zone means UTC).
-
-    :raises ValueError: naming ``what`` if the value is not a time.
-    """
-    if isinstance(value, str):
-        try:
-            value = pendulum.parse(value)
-        except Exception:
-            raise ValueError(f"{what} is not an ISO-8601 time: {value!r}") from None
-    if not isinstance(value, datetime):
-        raise ValueError(f"{what} must be a datetime or an ISO-8601 string, got {type(value).__name__}")
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    value = value.astimezone(timezone.utc)
-    return datetime(
-        value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond, timezone.utc
-    )
-
-
-def api_time(value: datetime) -> str:
-    """RFC 3339 UTC with microseconds, the form the API returns."""
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _at_or_after(moment: str, end_key: str, end: datetime) -> bool:
-    """Whether an API time string is at or after ``end``; ``end_key`` is ``api_time(end)``."""
-    if not moment:
-        return False
-    if len(moment) == len(end_key) and moment.endswith("Z") and moment[10] == "T":
-        return moment >= end_key  # same fixed-width UTC form: string order is time order
-    return to_utc(moment, "comment time") >= end
 
 
 class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator):
@@ -117,8 +80,13 @@ class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator
 
     The window is half-open, ``start <= time < end``, although the API's ``to`` is inclusive: a
     comment exactly at ``end`` belongs to the next window, so consecutive runs export every
-    comment once, none twice. ``start`` and ``end`` default to the run's data interval, so use a
-    schedule with data intervals (``CronDataIntervalTimetable`` or a ``timedelta``).
+    comment once, none twice. ``start`` and ``end`` default to the run's data interval, so schedule
+    the DAG with a timetable that has data intervals: ``CronDataIntervalTimetable("0 0 * * *",
+    timezone="UTC")`` or ``DeltaDataIntervalTimetable(timedelta(days=1))`` (both in ``airflow.sdk``).
+    In Airflow 3 a cron string such as ``"@daily"`` and a plain ``timedelta`` schedule make
+    trigger timetables whose runs have no data interval (unless ``[scheduler]
+    create_cron_data_intervals`` / ``create_delta_data_intervals`` is set), and the task then
+    fails saying so; with those, or for manual runs, pass ``start`` and ``end``.
 
     The file is written to a temporary name beside ``output_path`` and moved into place only when
     complete: a failed or killed run never leaves a partial file, and a rerun replaces the file.
@@ -186,23 +154,32 @@ class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator
     def window(self, context: Context) -> tuple[datetime, datetime]:
         """``(start, end)`` in UTC: the operator's arguments, else the run's data interval.
 
-        :raises ValueError: if neither gives a window, or the window is empty or reversed.
+        :raises ValueError: if neither gives a window, or the window is empty or reversed; the
+            message names the DAG's timetable and the schedules that work.
         """
         start = self.start if self.start not in (None, "") else context.get("data_interval_start")
         end = self.end if self.end not in (None, "") else context.get("data_interval_end")
         if start is None or end is None:
-            raise ValueError(
-                "no export window: pass start and end, or run the task in a DAG whose schedule has data "
-                "intervals (e.g. CronDataIntervalTimetable or a timedelta)"
-            )
+            raise ValueError(f"no export window: this run has no data interval. {self._schedule_advice(context)}")
         start_utc, end_utc = to_utc(start, "start"), to_utc(end, "end")
         if start_utc >= end_utc:
             raise ValueError(
                 f"the export window is empty: start {api_time(start_utc)} is not before end {api_time(end_utc)}. "
-                "With a trigger-style schedule (e.g. '@daily' in Airflow 3) the data interval has no "
-                "length; use CronDataIntervalTimetable, a timedelta schedule, or pass start and end."
+                f"{self._schedule_advice(context)}"
             )
         return start_utc, end_utc
+
+    @staticmethod
+    def _schedule_advice(context: Context) -> str:
+        dag = context.get("dag")
+        timetable = type(dag.timetable).__name__ if dag is not None and hasattr(dag, "timetable") else None
+        used = f"This DAG's schedule ({timetable}) gives" if timetable else "Trigger-style schedules give"
+        return (
+            f"{used} runs without a data interval: in Airflow 3 a cron string such as '@daily' and a "
+            "timedelta schedule do, as do manual runs. Schedule the DAG with "
+            "CronDataIntervalTimetable('0 0 * * *', timezone='UTC') or "
+            "DeltaDataIntervalTimetable(timedelta(days=1)) from airflow.sdk, or pass start and end."
+        )
 
     def _pages(self, start: datetime, end: datetime) -> Iterator[list[dict[str, Any]]]:
         """Pages of exported comments with ``start <= time < end`` (the API's ``to`` is inclusive)."""
@@ -218,7 +195,7 @@ class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator
             yield [
                 exported
                 for exported in page
-                if not _at_or_after((exported.get("comment") or {}).get(self.order_by) or "", end_key, end)
+                if not at_or_after((exported.get("comment") or {}).get(self.order_by) or "", end, end_key)
             ]
 
     def execute(self, context: Context) -> dict[str, str | int]:

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_cm.exceptions import CommunicationsMiningModelDriftError, CommunicationsMiningTagError
-from airflow_provider_cm.hooks.communications_mining import MAX_PREDICT_DOCUMENTS, label_name, split_full_name
+from airflow_provider_cm.hooks.communications_mining import MAX_PREDICT_DOCUMENTS, split_full_name
+from airflow_provider_cm.labels import label_name
 from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
 from airflow_provider_cm.operators.comment_files import RecordError, validate_comment
 from airflow_provider_cm.operators.storage import atomic_write, to_storage_path

@@ -17,8 +17,8 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_cm.hooks.communications_mining import MAX_STREAM_FETCH, split_full_name
 from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
-from airflow_provider_cm.operators.datasets import api_time, to_utc
 from airflow_provider_cm.operators.storage import atomic_write, to_storage_path
+from airflow_provider_cm.times import api_time, to_utc
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -116,40 +116,11 @@ class CommunicationsMiningStreamFetchOperator(_StreamOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         self._check_names()
         target = to_storage_path(self.output_path)
-        thresholds = dict(self.label_thresholds) if self.label_thresholds else None
-        written: list[str] = []  # JSON lines of results already in the file
-        if self.advance and target.exists():
-            # A retried try: what an earlier try wrote was acknowledged already, keep it.
-            written = [line for line in target.read_text(encoding="utf-8").splitlines() if line.strip()]
-            self.log.info("Keeping the %d results an earlier try wrote to %s", len(written), target)
-        pending: str | None = None  # the sequence id that acknowledges everything written
-        caught_up = False
-        while len(written) < self.max_results:
-            size = min(self.batch_size, self.max_results - len(written))
-            batch = self.hook.fetch_stream(self.dataset, self.stream, size=size)
-            if not batch["results"]:
-                if batch["filtered"]:
-                    self.log.info("Skipping %d comments the stream filters out", batch["filtered"])
-                    self.hook.advance_stream(self.dataset, self.stream, batch["sequence_id"])
-                    continue
-                caught_up = True
-                break
-            written.extend(json.dumps(stream_result_row(r, thresholds), ensure_ascii=False) for r in batch["results"])
-            pending = batch["sequence_id"]
-            self.log.info(
-                "Fetched %d results (%d in all, %d filtered)", len(batch["results"]), len(written), batch["filtered"]
-            )
-            if not self.advance:
-                caught_up = bool(batch["is_end_sequence"])
-                break
-            self._write(target, written)
-            self.hook.advance_stream(self.dataset, self.stream, pending)
+        if self.advance:
+            written, caught_up = self._drain(target)
             pending = None
-            if batch["is_end_sequence"]:
-                caught_up = True
-                break
-        if pending is not None or not self.advance or not written:
-            self._write(target, written)
+        else:
+            written, pending, caught_up = self._fetch_one_batch(target)
         self.log.info(
             "Wrote %d stream results to %s; %s",
             len(written),
@@ -163,6 +134,57 @@ class CommunicationsMiningStreamFetchOperator(_StreamOperator):
             "advanced": bool(self.advance),
             "caught_up": caught_up,
         }
+
+    def _fetch_one_batch(self, target: Any) -> tuple[list[str], str | None, bool]:
+        """``advance=False``: write the next batch; return its lines, its sequence id and whether it ends the stream."""
+        batch = self._next_batch(min(self.batch_size, self.max_results))
+        lines = self._lines(batch)
+        self._write(target, lines)
+        if not lines:
+            return lines, None, True
+        return lines, batch["sequence_id"], bool(batch["is_end_sequence"])
+
+    def _drain(self, target: Any) -> tuple[list[str], bool]:
+        """``advance=True``: write and acknowledge batch after batch; return the lines and whether caught up."""
+        written = self._earlier_results(target)
+        while len(written) < self.max_results:
+            batch = self._next_batch(min(self.batch_size, self.max_results - len(written)))
+            if not batch["results"]:
+                if not written:
+                    self._write(target, written)  # an empty file says "nothing new" to downstream tasks
+                return written, True
+            written.extend(self._lines(batch))
+            self._write(target, written)  # the file holds the batch before the stream moves past it
+            self.hook.advance_stream(self.dataset, self.stream, batch["sequence_id"])
+            if batch["is_end_sequence"]:
+                return written, True
+        return written, False
+
+    def _earlier_results(self, target: Any) -> list[str]:
+        """The lines an earlier try of this task wrote (and acknowledged), kept by a retried try."""
+        if not target.exists():
+            return []
+        lines = [line for line in target.read_text(encoding="utf-8").splitlines() if line.strip()]
+        self.log.info("Keeping the %d results an earlier try wrote to %s", len(lines), target)
+        return lines
+
+    def _next_batch(self, size: int) -> dict[str, Any]:
+        """The next batch that holds results, or the empty batch that ends the stream.
+
+        A batch whose comments the stream's filter all dropped is advanced past (no result is lost).
+        """
+        while True:
+            batch = self.hook.fetch_stream(self.dataset, self.stream, size=size)
+            if batch["results"] or not batch["filtered"]:
+                if batch["results"]:
+                    self.log.info("Fetched %d results (%d filtered)", len(batch["results"]), batch["filtered"])
+                return batch
+            self.log.info("Skipping %d comments the stream filters out", batch["filtered"])
+            self.hook.advance_stream(self.dataset, self.stream, batch["sequence_id"])
+
+    def _lines(self, batch: Mapping[str, Any]) -> list[str]:
+        thresholds = dict(self.label_thresholds) if self.label_thresholds else None
+        return [json.dumps(stream_result_row(r, thresholds), ensure_ascii=False) for r in batch["results"]]
 
     @staticmethod
     def _write(target: Any, lines: list[str]) -> None:
