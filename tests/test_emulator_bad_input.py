@@ -61,6 +61,7 @@ def routes(ws: Any) -> dict[str, tuple[str, str]]:
         "reset": ("POST", f"{d}/streams/s/reset"),
         "exceptions": ("PUT", f"{d}/streams/s/exceptions"),
         "predict": ("POST", f"{d}/labellers/live/predict"),
+        "predict_comments": ("POST", f"{d}/labellers/live/predict-comments"),
         "move_tag": ("PUT", f"_emulator/datasets/{ws.dataset}/model-tags/live"),
         "oauth": ("POST", "_emulator/oauth"),
     }
@@ -164,6 +165,8 @@ MALFORMED = [
     ("predict", {"documents": [{"messages": [MESSAGE], "user_properties": {"x": 1}}]}, "x"),
     ("predict", {"documents": [{"messages": [MESSAGE]}], "threshold": 2}, "threshold"),
     ("predict", {"documents": [{"messages": [MESSAGE]}], "labels": [{"name": 5}]}, "name"),
+    ("predict_comments", {"uids": "x"}, "uids"),
+    ("predict_comments", {"uids": ["a.b"], "threshold": "high"}, "threshold"),
     ("move_tag", {"version": "1"}, "version"),
     ("oauth", {"clients": {"id": 5}}, "clients"),
     ("oauth", {"token_lifetime": "long"}, "token_lifetime"),

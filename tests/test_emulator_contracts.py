@@ -257,6 +257,17 @@ def test_model_routes(emulator, hook, workspace):
         {"documents": [{"messages": [{"body": {"text": "hello"}}]}], "threshold": "auto"},
     )
     assert_conforms(predicted, {"predictions": [{"labels": [{"name": [str], "probability": float}], "entities": list}]})
+    billed = emulator.stats()["billed_predictions"]
+    uid = f"{workspace.source_id}.m0"
+    by_uid = call(
+        emulator,
+        "POST",
+        f"api/v1/datasets/{workspace.dataset}/labellers/staging/predict-comments",
+        {"uids": [uid], "threshold": "auto"},
+    )
+    assert_conforms(by_uid, {"predictions": [{"uid": str, "labels": Optional([PREDICTED_LABEL]), "entities": list}]})
+    assert by_uid["predictions"][0]["uid"] == uid
+    assert emulator.stats()["billed_predictions"] == billed  # comments already in the platform are not billed
 
 
 def test_projects_and_user(emulator, hook, workspace):

@@ -7,6 +7,34 @@ Start it as a process::
 or in-process with :class:`EmulatorServer`. It serves real HTTP under any path prefix, so a
 connection host of ``http://127.0.0.1:8765`` and one of ``http://127.0.0.1:8765/org/tenant/reinfer_``
 both work.
+
+Layout: one module per API resource, each with its routes (a FastAPI ``APIRouter``) and its
+logic: :mod:`.projects`, :mod:`.sources`, :mod:`.comments`, :mod:`.datasets`, :mod:`.labellings`
+(annotations), :mod:`.export`, :mod:`.streams` (definitions, exceptions), :mod:`.stream_batches`
+(fetch, results, advance, reset), :mod:`.model_versions`, :mod:`.predictions`, :mod:`.oauth` (the
+identity server) and :mod:`.admin` (the emulator-only ``/_emulator/...`` routes). :mod:`.store`
+owns the data, its lock, reset and persistence (:mod:`.journal`, :mod:`.persistence`);
+:mod:`.records` holds the stored dataclasses; :mod:`.checks` the body schemas' building blocks;
+:mod:`.app` only assembles routers and the layers of :mod:`.middleware` and :mod:`.faults`.
+
+Responses follow the vendor's own contracts: the official CLI's response types (``reinfer/cli``,
+crate ``api``, ``api/src/resources/*.rs``) and the Power Automate connector's Swagger 2.0
+(``reinfer/power-automate-connector``, ``apiDefinition.swagger.json``, 2021). Where they disagree,
+the newer CLI wins:
+
+* ``sync`` answers ``new``, ``updated`` and ``unchanged`` (the CLI requires them; the Swagger's
+  ``SyncCommentsResponse`` allows only ``status``);
+* stream ``fetch`` answers ``is_end_sequence`` (the CLI requires it; the Swagger's
+  ``PollTriggerResponse`` forbids other fields);
+* streams are ``streams`` with ``stream`` bodies (the Swagger's ``triggers`` / ``trigger`` are
+  served as aliases) and are updated with ``PUT`` on the collection (the Swagger's ``POST`` on
+  the item is served too);
+* ``model.label_thresholds`` is always a list in a stream (the CLI requires it; the Swagger
+  requires 1 to 4096 items when given): a stream created without thresholds shows ``[]``, and
+  ``[]`` sent back means the same, every label;
+* a stream comment's ``labels`` use list-form names (the CLI) and the connector's ``source_id`` on
+  result comments is not sent (the CLI's ``Comment`` has no such field; the uid carries it);
+* ``bucket_id`` is left out when unset: the Swagger types it string and the CLI ignores it.
 """
 
 from __future__ import annotations

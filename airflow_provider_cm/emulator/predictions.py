@@ -3,7 +3,9 @@
 Assumed response (the public docs do not show it): ``{"status": "ok", "predictions": [{"labels":
 [{"name": ["Parent", "Child"], "probability": 0.91, "auto_thresholds"?: [...]}], "entities": []}],
 "model": {"version": N}}``, one entry per document, in order. ``<version>`` is a pinned version
-number, ``live`` or ``staging``.
+number, ``live`` or ``staging``. ``POST .../labellers/<version>/predict-comments`` ``{"uids": [...]}``
+predicts comments already uploaded (not billed) and answers ``{"predictions": [{"uid", "labels",
+"entities"}]}`` in the order of ``uids``, as the official CLI reads it.
 """
 
 from __future__ import annotations
@@ -43,12 +45,13 @@ DOCUMENT = obj(
     {"messages": MESSAGES, "timestamp": timestamp(), "user_properties": USER_PROPERTIES, "text_format": string()},
     required=("messages",),
 )
+PREDICT_BODY_THRESHOLD = either(
+    number(minimum=0, maximum=1), string(choices=("auto",)), describe="a number from 0 to 1 or 'auto'"
+)
 PREDICT_BODY = obj(
     {
         "documents": array(DOCUMENT, min_items=1, max_items=MAX_PREDICT_DOCUMENTS),
-        "threshold": either(
-            number(minimum=0, maximum=1), string(choices=("auto",)), describe="a number from 0 to 1 or 'auto'"
-        ),
+        "threshold": PREDICT_BODY_THRESHOLD,
         "labels": LABEL_THRESHOLDS,
     },
     required=("documents",),
@@ -98,19 +101,42 @@ def _auto_labels(scores: dict[str, float], per_label: dict[str, float] | None) -
     ]
 
 
+PREDICT_COMMENTS_BODY = obj(
+    {
+        "uids": array(string(min_len=1), min_items=1, max_items=MAX_PREDICT_DOCUMENTS),
+        "threshold": PREDICT_BODY_THRESHOLD,
+        "labels": LABEL_THRESHOLDS,
+    },
+    required=("uids",),
+)
+
+
+def _labels(scores: dict[str, float], body: dict[str, Any]) -> list[dict[str, Any]]:
+    threshold = body.get("threshold")
+    threshold = DEFAULT_PREDICT_THRESHOLD if threshold is None else threshold
+    per_label = label_threshold_map(body.get("labels"))
+    return _auto_labels(scores, per_label) if threshold == "auto" else thresholded(scores, per_label, threshold)
+
+
+def predict_comments(store: Store, dataset: Dataset, version: Any, body: dict[str, Any]) -> dict[str, Any]:
+    """Predict stored comments of the dataset by uid (not billed: they are in the platform)."""
+    number_ = resolve_version(dataset, version)
+    PREDICT_COMMENTS_BODY(body, "body")
+    predictions = []
+    for uid in body["uids"]:
+        scores = probabilities(dataset, number_, store.comment_by_uid(dataset, uid))
+        predictions.append({"uid": uid, "labels": _labels(scores, body), "entities": []})
+    return {"predictions": predictions}
+
+
 def predict(store: Store, dataset: Dataset, version: Any, body: dict[str, Any]) -> dict[str, Any]:
     """Predict every document's labels with a pinned version; bill one prediction per document."""
     number_ = resolve_version(dataset, version)
     PREDICT_BODY(body, "body")
     documents = body["documents"]
-    threshold = body.get("threshold")
-    threshold = DEFAULT_PREDICT_THRESHOLD if threshold is None else threshold
-    per_label = label_threshold_map(body.get("labels"))
-    predictions = []
-    for document in documents:
-        scores = probabilities(dataset, number_, document)
-        labels = _auto_labels(scores, per_label) if threshold == "auto" else thresholded(scores, per_label, threshold)
-        predictions.append({"labels": labels, "entities": []})
+    predictions = [
+        {"labels": _labels(probabilities(dataset, number_, document), body), "entities": []} for document in documents
+    ]
     store.billed_predictions += len(documents)
     store.touch("billing")
     return {"predictions": predictions, "model": {"version": number_}}
@@ -124,5 +150,10 @@ def router(store: Store) -> APIRouter:
     async def predict_route(project: str, name: str, version: str, request: Request) -> Response:
         body = await json_body(request)
         return ok(**store.write(lambda s: predict(s, s.dataset(project, name), version, body)))
+
+    @routes.post("/api/v1/datasets/{project}/{name}/labellers/{version}/predict-comments")
+    async def predict_comments_route(project: str, name: str, version: str, request: Request) -> Response:
+        body = await json_body(request)
+        return ok(**store.read(lambda s: predict_comments(s, s.dataset(project, name), version, body)))
 
     return routes
