@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -348,7 +349,7 @@ class Deployment:
         route = f"dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}?full_content=true"
         content = self.api("GET", route).get("content")
         if isinstance(content, list):
-            return "\n".join(item.get("event", "") if isinstance(item, dict) else str(item) for item in content)
+            return "\n".join(json.dumps(item) if isinstance(item, dict) else str(item) for item in content)
         return str(content)
 
     def wait_for_task(self, dag_id: str, run_id: str, task_id: str, states: set[str], timeout: float) -> dict:
@@ -466,15 +467,25 @@ def read_banking77() -> list[dict[str, Any]]:
     return _BANKING77
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 @pytest.fixture(scope="session")
-def deployment() -> Iterator[Deployment]:
-    """The deployment, started once for the session and taken down on success, failure or Ctrl-C."""
+def deployment(request: pytest.FixtureRequest, report: Callable[[str], None]) -> Iterator[Deployment]:
+    """The deployment, started once for the session and taken down on success, failure, Ctrl-C or SIGTERM.
+
+    Its folder (component logs, task logs, exports) is removed after a green session and kept,
+    with its path printed, after a failure.
+    """
     if not Postgres.available():
         if os.environ.get("CM_REQUIRE_POSTGRES") == "1":
             pytest.fail(f"PostgreSQL is not reachable on {PG_HOST}:{PG_PORT}")
         pytest.skip(f"PostgreSQL is not reachable on {PG_HOST}:{PG_PORT}")
     if not BANKING77_JSONL.exists():
         pytest.fail(f"{BANKING77_JSONL} is missing")
+    failed_before = request.session.testsfailed
+    previous_handler = signal.signal(signal.SIGTERM, _interrupt)  # a CI time-out still stops everything
     deployment = Deployment()
     _LIVE.append(deployment)
     started = time.monotonic()
@@ -486,13 +497,23 @@ def deployment() -> Iterator[Deployment]:
         for dag_id in ("cm_stream_to_warehouse", "cm_nightly_export"):
             deployment.wait_for_dag(dag_id)
         deployment.started_in = time.monotonic() - started
+        report(
+            f"deployment: database migrated, four components up and the DAGs parsed in {deployment.started_in:.0f} s"
+        )
         yield deployment
     except BaseException:
-        sys.stderr.write(f"\nThe deployment failed; its logs ({deployment.logs}):\n{deployment.log_tails()}\n")
+        sys.stderr.write(f"\nThe deployment failed to start; its logs:\n{deployment.log_tails()}\n")
         raise
     finally:
+        stopping = time.monotonic()
         deployment.close()
         _LIVE.remove(deployment)
+        signal.signal(signal.SIGTERM, previous_handler)
+        report(f"deployment: stopped in {time.monotonic() - stopping:.0f} s")
+        if request.session.testsfailed == failed_before:
+            shutil.rmtree(deployment.folder, ignore_errors=True)
+        else:
+            report(f"deployment: logs, task logs and exports kept in {deployment.folder}")
 
 
 @pytest.hookimpl(hookwrapper=True)

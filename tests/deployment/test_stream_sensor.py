@@ -93,7 +93,7 @@ def assert_sensor_failed(deployment: Deployment, run_id: str, *clues: str) -> No
 def test_stream_deleted_while_the_sensor_waits_fails_the_task(deployment: Deployment, stream):
     run_id = deferred_sensor(deployment)
     stream.delete_stream(deployment.dataset, STREAM)
-    assert_sensor_failed(deployment, run_id, "404")
+    assert_sensor_failed(deployment, run_id, "HTTP 404", "Not Found")
 
 
 def test_token_changed_while_the_sensor_waits_fails_the_task(deployment: Deployment, stream):
@@ -102,7 +102,7 @@ def test_token_changed_while_the_sensor_waits_fails_the_task(deployment: Deploym
     deployment.stop("emulator")
     deployment.start_emulator(token="cm-rotated-" + secrets.token_hex(16))
     try:
-        assert_sensor_failed(deployment, run_id, "401")
+        assert_sensor_failed(deployment, run_id, "HTTP 401", "Unauthorized")
     finally:
         deployment.stop("emulator")
         deployment.start_emulator()
