@@ -78,8 +78,20 @@ def test_deferred_sensor_holds_no_worker_slot_and_resumes_when_comments_arrive(d
     assert stream.fetch_stream(deployment.dataset, STREAM, size=16)["results"] == []
 
 
+def resumed_part(log: str) -> str:
+    """The part of a sensor's log written after its trigger completed: the resumed task's own lines."""
+    lines = log.splitlines()
+    ends = [n for n, line in enumerate(lines) if "trigger completed" in line]
+    assert ends, f"the sensor's log shows no trigger completing:\n{log[-3000:]}"
+    return "\n".join(lines[ends[-1] + 1 :])
+
+
 def assert_sensor_failed(deployment: Deployment, run_id: str, *clues: str) -> None:
-    """The sensor FAILED (soft_fail=True must not turn an API error into a skip); nothing ran after it."""
+    """The sensor FAILED (soft_fail=True must not turn an API error into a skip); nothing ran after it.
+
+    The resumed task's own log must show the failure and its cause, not only the task state: in
+    Airflow 3.3 a stale event can finish a task instance (apache/airflow#72716).
+    """
     run = deployment.wait_for_run(DAG_ID, run_id, timeout=POLL_WAIT + 120)
     states = deployment.task_states(DAG_ID, run_id)
     sensor = deployment.task_instance(DAG_ID, run_id, SENSOR)
@@ -87,7 +99,9 @@ def assert_sensor_failed(deployment: Deployment, run_id: str, *clues: str) -> No
     assert sensor["state"] == "failed", f"sensor {sensor['state']} (run {run['state']}), its log:\n{log[-3000:]}"
     assert run["state"] == "failed"
     assert {states[task] for task in DOWNSTREAM} == {"upstream_failed"}, states
-    assert any(clue in log for clue in clues), f"the sensor's log names none of {clues}:\n{log[-3000:]}"
+    resumed = resumed_part(log)
+    assert "Task failed with exception" in resumed, resumed[-3000:]
+    assert any(clue in resumed for clue in clues), f"the resumed sensor's log names none of {clues}:\n{resumed[-3000:]}"
 
 
 def test_stream_deleted_while_the_sensor_waits_fails_the_task(deployment: Deployment, stream):
