@@ -192,3 +192,34 @@ def test_an_id_with_a_slash_is_stored_and_labelled(workspace, hook, tmp_path, co
     assert hook.get_comment(workspace.source, "order/123")["id"] == "order/123"
     [annotated] = hook.get_annotations(workspace.dataset, [f"{workspace.source_id}.order/123"])
     assert annotated["labelling"][0]["assigned"][0]["name"] == "A"
+
+
+@pytest.mark.parametrize("fault", [None, "drop_after", "truncate", "status 502", "status 503"])
+def test_billed_range_on_banking77_against_the_billing_counter(
+    hook, emulator, fast_conn, tmp_path, context, report, fault
+):
+    """2,000 real comments: a first upload (with the fault on every 3rd sync), then an unchanged rerun."""
+    from tests.conftest import BANKING77_JSONL
+
+    path = write_jsonl(tmp_path / "banking77.jsonl", read_jsonl(BANKING77_JSONL)[:2000])
+    workspace = new_workspace(hook)
+    for run in ("first upload", "rerun"):
+        before = emulator.billed()
+        if fault and run == "first upload":
+            kind, _, status = fault.partition(" ")
+            rule = {"kind": kind, "path_contains": "/sync", "every": 3, **({"status": int(status)} if status else {})}
+            emulator.admin("POST", "faults", {"faults": [rule]})
+        try:
+            result = upload(workspace, path, batch_size=128, communications_mining_conn_id=fast_conn).execute(context)
+        finally:
+            emulator.admin("DELETE", "faults")
+        billed = emulator.billed() - before
+        low, high = billed_range(result)
+        report(
+            f"Billed, BANKING77 2,000 comments, fault {fault or 'none'} on every 3rd sync, {run}: "
+            f"new={result['new']} unchanged={result['unchanged']}; billing counter {billed}; "
+            f"reported at least {low}, at most {high}"
+        )
+        assert low <= billed <= high
+        if fault in (None, "status 503") or run == "rerun":
+            assert low == high == billed

@@ -215,7 +215,7 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
             spool.seek(0)
             result["dead_letter_path"] = self._run(upload, spool, plan.path, context, result)
         result.update(upload.tally.as_xcom())
-        self._log_outcome(upload.tally)
+        self._log_outcome(count, upload.tally)
         if (upload.tally.rejected or upload.tally.labels_rejected) and self.fail_on_rejected:
             context["ti"].xcom_push(key="return_value", value=result)
             raise CommunicationsMiningIncompleteUploadError(
@@ -325,10 +325,11 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
                 path = self._write_dead_letters(input_path, dead_letters) if upload.dead_lettered else None
         return path
 
-    def _log_outcome(self, tally: UploadTally) -> None:
+    def _log_outcome(self, count: int, tally: UploadTally) -> None:
         self.log.info(
-            "Uploaded to %s: %d comments stored (%d new, %d updated, %d unchanged), %d rejected; "
+            "Uploaded %d comments to %s: %d stored (%d new, %d updated, %d unchanged), %d rejected; "
             "%d with labels written to %s, %d whose labels were refused; %s",
+            count,
             self.source,
             tally.stored,
             tally.new,
