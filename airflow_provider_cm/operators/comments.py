@@ -267,10 +267,11 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
             if isinstance(item, tuple):
                 problems.add(item)
                 continue
-            seen = first_line.setdefault(item.id, item.line)
-            if seen != item.line and not self.allow_duplicate_ids:
-                problems.add((item.line, "comment.id", f"duplicate id {item.id!r} (first on line {seen})"))
-                continue
+            if not self.allow_duplicate_ids:
+                seen = first_line.setdefault(item.id, item.line)
+                if seen != item.line:
+                    problems.add((item.line, "comment.id", f"duplicate id {item.id!r} (first on line {seen})"))
+                    continue
             try:
                 encoded = SpooledRecord.encode(item)
             except (ValueError, RecursionError) as exc:
@@ -305,25 +306,30 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
         context: Context,
         result: dict[str, Any],
     ) -> str | None:
-        """Send the spooled records; return the dead-letter file's path if anything was rejected."""
+        """Send the spooled records; return the dead-letter file's path if anything was rejected.
+
+        If the upload stops on an error, what was done and billed so far is logged and pushed to
+        XCom before the error propagates.
+        """
         with tempfile.TemporaryFile("w+", encoding="utf-8") as dead_letters:
             upload.dead_letters = dead_letters
+            stopped = True
             try:
                 upload.run(SpooledRecord.decode(line) for line in spool)
-            except BaseException:
-                self.log.error(
-                    "The upload stopped after %d of %d comments: %s",
-                    upload.tally.done,
-                    upload.total,
-                    upload.tally.summary(),
-                )
-                self._log_billing_range(upload.tally)
-                if context.get("ti") is not None:
-                    context["ti"].xcom_push(key="return_value", value={**result, **upload.tally.as_xcom()})
-                raise
+                stopped = False
             finally:
                 path = self._write_dead_letters(input_path, dead_letters) if upload.dead_lettered else None
+                if stopped:
+                    self._report_stop(upload, context, {**result, "dead_letter_path": path})
         return path
+
+    def _report_stop(self, upload: _Upload, context: Context, result: dict[str, Any]) -> None:
+        self.log.error(
+            "The upload stopped after %d of %d comments: %s", upload.tally.done, upload.total, upload.tally.summary()
+        )
+        self._log_billing_range(upload.tally)
+        if context.get("ti") is not None:
+            context["ti"].xcom_push(key="return_value", value={**result, **upload.tally.as_xcom()})
 
     def _log_outcome(self, count: int, tally: UploadTally) -> None:
         self.log.info(
