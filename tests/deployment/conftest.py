@@ -382,7 +382,7 @@ class Deployment:
         if self.api("GET", f"dags/{dag_id}")["is_paused"]:
             self.set_paused(dag_id, False)
             with contextlib.suppress(AssertionError):
-                return wait_for(f"a scheduled run of {dag_id}", lambda: set(self.run_ids(dag_id)) - known, 30).pop()
+                return wait_for(f"a scheduled run of {dag_id}", lambda: set(self.run_ids(dag_id)) - known, 60).pop()
         return self.api("POST", f"dags/{dag_id}/dagRuns", {"logical_date": None})["dag_run_id"]
 
     def fail_unfinished_runs(self, dag_id: str) -> None:
