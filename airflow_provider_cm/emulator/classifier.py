@@ -23,6 +23,7 @@ AUTO_THRESHOLDS = (("high_recall", 0.2), ("balanced", 0.4), ("high_precision", 0
 
 
 def tokens(text: str) -> list[str]:
+    """Lower-cased word tokens of a text."""
     return _TOKEN.findall(text.lower())
 
 
@@ -63,6 +64,7 @@ class NaiveBayesModel:
 
     @property
     def labels(self) -> list[str]:
+        """The leaf labels the model knows, sorted."""
         return sorted(self.label_counts)
 
     def predict(self, text: str) -> dict[str, float]:
@@ -87,8 +89,10 @@ class NaiveBayesModel:
         return probabilities
 
     def to_json(self) -> dict[str, Any]:
+        """The stored form: label and token counts."""
         return {"label_counts": self.label_counts, "token_counts": self.token_counts}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> NaiveBayesModel:
+        """Rebuild a model from its stored form."""
         return cls(data["label_counts"], data["token_counts"])

@@ -154,6 +154,7 @@ def upsert(store: Store, source: Source, comments: list[dict[str, Any]]) -> dict
     if billed:
         store.billed_comments += billed
         store.billed_by_source[source.id] = store.billed_by_source.get(source.id, 0) + billed
+        store.touch("billing")
     return counts
 
 

@@ -1,8 +1,9 @@
 """The stored form of a tenant: the JSON snapshot and the journal records that update it.
 
 A journal record holds the current value of every object one write changed (``puts``), keyed as
-``[kind, *key, value]`` with ``null`` for a deleted object, and the billing counters. Each value
-is absolute, so replaying a record twice, or onto a snapshot that already holds it, changes nothing.
+``[kind, *key, value]`` with ``null`` for a deleted object, and the billing counters when the
+write changed them (``billing``). Each value is absolute, so replaying a record twice, or onto a
+snapshot that already holds it, changes nothing.
 """
 
 from __future__ import annotations
@@ -28,8 +29,6 @@ def stored_comment(comment: dict[str, Any]) -> dict[str, Any]:
 def current_value(store: Store, key: tuple[Any, ...]) -> Any:
     """The stored form of the object at ``key`` now (``None`` if it no longer exists)."""
     kind, *ids = key
-    if kind == "billing":
-        return None  # the counters travel in every record
     if kind == "project":
         return store.projects.get(ids[0])
     if kind == "source":
@@ -61,10 +60,10 @@ def _dataset_value(store: Store, kind: str, ids: list[Any]) -> Any:
 
 def journal_record(store: Store, keys: list[tuple[Any, ...]]) -> dict[str, Any]:
     """The journal record of a write that changed the objects at ``keys``."""
-    return {
-        "puts": [[*key, current_value(store, key)] for key in keys],
-        "billing": {name: getattr(store, name) for name in BILLING},
-    }
+    record: dict[str, Any] = {"puts": [[*key, current_value(store, key)] for key in keys if key != ("billing",)]}
+    if ("billing",) in keys:
+        record["billing"] = {name: getattr(store, name) for name in BILLING}
+    return record
 
 
 def apply_record(store: Store, record: dict[str, Any]) -> None:
@@ -78,8 +77,6 @@ def apply_record(store: Store, record: dict[str, Any]) -> None:
 
 
 def _apply_put(store: Store, kind: str, ids: list[Any], value: Any) -> None:
-    if kind == "billing":
-        return
     if kind == "project":
         _put(store.projects, ids[0], value)
     elif kind == "source":
