@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -192,3 +193,24 @@ def test_any_other_angle_bracket_is_refused_with_the_reason(parts, separator):
     with pytest.raises(RecordError) as info:
         label_name(separator.join(parts), "name")
     assert "' > '" in info.value.message
+
+
+zones = st.sampled_from([None, timezone.utc, ZoneInfo("Europe/Paris"), ZoneInfo("America/Adak"),
+                         ZoneInfo("Pacific/Kiritimati")])  # fmt: skip
+
+
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(
+    st.from_regex(
+        r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})?\Z"
+    ),
+    zones,
+)
+def test_any_rfc3339_shaped_string_is_a_utc_time_or_a_record_error(text, zone):
+    """Out-of-range fields, offsets that cross year 1 or 9999, local times a zone skips: never a crash."""
+    try:
+        normalised = TimestampRule(zone).normalise(text, "t")
+    except RecordError as exc:
+        assert exc.field == "t" and repr(text) in exc.message
+    else:
+        assert datetime.fromisoformat(normalised.replace("Z", "+00:00")).tzinfo is not None

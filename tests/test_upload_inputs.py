@@ -71,6 +71,8 @@ def message_with(**fields) -> str:
         "2026-10-01T12:00:00+24:00",
         "２０２６-10-01T12:00:00Z",
         " 2026-10-01T12:00:00Z",
+        "9999-12-31T23:59:59-01:00",
+        "0001-01-01T00:00:00+01:00",
     ],
 )
 def test_timestamps_that_are_not_rfc3339_are_refused(workspace, emulator, tmp_path, context, timestamp):

@@ -95,16 +95,18 @@ class TimestampRule:
         micro = int((fraction or "0")[:6].ljust(6, "0"))
         try:
             moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), micro)
-        except ValueError as exc:
+            if match.group(8):
+                moment = moment.replace(tzinfo=dt_timezone.utc)
+            elif match.group(9):
+                moment = moment.replace(tzinfo=_offset(match[9], match[10], match[11], value, field_path))
+            else:
+                moment = self._in_zone(moment, value, field_path)
+            utc = moment.astimezone(dt_timezone.utc)
+        except RecordError:
+            raise
+        except (ValueError, OverflowError) as exc:  # day 31 of a 30-day month; beyond year 1 to 9999 in UTC
             raise RecordError(field_path, f"{value!r} is not a valid date-time: {exc}") from None
-        if match.group(8):
-            moment = moment.replace(tzinfo=dt_timezone.utc)
-        elif match.group(9):
-            moment = moment.replace(tzinfo=_offset(match[9], match[10], match[11], value, field_path))
-        else:
-            moment = self._in_zone(moment, value, field_path)
-        text = moment.astimezone(dt_timezone.utc).replace(tzinfo=None).isoformat()
-        return text + "Z"
+        return utc.replace(tzinfo=None).isoformat() + "Z"
 
     def _in_zone(self, moment: datetime, value: str, field_path: str) -> datetime:
         if self.zone is None:
