@@ -153,7 +153,7 @@ def check_comment_id(value: Any) -> str:
         raise RecordError("comment.id", "must be a non-empty string")
     if value in (".", ".."):
         raise RecordError("comment.id", f"{value!r} cannot be used: a URL path cannot address it")
-    control = next((c for c in value if unicodedata.category(c) == "Cc"), None)
+    control = None if value.isprintable() else next((c for c in value if unicodedata.category(c) == "Cc"), None)
     if control is not None:
         raise RecordError(
             "comment.id", f"holds the control character {control!r}: a URL path cannot address the comment"
