@@ -126,7 +126,7 @@ with DAG(
         communications_mining_conn_id=CONN_ID,
         dataset=DATASET,
         stream=STREAM,
-        sequence_id="{{ ti.xcom_pull(task_ids='fetch_results')['sequence_id'] }}",
+        sequence_id=fetch_results.output["sequence_id"],
     )
     # [END howto_operator_cm_stream_advance]
 

@@ -150,7 +150,7 @@ def test_nightly_export_of_one_day_is_exact(sqlite_pipeline, records, monkeypatc
         assigned = {label["name"] for label in line["annotations"]["labels"]["assigned"]}
         [label] = by_id[line["comment"]["id"]]["labelling"][0]["assigned"]
         assert assigned == {label["name"], label["name"].split(" > ")[0]}
-    assert Path(export["path"].removeprefix("file://")).name == "2026-10-05.jsonl"
+    assert Path(export["path"]).name == "2026-10-05.jsonl" and Path(export["path"]).is_file()
     assert xcoms["load_into_warehouse"]["rows"] == len(want)
 
 

@@ -182,3 +182,23 @@ def test_schedules_without_data_intervals_fail_saying_which_work(
     assert "DeltaDataIntervalTimetable(timedelta(days=1))" in str(info.value) and "CronDataIntervalTimetable" in str(
         info.value
     )
+
+
+def test_templated_dataset_declares_an_alias_resolved_to_the_rendered_dataset(boundary_workspace, tmp_path, context):
+    """Two DAGs exporting different datasets through a templated argument do not share one Asset."""
+    from airflow.sdk import AssetAlias
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+
+    op = CommunicationsMiningExportDatasetOperator(
+        task_id="export_any", dataset="{{ params.dataset }}", output_path=str(tmp_path / "x.jsonl")
+    )
+    [alias] = op.outlets
+    assert isinstance(alias, AssetAlias) and alias.name == "communications_mining_export:export_any"
+    op.dataset = boundary_workspace.dataset  # as rendered at run time
+    events = OutletEventAccessors()
+    context.update(outlet_events=events, data_interval_start="2026-10-02", data_interval_end="2026-10-03")
+    result = op.execute(context)
+    [event] = events[alias].asset_alias_events
+    assert event.dest_asset_key.uri == f"communications-mining://{boundary_workspace.dataset}"
+    assert event.extra["count"] == result["count"] == 2
+    assert result["path"] == str(tmp_path / "x.jsonl")  # a local path stays a local path

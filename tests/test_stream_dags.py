@@ -53,6 +53,16 @@ def stream_env(monkeypatch, setup, warehouse_conn: str, table: str = "cm_stream_
     monkeypatch.setenv("AIRFLOW_CONN_CM_STREAM_WAREHOUSE", warehouse_conn)
 
 
+def xcom_value(dag_run, task_id: str, key: str):
+    """One XCom of a finished run, read from the metadata database."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = session.query(XComModel).filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id, task_id=task_id, key=key)
+        return row.one().value
+
+
 def run_stream_dag(expect: str = "success"):
     dag_run = load_dag("cm_stream_to_warehouse").test()
     assert dag_run.state == expect
@@ -74,6 +84,10 @@ def test_stream_dag_drains_every_later_comment_exactly_once_at_least_once_on_fai
 
     first = run_stream_dag()
     assert xcom_values(first)["fetch_results"]["sequence_id"] == fetched["sequence_id"]  # redelivered
+    # Each key of the fetch result is an XCom of its own: the DAG advances with fetch.output["sequence_id"].
+    assert xcom_value(first, "fetch_results", "sequence_id") == fetched["sequence_id"]
+    assert xcom_value(first, "advance_stream", "return_value") == fetched["sequence_id"]
+    assert not xcom_value(first, "fetch_results", "path").startswith("file://")
     runs = 1
     while not xcom_values(run_stream_dag()).get("fetch_results", {}).get("caught_up"):
         runs += 1

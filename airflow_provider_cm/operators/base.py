@@ -57,7 +57,19 @@ class CommunicationsMiningHookMixin:
 
 
 class CommunicationsMiningBaseOperator(CommunicationsMiningHookMixin, BaseOperator):
-    """Base of the provider's operators (parameters of :class:`CommunicationsMiningHookMixin`)."""
+    """Base of the provider's operators (parameters of :class:`CommunicationsMiningHookMixin`).
+
+    An operator whose result is a dict (:attr:`returns_mapping`) pushes each key as an XCom of its
+    own besides the whole dict (Airflow's ``multiple_outputs``), so ``task.output["sequence_id"]``
+    and ``ti.xcom_pull(task_ids=..., key="path")`` both work.
+    """
 
     ui_color = "#fa4616"
     ui_fgcolor = "#ffffff"
+    #: Whether ``execute`` returns a dict whose keys are pushed one by one.
+    returns_mapping: bool = False
+
+    def __init__(self, **kwargs: Any) -> None:
+        if self.returns_mapping:
+            kwargs.setdefault("multiple_outputs", True)
+        super().__init__(**kwargs)

@@ -9,12 +9,12 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import Asset
+from airflow.sdk import Asset, AssetAlias
 
 from airflow_provider_cm.hooks.communications_mining import MAX_EXPORT_LIMIT, split_full_name
 from airflow_provider_cm.labels import label_name
 from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
-from airflow_provider_cm.operators.storage import atomic_write, to_storage_path
+from airflow_provider_cm.operators.storage import atomic_write, path_as_given, to_storage_path
 from airflow_provider_cm.times import api_time, at_or_after, to_utc
 
 if TYPE_CHECKING:
@@ -90,7 +90,12 @@ class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator
 
     The file is written to a temporary name beside ``output_path`` and moved into place only when
     complete: a failed or killed run never leaves a partial file, and a rerun replaces the file.
-    The output is declared as an Asset (outlet) whose events carry the path, count and window.
+    The output is declared as an Asset (outlet) named after the dataset,
+    ``Asset(name="communications_mining_export/<project>/<dataset>",
+    uri="communications-mining://<project>/<dataset>")``, whose events carry the path, count and
+    window in their ``extra``: schedule a downstream DAG on that Asset. When ``dataset`` is
+    templated the outlet is an ``AssetAlias("communications_mining_export:<task_id>")`` that
+    resolves at run time to the Asset of the rendered dataset.
 
     :param dataset: ``"project/dataset"``. Templated.
     :param output_path: local path or ``ObjectStoragePath`` URI, usually templated per run, e.g.
@@ -103,7 +108,7 @@ class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator
         the time the window applies to.
     :param source_ids: only comments of these source ids. Templated.
     :param page_size: comments per request, 1 to 256.
-    :param outlets: Assets to declare; default one Asset named after the dataset's export.
+    :param outlets: Assets to declare; default the dataset's export Asset (or an AssetAlias, see above).
     :param communications_mining_conn_id: the Airflow connection.
     :param retry_max_attempts: attempts per API request (default: the connection's, else 5).
     :param retry_max_elapsed: seconds per API request across attempts (default: the connection's, else 300).
@@ -113,6 +118,7 @@ class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator
     """
 
     template_fields: Sequence[str] = ("dataset", "output_path", "start", "end", "source_ids")
+    returns_mapping = True
 
     def __init__(
         self,
@@ -134,7 +140,7 @@ class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator
         if not 1 <= page_size <= MAX_EXPORT_LIMIT:
             raise ValueError(f"page_size must be between 1 and {MAX_EXPORT_LIMIT}, got {page_size}")
         if not kwargs.get("outlets"):
-            kwargs["outlets"] = [self.default_asset(dataset)]
+            kwargs["outlets"] = [self.default_outlet(dataset, str(kwargs.get("task_id")))]
         super().__init__(**kwargs)
         self.dataset = dataset
         self.output_path = output_path
@@ -146,10 +152,16 @@ class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator
         self.page_size = page_size
 
     @staticmethod
-    def default_asset(dataset: str) -> Asset:
-        """The Asset an export of ``dataset`` declares by default: ``communications-mining://<project>/<dataset>``."""
-        name = dataset if "{" not in dataset else "templated"
-        return Asset(name=f"communications_mining_export/{name}", uri=f"communications-mining://{name}")
+    def export_asset(dataset: str) -> Asset:
+        """The Asset of ``dataset``'s exports: ``communications-mining://<project>/<dataset>``."""
+        return Asset(name=f"communications_mining_export/{dataset}", uri=f"communications-mining://{dataset}")
+
+    @classmethod
+    def default_outlet(cls, dataset: str, task_id: str) -> Asset | AssetAlias:
+        """The export's Asset, or for a templated ``dataset`` an AssetAlias resolved when the task runs."""
+        if "{{" in dataset or "{%" in dataset:
+            return AssetAlias(name=f"communications_mining_export:{task_id}")
+        return cls.export_asset(dataset)
 
     def window(self, context: Context) -> tuple[datetime, datetime]:
         """``(start, end)`` in UTC: the operator's arguments, else the run's data interval.
@@ -236,7 +248,7 @@ class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator
             handle.write(buffer.getvalue())
         self.log.info("Exported %d comments of %s to %s", count, self.dataset, target)
         result: dict[str, str | int] = {
-            "path": str(target),
+            "path": path_as_given(self.output_path),
             "count": count,
             "start": api_time(start),
             "end": api_time(end),
@@ -244,9 +256,16 @@ class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator
             "dataset": self.dataset,
             "format": self.output_format,
         }
-        outlet_events = context.get("outlet_events")
-        if outlet_events is not None:
-            for outlet in self.outlets:
-                if isinstance(outlet, Asset):
-                    outlet_events[outlet].extra = dict(result)
+        self._record_asset_events(context, result)
         return result
+
+    def _record_asset_events(self, context: Context, result: dict[str, str | int]) -> None:
+        """Put the result in the outlets' events; an AssetAlias gets the rendered dataset's Asset."""
+        outlet_events = context.get("outlet_events")
+        if outlet_events is None:
+            return
+        for outlet in self.outlets:
+            if isinstance(outlet, Asset):
+                outlet_events[outlet].extra = dict(result)
+            elif isinstance(outlet, AssetAlias):
+                outlet_events[outlet].add(self.export_asset(self.dataset), extra=dict(result))

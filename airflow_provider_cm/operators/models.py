@@ -13,7 +13,7 @@ from airflow_provider_cm.hooks.communications_mining import MAX_PREDICT_DOCUMENT
 from airflow_provider_cm.labels import label_name
 from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
 from airflow_provider_cm.operators.comment_files import RecordError, validate_comment
-from airflow_provider_cm.operators.storage import atomic_write, to_storage_path
+from airflow_provider_cm.operators.storage import atomic_write, path_as_given, to_storage_path
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -85,6 +85,7 @@ class CommunicationsMiningPredictOperator(CommunicationsMiningBaseOperator):
     """
 
     template_fields: Sequence[str] = ("dataset", "version", "input_path", "output_path")
+    returns_mapping = True
 
     def __init__(
         self,
@@ -152,4 +153,4 @@ class CommunicationsMiningPredictOperator(CommunicationsMiningBaseOperator):
         self.log.info(
             "Predicted %d documents with model %s of %s into %s", len(documents), version, self.dataset, target
         )
-        return {"path": str(target), "count": len(documents), "version": version}
+        return {"path": path_as_given(self.output_path), "count": len(documents), "version": version}

@@ -26,6 +26,18 @@ def to_storage_path(path: str | os.PathLike[str] | ObjectStoragePath) -> ObjectS
     return ObjectStoragePath(text)
 
 
+def path_as_given(path: str | os.PathLike[str] | ObjectStoragePath) -> str:
+    """A path as it goes back to the user (XCom, logs): a local path stays a local path, a URI a URI.
+
+    A local path is made absolute (``~`` expanded), so a downstream task can ``open()`` it; a URI
+    (``s3://...``, ``file:///...``) is returned as written.
+    """
+    if isinstance(path, ObjectStoragePath):
+        return str(path)
+    text = os.fspath(path).strip()
+    return text if "://" in text else os.path.abspath(os.path.expanduser(text))
+
+
 @contextlib.contextmanager
 def atomic_write(final: ObjectStoragePath, *, binary: bool = False) -> Iterator[IO[Any]]:
     """Open a temporary file beside ``final`` and move it onto ``final`` only when the block succeeds.

@@ -17,7 +17,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_cm.hooks.communications_mining import MAX_STREAM_FETCH, split_full_name
 from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
-from airflow_provider_cm.operators.storage import atomic_write, to_storage_path
+from airflow_provider_cm.operators.storage import atomic_write, path_as_given, to_storage_path
 from airflow_provider_cm.times import api_time, to_utc
 
 if TYPE_CHECKING:
@@ -91,6 +91,7 @@ class CommunicationsMiningStreamFetchOperator(_StreamOperator):
     """
 
     template_fields: Sequence[str] = ("dataset", "stream", "output_path", "label_thresholds")
+    returns_mapping = True
 
     def __init__(
         self,
@@ -128,7 +129,7 @@ class CommunicationsMiningStreamFetchOperator(_StreamOperator):
             "advanced the stream past them" if self.advance else f"advance to {pending} once they are safe",
         )
         return {
-            "path": str(target),
+            "path": path_as_given(self.output_path),
             "count": len(written),
             "sequence_id": pending,
             "advanced": bool(self.advance),
@@ -237,6 +238,7 @@ class CommunicationsMiningStreamResetOperator(_StreamOperator):
     """
 
     template_fields: Sequence[str] = ("dataset", "stream", "to_comment_created_at")
+    returns_mapping = True
 
     def __init__(
         self, *, to_comment_created_at: datetime | str, allow_skipping_unread: bool = False, **kwargs: Any
