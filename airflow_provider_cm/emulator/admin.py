@@ -137,7 +137,7 @@ def router(store: Store) -> APIRouter:
     @routes.post("/_emulator/datasets/{project}/{name}/models")
     async def pin_model(project: str, name: str, request: Request) -> Response:
         tag = (await json_body(request)).get("tag")
-        return ok(**store.write(lambda s: train_version(s, s.dataset(project, name), tag)))
+        return ok(**(await store.write(lambda s: train_version(s, s.dataset(project, name), tag))))
 
     @routes.put("/_emulator/datasets/{project}/{name}/model-tags/{tag}")
     async def move_tag(project: str, name: str, tag: str, request: Request) -> Response:
@@ -148,6 +148,6 @@ def router(store: Store) -> APIRouter:
             set_tag(s, dataset, tag, version)
             return model_tags(dataset)
 
-        return ok(model_tags=store.write(move))
+        return ok(model_tags=await store.write(move))
 
     return routes

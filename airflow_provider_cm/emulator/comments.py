@@ -215,11 +215,11 @@ def router(store: Store) -> APIRouter:
     @routes.post("/api/v1/sources/{project}/{name}/sync")
     async def sync_route(project: str, name: str, request: Request) -> Response:
         body = await json_body(request)
-        return ok(**store.write(sync, project, name, body))
+        return ok(**(await store.write(sync, project, name, body)))
 
     @routes.put("/api/_private/sources/{project}/{name}/comments")
     async def put_route(project: str, name: str, request: Request) -> Response:
-        store.write(put_comments, project, name, await json_body(request))
+        await store.write(put_comments, project, name, await json_body(request))
         return ok()
 
     @routes.get("/api/v1/sources/{project}/{name}/comments/{comment_id}")
@@ -228,7 +228,7 @@ def router(store: Store) -> APIRouter:
 
     @routes.delete("/api/v1/sources/{project}/{name}/comments")
     async def delete_route(project: str, name: str, request: Request) -> Response:
-        store.write(delete_comments, project, name, request.query_params.getlist("id"))
+        await store.write(delete_comments, project, name, request.query_params.getlist("id"))
         return ok()
 
     return routes

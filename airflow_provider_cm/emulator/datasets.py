@@ -165,16 +165,16 @@ def router(store: Store) -> APIRouter:
     @routes.put("/api/v1/datasets/{project}/{name}")
     async def put_dataset(project: str, name: str, request: Request) -> Response:
         body = await json_body(request)
-        return ok(dataset=store.write(lambda s: create_dataset(s, project, name, body).to_api()))
+        return ok(dataset=await store.write(lambda s: create_dataset(s, project, name, body).to_api()))
 
     @routes.post("/api/v1/datasets/{project}/{name}")
     async def post_dataset(project: str, name: str, request: Request) -> Response:
         body = await json_body(request)
-        return ok(dataset=store.write(lambda s: update_dataset(s, project, name, body).to_api()))
+        return ok(dataset=await store.write(lambda s: update_dataset(s, project, name, body).to_api()))
 
     @routes.delete("/api/v1/datasets/{project}/{name}")
     async def remove_dataset(project: str, name: str) -> Response:
-        store.write(delete_dataset, project, name)
+        await store.write(delete_dataset, project, name)
         return ok()
 
     return routes

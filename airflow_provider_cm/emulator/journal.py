@@ -1,13 +1,16 @@
 """The write-ahead journal: one JSON line per acknowledged write, on disk before the answer.
 
-Each line is written, flushed and fsynced before the route answers, so an acknowledged write
-survives the emulator being killed (SIGKILL) or the machine losing power. At start the journal is
-replayed onto the snapshot and then compacted into it. A line torn by a crash in the middle of a
-write was never acknowledged; replay stops there.
+Each line is written and flushed to the operating system while the write holds the store's lock
+(from then on a SIGKILL of the emulator cannot lose it), then fsynced before the route answers
+(so it survives the machine losing power too). Routes waiting at the same time share one fsync,
+run off the event loop: a group commit. At start the journal is replayed onto the snapshot and
+then compacted into it. A line torn by a crash in the middle of a write was never acknowledged;
+replay stops there.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -23,6 +26,10 @@ class Journal:
     def __init__(self, path: str) -> None:
         self.path = path
         self._file: IO[bytes] | None = None
+        self._appended = 0  # records written since start
+        self._synced = 0  # of which on disk
+        self._generation = 0  # bumped whenever the file is emptied
+        self._syncing: asyncio.Future[None] | None = None
 
     def records(self) -> Iterator[dict[str, Any]]:
         """The records written so far, in order, up to the first torn or unreadable line."""
@@ -38,13 +45,32 @@ class Journal:
                 if isinstance(record, dict):
                     yield record
 
-    def append(self, record: dict[str, Any]) -> None:
-        """Write one record and make it durable before returning."""
+    def append(self, record: dict[str, Any]) -> int:
+        """Write one record and flush it to the operating system; its number for :meth:`durable`."""
         if self._file is None:
             self._file = open(self.path, "ab")
         self._file.write(json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n")
         self._file.flush()
-        os.fsync(self._file.fileno())
+        self._appended += 1
+        return self._appended
+
+    async def durable(self, number: int) -> None:
+        """Return once record ``number`` is fsynced; callers waiting together share one fsync."""
+        while self._synced < number:
+            if self._syncing is None or self._syncing.done():
+                self._syncing = asyncio.ensure_future(self._fsync())
+            await asyncio.shield(self._syncing)
+
+    async def _fsync(self) -> None:
+        target, generation, handle = self._appended, self._generation, self._file
+        if handle is not None:
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, os.fsync, handle.fileno())
+            except (OSError, ValueError):
+                if generation == self._generation:
+                    raise
+                # emptied meanwhile: its records are in the (fsynced) snapshot
+        self._synced = max(self._synced, target)
 
     def size(self) -> int:
         """Bytes written to the journal since it was last emptied."""
@@ -55,6 +81,8 @@ class Journal:
         self.close()
         with open(self.path, "wb") as handle:
             os.fsync(handle.fileno())
+        self._generation += 1
+        self._synced = self._appended
 
     def close(self) -> None:
         """Close the file; the next :meth:`append` reopens it."""

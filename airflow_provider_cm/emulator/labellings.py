@@ -137,7 +137,7 @@ def router(store: Store) -> APIRouter:
     @routes.post("/api/_private/datasets/{project}/{name}/labellings/{uid}")
     async def write_route(project: str, name: str, uid: str, request: Request) -> Response:
         body = await json_body(request)
-        return ok(**store.write(lambda s: update_annotations(s, s.dataset(project, name), segment(uid), body)))
+        return ok(**(await store.write(lambda s: update_annotations(s, s.dataset(project, name), segment(uid), body))))
 
     @routes.get("/api/_private/datasets/{project}/{name}/labellings")
     async def read_route(project: str, name: str, request: Request) -> Response:

@@ -149,7 +149,7 @@ def router(store: Store) -> APIRouter:
     @routes.post("/api/v1/datasets/{project}/{name}/labellers/{version}/predict")
     async def predict_route(project: str, name: str, version: str, request: Request) -> Response:
         body = await json_body(request)
-        return ok(**store.write(lambda s: predict(s, s.dataset(project, name), version, body)))
+        return ok(**(await store.write(lambda s: predict(s, s.dataset(project, name), version, body))))
 
     @routes.post("/api/v1/datasets/{project}/{name}/labellers/{version}/predict-comments")
     async def predict_comments_route(project: str, name: str, version: str, request: Request) -> Response:

@@ -64,6 +64,6 @@ def router(store: Store) -> APIRouter:
 
     @routes.put("/api/_private/projects/{project}")
     async def put_project(project: str, request: Request) -> Response:
-        return ok(project=store.write(create_project, project, await json_body(request)))
+        return ok(project=await store.write(create_project, project, await json_body(request)))
 
     return routes

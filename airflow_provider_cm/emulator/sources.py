@@ -81,11 +81,11 @@ def router(store: Store) -> APIRouter:
     @routes.put("/api/v1/sources/{project}/{name}")
     async def put_source(project: str, name: str, request: Request) -> Response:
         body = await json_body(request)
-        return ok(source=store.write(lambda s: create_source(s, project, name, body).to_api()))
+        return ok(source=await store.write(lambda s: create_source(s, project, name, body).to_api()))
 
     @routes.post("/api/v1/sources/{project}/{name}")
     async def post_source(project: str, name: str, request: Request) -> Response:
         body = await json_body(request)
-        return ok(source=store.write(lambda s: update_source(s, project, name, body).to_api()))
+        return ok(source=await store.write(lambda s: update_source(s, project, name, body).to_api()))
 
     return routes

@@ -1,9 +1,9 @@
 """The store: every object of one emulated tenant, its lock, its reset and its persistence.
 
 Routes never lock or save anything themselves: they hand a function to :meth:`Store.write` (or
-:meth:`Store.read`), which runs it under the lock and, for a write with a ``state_path``, appends
-what it changed to the journal before returning, so the route answers only once the change is
-on disk. Functions mark what they change with :meth:`Store.touch`.
+:meth:`Store.read`), which runs it under the lock and, with a ``state_path``, appends what it
+changed to the journal and returns only once that is on disk, so the route answers only then.
+Functions mark what they change with :meth:`Store.touch`.
 """
 
 from __future__ import annotations
@@ -79,28 +79,33 @@ class Store:
         with self.lock:
             return fn(self, *args)
 
-    def write(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(store, *args)`` under the lock, then make what it touched durable."""
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(store, *args)`` under the lock, then return once what it touched is on disk."""
         with self.lock:
             try:
-                return fn(self, *args)
+                result = fn(self, *args)
             finally:
-                self._commit()
+                number = self._commit()
+        if number and self.journal is not None:
+            await self.journal.durable(number)
+        return result
 
     def touch(self, *key: Any) -> None:
         """Mark the object at ``key`` (e.g. ``("comment", source_id, comment_id)``) as changed."""
         self._touched[key] = None
         self._version += 1
 
-    def _commit(self) -> None:
+    def _commit(self) -> int:
+        """Journal what the last write touched; the record's number (0 if nothing to journal)."""
         if not self._touched:
-            return
+            return 0
         keys, self._touched = list(self._touched), {}
         if self.journal is None:
-            return
-        self.journal.append(persistence.journal_record(self, keys))
+            return 0
+        number = self.journal.append(persistence.journal_record(self, keys))
         if self.journal.size() > COMPACT_AFTER_BYTES:
             self.save()
+        return number
 
     # -- persistence ------------------------------------------------------------------------------
 

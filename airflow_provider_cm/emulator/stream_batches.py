@@ -129,13 +129,13 @@ def _register(routes: APIRouter, store: Store, plural: str, singular: str) -> No
     @routes.post(base + "/advance")
     async def advance_route(project: str, name: str, stream: str, request: Request) -> Response:
         body = await json_body(request)
-        store.write(lambda s: advance(s, s.dataset(project, name), stream, body))
+        await store.write(lambda s: advance(s, s.dataset(project, name), stream, body))
         return ok()
 
     @routes.post(base + "/reset")
     async def reset_route(project: str, name: str, stream: str, request: Request) -> Response:
         body = await json_body(request)
-        return ok(**store.write(lambda s: reset(s, s.dataset(project, name), stream, body, singular)))
+        return ok(**(await store.write(lambda s: reset(s, s.dataset(project, name), stream, body, singular))))
 
 
 def router(store: Store) -> APIRouter:

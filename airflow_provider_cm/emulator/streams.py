@@ -135,13 +135,13 @@ def _register(routes: APIRouter, store: Store, plural: str, singular: str) -> No
     @routes.put(base)
     async def put_route(project: str, name: str, request: Request) -> Response:
         body = await json_body(request)
-        stream = store.write(lambda s: put_stream(s, s.dataset(project, name), body, singular).to_api())
+        stream = await store.write(lambda s: put_stream(s, s.dataset(project, name), body, singular).to_api())
         return ok(**{singular: stream})
 
     @routes.post(base + "/{stream}")
     async def update_route(project: str, name: str, stream: str, request: Request) -> Response:
         body = await json_body(request)
-        updated = store.write(lambda s: put_stream(s, s.dataset(project, name), body, singular, stream).to_api())
+        updated = await store.write(lambda s: put_stream(s, s.dataset(project, name), body, singular, stream).to_api())
         return ok(**{singular: updated})
 
     @routes.get(base)
@@ -155,19 +155,19 @@ def _register(routes: APIRouter, store: Store, plural: str, singular: str) -> No
 
     @routes.delete(base + "/{stream}")
     async def delete_route(project: str, name: str, stream: str) -> Response:
-        store.write(lambda s: delete_stream(s, s.dataset(project, name), stream))
+        await store.write(lambda s: delete_stream(s, s.dataset(project, name), stream))
         return ok()
 
     @routes.put(base + "/{stream}/exceptions")
     async def tag_route(project: str, name: str, stream: str, request: Request) -> Response:
         body = await json_body(request)
-        store.write(lambda s: tag_exceptions(s, s.dataset(project, name), stream, body))
+        await store.write(lambda s: tag_exceptions(s, s.dataset(project, name), stream, body))
         return ok()
 
     @routes.delete(base + "/{stream}/exceptions")
     async def untag_route(project: str, name: str, stream: str, request: Request) -> Response:
         uids = request.query_params.getlist("uid")
-        store.write(lambda s: untag_exceptions(s, s.dataset(project, name), stream, uids))
+        await store.write(lambda s: untag_exceptions(s, s.dataset(project, name), stream, uids))
         return ok()
 
 
