@@ -43,6 +43,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_provider_cm.operators.datasets",
                     "airflow_provider_cm.operators.streams",
                     "airflow_provider_cm.operators.models",
+                    "airflow_provider_cm.operators.resources",
                 ],
             }
         ],

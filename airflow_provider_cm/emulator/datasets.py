@@ -48,22 +48,26 @@ LABEL_DEF = obj(
     required=("name",),
 )
 LABEL_GROUP = obj({"name": string(min_len=1, max_len=64), "label_defs": array(LABEL_DEF, max_items=MAX_DEFS)})
-DATASET_FIELDS = obj(
-    {
-        "title": string(max_len=128),
-        "description": string(max_len=16384),
-        "source_ids": array(string(), max_items=1024),
-        "model_family": string(choices=MODEL_FAMILIES),
-        "has_sentiment": boolean(),
-        "entity_defs": array(ENTITY_DEF, max_items=MAX_DEFS),
-        "general_fields": array(obj({})),
-        "label_defs": array(LABEL_DEF, max_items=MAX_DEFS),
-        "label_groups": array(LABEL_GROUP, max_items=MAX_DEFS),
-        "copy_annotations_from": string(),
-        "_dataset_flags": array(string(choices=DATASET_FLAGS)),
-        "_model_config": obj({}),
-    }
-)
+DATASET_FIELDS_BY_NAME = {
+    "title": string(max_len=128),
+    "description": string(max_len=16384),
+    "source_ids": array(string(), max_items=1024),
+    "model_family": string(choices=MODEL_FAMILIES),
+    "has_sentiment": boolean(),
+    "entity_defs": array(ENTITY_DEF, max_items=MAX_DEFS),
+    "general_fields": array(obj({})),
+    "label_defs": array(LABEL_DEF, max_items=MAX_DEFS),
+    "label_groups": array(LABEL_GROUP, max_items=MAX_DEFS),
+    "copy_annotations_from": string(),
+    "_dataset_flags": array(string(choices=DATASET_FLAGS)),
+    "_model_config": obj({}),
+}
+DATASET_FIELDS = obj(DATASET_FIELDS_BY_NAME)
+
+#: What the update route takes (the official client's ``UpdateDataset``, API reference 3.6): the
+#: sentiment, model family and label taxonomy are set at creation only.
+UPDATABLE_FIELDS = ("source_ids", "title", "description", "_model_config", "entity_defs")
+DATASET_UPDATE = obj({name: DATASET_FIELDS_BY_NAME[name] for name in UPDATABLE_FIELDS}, closed=True)
 
 
 def _entity_defs(defs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -123,9 +127,9 @@ def create_dataset(store: Store, project: str, name: str, body: dict[str, Any]) 
 
 
 def update_dataset(store: Store, project: str, name: str, body: dict[str, Any]) -> Dataset:
-    """Update the fields given (e.g. ``source_ids``)."""
+    """Update the fields given (e.g. ``source_ids``); 400 for a field the update route does not take."""
     dataset = store.dataset(project, name)
-    fields = body_field(body, "dataset", DATASET_FIELDS)
+    fields = body_field(body, "dataset", DATASET_UPDATE)
     _apply_fields(store, dataset, fields)
     dataset.last_modified = format_time(now_utc())
     store.touch("dataset", dataset.id)

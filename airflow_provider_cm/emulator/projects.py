@@ -1,4 +1,4 @@
-"""Projects (private routes ``/api/_private/projects[/<name>]``)."""
+"""Projects (private routes ``/api/_private/projects[/<name>]``): list, get, create (PUT), update (POST)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from airflow_provider_cm.emulator.checks import array, obj, string
+from airflow_provider_cm.emulator.checks import array, body_field, obj, string
 from airflow_provider_cm.emulator.errors import conflict, not_found
 from airflow_provider_cm.emulator.store import Store, new_id
 from airflow_provider_cm.emulator.times import format_time, now_utc
@@ -21,6 +21,8 @@ PROJECT_BODY = obj(
         "user_ids": array(string()),
     }
 )
+
+PROJECT_UPDATE = obj({"title": string(max_len=128), "description": string(max_len=16384)}, closed=True)
 
 
 def create_project(store: Store, name: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -41,6 +43,22 @@ def create_project(store: Store, name: str, body: dict[str, Any]) -> dict[str, A
     }
     store.touch("project", name)
     return store.projects[name]
+
+
+def update_project(store: Store, name: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Update a project's ``title`` and ``description`` (those given); 404 if there is none.
+
+    The body is ``{"project": {"title"?, "description"?}}``, as the official client's
+    ``UpdateProjectRequest`` sends it; other fields are refused.
+    """
+    project = get_project(store, name)
+    fields = body_field(body, "project", PROJECT_UPDATE)
+    for key in ("title", "description"):
+        if fields.get(key) is not None:
+            project[key] = fields[key]
+    project["updated_at"] = format_time(now_utc())
+    store.touch("project", name)
+    return project
 
 
 def get_project(store: Store, name: str) -> dict[str, Any]:
@@ -65,5 +83,9 @@ def router(store: Store) -> APIRouter:
     @routes.put("/api/_private/projects/{project}")
     async def put_project(project: str, request: Request) -> Response:
         return ok(project=await store.write(create_project, project, await json_body(request)))
+
+    @routes.post("/api/_private/projects/{project}")
+    async def post_project(project: str, request: Request) -> Response:
+        return ok(project=await store.write(update_project, project, await json_body(request)))
 
     return routes

@@ -162,9 +162,35 @@ class Dataset:
     model_tags: dict[str, dict[str, Any]] = field(default_factory=dict)
     streams: dict[str, Stream] = field(default_factory=dict)
 
+    def label_groups(self) -> list[dict[str, Any]]:
+        """The label taxonomy as the API returns it: the groups given at creation, in order, each
+        label definition as given (``title`` defaulting to the name); the ``default`` group holds
+        the top-level ``label_defs`` and every label first seen in an annotation."""
+        groups: dict[str, dict[str, dict[str, Any]]] = {"default": {}}
+        given = [("default", d) for d in self.fields.get("label_defs") or []]
+        for group in self.fields.get("label_groups") or []:
+            given.extend((group["name"], d) for d in group.get("label_defs") or [])
+        for group_name, label_def in given:
+            groups.setdefault(group_name, {}).setdefault(label_def["name"], label_def)
+        defined = {name for defs in groups.values() for name in defs}
+        for name in self.label_names:
+            if name not in defined:
+                groups["default"][name] = {"name": name}
+        return [
+            {
+                "name": group_name,
+                "instructions": "",
+                "label_defs": [
+                    {**d, "title": d.get("title") or d["name"], "description": d.get("description") or ""}
+                    for d in defs.values()
+                ],
+            }
+            for group_name, defs in groups.items()
+        ]
+
     def to_api(self) -> dict[str, Any]:
         """The API's dataset object, with every field the official CLI requires."""
-        label_defs = [{"name": n, "title": n, "description": ""} for n in self.label_names]
+        label_groups = self.label_groups()
         return {
             "id": self.id,
             "owner": self.project,
@@ -178,8 +204,8 @@ class Dataset:
             "has_sentiment": self.fields.get("has_sentiment", True) is not False,
             "entity_defs": self.fields.get("entity_defs") or [],
             "general_fields": self.fields.get("general_fields") or [],
-            "label_defs": label_defs,
-            "label_groups": [{"name": "default", "instructions": "", "label_defs": label_defs}],
+            "label_defs": label_groups[0]["label_defs"],
+            "label_groups": label_groups,
             "_dataset_flags": self.fields.get("_dataset_flags") or [],
             "_model_config": self.fields.get("_model_config") or {"kind": "cm"},
         }

@@ -17,18 +17,28 @@ from airflow_provider_cm.emulator.wire import json_body, ok
 #: Languages a source may declare (the connector's ``CreateSourceRequest``).
 LANGUAGES = ("en", "de", "xlm")
 RESOURCE_NAME = string(min_len=1, max_len=256, pattern=r"[A-Za-z0-9_-]+")
-SOURCE_FIELDS = obj(
-    {
-        "title": string(max_len=128),
-        "description": string(max_len=16384),
-        "language": string(choices=LANGUAGES),
-        "should_translate": boolean(),
-        "bucket_id": string(),
-        "sensitive_properties": array(string(), max_items=4096),
-        "_kind": string(),
-        "email_transform_tag": string(),
-    }
+SOURCE_FIELDS_BY_NAME = {
+    "title": string(max_len=128),
+    "description": string(max_len=16384),
+    "language": string(choices=LANGUAGES),
+    "should_translate": boolean(),
+    "bucket_id": string(),
+    "sensitive_properties": array(string(), max_items=4096),
+    "_kind": string(),
+    "email_transform_tag": string(),
+}
+SOURCE_FIELDS = obj(SOURCE_FIELDS_BY_NAME)
+
+#: What the update route takes (the official client's ``UpdateSource``): not ``language`` or ``_kind``.
+UPDATABLE_FIELDS = (
+    "title",
+    "description",
+    "should_translate",
+    "bucket_id",
+    "sensitive_properties",
+    "email_transform_tag",
 )
+SOURCE_UPDATE = obj({name: SOURCE_FIELDS_BY_NAME[name] for name in UPDATABLE_FIELDS}, closed=True)
 
 
 def create_source(store: Store, project: str, name: str, body: dict[str, Any]) -> Source:
@@ -46,9 +56,9 @@ def create_source(store: Store, project: str, name: str, body: dict[str, Any]) -
 
 
 def update_source(store: Store, project: str, name: str, body: dict[str, Any]) -> Source:
-    """Update a source's fields (those given)."""
+    """Update a source's fields (those given); 400 for a field the update route does not take."""
     source = store.source(project, name)
-    fields = body_field(body, "source", SOURCE_FIELDS)
+    fields = body_field(body, "source", SOURCE_UPDATE)
     source.fields.update(fields)
     source.updated_at = format_time(now_utc())
     store.touch("source", source.id)

@@ -13,8 +13,13 @@ from urllib.parse import quote
 import requests
 from airflow.sdk import BaseHook
 
-from airflow_provider_cm.exceptions import CommunicationsMiningProtocolError, CommunicationsMiningTagError
+from airflow_provider_cm.exceptions import (
+    CommunicationsMiningNotFoundError,
+    CommunicationsMiningProtocolError,
+    CommunicationsMiningTagError,
+)
 from airflow_provider_cm.hooks.auth import ClientCredentials
+from airflow_provider_cm.hooks.if_exists import EnsuredObject, Setup
 from airflow_provider_cm.hooks.retry import RetryPolicy
 from airflow_provider_cm.hooks.settings import ConnectionSettings, endpoint_from_connection
 from airflow_provider_cm.hooks.transport import ApiCall, AsyncTransport, Params, Reply, SyncTransport, encode_json
@@ -650,6 +655,164 @@ class CommunicationsMiningHook(BaseHook):
             body["labels"] = [{"name": label_levels(n), "threshold": float(t)} for n, t in labels.items()]
         path = f"api/v1/datasets/{resource_path(project, name, 'labellers', str(version))}/predict"
         return self.request("POST", path, json_body=body, idempotent=False)["predictions"]
+
+    # -- set-up: create unless it exists (if_exists) --------------------------------------------------
+
+    def update_project(
+        self, project: str, *, title: str | None = None, description: str | None = None
+    ) -> dict[str, Any]:
+        """Change a project's title or description (``POST /api/_private/projects/<project>``, private)."""
+        body = {"project": _without_none(title=title, description=description)}
+        return self.request("POST", f"api/_private/projects/{resource_path(project)}", json_body=body)["project"]
+
+    def update_source(self, source: str, **fields: Any) -> dict[str, Any]:
+        """Change a source's fields (``POST /api/v1/sources/<project>/<name>``).
+
+        The route takes ``title``, ``description``, ``should_translate``, ``sensitive_properties``,
+        ``bucket_id`` and ``email_transform_tag``; ``language`` is set at creation only.
+        """
+        project, name = split_full_name(source, "source")
+        body = {"source": _without_none(**fields)}
+        return self.request("POST", f"api/v1/sources/{resource_path(project, name)}", json_body=body)["source"]
+
+    def source_id(self, source: str) -> str:
+        """The id of a source given as ``"project/name"``, ``"id:<id>"`` or a bare id.
+
+        :raises CommunicationsMiningNotFoundError: if there is no such source, saying so.
+        """
+        reference = source if "/" in source or source.startswith("id:") else f"id:{source}"
+        try:
+            return str(self.get_source(reference)["id"])
+        except CommunicationsMiningNotFoundError as exc:
+            raise CommunicationsMiningNotFoundError(
+                404, exc.route, f"source {source!r} does not exist: create it first (give 'project/name' or its id)"
+            ) from None
+
+    def ensure_project(
+        self,
+        project: str,
+        *,
+        title: str | None = None,
+        description: str | None = None,
+        if_exists: str = "ignore",
+    ) -> EnsuredObject:
+        """Create a project unless it exists (``GET``, then ``PUT`` or ``POST /api/_private/projects/<project>``).
+
+        :param if_exists: ``"ignore"``, ``"fail"`` or ``"update"`` (see :mod:`~airflow_provider_cm.hooks.if_exists`).
+        :raises CommunicationsMiningConflictError: it exists and ``if_exists="fail"``.
+        """
+        asked = _without_none(title=title, description=description)
+        return Setup(
+            "project",
+            project,
+            asked,
+            get=lambda: self.get_project(project),
+            create=lambda fields: self.create_project(project, **fields),
+            update=lambda _, fields: self.update_project(project, **fields),
+            log=self.log,
+        ).run(if_exists, f"PUT /api/_private/projects/{project}")
+
+    def ensure_source(self, source: str, *, if_exists: str = "ignore", **fields: Any) -> EnsuredObject:
+        """Create a source unless it exists (``GET``, then ``PUT`` or ``POST /api/v1/sources/<project>/<name>``).
+
+        :param source: ``"project/name"``.
+        :param fields: ``title``, ``description``, ``language``, ``should_translate``,
+            ``sensitive_properties`` (``None`` values are left out).
+        :param if_exists: ``"ignore"``, ``"fail"`` or ``"update"`` (``language`` cannot be updated).
+        :raises CommunicationsMiningConflictError: it exists and ``if_exists="fail"``.
+        """
+        split_full_name(source, "source")
+        return Setup(
+            "source",
+            source,
+            _without_none(**fields),
+            get=lambda: self.get_source(source),
+            create=lambda asked: self.create_source(source, **asked),
+            update=lambda _, changed: self.update_source(source, **changed),
+            log=self.log,
+        ).run(if_exists, f"PUT /api/v1/sources/{source}")
+
+    def ensure_dataset(
+        self,
+        dataset: str,
+        *,
+        sources: Sequence[str] | None = None,
+        if_exists: str = "ignore",
+        **fields: Any,
+    ) -> EnsuredObject:
+        """Create a dataset unless it exists (``GET``, then ``PUT`` or ``POST /api/v1/datasets/<project>/<name>``).
+
+        :param dataset: ``"project/name"``.
+        :param sources: its sources, as ``"project/name"`` or ids (looked up first: each must exist).
+        :param fields: ``title``, ``description``, ``has_sentiment``, ``model_family``,
+            ``label_defs``, ``label_groups``, ``entity_defs`` (``None`` values are left out).
+        :param if_exists: ``"ignore"``, ``"fail"`` or ``"update"`` (only ``sources``, ``title``,
+            ``description`` and ``entity_defs`` can be updated).
+        :raises CommunicationsMiningConflictError: it exists and ``if_exists="fail"``.
+        :raises CommunicationsMiningNotFoundError: a source does not exist.
+        """
+        split_full_name(dataset, "dataset")
+        asked = _without_none(**fields)
+        if sources is not None:
+            asked["source_ids"] = list(dict.fromkeys(self.source_id(source) for source in sources))
+        return Setup(
+            "dataset",
+            dataset,
+            asked,
+            get=lambda: self.get_dataset(dataset),
+            create=lambda wanted: self.create_dataset(dataset, **wanted),
+            update=lambda _, changed: self.update_dataset(dataset, **changed),
+            log=self.log,
+        ).run(if_exists, f"PUT /api/v1/datasets/{dataset}")
+
+    def ensure_stream(
+        self,
+        dataset: str,
+        stream: str,
+        *,
+        model_version: int | None = None,
+        label_thresholds: Mapping[str, float] | None = None,
+        comment_filter: Mapping[str, Any] | None = None,
+        title: str | None = None,
+        description: str | None = None,
+        if_exists: str = "ignore",
+    ) -> EnsuredObject:
+        """Create a stream unless it exists (``GET .../streams/<stream>``, then ``PUT .../streams``).
+
+        The API's ``PUT`` creates or replaces, so ``"update"`` sends the existing definition with
+        the asked fields changed (fields left out keep their values; the stream's position stays).
+        Arguments as :meth:`put_stream`.
+
+        :param if_exists: ``"ignore"``, ``"fail"`` or ``"update"``.
+        :raises ValueError: ``label_thresholds`` without ``model_version``.
+        :raises CommunicationsMiningConflictError: it exists and ``if_exists="fail"``.
+        """
+        if label_thresholds is not None and model_version is None:
+            raise ValueError("label_thresholds apply to a model's predictions: give model_version too")
+        asked: dict[str, Any] = _without_none(title=title, description=description)
+        if comment_filter is not None:
+            asked["comment_filter"] = dict(comment_filter)
+        if model_version is not None:
+            thresholds = label_thresholds or {}
+            asked["model"] = {
+                "version": int(model_version),
+                "label_thresholds": [{"name": label_levels(n), "threshold": float(t)} for n, t in thresholds.items()],
+            }
+
+        def replace(existing: dict[str, Any], changed: dict[str, Any]) -> dict[str, Any]:
+            keep = {key: existing.get(key) for key in ("title", "description", "comment_filter", "model")}
+            body = {"name": stream, **_without_none(**keep), **changed}
+            return self.request("PUT", self._stream_path(dataset), json_body={"stream": body})["stream"]
+
+        return Setup(
+            "stream",
+            f"{dataset}/{stream}",
+            asked,
+            get=lambda: self.get_stream(dataset, stream),
+            create=lambda wanted: replace({}, wanted),
+            update=replace,
+            log=self.log,
+        ).run(if_exists, f"PUT /api/v1/datasets/{dataset}/streams")
 
     # -- asynchronous (triggers) ------------------------------------------------------------------
 
