@@ -141,18 +141,37 @@ class CommunicationsMiningInputError(AirflowFailException):
 
 
 class CommunicationsMiningRejectedRecordsError(AirflowFailException):
-    """The API rejected some records of an upload; the others were written.
+    """The API refused some comments, or the labels of some stored comments; every other record was uploaded.
 
-    :param rejected: number of rejected records.
-    :param dead_letter_path: the file that holds them with the server's reasons.
+    :param dead_letter_path: the file that holds the refused records with the server's reasons.
+    :param refused_ids: ids of comments the API refused: not stored, not billed.
+    :param unlabelled_ids: ids of comments that were stored (and billed if new or their text
+        changed) but whose labels the API refused, so they were not written.
     """
 
-    def __init__(self, rejected: int, dead_letter_path: str, sample_ids: list[str]) -> None:
-        self.rejected = rejected
+    def __init__(self, dead_letter_path: str, refused_ids: list[str], unlabelled_ids: list[str]) -> None:
         self.dead_letter_path = dead_letter_path
-        self.sample_ids = sample_ids
-        ids = ", ".join(sample_ids[:10]) + (", ..." if len(sample_ids) > 10 else "")
+        self.refused_ids = refused_ids
+        self.unlabelled_ids = unlabelled_ids
+        self.rejected = len(refused_ids)
+        self.labels_rejected = len(unlabelled_ids)
+        self.sample_ids = refused_ids + unlabelled_ids
+        parts = []
+        if refused_ids:
+            parts.append(f"the API refused {len(refused_ids)} comment(s) ({_some(refused_ids)}), which were not stored")
+        if unlabelled_ids:
+            parts.append(
+                f"{len(unlabelled_ids)} comment(s) ({_some(unlabelled_ids)}) were stored (and billed if new or "
+                "their text changed) but the API refused their labels, which were not written"
+            )
         super().__init__(
-            f"the API rejected {rejected} record(s) ({ids}); every other record was uploaded. "
-            f"The rejected records and the reasons are in {dead_letter_path}."
+            f"{'; '.join(parts)}. Every other record was uploaded. The records and the reasons are in "
+            f"{dead_letter_path}."
         )
+
+    def __reduce__(self):  # keep the fields when the error is pickled
+        return (type(self), (self.dead_letter_path, self.refused_ids, self.unlabelled_ids))
+
+
+def _some(ids: list[str]) -> str:
+    return ", ".join(ids[:10]) + (", ..." if len(ids) > 10 else "")

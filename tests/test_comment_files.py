@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from airflow_provider_cm.operators.comment_files import CommentRecord, read_csv, read_jsonl
-from airflow_provider_cm.operators.comment_validation import RecordError, TimestampRule, label_name
+from airflow_provider_cm.operators.comment_validation import RecordError, TimestampRule, checked_label_name
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
@@ -183,15 +183,15 @@ levels = st.text(alphabet=st.characters(blacklist_characters=">", blacklist_cate
 @settings(max_examples=300, deadline=None, derandomize=True)
 @given(st.lists(levels, min_size=1, max_size=5))
 def test_levels_joined_by_the_separator_are_a_label_name(parts):
-    assert label_name(" > ".join(parts), "name") == " > ".join(parts)
-    assert label_name(parts, "name") == " > ".join(parts)
+    assert checked_label_name(" > ".join(parts), "name") == " > ".join(parts)
+    assert checked_label_name(parts, "name") == " > ".join(parts)
 
 
 @settings(max_examples=300, deadline=None, derandomize=True)
 @given(st.lists(levels, min_size=2, max_size=4), st.sampled_from([">", " >", "> ", "  > ", " >  ", " >> "]))
 def test_any_other_angle_bracket_is_refused_with_the_reason(parts, separator):
     with pytest.raises(RecordError) as info:
-        label_name(separator.join(parts), "name")
+        checked_label_name(separator.join(parts), "name")
     assert "' > '" in info.value.message
 
 

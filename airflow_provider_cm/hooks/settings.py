@@ -19,13 +19,12 @@ from typing import Any
 
 from airflow_provider_cm import __version__
 from airflow_provider_cm.exceptions import CommunicationsMiningConfigError
+from airflow_provider_cm.flags import parse_flag
 from airflow_provider_cm.hooks.auth import ClientCredentials, default_token_url
 from airflow_provider_cm.hooks.retry import RetryPolicy
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_READ_TIMEOUT = 120.0
-_TRUE = frozenset({"true", "1", "yes", "on"})
-_FALSE = frozenset({"false", "0", "no", "off"})
 
 
 @dataclass(frozen=True)
@@ -108,14 +107,13 @@ def normalise_verify(value: Any, conn_id: str = "") -> bool | str:
 
     :raises CommunicationsMiningConfigError: for anything else, e.g. a path that does not exist.
     """
-    if value is None or isinstance(value, bool):
-        return True if value is None else value
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return True
+    flag = parse_flag(value)
+    if flag is not None:
+        return flag
     if isinstance(value, str):
         text = value.strip()
-        if not text or text.lower() in _TRUE:
-            return True
-        if text.lower() in _FALSE:
-            return False
         if os.path.exists(text):
             return text
         raise CommunicationsMiningConfigError(

@@ -46,14 +46,12 @@ __all__ = [
     "CommentRecord",
     "CsvColumns",
     "CsvColumnsError",
-    "RecordError",
     "detect_format",
     "iter_records",
     "raise_for_problems",
     "read_csv",
     "read_jsonl",
     "record_from_object",
-    "validate_comment",
 ]
 
 _TOP_LEVEL = frozenset({"comment", "labelling", "entities", "moon_forms"})

@@ -21,6 +21,8 @@ from datetime import datetime, timedelta, tzinfo
 from datetime import timezone as dt_timezone
 from typing import Any
 
+from airflow_provider_cm.labels import LEVEL_SEPARATOR
+
 MAX_MESSAGES = 2048
 MAX_TEXT = 65536
 MAX_ADDRESS = 512
@@ -31,7 +33,6 @@ MAX_ATTACHMENT_FIELD = 256
 MAX_LABEL_PARTS = 64
 MAX_LABEL_PART = 64
 MAX_GROUP_NAME = 64
-LABEL_SEPARATOR = " > "
 
 _SERVER_FIELDS = ("uid", "created_at", "has_annotations")
 _TEXT_PARTS = ("subject", "body", "signature")
@@ -316,7 +317,7 @@ def property_kind(key: Any) -> str | None:
 # -- annotations ----------------------------------------------------------------------------------
 
 
-def label_name(name: Any, where: str) -> str:
+def checked_label_name(name: Any, where: str) -> str:
     """A label name in the documented form: levels of 1-64 characters joined by ``" > "``.
 
     A list of levels is joined; surrounding blanks of the whole name are dropped.
@@ -327,14 +328,14 @@ def label_name(name: Any, where: str) -> str:
     if isinstance(name, list):
         if not name or not all(isinstance(p, str) for p in name):
             raise RecordError(where, "must be a list of non-empty strings")
-        name = LABEL_SEPARATOR.join(name)
+        name = LEVEL_SEPARATOR.join(name)
     if not isinstance(name, str) or not name.strip():
         raise RecordError(where, "must be a non-empty string such as 'Parent > Child'")
     name = name.strip()
-    parts = name.split(LABEL_SEPARATOR)
+    parts = name.split(LEVEL_SEPARATOR)
     for part in parts:
         if ">" in part:
-            hierarchy = _LOOSE_SEPARATOR.sub(LABEL_SEPARATOR, name)
+            hierarchy = _LOOSE_SEPARATOR.sub(LEVEL_SEPARATOR, name)
             raise RecordError(
                 where,
                 f"{name!r} has a '>' that is not the level separator ' > ' (a space on each side): write "
@@ -359,7 +360,7 @@ def _label(label: Any, where: str) -> dict[str, Any]:
         raise RecordError(where, "must be a label object with a 'name'")
     if not _LABEL_KEYS.issuperset(label):
         raise RecordError(where, f"unknown label field(s): {', '.join(sorted(map(str, set(label) - _LABEL_KEYS)))}")
-    out: dict[str, Any] = {"name": label_name(label.get("name"), f"{where}.name")}
+    out: dict[str, Any] = {"name": checked_label_name(label.get("name"), f"{where}.name")}
     sentiment = label.get("sentiment")
     if sentiment is not None:
         if sentiment not in ("positive", "negative"):

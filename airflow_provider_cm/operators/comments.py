@@ -20,16 +20,15 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow_provider_cm.exceptions import (
     CommunicationsMiningApiError,
     CommunicationsMiningBadRequestError,
-    CommunicationsMiningConnectionError,
     CommunicationsMiningNotFoundError,
-    CommunicationsMiningProtocolError,
     CommunicationsMiningRejectedRecordsError,
-    CommunicationsMiningServerError,
 )
+from airflow_provider_cm.flags import as_bool
 from airflow_provider_cm.hooks.communications_mining import (
     MAX_SYNC_COMMENTS,
     split_full_name,
 )
+from airflow_provider_cm.hooks.retry import may_have_taken_effect
 from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
 from airflow_provider_cm.operators.comment_files import (
     DEFAULT_CSV_COLUMNS,
@@ -50,7 +49,6 @@ if TYPE_CHECKING:
 #: Problems listed in the error for an invalid file (all are counted).
 MAX_PROBLEMS_SHOWN = 20
 #: Server statuses after which a ``sync`` may have been applied although it failed.
-_MAYBE_APPLIED_STATUSES = frozenset({500, 502, 504})
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
@@ -121,7 +119,7 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
     :raises AirflowFailException: if ``csv_columns`` or ``timezone`` cannot work, the file exceeds
         ``max_comments`` or is empty with ``fail_on_empty``, or the source or dataset does not
         exist, or the dataset does not cover the source.
-    :raises CommunicationsMiningIncompleteUploadError: if the API rejected records or labels and
+    :raises CommunicationsMiningRejectedRecordsError: if the API rejected records or labels and
         ``fail_on_rejected`` is true.
     """
 
@@ -218,8 +216,8 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
         self._log_outcome(count, upload.tally)
         if (upload.tally.rejected or upload.tally.labels_rejected) and self.fail_on_rejected:
             context["ti"].xcom_push(key="return_value", value=result)
-            raise CommunicationsMiningIncompleteUploadError(
-                upload.tally, result["dead_letter_path"], upload.refused_ids, upload.unlabelled_ids
+            raise CommunicationsMiningRejectedRecordsError(
+                result["dead_letter_path"], upload.refused_ids, upload.unlabelled_ids
             )
         return result
 
@@ -429,43 +427,6 @@ def naive_zone(value: str | tzinfo | None) -> tzinfo | None:
         ) from None
 
 
-class CommunicationsMiningIncompleteUploadError(CommunicationsMiningRejectedRecordsError):
-    """The API refused some comments, or the labels of some stored comments; the rest was uploaded.
-
-    :param tally: the upload's counts.
-    :param dead_letter_path: the file that holds the refused records with the server's reasons.
-    :param refused_ids: ids of comments that were not stored (not billed).
-    :param unlabelled_ids: ids of comments that were stored (and billed if new or their text
-        changed) but whose labels were not written.
-    """
-
-    def __init__(
-        self, tally: UploadTally, dead_letter_path: str, refused_ids: list[str], unlabelled_ids: list[str]
-    ) -> None:
-        self.rejected = tally.rejected
-        self.labels_rejected = tally.labels_rejected
-        self.dead_letter_path = dead_letter_path
-        self.sample_ids = refused_ids + unlabelled_ids
-        self.unlabelled_ids = unlabelled_ids
-        parts = []
-        if tally.rejected:
-            parts.append(f"the API refused {tally.rejected} comment(s) ({_some(refused_ids)}), which were not stored")
-        if tally.labels_rejected:
-            parts.append(
-                f"{tally.labels_rejected} comment(s) ({_some(unlabelled_ids)}) were stored (and billed if new or "
-                "their text changed) but the API refused their labels, which were not written"
-            )
-        AirflowFailException.__init__(
-            self,
-            f"{'; '.join(parts)}. Every other record was uploaded. The records and the reasons are in "
-            f"{dead_letter_path}.",
-        )
-
-
-def _some(ids: list[str]) -> str:
-    return ", ".join(ids[:10]) + (", ..." if len(ids) > 10 else "")
-
-
 @dataclass
 class SpooledRecord:
     """A validated record as the upload sends it: the comment already JSON-encoded.
@@ -606,7 +567,7 @@ class _Upload:
             middle = len(records) // 2
             return self._sync(records[:middle], tally) + self._sync(records[middle:], tally)
         except Exception as exc:
-            if may_have_been_applied(exc):
+            if may_have_taken_effect(exc):
                 tally.add_lost_sync(len(records))
             raise
         tally.add_sync(answer)
@@ -665,28 +626,3 @@ class _Upload:
             (self.unlabelled_ids if stored else self.refused_ids).append(record.id)
             self.dead_letters.write(json.dumps(entry, ensure_ascii=False) + "\n")
             self.dead_lettered += 1
-
-
-def may_have_been_applied(error: BaseException) -> bool:
-    """Whether a failed request may have reached the server and taken effect.
-
-    True for a connection lost after sending, a malformed or cut answer, and HTTP 500, 502 and
-    504; false for refusals (4xx, 503), which the server answers before doing anything.
-    """
-    if isinstance(error, CommunicationsMiningConnectionError):
-        return error.sent
-    if isinstance(error, CommunicationsMiningProtocolError):
-        return True
-    return isinstance(error, CommunicationsMiningServerError) and error.status_code in _MAYBE_APPLIED_STATUSES
-
-
-def as_bool(value: Any, name: str) -> bool:
-    """A templated flag as a bool: ``True``/``False`` or the strings ``"true"``/``"false"`` (any case).
-
-    :raises ValueError: for anything else.
-    """
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    raise ValueError(f"{name} must be true or false, got {value!r}")
