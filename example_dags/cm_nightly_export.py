@@ -62,7 +62,9 @@ with DAG(
     )
     # [END howto_operator_cm_export_dataset]
 
-    @task
+    # One load at a time across runs: a backfill runs several days at once, and concurrent
+    # CREATE TABLE IF NOT EXISTS statements collide in PostgreSQL (a unique violation in pg_type).
+    @task(max_active_tis_per_dag=1)
     def load_into_warehouse(export: dict[str, Any]) -> dict[str, Any]:
         """Upsert the exported day into the warehouse table, one row per comment keyed by uid."""
         from airflow.providers.common.sql.hooks.sql import DbApiHook
