@@ -56,6 +56,14 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     return True
 
 
+#: Checks what the whole session wrote, so it runs after every other case.
+RUNS_LAST = "test_no_log_of_the_deployment_holds_the_api_token"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.name == RUNS_LAST)  # stable: everything else keeps its order
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -177,8 +185,8 @@ class Deployment:
         keep = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "LOGNAME")
         env = {key: os.environ[key] for key in keep if key in os.environ}
         env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '/usr/bin:/bin')}"
+        env["AIRFLOW_HOME"] = str(self.home)
         airflow = {
-            "HOME": str(self.home),
             "CORE__DAGS_FOLDER": str(ROOT / "example_dags"),
             "CORE__LOAD_EXAMPLES": "False",
             "CORE__EXECUTOR": "LocalExecutor",
@@ -208,12 +216,14 @@ class Deployment:
             "DAG_PROCESSOR__PARSING_PROCESSES": "1",
             "DAG_PROCESSOR__PRINT_STATS_INTERVAL": "300",
         }
-        env.update({f"AIRFLOW__{key}" if "__" in key else f"AIRFLOW_{key}": value for key, value in airflow.items()})
+        env.update({f"AIRFLOW__{key}": value for key, value in airflow.items()})
         env.update(
             {
                 "AIRFLOW_CONN_COMMUNICATIONS_MINING_DEFAULT": self.connection_json(),
                 "AIRFLOW_CONN_CM_WAREHOUSE": f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{self.warehouse_db}",
+                "CM_SOURCE": self.source,
                 "CM_DATASET": self.dataset,
+                "CM_EXPECTED_VERSION": str(self.model_version),
                 "CM_STREAM": STREAM,
                 "CM_EXPORT_ROOT": str(self.exports),
                 "CM_WAREHOUSE_CONN_ID": "cm_warehouse",
@@ -359,6 +369,12 @@ class Deployment:
 
         return wait_for(f"{dag_id}/{run_id}/{task_id} in {sorted(states)}", reached, timeout=timeout)
 
+    def trigger(self, dag_id: str, conf: dict[str, Any]) -> str:
+        """A manual run of an unpaused ``dag_id`` with ``conf`` (``POST .../dagRuns``); returns its run id."""
+        if self.api("GET", f"dags/{dag_id}")["is_paused"]:
+            self.set_paused(dag_id, False)
+        return self.api("POST", f"dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf})["dag_run_id"]
+
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float) -> dict[str, Any]:
         def finished() -> dict[str, Any] | None:
             run = self.api("GET", f"dags/{dag_id}/dagRuns/{run_id}")
@@ -476,7 +492,7 @@ def deployment(request: pytest.FixtureRequest, report: Callable[[str], None]) ->
     """The deployment, started once for the session and taken down on success, failure, Ctrl-C or SIGTERM.
 
     Its folder (component logs, task logs, exports) is removed after a green session and kept,
-    with its path printed, after a failure.
+    with its path printed, after a failure (or always with ``CM_DEPLOYMENT_KEEP=1``).
     """
     if not Postgres.available():
         if os.environ.get("CM_REQUIRE_POSTGRES") == "1":
@@ -510,7 +526,7 @@ def deployment(request: pytest.FixtureRequest, report: Callable[[str], None]) ->
         _LIVE.remove(deployment)
         signal.signal(signal.SIGTERM, previous_handler)
         report(f"deployment: stopped in {time.monotonic() - stopping:.0f} s")
-        if request.session.testsfailed == failed_before:
+        if request.session.testsfailed == failed_before and not os.environ.get("CM_DEPLOYMENT_KEEP"):
             shutil.rmtree(deployment.folder, ignore_errors=True)
         else:
             report(f"deployment: logs, task logs and exports kept in {deployment.folder}")
