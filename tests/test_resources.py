@@ -327,3 +327,12 @@ def test_cm_setup_dag_creates_everything_from_nothing_then_changes_nothing(hook,
     labels = [d["name"] for d in hook.get_dataset(f"{project}/support")["label_defs"]]
     assert labels == ["Billing > Refund", "Card > Lost"]
     assert [s["name"] for s in hook.list_streams(f"{project}/support")] == ["new-messages"]
+
+
+def test_a_string_where_a_list_belongs_is_refused_before_anything_is_sent(hook, context, two_sources):
+    project, _ = two_sources
+    with pytest.raises(ValueError, match="label_defs must be a list"):
+        run(dataset_op(f"{project}/support", sources=[f"{project}/inbox"], label_defs="Billing"), context)
+    with pytest.raises(ValueError, match="sources must be a list"):
+        run(dataset_op(f"{project}/support", sources=f"{project}/inbox"), context)
+    assert hook.list_datasets(project) == []

@@ -150,9 +150,20 @@ class CommunicationsMiningCreateSourceOperator(_CreateOperator):
         self.language = language
         self.should_translate = should_translate
         self.sensitive_properties = sensitive_properties
-        self._check_if_exists(self._fields())
+        self._check_if_exists(
+            {
+                "title": title,
+                "description": description,
+                "language": language,
+                "should_translate": should_translate,
+                "sensitive_properties": sensitive_properties,
+            }
+        )
 
     def _fields(self) -> dict[str, Any]:
+        """The API's source fields from the (rendered) arguments."""
+        if isinstance(self.sensitive_properties, str):
+            raise ValueError(f"sensitive_properties must be a list, got the string {self.sensitive_properties!r}")
         return {
             "title": self.title,
             "description": self.description,
@@ -190,6 +201,8 @@ def label_groups(groups: Mapping[str, Sequence[LabelDef]] | Sequence[Mapping[str
     pairs: list[tuple[Any, Any]]
     if isinstance(groups, Mapping):
         pairs = list(groups.items())
+    elif isinstance(groups, str):
+        raise ValueError(f"label_groups must be a mapping or a list, got the string {groups!r}")
     else:
         pairs = [(group.get("name"), group.get("label_defs") or []) for group in groups]
     out = []
@@ -268,9 +281,24 @@ class CommunicationsMiningCreateDatasetOperator(_CreateOperator):
         self.label_defs = label_defs
         self.label_groups = label_groups
         self.entity_defs = entity_defs
-        self._check_if_exists({"source_ids": sources, **self._fields()})
+        self._check_if_exists(
+            {
+                "source_ids": sources,
+                "title": title,
+                "description": description,
+                "has_sentiment": has_sentiment,
+                "model_family": model_family,
+                "label_defs": label_defs,
+                "label_groups": label_groups,
+                "entity_defs": entity_defs,
+            }
+        )
 
     def _fields(self) -> dict[str, Any]:
+        """The API's dataset fields from the (rendered) arguments."""
+        for name in ("sources", "label_defs", "entity_defs"):
+            if isinstance(getattr(self, name), str):
+                raise ValueError(f"{name} must be a list, got the string {getattr(self, name)!r}")
         return {
             "title": self.title,
             "description": self.description,
@@ -283,9 +311,8 @@ class CommunicationsMiningCreateDatasetOperator(_CreateOperator):
 
     def _ensure(self) -> EnsuredObject:
         split_full_name(self.dataset, "dataset")
-        if isinstance(self.sources, str):
-            raise ValueError(f"sources must be a list of sources, got the string {self.sources!r}")
-        return self.hook.ensure_dataset(self.dataset, sources=self.sources, if_exists=self.if_exists, **self._fields())
+        fields = self._fields()
+        return self.hook.ensure_dataset(self.dataset, sources=self.sources, if_exists=self.if_exists, **fields)
 
 
 def _given(value: Any) -> bool:
