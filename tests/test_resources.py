@@ -298,7 +298,7 @@ def test_stream_arguments_are_checked_when_the_dag_is_parsed():
 # -- the example DAG --------------------------------------------------------------------------------
 
 
-def test_cm_setup_dag_creates_everything_from_nothing_then_changes_nothing(hook, airflow_db, monkeypatch):
+def test_cm_setup_dag_creates_everything_from_nothing_then_changes_nothing(hook, emulator, airflow_db, monkeypatch):
     project = unique()
     monkeypatch.setenv("CM_SOURCE", f"{project}/inbox")
     monkeypatch.setenv("CM_DATASET", f"{project}/support")
@@ -327,6 +327,21 @@ def test_cm_setup_dag_creates_everything_from_nothing_then_changes_nothing(hook,
     labels = [d["name"] for d in hook.get_dataset(f"{project}/support")["label_defs"]]
     assert labels == ["Billing > Refund", "Card > Lost"]
     assert [s["name"] for s in hook.list_streams(f"{project}/support")] == ["new-messages"]
+
+    # Once a model is pinned and tagged live, a run with CM_STREAM_MODEL_TAG=live points the stream at it.
+    dataset = f"{project}/support"
+    records = [make_record(f"t{i}", "2026-10-01T00:00:00Z", text, label) for i, (text, label) in enumerate(TRAINING)]
+    hook.sync_comments(f"{project}/inbox", [r["comment"] for r in records])
+    for record in records:
+        hook.update_annotations(dataset, f"{source_id}.{record['comment']['id']}", labelling=record["labelling"])
+    assert emulator.admin("POST", f"datasets/{dataset}/models", {"tag": "live"})["version"] == 1
+    monkeypatch.setenv("CM_STREAM_MODEL_TAG", "live")
+    third = load_dag("cm_setup").test()
+    assert third.state == "success"
+    tagged = xcom_values(third)
+    assert [tagged[task]["outcome"] for task in tasks] == ["left_alone"] * 3 + ["updated"]
+    assert tagged["create_stream"]["model"] == {"version": 1, "label_thresholds": []}
+    assert hook.get_stream(dataset, "new-messages")["comment_filter"] == {"sources": [source_id]}
 
 
 def test_a_string_where_a_list_belongs_is_refused_before_anything_is_sent(hook, context, two_sources):
