@@ -8,7 +8,7 @@ import uuid
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_provider_cm.exceptions import CommunicationsMiningNotFoundError
+from airflow_provider_cm.exceptions import CommunicationsMiningConflictError, CommunicationsMiningNotFoundError
 from airflow_provider_cm.operators.resources import (
     CommunicationsMiningCreateDatasetOperator,
     CommunicationsMiningCreateProjectOperator,
@@ -351,3 +351,41 @@ def test_a_string_where_a_list_belongs_is_refused_before_anything_is_sent(hook, 
     with pytest.raises(ValueError, match="sources must be a list"):
         run(dataset_op(f"{project}/support", sources=f"{project}/inbox"), context)
     assert hook.list_datasets(project) == []
+
+
+# -- the hook's set-up methods ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def first_read_misses(emulator):
+    """Make the next GET of a path answer 404, as if the object appeared between the read and the create."""
+
+    injected = emulator.stats()["faults_injected"].get("status", 0)
+
+    def arm(path: str) -> None:
+        rule = {"kind": "status", "status": 404, "method": "GET", "path_contains": path, "count": 1}
+        emulator.admin("POST", "faults", {"faults": [rule]})
+
+    yield arm
+    emulator.admin("DELETE", "faults")
+    assert emulator.stats()["faults_injected"].get("status", 0) == injected + 1, "the read did not miss"
+
+
+def test_an_object_created_between_the_read_and_the_create_is_treated_as_existing(hook, first_read_misses):
+    project = unique()
+    hook.create_project(project, title="First")
+    first_read_misses(f"/projects/{project}")
+    ensured = hook.ensure_project(project, title="Second", if_exists="update")
+    assert ensured["outcome"] == "updated" and ensured["differences"]["title"]["found"] == "First"
+    assert hook.get_project(project)["title"] == "Second"
+
+
+def test_fail_raises_the_conflict_when_the_create_finds_the_object(hook, context, first_read_misses):
+    project = unique()
+    hook.create_project(project)
+    source = hook.create_source(f"{project}/inbox")
+    first_read_misses(f"/sources/{project}/inbox")
+    with pytest.raises(CommunicationsMiningConflictError, match="already exists") as raised:
+        hook.ensure_source(f"{project}/inbox", title="Other", if_exists="fail")
+    assert raised.value.status_code == 409
+    assert hook.get_source(f"{project}/inbox") == source
