@@ -53,10 +53,11 @@ def backfill(deployment: Deployment) -> dict[str, Any]:
     """
     if deployment.api("GET", f"dags/{DAG_ID}")["is_paused"]:
         deployment.set_paused(DAG_ID, False)  # backfill runs are only scheduled for an active DAG
-    # Unpausing starts the latest night's run; let it finish, then start from a warehouse without
-    # the table, so that the backfill's first loads are the ones that create it (as on a first install).
+        # Unpausing starts the latest night's run: let it finish first.
+        wait_for("the latest night's run", lambda: deployment.run_ids(DAG_ID), timeout=60)
     for run_id in deployment.run_ids(DAG_ID):
         deployment.wait_for_run(DAG_ID, run_id, timeout=180)
+    # A warehouse without the table: the backfill's first loads create it, as on a first install.
     Postgres.execute("DROP TABLE IF EXISTS cm_comments", deployment.warehouse_db)
     body = {
         "dag_id": DAG_ID,
@@ -121,6 +122,4 @@ def test_backfill_exports_and_loads_exactly_each_days_comments(deployment: Deplo
     rows = Postgres.execute("SELECT comment_id, timestamp FROM cm_comments", deployment.warehouse_db)
     assert not [n for n in Counter(row[0] for row in rows).values() if n > 1]
     loaded = ids_by_day([{"comment": {"id": row[0], "timestamp": row[1]}} for row in rows])
-    assert {day: ids for day, ids in loaded.items()} == {
-        day.isoformat(): expected[day.isoformat()] for day in BACKFILLED
-    }
+    assert dict(loaded) == {day.isoformat(): expected[day.isoformat()] for day in BACKFILLED}

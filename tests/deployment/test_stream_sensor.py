@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_cm.exceptions import CommunicationsMiningNotFoundError
 from tests.deployment.conftest import STREAM, Deployment, Postgres, deployment_hook, read_banking77, wait_for
 
 pytestmark = pytest.mark.deployment
@@ -31,7 +32,7 @@ ARRIVING_DAY = "2026-10-15"
 def stream(deployment: Deployment) -> Iterator[Any]:
     """A new, empty stream on the deployment's dataset (a new stream starts at its creation time)."""
     hook = deployment_hook()
-    with contextlib.suppress(Exception):
+    with contextlib.suppress(CommunicationsMiningNotFoundError):
         hook.delete_stream(deployment.dataset, STREAM)
     hook.put_stream(deployment.dataset, STREAM, model_version=deployment.model_version)
     assert hook.fetch_stream(deployment.dataset, STREAM, size=16)["results"] == []
