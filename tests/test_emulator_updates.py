@@ -83,3 +83,9 @@ def test_a_dataset_keeps_its_label_groups_and_learns_labels_into_the_default_gro
         "Tone": [("Angry", "Angry", "Shouting")],
     }
     assert dataset["label_defs"] == dataset["label_groups"][0]["label_defs"]
+
+
+def test_a_label_group_needs_a_name(emulator, workspace):
+    body = {"dataset": {"source_ids": [workspace.source_id], "label_groups": [{"label_defs": [{"name": "A"}]}]}}
+    answer = call(emulator, "PUT", f"api/v1/datasets/{workspace.project}/unnamed-group", body)
+    assert answer.status_code == 400 and "label_groups[0].name is required" in answer.json()["message"]

@@ -47,7 +47,9 @@ LABEL_DEF = obj(
     {"name": string(min_len=1), "title": string(max_len=128), "description": string(max_len=16384)},
     required=("name",),
 )
-LABEL_GROUP = obj({"name": string(min_len=1, max_len=64), "label_defs": array(LABEL_DEF, max_items=MAX_DEFS)})
+LABEL_GROUP = obj(
+    {"name": string(min_len=1, max_len=64), "label_defs": array(LABEL_DEF, max_items=MAX_DEFS)}, required=("name",)
+)
 DATASET_FIELDS_BY_NAME = {
     "title": string(max_len=128),
     "description": string(max_len=16384),

@@ -169,7 +169,7 @@ class Dataset:
         groups: dict[str, dict[str, dict[str, Any]]] = {"default": {}}
         given = [("default", d) for d in self.fields.get("label_defs") or []]
         for group in self.fields.get("label_groups") or []:
-            given.extend((group["name"], d) for d in group.get("label_defs") or [])
+            given.extend((group.get("name") or "default", d) for d in group.get("label_defs") or [])
         for group_name, label_def in given:
             groups.setdefault(group_name, {}).setdefault(label_def["name"], label_def)
         defined = {name for defs in groups.values() for name in defs}
