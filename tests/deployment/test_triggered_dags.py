@@ -1,7 +1,8 @@
-"""The two DAGs run on demand, triggered with ``conf`` through the REST API: upload, and the model-tag gate."""
+"""The DAGs run on demand, triggered through the REST API: set-up, upload (``conf``) and the model-tag gate."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,8 @@ from typing import Any
 import pytest
 import requests
 
-from tests.deployment.conftest import Deployment, deployment_hook, read_banking77
+from airflow_provider_cm.exceptions import CommunicationsMiningNotFoundError
+from tests.deployment.conftest import STREAM, Deployment, deployment_hook, read_banking77
 
 pytestmark = pytest.mark.deployment
 
@@ -76,3 +78,25 @@ def test_model_gate_predicts_with_the_live_version_and_fails_when_the_tag_moved(
         "failed",
         {"check_live_model": "failed", "predict_new_messages": "upstream_failed"},
     )
+
+
+def test_setup_dag_over_existing_objects_succeeds_and_keeps_them(deployment: Deployment):
+    """``cm_setup`` run where the project, source, dataset and stream already exist (as on every rerun)."""
+    dag_id = "cm_setup"
+    hook = deployment_hook()
+    try:
+        with contextlib.suppress(CommunicationsMiningNotFoundError):
+            hook.delete_stream(deployment.dataset, STREAM)  # the stream is the one object the run creates
+        source_id = hook.get_source(deployment.source)["id"]
+
+        run_id = deployment.trigger(dag_id, {})
+        run = deployment.wait_for_run(dag_id, run_id, timeout=180)
+        states = deployment.task_states(dag_id, run_id)
+        assert (run["state"], set(states.values())) == ("success", {"success"}), states
+
+        assert hook.get_source(deployment.source)["id"] == source_id  # kept, not replaced
+        stream = hook.get_stream(deployment.dataset, STREAM)
+        assert stream["name"] == STREAM
+        assert hook.fetch_stream(deployment.dataset, STREAM, size=16)["results"] == []  # starts at creation
+    finally:
+        hook.close()
