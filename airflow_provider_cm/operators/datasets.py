@@ -5,70 +5,21 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, AssetAlias
 
+from airflow_provider_cm.flat_comments import EXPORT_COLUMNS, flatten_exported_comment
 from airflow_provider_cm.hooks.communications_mining import MAX_EXPORT_LIMIT, split_full_name
-from airflow_provider_cm.labels import label_name
 from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
 from airflow_provider_cm.operators.storage import atomic_write, path_as_given, to_storage_path
-from airflow_provider_cm.times import api_time, at_or_after, to_utc
+from airflow_provider_cm.times import api_time
+from airflow_provider_cm.windows import check_order_by, export_window, iter_window_pages
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-
-#: Columns of the flattened CSV export (and of the example warehouse table).
-EXPORT_COLUMNS = (
-    "uid",
-    "comment_id",
-    "source_id",
-    "timestamp",
-    "created_at",
-    "subject",
-    "body",
-    "sender",
-    "user_properties",
-    "assigned_labels",
-    "predicted_labels",
-)
-
-
-def flatten_exported_comment(exported: dict[str, Any]) -> dict[str, Any]:
-    """One exported comment as one flat row (keys :data:`EXPORT_COLUMNS`).
-
-    ``subject``, ``body`` and ``sender`` come from the comment's messages (texts joined by a blank
-    line when there are several); ``user_properties`` is a JSON object; ``assigned_labels`` is a
-    JSON list of ``{"name", "sentiment"?}`` (parents included, as the API lists them);
-    ``predicted_labels`` a JSON list of ``{"name", "probability", "sentiment"?}``.
-    """
-    comment = exported.get("comment", {})
-    messages = comment.get("messages") or []
-    uid = comment.get("uid", "")
-
-    def texts(part: str) -> str:
-        return "\n\n".join(m[part]["text"] for m in messages if isinstance(m.get(part), dict) and m[part].get("text"))
-
-    senders = [m["from"] for m in messages if m.get("from")]
-    assigned = ((exported.get("annotations") or {}).get("labels") or {}).get("assigned") or []
-    predicted = (exported.get("predictions") or {}).get("labels") or []
-    return {
-        "uid": uid,
-        "comment_id": comment.get("id", ""),
-        "source_id": uid.split(".", 1)[0] if "." in uid else "",
-        "timestamp": comment.get("timestamp", ""),
-        "created_at": comment.get("created_at", ""),
-        "subject": texts("subject"),
-        "body": texts("body"),
-        "sender": senders[0] if senders else "",
-        "user_properties": json.dumps(comment.get("user_properties") or {}, ensure_ascii=False, sort_keys=True),
-        "assigned_labels": json.dumps(assigned, ensure_ascii=False),
-        "predicted_labels": json.dumps(
-            [{**p, "name": label_name(p.get("name"))} for p in predicted], ensure_ascii=False
-        ),
-    }
 
 
 class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator):
@@ -135,8 +86,7 @@ class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator
     ) -> None:
         if output_format not in ("jsonl", "csv"):
             raise ValueError(f"output_format must be 'jsonl' or 'csv', got {output_format!r}")
-        if order_by not in ("timestamp", "created_at"):
-            raise ValueError(f"order_by must be 'timestamp' or 'created_at', got {order_by!r}")
+        check_order_by(order_by)
         if not 1 <= page_size <= MAX_EXPORT_LIMIT:
             raise ValueError(f"page_size must be between 1 and {MAX_EXPORT_LIMIT}, got {page_size}")
         if not kwargs.get("outlets"):
@@ -166,49 +116,10 @@ class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator
     def window(self, context: Context) -> tuple[datetime, datetime]:
         """``(start, end)`` in UTC: the operator's arguments, else the run's data interval.
 
-        :raises ValueError: if neither gives a window, or the window is empty or reversed; the
-            message names the DAG's timetable and the schedules that work.
+        :raises ValueError: if neither gives a window, or the window is empty or reversed (see
+            :func:`~airflow_provider_cm.windows.export_window`).
         """
-        start = self.start if self.start not in (None, "") else context.get("data_interval_start")
-        end = self.end if self.end not in (None, "") else context.get("data_interval_end")
-        if start is None or end is None:
-            raise ValueError(f"no export window: this run has no data interval. {self._schedule_advice(context)}")
-        start_utc, end_utc = to_utc(start, "start"), to_utc(end, "end")
-        if start_utc >= end_utc:
-            raise ValueError(
-                f"the export window is empty: start {api_time(start_utc)} is not before end {api_time(end_utc)}. "
-                f"{self._schedule_advice(context)}"
-            )
-        return start_utc, end_utc
-
-    @staticmethod
-    def _schedule_advice(context: Context) -> str:
-        dag = context.get("dag")
-        timetable = type(dag.timetable).__name__ if dag is not None and hasattr(dag, "timetable") else None
-        used = f"This DAG's schedule ({timetable}) gives" if timetable else "Trigger-style schedules give"
-        return (
-            f"{used} runs without a data interval: in Airflow 3 a cron string such as '@daily' and a "
-            "timedelta schedule do, as do manual runs. Schedule the DAG with "
-            "CronDataIntervalTimetable('0 0 * * *', timezone='UTC') or "
-            "DeltaDataIntervalTimetable(timedelta(days=1)) from airflow.sdk, or pass start and end."
-        )
-
-    def _pages(self, start: datetime, end: datetime) -> Iterator[list[dict[str, Any]]]:
-        """Pages of exported comments with ``start <= time < end`` (the API's ``to`` is inclusive)."""
-        end_key = api_time(end)
-        for page in self.hook.iter_export_pages(
-            self.dataset,
-            start=api_time(start),
-            end=end_key,
-            order_by=self.order_by,
-            source_ids=list(self.source_ids) if self.source_ids else None,
-            limit=self.page_size,
-        ):
-            yield [
-                exported
-                for exported in page
-                if not at_or_after((exported.get("comment") or {}).get(self.order_by) or "", end, end_key)
-            ]
+        return export_window(self.start, self.end, context)
 
     def execute(self, context: Context) -> dict[str, str | int]:
         split_full_name(self.dataset, "dataset")
@@ -231,7 +142,15 @@ class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator
             writer = csv.DictWriter(buffer, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
             if self.output_format == "csv":
                 writer.writeheader()
-            for page in self._pages(start, end):
+            for page in iter_window_pages(
+                self.hook,
+                self.dataset,
+                start,
+                end,
+                order_by=self.order_by,
+                source_ids=self.source_ids,
+                page_size=self.page_size,
+            ):
                 for exported in page:
                     if self.output_format == "csv":
                         writer.writerow(flatten_exported_comment(exported))
