@@ -47,6 +47,13 @@ def get_provider_info() -> dict[str, Any]:
                 ],
             }
         ],
+        "transfers": [
+            {
+                "source-integration-name": "UiPath Communications Mining",
+                "target-integration-name": "Common SQL",
+                "python-module": "airflow_provider_cm.transfers.communications_mining_to_sql",
+            }
+        ],
         "sensors": [
             {
                 "integration-name": "UiPath Communications Mining",

@@ -1,0 +1,1 @@
+"""Transfers: Communications Mining datasets and streams straight into other systems' tables."""

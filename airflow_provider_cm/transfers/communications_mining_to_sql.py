@@ -1,0 +1,404 @@
+"""Communications Mining straight into a SQL table of any common-sql connection.
+
+* :class:`CommunicationsMiningToSqlOperator`: a dataset's comments for the data interval, one row
+  per comment keyed by ``uid``; a rerun of the window replaces the window's rows.
+* :class:`CommunicationsMiningStreamToSqlOperator`: a stream drained batch after batch, each
+  batch upserted and committed before the stream is advanced past it: exactly once in effect.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_cm.flat_comments import EXPORT_COLUMNS, flatten_exported_comment
+from airflow_provider_cm.hooks.communications_mining import MAX_EXPORT_LIMIT, MAX_STREAM_FETCH, split_full_name
+from airflow_provider_cm.labels import LEVEL_SEPARATOR
+from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
+from airflow_provider_cm.times import api_time
+from airflow_provider_cm.transfers.sql_table import (
+    CommentTable,
+    check_table_name,
+    error_reason,
+    is_templated,
+    refuses_row,
+    sql_hook,
+)
+from airflow_provider_cm.windows import check_order_by, export_window, iter_window_pages, window_key
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+#: The stream transfer's columns.
+STREAM_COLUMNS = (
+    "uid",
+    "comment_id",
+    "timestamp",
+    "body",
+    "predicted_labels",
+    "top_label",
+    "top_probability",
+    "sequence_id",
+)
+
+#: Column types that are not TEXT, when the stream transfer creates its table.
+STREAM_COLUMN_TYPES = {"top_probability": "DOUBLE PRECISION"}
+
+
+def _checked_table(table: str) -> str:
+    """A table name checked when the DAG is parsed, unless it is a template (checked when rendered)."""
+    return table if is_templated(table) else check_table_name(table)
+
+
+class CommunicationsMiningToSqlOperator(CommunicationsMiningBaseOperator):
+    """Load a dataset's comments for a time window (by default the data interval) into a SQL table.
+
+    Calls ``GET /api/v1/datasets/<project>/<dataset>``
+    (https://docs.uipath.com/communications-mining/automation-cloud/latest/developer-guide/datasets)
+    for the dataset's sources, then ``POST /api/v1/datasets/<project>/<dataset>/export``
+    (https://docs.uipath.com/communications-mining/automation-cloud/latest/developer-guide/export-a-dataset)
+    page by page, following ``continuation`` to the end.
+
+    The window follows the export operator's rules: half-open ``[start, end)`` on ``order_by``
+    (the API's inclusive ``to`` is corrected), ``start``/``end`` default to the run's data
+    interval, and a run without one fails saying which timetable to use.
+
+    The table gets one row per comment keyed by ``uid``, with the columns of the flat CSV export
+    (:data:`~airflow_provider_cm.flat_comments.EXPORT_COLUMNS`, all text; ``timestamp`` and
+    ``created_at`` in the API's fixed-width UTC form, so text order is time order). In **one
+    transaction** the task deletes the window's rows (``order_by`` in ``[start, end)`` and
+    ``source_id`` one of the dataset's sources, or of ``source_ids``), upserts every exported
+    comment by ``uid`` page by page, and commits once: a rerun of a window leaves exactly the
+    window's comments, a failed run leaves the table as it was, and other windows are never
+    touched. The table is created (``uid`` primary key, every other column ``TEXT``) when it does
+    not exist. Memory holds one page (``page_size`` comments) at a time.
+
+    :param dataset: ``"project/dataset"``. Templated.
+    :param sql_conn_id: an Airflow connection whose hook is a common-sql ``DbApiHook`` (sqlite,
+        postgres, mysql, snowflake, ...). Templated.
+    :param table: ``table`` or ``schema.table``: letters, digits and underscores only (refused
+        when the DAG is parsed otherwise). Templated.
+    :param start: window start (datetime or ISO-8601), inclusive; default the data interval start. Templated.
+    :param end: window end, exclusive; default the data interval end. Templated.
+    :param order_by: ``"timestamp"`` (the comment's own time) or ``"created_at"`` (upload time):
+        the time the window applies to, and the column its rows are selected by.
+    :param source_ids: only comments of these source ids (and only their rows are replaced). Templated.
+    :param page_size: comments per export request and per insert, 1 to 256.
+    :param communications_mining_conn_id: the Communications Mining connection.
+    :param retry_max_attempts: attempts per API request (default: the connection's, else 5).
+    :param retry_max_elapsed: seconds per API request across attempts (default: the connection's, else 300).
+    :return: (XCom; each key also its own XCom) ``{"table", "dataset", "start", "end", "order_by",
+        "rows_written", "rows_deleted", "pages", "table_created"}``: ``rows_written`` comments
+        upserted (the window's comments), ``rows_deleted`` rows of the window removed first
+        (the previous run's, ``-1`` if the driver does not count).
+    :raises ValueError: for a bad window, table name or argument (before anything is read or written).
+    :raises TypeError: if ``sql_conn_id`` is not a SQL database connection.
+    :raises CommunicationsMiningApiError: if the API fails after retries (the transaction is rolled back).
+    """
+
+    template_fields: Sequence[str] = ("dataset", "sql_conn_id", "table", "start", "end", "source_ids")
+    ui_color = "#e8f0fe"
+    ui_fgcolor = "#000000"
+    returns_mapping = True
+
+    def __init__(
+        self,
+        *,
+        dataset: str,
+        sql_conn_id: str,
+        table: str,
+        start: datetime | str | None = None,
+        end: datetime | str | None = None,
+        order_by: str = "timestamp",
+        source_ids: Sequence[str] | None = None,
+        page_size: int = MAX_EXPORT_LIMIT,
+        **kwargs: Any,
+    ) -> None:
+        check_order_by(order_by)
+        if not 1 <= page_size <= MAX_EXPORT_LIMIT:
+            raise ValueError(f"page_size must be between 1 and {MAX_EXPORT_LIMIT}, got {page_size}")
+        super().__init__(**kwargs)
+        self.dataset = dataset
+        self.sql_conn_id = sql_conn_id
+        self.table = _checked_table(table)
+        self.start = start
+        self.end = end
+        self.order_by = order_by
+        self.source_ids = source_ids
+        self.page_size = page_size
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        split_full_name(self.dataset, "dataset")
+        check_table_name(self.table)
+        start, end = export_window(self.start, self.end, context)
+        sources = list(self.source_ids or self.hook.get_dataset(self.dataset).get("source_ids") or [])
+        self.log.info(
+            "Loading %s, %s in [%s, %s), into table %s of connection %s",
+            self.dataset,
+            self.order_by,
+            api_time(start),
+            api_time(end),
+            self.table,
+            self.sql_conn_id,
+        )
+        result: dict[str, Any] = {
+            "table": self.table,
+            "dataset": self.dataset,
+            "start": api_time(start),
+            "end": api_time(end),
+            "order_by": self.order_by,
+        }
+        with CommentTable(sql_hook(self.sql_conn_id), self.table, EXPORT_COLUMNS) as table:
+            result["table_created"] = table.ensure()
+            result["rows_deleted"] = table.delete_window(self.order_by, api_time(start), api_time(end), sources)
+            result["rows_written"], result["pages"] = self._write_window(table, start, end)
+            table.commit()
+        self.log.info(
+            "Committed %d rows of %s into %s (%d rows of the window deleted first)",
+            result["rows_written"],
+            self.dataset,
+            self.table,
+            result["rows_deleted"],
+        )
+        return result
+
+    def _write_window(self, table: CommentTable, start: datetime, end: datetime) -> tuple[int, int]:
+        """Upsert the window's comments page by page, uncommitted; return (rows, pages)."""
+        written = pages = logged = 0
+        for page in iter_window_pages(
+            self.hook,
+            self.dataset,
+            start,
+            end,
+            order_by=self.order_by,
+            source_ids=self.source_ids,
+            page_size=self.page_size,
+        ):
+            table.upsert([self._row(exported) for exported in page])
+            written += len(page)
+            pages += 1
+            if written - logged >= 10_000:
+                logged = written
+                self.log.info("Written %d rows so far (not committed yet)", written)
+        return written, pages
+
+    @staticmethod
+    def _row(exported: dict[str, Any]) -> tuple[Any, ...]:
+        flat = flatten_exported_comment(exported)
+        flat["timestamp"] = window_key(flat["timestamp"])
+        flat["created_at"] = window_key(flat["created_at"])
+        return tuple(flat[column] for column in EXPORT_COLUMNS)
+
+
+def stream_row(result: Mapping[str, Any]) -> tuple[Any, ...]:
+    """One fetched stream result as a row of :data:`STREAM_COLUMNS`.
+
+    ``body`` is the text of the comment's messages (joined by a blank line); ``predicted_labels``
+    a JSON list of ``{"name": "Parent > Child", "probability", ...}``; ``top_label`` and
+    ``top_probability`` the most probable of the most specific labels predicted (a parent label
+    is at least as probable as its children, so the deepest level is the informative one).
+    """
+    comment = result.get("comment") or {}
+    messages = comment.get("messages") or []
+    body = "\n\n".join(m["body"]["text"] for m in messages if isinstance(m.get("body"), dict) and m["body"].get("text"))
+    labels = list(result.get("labels") or [])
+    depth = max((str(label.get("name", "")).count(LEVEL_SEPARATOR) for label in labels), default=0)
+    deepest = [label for label in labels if str(label.get("name", "")).count(LEVEL_SEPARATOR) == depth]
+    top = max(deepest, key=lambda label: float(label.get("probability") or 0.0), default=None)
+    return (
+        comment.get("uid"),
+        comment.get("id"),
+        comment.get("timestamp"),
+        body,
+        json.dumps(labels, ensure_ascii=False),
+        top.get("name") if top else None,
+        float(top["probability"]) if top and top.get("probability") is not None else None,
+        result.get("sequence_id"),
+    )
+
+
+class CommunicationsMiningStreamToSqlOperator(CommunicationsMiningBaseOperator):
+    """Drain a stream into a SQL table, batch by batch, exactly once in effect.
+
+    Calls ``POST /api/v1/datasets/<project>/<dataset>/streams/<stream>/fetch``
+    (https://docs.uipath.com/ixp/automation-cloud/latest/cm-user-guide/fetch-comments-from-a-stream-legacy.md),
+    ``.../advance``
+    (https://docs.uipath.com/communications-mining/automation-cloud/latest/developer-guide/advance-a-stream)
+    and, for rows the database refuses, ``PUT .../exceptions``
+    (https://docs.uipath.com/communications-mining/automation-cloud/latest/developer-guide/tag-an-exception).
+
+    For each batch of up to ``batch_size`` results, in this order:
+
+    1. the batch is upserted by ``uid`` in one transaction and committed (the commit is the
+       downstream success);
+    2. rows the database refuses (an integrity or data error: a ``CHECK``, ``NOT NULL`` or type
+       the table imposes) are found by bisecting the batch, left out, and tagged as exceptions of
+       the stream with the database's reason (``"Refused by <table>: <reason>"``);
+    3. only then is the stream advanced to the batch's ``sequence_id``.
+
+    Batches holding only comments the stream's filter drops are advanced past. The task goes on
+    until the stream is caught up or ``max_results`` results were handled. A failure at any
+    point (the database, the API after retries, the worker) leaves the stream at the last batch
+    committed, so the next run fetches the rest and the upsert makes any redelivery harmless:
+    nothing lost, nothing duplicated. A database failure that is not a refused row (connection
+    lost, table missing) fails the task.
+
+    The table (created when missing, ``uid`` primary key): :data:`STREAM_COLUMNS` = ``uid,
+    comment_id, timestamp, body`` (the messages' text), ``predicted_labels`` (JSON),
+    ``top_label``, ``top_probability`` (a number), ``sequence_id``.
+
+    :param dataset: ``"project/dataset"``. Templated.
+    :param stream: the stream's name. Templated.
+    :param sql_conn_id: an Airflow connection whose hook is a common-sql ``DbApiHook``. Templated.
+    :param table: ``table`` or ``schema.table`` (letters, digits, underscores; refused when the DAG
+        is parsed otherwise). Templated.
+    :param max_results: most results (comments) to handle in one run.
+    :param batch_size: comments per fetch and per transaction, 1 to 1,024.
+    :param communications_mining_conn_id: the Communications Mining connection.
+    :param retry_max_attempts: attempts per API request (default: the connection's, else 5).
+    :param retry_max_elapsed: seconds per API request across attempts (default: the connection's, else 300).
+    :return: (XCom; each key also its own XCom) ``{"table", "dataset", "stream", "rows_written",
+        "batches", "refused_uids", "filtered", "sequence_id", "caught_up"}``: ``rows_written`` rows
+        committed, ``batches`` batches committed and acknowledged, ``refused_uids`` comments left
+        out and tagged, ``filtered`` comments the stream's filter skipped, ``sequence_id`` the last
+        position advanced to (``None`` if none), ``caught_up`` whether the stream was drained.
+    :raises ValueError: for a bad table name or argument.
+    :raises TypeError: if ``sql_conn_id`` is not a SQL database connection.
+    :raises CommunicationsMiningApiError: if the API fails after retries (committed batches stay,
+        the stream stays at the last one acknowledged).
+    """
+
+    template_fields: Sequence[str] = ("dataset", "stream", "sql_conn_id", "table")
+    ui_color = "#e8f0fe"
+    ui_fgcolor = "#000000"
+    returns_mapping = True
+
+    def __init__(
+        self,
+        *,
+        dataset: str,
+        stream: str,
+        sql_conn_id: str,
+        table: str,
+        max_results: int = 100_000,
+        batch_size: int = MAX_STREAM_FETCH,
+        **kwargs: Any,
+    ) -> None:
+        if not 1 <= batch_size <= MAX_STREAM_FETCH:
+            raise ValueError(f"batch_size must be between 1 and {MAX_STREAM_FETCH}, got {batch_size}")
+        if max_results < 1:
+            raise ValueError("max_results must be at least 1")
+        super().__init__(**kwargs)
+        self.dataset = dataset
+        self.stream = stream
+        self.sql_conn_id = sql_conn_id
+        self.table = _checked_table(table)
+        self.max_results = max_results
+        self.batch_size = batch_size
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        split_full_name(self.dataset, "dataset")
+        check_table_name(self.table)
+        if not self.stream:
+            raise ValueError("stream must be a stream name")
+        totals: dict[str, Any] = {
+            "table": self.table,
+            "dataset": self.dataset,
+            "stream": self.stream,
+            "rows_written": 0,
+            "batches": 0,
+            "refused_uids": [],
+            "filtered": 0,
+            "sequence_id": None,
+            "caught_up": False,
+        }
+        with CommentTable(sql_hook(self.sql_conn_id), self.table, STREAM_COLUMNS, STREAM_COLUMN_TYPES) as table:
+            table.ensure()
+            self._drain(table, totals)
+        self.log.info(
+            "Stream %s of %s: %d rows committed into %s in %d batches, %d refused; %s",
+            self.stream,
+            self.dataset,
+            totals["rows_written"],
+            self.table,
+            totals["batches"],
+            len(totals["refused_uids"]),
+            "caught up" if totals["caught_up"] else f"stopped at max_results={self.max_results}",
+        )
+        return totals
+
+    def _drain(self, table: CommentTable, totals: dict[str, Any]) -> None:
+        handled = 0
+        while handled < self.max_results:
+            batch = self._next_batch(min(self.batch_size, self.max_results - handled), totals)
+            if not batch["results"]:
+                totals["caught_up"] = True
+                return
+            rows = [stream_row(result) for result in batch["results"]]
+            refused = self._commit_batch(table, rows)
+            self._tag_refused(refused)
+            self.hook.advance_stream(self.dataset, self.stream, batch["sequence_id"])
+            handled += len(rows)
+            totals["rows_written"] += len(rows) - len(refused)
+            totals["batches"] += 1
+            totals["refused_uids"] += sorted(refused)
+            totals["sequence_id"] = batch["sequence_id"]
+            self.log.info(
+                "Committed %d rows, %d refused, and advanced to %s",
+                len(rows) - len(refused),
+                len(refused),
+                batch["sequence_id"],
+            )
+            if batch["is_end_sequence"]:
+                totals["caught_up"] = True
+                return
+
+    def _next_batch(self, size: int, totals: dict[str, Any]) -> dict[str, Any]:
+        """The next batch holding results, or the empty one that ends the stream; filtered-only batches are skipped."""
+        while True:
+            batch = self.hook.fetch_stream(self.dataset, self.stream, size=size)
+            if batch["results"] or not batch["filtered"]:
+                return batch
+            self.log.info("Skipping %d comments the stream filters out", batch["filtered"])
+            self.hook.advance_stream(self.dataset, self.stream, batch["sequence_id"])
+            totals["filtered"] += batch["filtered"]
+            totals["sequence_id"] = batch["sequence_id"]
+
+    def _commit_batch(self, table: CommentTable, rows: list[tuple[Any, ...]]) -> dict[str, str]:
+        """Upsert a batch in one transaction and commit it; return the refused rows' ``{uid: reason}``."""
+        try:
+            table.upsert(rows)
+            table.commit()
+            return {}
+        except Exception as error:
+            table.rollback()
+            if not refuses_row(error):
+                raise
+            refused = table.find_refused(rows)  # raises an error that is not a refused row
+            if not refused:
+                raise
+            self.log.warning(
+                "The database refused %d of %d rows (found by bisecting the batch)", len(refused), len(rows)
+            )
+            try:
+                table.upsert([row for row in rows if row[0] not in refused])
+                table.commit()
+            except Exception as again:
+                table.rollback()
+                raise RuntimeError(
+                    f"table {self.table} accepts the rows of this batch one part at a time but refuses them "
+                    f"together ({error_reason(again)}); nothing of the batch was committed and the stream "
+                    "was not advanced"
+                ) from again
+        return refused
+
+    def _tag_refused(self, refused: Mapping[str, str]) -> None:
+        by_reason: dict[str, list[str]] = defaultdict(list)
+        for uid, reason in refused.items():
+            by_reason[f"Refused by {self.table}: {reason}"].append(uid)
+        for exception_type, uids in by_reason.items():
+            for start in range(0, len(uids), 1024):
+                self.hook.tag_exceptions(self.dataset, self.stream, sorted(uids)[start : start + 1024], exception_type)
