@@ -84,7 +84,7 @@ with DAG(
         stream=STREAM,
         title="New messages",
         model_tag=MODEL_TAG,
-        comment_filter={"sources": ["{{ ti.xcom_pull(task_ids='create_source', key='id') }}"]},
+        comment_filter={"sources": [create_source.output["id"]]},  # the source's id, from its XCom
         if_exists="update",
     )
     # [END howto_operator_cm_create_stream]
