@@ -44,11 +44,11 @@ class RawPathRouting:
         """Rewrite ``path`` and ``raw_path`` of an HTTP request, then pass it on."""
         if scope["type"] == "http":
             raw = scope.get("raw_path")
-            raw_text = raw.decode("latin-1") if raw else quote(scope["path"])
+            raw_text = raw.decode("utf-8", "surrogateescape") if raw else quote(scope["path"])
             raw_text = _without_prefix(raw_text)
             scope = dict(scope)
             scope["path"] = routing_path(raw_text)
-            scope["raw_path"] = raw_text.encode("latin-1")
+            scope["raw_path"] = raw_text.encode("utf-8", "surrogateescape")
         await self.app(scope, receive, send)
 
 
