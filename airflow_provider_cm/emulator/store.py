@@ -75,7 +75,7 @@ class Store:
     # -- running reads and writes -----------------------------------------------------------------
 
     def read(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(store, *args)`` under the lock."""
+        """Run ``fn(store, *args)`` under the lock, journaling nothing: reads, and run-time settings."""
         with self.lock:
             return fn(self, *args)
 
