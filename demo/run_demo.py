@@ -1,6 +1,7 @@
 """The demo: a local Communications Mining emulator, a corpus uploaded into it with labels, a model
-pinned on the earlier days, the later days drained through a stream, every day exported into
-object storage and a SQLite warehouse, a few new messages predicted; then what landed where.
+pinned on the earlier days, the later days drained through a stream into a SQLite warehouse, every
+day exported into object storage and loaded into the warehouse, a few new messages predicted;
+then what landed where.
 
     python demo/run_demo.py [--input PATH.jsonl|PATH.csv] [--workdir .demo]
 
@@ -176,10 +177,12 @@ def run(input_path: Path, workdir: Path) -> int:
     stats = hook.request("GET", "_emulator/stats")["stats"]
     print(f"Uploaded:   {stats['comments']} comments stored, {stats['billed_comments']} billed")
 
-    # 4. Nightly exports of every day into object storage and the warehouse.
-    export_dag = load("cm_nightly_export")
+    # 4. Nightly exports of every day into object storage, and straight into the warehouse.
+    export_dag, load_dag = load("cm_nightly_export_to_files"), load("cm_nightly_export")
     for day in days:
         if not succeeded(export_dag.test(logical_date=day + timedelta(days=1)), f"The export of {day:%Y-%m-%d}"):
+            return 1
+        if not succeeded(load_dag.test(logical_date=day + timedelta(days=1)), f"The load of {day:%Y-%m-%d}"):
             return 1
     files = sorted((workdir / "exports").rglob("*.jsonl"))
     exported = sum(sum(1 for _ in open(f, encoding="utf-8")) for f in files if "streams" not in f.parts)
@@ -189,7 +192,7 @@ def run(input_path: Path, workdir: Path) -> int:
         labelled = db.execute("SELECT COUNT(*) FROM cm_comments WHERE assigned_labels != '[]'").fetchone()[0]
     print(f"Warehouse:  {rows} rows ({distinct} distinct uids, {labelled} with labels) in table cm_comments")
 
-    # 5. Drain the stream of new messages into the warehouse, advancing after each load.
+    # 5. Drain the stream of new messages into the warehouse, advancing after each committed batch.
     os.environ["CM_SENSOR_TIMEOUT"] = "5"
     stream_dag = load("cm_stream_to_warehouse")
     for _ in range(1000):

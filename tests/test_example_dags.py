@@ -1,8 +1,9 @@
 """The example DAGs end to end with ``dag.test()`` on the real BANKING77 corpus.
 
 All 10,003 records go through ``cm_upload_comments`` into the emulator with their labels, come
-back out through ``cm_nightly_export`` day by day and land in a warehouse table (SQLite, and the
-PostgreSQL server on 127.0.0.1:5432).
+back out day by day through ``cm_nightly_export_to_files`` into files and through
+``cm_nightly_export`` straight into a warehouse table (SQLite, and the PostgreSQL server on
+127.0.0.1:5432).
 """
 
 from __future__ import annotations
@@ -88,8 +89,17 @@ class Pipeline:
         return dag_run, xcom_values(dag_run)["upload_comments"]
 
     def export_day(self, day: datetime):
+        """A run of ``cm_nightly_export_to_files`` for ``day``: the day's file."""
+        return self._run_day("cm_nightly_export_to_files", day)
+
+    def load_day(self, day: datetime):
+        """A run of ``cm_nightly_export`` for ``day``: the day's rows in the warehouse table."""
+        return self._run_day("cm_nightly_export", day)
+
+    @staticmethod
+    def _run_day(dag_id: str, day: datetime):
         # A daily data-interval run covers the day before its logical date.
-        dag_run = load_dag("cm_nightly_export").test(logical_date=day + timedelta(days=1))
+        dag_run = load_dag(dag_id).test(logical_date=day + timedelta(days=1))
         assert dag_run.state == "success"
         assert dag_run.data_interval_start == day
         return dag_run, xcom_values(dag_run)
@@ -151,7 +161,25 @@ def test_nightly_export_of_one_day_is_exact(sqlite_pipeline, records, monkeypatc
         [label] = by_id[line["comment"]["id"]]["labelling"][0]["assigned"]
         assert assigned == {label["name"], label["name"].split(" > ")[0]}
     assert Path(export["path"]).name == "2026-10-05.jsonl" and Path(export["path"]).is_file()
-    assert xcoms["load_into_warehouse"]["rows"] == len(want)
+    counted = xcoms["count_labels"]  # the downstream task read the file from the path in XCom
+    assert counted["comments"] == len(want) and counted["path"] == export["path"]
+    leaves = {name: n for name, n in counted["labels"].items() if " > " in name}
+    assert sum(leaves.values()) == len(want)
+
+
+def test_nightly_load_of_one_day_is_exact(sqlite_pipeline, records, monkeypatch):
+    pipeline, _, _ = sqlite_pipeline
+    pipeline.apply(monkeypatch)
+    monkeypatch.setenv("CM_WAREHOUSE_TABLE", "one_day")
+    _, xcoms = pipeline.load_day(DAY)
+    loaded = xcoms["load_into_warehouse"]
+    want = expected_ids(records, DAY, DAY + timedelta(days=1))
+    with sqlite3.connect(pipeline.warehouse_path) as db:
+        rows = db.execute("SELECT comment_id, assigned_labels FROM one_day").fetchall()
+    assert sorted(row[0] for row in rows) == sorted(want)
+    assert all(json.loads(labels) for _, labels in rows)
+    assert (loaded["rows_written"], loaded["rows_deleted"], loaded["table"]) == (len(want), 0, "one_day")
+    assert loaded["start"] == "2026-10-05T00:00:00.000000Z" and loaded["end"] == "2026-10-06T00:00:00.000000Z"
 
 
 def test_three_days_equal_one_three_day_window_and_reruns_do_not_duplicate(
@@ -163,6 +191,7 @@ def test_three_days_equal_one_three_day_window_and_reruns_do_not_duplicate(
     for offset in range(3):
         _, xcoms = pipeline.export_day(DAY + timedelta(days=offset))
         daily += [line["comment"]["id"] for line in read_jsonl(xcoms["export_day"]["path"])]
+        pipeline.load_day(DAY + timedelta(days=offset))
     window = CommunicationsMiningExportDatasetOperator(
         task_id="window",
         dataset=pipeline.workspace.dataset,
@@ -180,7 +209,10 @@ def test_three_days_equal_one_three_day_window_and_reruns_do_not_duplicate(
 
     assert warehouse() == (len(together), len(together))
     _, xcoms = pipeline.export_day(DAY)  # rerun a day: its file and rows are replaced, not duplicated
+    _, loaded = pipeline.load_day(DAY)
     one_day = expected_ids(records, DAY, DAY + timedelta(days=1))
+    assert loaded["load_into_warehouse"]["rows_deleted"] == loaded["load_into_warehouse"]["rows_written"]
+    assert loaded["load_into_warehouse"]["rows_written"] == len(one_day)
     assert xcoms["export_day"]["count"] == len(one_day)
     assert {line["comment"]["id"] for line in read_jsonl(xcoms["export_day"]["path"])} == one_day
     assert len(read_jsonl(xcoms["export_day"]["path"])) == len(one_day)
@@ -243,7 +275,7 @@ def test_nightly_export_into_postgres(sqlite_pipeline, records, monkeypatch):
     try:
         want = expected_ids(records, DAY, DAY + timedelta(days=1))
         for _ in range(2):  # the second run replaces the day's rows
-            pipeline.export_day(DAY)
+            pipeline.load_day(DAY)
             with connection.cursor() as cursor:
                 cursor.execute(f"SELECT COUNT(*), COUNT(DISTINCT uid) FROM {table}")
                 assert cursor.fetchone() == (len(want), len(want))
@@ -262,10 +294,11 @@ def test_token_never_reaches_logs_xcom_or_rendered_fields(sqlite_pipeline, emula
     pipeline.apply(monkeypatch)
     upload_run, _ = pipeline.upload(BANKING77_JSONL)
     export_run, _ = pipeline.export_day(DAY + timedelta(days=10))
+    load_run, _ = pipeline.load_day(DAY + timedelta(days=10))
     captured = capfd.readouterr()
     assert "Uploaded 10003 comments" in captured.out  # the task logs were captured
     assert TOKEN not in captured.out and TOKEN not in captured.err
-    for run in (upload_run, export_run):
+    for run in (upload_run, export_run, load_run):
         assert TOKEN not in json.dumps(xcom_values(run), default=str)
         assert TOKEN not in json.dumps(rendered_fields(run), default=str)
     logs = Path(os.environ["AIRFLOW_HOME"])

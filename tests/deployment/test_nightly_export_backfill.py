@@ -1,13 +1,13 @@
 """``cm_nightly_export`` in a real deployment: an Airflow 3 backfill (``POST /api/v2/backfills``) over days.
 
-Seven days of BANKING77 are uploaded and the middle five are backfilled, so a window that is one
-second too wide or too narrow, or a day exported twice, shows up as a wrong id in a file or a row.
+Seven days of BANKING77 are uploaded and the middle five are backfilled straight into the
+warehouse table, so a window that is one second too wide or too narrow, or a day loaded twice,
+shows up as a wrong or duplicated row.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 from collections import Counter, defaultdict
 from datetime import date, timedelta
 from typing import Any
@@ -74,13 +74,6 @@ def backfill(deployment: Deployment) -> dict[str, Any]:
     return wait_for(f"backfill {created['id']} to complete", completed, timeout=300, interval=2)
 
 
-def exported_ids(deployment: Deployment, day: str) -> list[str]:
-    path = deployment.exports / deployment.dataset.replace("/", "__") / f"{day}.jsonl"
-    assert path.exists(), f"no export file for {day}: {sorted(p.name for p in path.parent.glob('*'))}"
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line)["comment"]["id"] for line in handle if line.strip()]
-
-
 def assert_loads_never_overlapped(deployment: Deployment) -> None:
     """The DAG loads one day at a time, across all its runs (backfill and scheduled alike).
 
@@ -98,7 +91,7 @@ def assert_loads_never_overlapped(deployment: Deployment) -> None:
     assert overlaps == [], f"loads ran at the same time: {overlaps}"
 
 
-def test_backfill_exports_and_loads_exactly_each_days_comments(deployment: Deployment):
+def test_backfill_loads_exactly_each_days_comments(deployment: Deployment):
     expected = upload_days(deployment)
     backfill(deployment)
 
@@ -108,18 +101,13 @@ def test_backfill_exports_and_loads_exactly_each_days_comments(deployment: Deplo
     for day, run in days.items():
         assert run["state"] == "success", (day, deployment.task_states(DAG_ID, run["dag_run_id"]))
         assert run["data_interval_end"][:10] == (date.fromisoformat(day) + timedelta(days=1)).isoformat()
-        export = deployment.xcom(DAG_ID, run["dag_run_id"], "export_day")
-        assert export["count"] == len(expected[day]), (day, export)
-
-        ids = exported_ids(deployment, day)
-        assert len(ids) == len(set(ids)), f"{day}: duplicated ids in the export"
-        assert set(ids) == expected[day], (
-            f"{day}: {len(set(ids) - expected[day])} extra, {len(expected[day] - set(ids))} missing"
-        )
+        loaded = deployment.xcom(DAG_ID, run["dag_run_id"], "load_into_warehouse")
+        assert loaded["rows_written"] == len(expected[day]), (day, loaded)
+        assert loaded["start"][:10] == day and loaded["table"] == "cm_comments", (day, loaded)
 
     assert_loads_never_overlapped(deployment)
 
     rows = Postgres.execute("SELECT comment_id, timestamp FROM cm_comments", deployment.warehouse_db)
-    assert not [n for n in Counter(row[0] for row in rows).values() if n > 1]
+    assert not [n for n in Counter(row[0] for row in rows).values() if n > 1], "a comment loaded twice"
     loaded = ids_by_day([{"comment": {"id": row[0], "timestamp": row[1]}} for row in rows])
     assert dict(loaded) == {day.isoformat(): expected[day.isoformat()] for day in BACKFILLED}

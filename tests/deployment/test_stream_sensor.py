@@ -21,7 +21,8 @@ pytestmark = pytest.mark.deployment
 
 DAG_ID = "cm_stream_to_warehouse"
 SENSOR = "wait_for_results"
-DOWNSTREAM = ("fetch_results", "load_into_warehouse", "advance_stream", "tag_exceptions")
+UPSTREAM = ("create_table",)
+DOWNSTREAM = ("drain_into_warehouse",)
 #: The example DAG polls every 30 s; one poll after the deferral is seen, plus start-up slack.
 POLL_WAIT = 120
 #: Comments that "arrive" while the sensor waits: a day no other case uploads.
@@ -68,14 +69,15 @@ def test_deferred_sensor_holds_no_worker_slot_and_resumes_when_comments_arrive(d
     run = deployment.wait_for_run(DAG_ID, run_id, timeout=POLL_WAIT + 120)
     states = deployment.task_states(DAG_ID, run_id)
     assert run["state"] == "success", states
-    assert states == {SENSOR: "success", **dict.fromkeys(DOWNSTREAM, "success")}
+    assert states == {SENSOR: "success", **dict.fromkeys(UPSTREAM + DOWNSTREAM, "success")}
     sensor = deployment.task_instance(DAG_ID, run_id, SENSOR)
     assert sensor["try_number"] == 1  # resumed from the deferral, not retried
 
     rows = Postgres.execute("SELECT comment_id FROM cm_stream_results", deployment.warehouse_db)
     assert sorted(row[0] for row in rows) == sorted(c["id"] for c in arriving)
-    assert deployment.xcom(DAG_ID, run_id, "fetch_results")["count"] == len(arriving)
-    # Advanced after the load: the stream is drained.
+    drained = deployment.xcom(DAG_ID, run_id, "drain_into_warehouse")
+    assert (drained["rows_written"], drained["refused_uids"], drained["caught_up"]) == (len(arriving), [], True)
+    # Advanced after the commit: the stream is drained.
     assert stream.fetch_stream(deployment.dataset, STREAM, size=16)["results"] == []
 
 
