@@ -28,7 +28,6 @@ MODEL_FAMILIES = (
     "german-dev",
     "transformer-english",
     "transformer-xlm",
-    "multilingual",
 )
 DATASET_FLAGS = ("gpt4", "external_moon_llm", "qos", "zero_shot_labels", "ixp")
 MAX_DEFS = 1024
