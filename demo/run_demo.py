@@ -137,9 +137,40 @@ def main() -> int:
         emulator.wait(timeout=15)
 
 
-def run(input_path: Path, workdir: Path) -> int:
+def example_dag(name: str):
+    """The DAG of ``example_dags/<name>.py``."""
     import importlib.util
 
+    spec = importlib.util.spec_from_file_location(name, ROOT / "example_dags" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module.dag
+
+
+def succeeded(dag_run, what: str) -> bool:
+    if dag_run.state != "success":
+        print(f"{what} failed; see the log above.")
+    return dag_run.state == "success"
+
+
+def run_nights(days: list[datetime], workdir: Path) -> bool:
+    """Every day exported to a file and loaded into the warehouse table; print what landed where."""
+    export_dag, load_dag = example_dag("cm_nightly_export_to_files"), example_dag("cm_nightly_export")
+    for day in days:
+        for dag, what in ((export_dag, "export"), (load_dag, "load")):
+            if not succeeded(dag.test(logical_date=day + timedelta(days=1)), f"The {what} of {day:%Y-%m-%d}"):
+                return False
+    files = sorted((workdir / "exports").rglob("*.jsonl"))
+    exported = sum(sum(1 for _ in open(f, encoding="utf-8")) for f in files if "streams" not in f.parts)
+    print(f"Exported:   {exported} comments in {len(days)} daily files under {workdir / 'exports'}")
+    with sqlite3.connect(workdir / "warehouse.db") as db:
+        rows, distinct = db.execute("SELECT COUNT(*), COUNT(DISTINCT uid) FROM cm_comments").fetchone()
+        labelled = db.execute("SELECT COUNT(*) FROM cm_comments WHERE assigned_labels != '[]'").fetchone()[0]
+    print(f"Warehouse:  {rows} rows ({distinct} distinct uids, {labelled} with labels) in table cm_comments")
+    return True
+
+
+def run(input_path: Path, workdir: Path) -> int:
     from airflow.utils.db import initdb
 
     from airflow_provider_cm.hooks.communications_mining import CommunicationsMiningHook
@@ -153,48 +184,26 @@ def run(input_path: Path, workdir: Path) -> int:
     earlier, later, days, split = split_corpus(input_path, workdir)
     print(f"Split:      comments before {split:%Y-%m-%d} first, the later ones after the stream exists")
 
-    def load(name: str):
-        spec = importlib.util.spec_from_file_location(name, ROOT / "example_dags" / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-        spec.loader.exec_module(module)  # type: ignore[union-attr]
-        return module.dag
-
-    def succeeded(dag_run, what: str) -> bool:
-        if dag_run.state != "success":
-            print(f"{what} failed; see the log above.")
-        return dag_run.state == "success"
-
     # 1. Upload the earlier days with their labels.
-    if not succeeded(load("cm_upload_comments").test(run_conf={"input_path": str(earlier)}), "The upload DAG"):
+    if not succeeded(example_dag("cm_upload_comments").test(run_conf={"input_path": str(earlier)}), "The upload DAG"):
         return 1
     # 2. Pin a model trained on those labels, tag it live, and open a stream on it.
     version = hook.request("POST", "_emulator/datasets/demo/support/models", json_body={"tag": "live"})["version"]
     hook.put_stream("demo/support", "new-messages", model_version=version)
     print(f"Model:      version {version} pinned and tagged live; stream demo/support/new-messages created")
     # 3. New messages arrive: the later days.
-    if not succeeded(load("cm_upload_comments").test(run_conf={"input_path": str(later)}), "The upload DAG"):
+    if not succeeded(example_dag("cm_upload_comments").test(run_conf={"input_path": str(later)}), "The upload DAG"):
         return 1
     stats = hook.request("GET", "_emulator/stats")["stats"]
     print(f"Uploaded:   {stats['comments']} comments stored, {stats['billed_comments']} billed")
 
     # 4. Nightly exports of every day into object storage, and straight into the warehouse.
-    export_dag, load_dag = load("cm_nightly_export_to_files"), load("cm_nightly_export")
-    for day in days:
-        if not succeeded(export_dag.test(logical_date=day + timedelta(days=1)), f"The export of {day:%Y-%m-%d}"):
-            return 1
-        if not succeeded(load_dag.test(logical_date=day + timedelta(days=1)), f"The load of {day:%Y-%m-%d}"):
-            return 1
-    files = sorted((workdir / "exports").rglob("*.jsonl"))
-    exported = sum(sum(1 for _ in open(f, encoding="utf-8")) for f in files if "streams" not in f.parts)
-    print(f"Exported:   {exported} comments in {len(days)} daily files under {workdir / 'exports'}")
-    with sqlite3.connect(workdir / "warehouse.db") as db:
-        rows, distinct = db.execute("SELECT COUNT(*), COUNT(DISTINCT uid) FROM cm_comments").fetchone()
-        labelled = db.execute("SELECT COUNT(*) FROM cm_comments WHERE assigned_labels != '[]'").fetchone()[0]
-    print(f"Warehouse:  {rows} rows ({distinct} distinct uids, {labelled} with labels) in table cm_comments")
+    if not run_nights(days, workdir):
+        return 1
 
     # 5. Drain the stream of new messages into the warehouse, advancing after each committed batch.
     os.environ["CM_SENSOR_TIMEOUT"] = "5"
-    stream_dag = load("cm_stream_to_warehouse")
+    stream_dag = example_dag("cm_stream_to_warehouse")
     for _ in range(1000):
         dag_run = stream_dag.test()
         if not succeeded(dag_run, "The stream DAG"):
@@ -221,7 +230,7 @@ def run(input_path: Path, workdir: Path) -> int:
             handle.write(json.dumps({"comment": json.loads(line)["comment"]}) + "\n")
     os.environ["CM_EXPECTED_VERSION"] = str(version)
     predictions = workdir / "new-messages.predictions.jsonl"
-    gate = load("cm_model_tag_gate").test(run_conf={"input_path": str(sample), "output_path": str(predictions)})
+    gate = example_dag("cm_model_tag_gate").test(run_conf={"input_path": str(sample), "output_path": str(predictions)})
     if not succeeded(gate, "The model-tag gate DAG"):
         return 1
     billed = hook.request("GET", "_emulator/stats")["stats"]["billed_predictions"]
