@@ -107,7 +107,7 @@ def configure_oauth(store: Store, body: dict[str, Any]) -> dict[str, Any]:
 
 def router(store: Store) -> APIRouter:
     """The emulator-only routes."""
-    routes = APIRouter()
+    routes = APIRouter(include_in_schema=False)
 
     @routes.get("/_emulator/stats")
     async def stats() -> Response:

@@ -35,6 +35,8 @@ from airflow_provider_cm.emulator import (
 from airflow_provider_cm.emulator.errors import ApiError
 from airflow_provider_cm.emulator.faults import FaultInjection
 from airflow_provider_cm.emulator.middleware import ErrorEnvelope, RawPathRouting, TokenCheck, internal_error
+from airflow_provider_cm.emulator.openapi import doc, install
+from airflow_provider_cm.emulator.schemas import USER, envelope
 from airflow_provider_cm.emulator.store import Store
 from airflow_provider_cm.emulator.wire import error, ok
 
@@ -93,10 +95,11 @@ def create_app(token: str, store: Store | None = None) -> Any:
     app = FastAPI(title="Communications Mining emulator", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.emulator = store
     _install_error_handlers(app)
-    app.add_api_route("/auth/user", _current_user, methods=["GET"])
+    app.add_api_route("/auth/user", _current_user, methods=["GET"], **doc(envelope(user=USER)))
     for resource in _RESOURCES:
         app.include_router(resource.router(store))
     app.include_router(predictions.router(store))
     app.include_router(oauth.router(store.oauth))
     app.include_router(admin.router(store))
+    install(app)
     return RawPathRouting(TokenCheck(FaultInjection(ErrorEnvelope(app), store), token, store))

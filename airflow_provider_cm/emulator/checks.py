@@ -1,9 +1,11 @@
 """Type checks for request bodies: small declarative schemas and the 400 each violation gets.
 
-A schema is a function ``check(value, where)`` that returns nothing for a valid value and raises
-:class:`~airflow_provider_cm.emulator.errors.ApiError` (400) naming the field otherwise. The
-builders below compose them; :func:`obj` treats an optional field sent as ``null`` as absent (the
-official client leaves such fields out, other clients send ``null``).
+A schema is a :class:`Check`: called as ``check(value, where)`` it returns nothing for a valid
+value and raises :class:`~airflow_provider_cm.emulator.errors.ApiError` (400) naming the field
+otherwise, and its ``schema`` is the same rule as JSON Schema, which the emulator's OpenAPI
+document publishes. The builders below compose both at once, so a rule is written once; :func:`obj`
+treats an optional field sent as ``null`` as absent (the official client leaves such fields out,
+other clients send ``null``), and its JSON Schema says so.
 """
 
 from __future__ import annotations
@@ -15,7 +17,29 @@ from typing import Any
 from airflow_provider_cm.emulator.errors import ApiError, bad_request
 from airflow_provider_cm.emulator.times import parse_time
 
-Check = Callable[[Any, str], None]
+
+class Check:
+    """A rule for one value: callable as ``check(value, where)``, described by ``schema``."""
+
+    __slots__ = ("_check", "schema")
+
+    def __init__(self, check: Callable[[Any, str], None], schema: dict[str, Any]) -> None:
+        self._check = check
+        #: The rule as JSON Schema (draft 2020-12, as OpenAPI 3.1 uses it).
+        self.schema = schema
+
+    def __call__(self, value: Any, where: str) -> None:
+        """Raise a 400 naming ``where`` unless ``value`` passes the rule."""
+        self._check(value, where)
+
+
+def custom(check: Callable[[Any, str], None], schema: dict[str, Any]) -> Check:
+    """A hand-written rule and the JSON Schema that describes it."""
+    return Check(check, schema)
+
+
+def _without_none(**schema: Any) -> dict[str, Any]:
+    return {key: value for key, value in schema.items() if value is not None}
 
 
 def _is_number(value: Any) -> bool:
@@ -45,7 +69,16 @@ def string(
         if regex is not None and not regex.fullmatch(value):
             raise bad_request(f"{where} must match {regex.pattern}")
 
-    return check
+    return Check(
+        check,
+        _without_none(
+            type="string",
+            minLength=min_len or None,
+            maxLength=max_len,
+            enum=list(allowed) if allowed is not None else None,
+            pattern=f"^(?:{pattern})$" if pattern else None,
+        ),
+    )
 
 
 def _check_range(value: float, where: str, minimum: float | None, maximum: float | None) -> None:
@@ -63,7 +96,7 @@ def integer(*, minimum: int | None = None, maximum: int | None = None) -> Check:
             raise bad_request(f"{where} must be an integer")
         _check_range(value, where, minimum, maximum)
 
-    return check
+    return Check(check, _without_none(type="integer", minimum=minimum, maximum=maximum))
 
 
 def number(*, minimum: float | None = None, maximum: float | None = None) -> Check:
@@ -74,7 +107,7 @@ def number(*, minimum: float | None = None, maximum: float | None = None) -> Che
             raise bad_request(f"{where} must be a number")
         _check_range(value, where, minimum, maximum)
 
-    return check
+    return Check(check, _without_none(type="number", minimum=minimum, maximum=maximum))
 
 
 def boolean() -> Check:
@@ -84,7 +117,7 @@ def boolean() -> Check:
         if not isinstance(value, bool):
             raise bad_request(f"{where} must be true or false")
 
-    return check
+    return Check(check, {"type": "boolean"})
 
 
 def timestamp() -> Check:
@@ -93,7 +126,7 @@ def timestamp() -> Check:
     def check(value: Any, where: str) -> None:
         parse_time(value, where)
 
-    return check
+    return Check(check, {"type": "string", "format": "date-time"})
 
 
 def anything() -> Check:
@@ -102,7 +135,7 @@ def anything() -> Check:
     def check(value: Any, where: str) -> None:
         return None
 
-    return check
+    return Check(check, {})
 
 
 def array(item: Check, *, min_items: int = 0, max_items: int | None = None) -> Check:
@@ -118,7 +151,7 @@ def array(item: Check, *, min_items: int = 0, max_items: int | None = None) -> C
         for index, element in enumerate(value):
             item(element, f"{where}[{index}]")
 
-    return check
+    return Check(check, _without_none(type="array", items=item.schema, minItems=min_items or None, maxItems=max_items))
 
 
 def mapping(value_check: Check, *, key_check: Check | None = None) -> Check:
@@ -132,7 +165,10 @@ def mapping(value_check: Check, *, key_check: Check | None = None) -> Check:
                 key_check(key, f"{where} key {key!r}")
             value_check(element, f"{where}[{key!r}]")
 
-    return check
+    schema: dict[str, Any] = {"type": "object", "additionalProperties": value_check.schema}
+    if key_check is not None:
+        schema["propertyNames"] = key_check.schema
+    return Check(check, schema)
 
 
 def obj(fields: Mapping[str, Check], *, required: Iterable[str] = (), closed: bool = False) -> Check:
@@ -156,7 +192,16 @@ def obj(fields: Mapping[str, Check], *, required: Iterable[str] = (), closed: bo
             if value.get(name) is not None:
                 field_check(value[name], f"{where}.{name}")
 
-    return check
+    properties = {
+        name: field.schema if name in needed else {"anyOf": [field.schema, {"type": "null"}]}
+        for name, field in fields.items()
+    }
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if needed:
+        schema["required"] = list(needed)
+    if closed:
+        schema["additionalProperties"] = False
+    return Check(check, schema)
 
 
 def either(*checks: Check, describe: str) -> Check:
@@ -171,7 +216,7 @@ def either(*checks: Check, describe: str) -> Check:
                 continue
         raise bad_request(f"{where} must be {describe}")
 
-    return check
+    return Check(check, {"anyOf": [candidate.schema for candidate in checks]})
 
 
 def body_field(body: dict[str, Any], name: str, schema: Check) -> Any:

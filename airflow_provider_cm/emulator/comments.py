@@ -16,7 +16,10 @@ from fastapi.responses import Response
 from airflow_provider_cm.emulator.checks import anything, array, integer, obj, string, timestamp
 from airflow_provider_cm.emulator.errors import bad_request, conflict, not_found
 from airflow_provider_cm.emulator.labellings import public_comment
+from airflow_provider_cm.emulator.openapi import doc, query_list
 from airflow_provider_cm.emulator.records import Source
+from airflow_provider_cm.emulator.schemas import COMMENT as COMMENT_ANSWER
+from airflow_provider_cm.emulator.schemas import U32, envelope
 from airflow_provider_cm.emulator.store import Store
 from airflow_provider_cm.emulator.times import format_time, now_utc, parse_time
 from airflow_provider_cm.emulator.user_properties import USER_PROPERTIES
@@ -75,6 +78,12 @@ COMMENT = obj(
         "text_format": string(choices=("markdown", "plain")),
     },
     required=("id", "timestamp", "messages"),
+)
+
+#: The body of ``sync`` and the create-only upload (as :func:`comment_batch` reads it).
+BATCH_BODY = obj({"comments": array(COMMENT, max_items=MAX_SYNC_COMMENTS)}, required=("comments",))
+COMMENT_IDS = query_list(
+    "id", string(), required=True, description=f"the ids of the comments to delete, 1 to {MAX_DELETE_IDS}"
 )
 
 #: Fields the emulator sets itself; a client's values for them are ignored.
@@ -212,21 +221,30 @@ def router(store: Store) -> APIRouter:
     """The comment routes; comment ids are matched percent-encoded, as sent."""
     routes = APIRouter()
 
-    @routes.post("/api/v1/sources/{project}/{name}/sync")
+    @routes.post(
+        "/api/v1/sources/{project}/{name}/sync",
+        **doc(envelope(new=U32, updated=U32, unchanged=U32), body=BATCH_BODY, errors=(400, 404)),
+    )
     async def sync_route(project: str, name: str, request: Request) -> Response:
         body = await json_body(request)
         return ok(**(await store.write(sync, project, name, body)))
 
-    @routes.put("/api/_private/sources/{project}/{name}/comments")
+    @routes.put(
+        "/api/_private/sources/{project}/{name}/comments", **doc(envelope(), body=BATCH_BODY, errors=(400, 404, 409))
+    )
     async def put_route(project: str, name: str, request: Request) -> Response:
         await store.write(put_comments, project, name, await json_body(request))
         return ok()
 
-    @routes.get("/api/v1/sources/{project}/{name}/comments/{comment_id}")
+    @routes.get(
+        "/api/v1/sources/{project}/{name}/comments/{comment_id}", **doc(envelope(comment=COMMENT_ANSWER), errors=(404,))
+    )
     async def get_route(project: str, name: str, comment_id: str) -> Response:
         return ok(comment=store.read(get_comment, project, name, segment(comment_id)))
 
-    @routes.delete("/api/v1/sources/{project}/{name}/comments")
+    @routes.delete(
+        "/api/v1/sources/{project}/{name}/comments", **doc(envelope(), errors=(400, 404), query=[COMMENT_IDS])
+    )
     async def delete_route(project: str, name: str, request: Request) -> Response:
         await store.write(delete_comments, project, name, request.query_params.getlist("id"))
         return ok()

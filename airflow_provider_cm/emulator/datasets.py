@@ -14,7 +14,9 @@ from fastapi.responses import Response
 
 from airflow_provider_cm.emulator.checks import array, body_field, boolean, obj, string
 from airflow_provider_cm.emulator.errors import bad_request, conflict
+from airflow_provider_cm.emulator.openapi import doc
 from airflow_provider_cm.emulator.records import Dataset
+from airflow_provider_cm.emulator.schemas import DATASET, envelope, list_of
 from airflow_provider_cm.emulator.sources import RESOURCE_NAME
 from airflow_provider_cm.emulator.store import Store, new_id
 from airflow_provider_cm.emulator.times import format_time, now_utc
@@ -69,6 +71,11 @@ DATASET_FIELDS = obj(DATASET_FIELDS_BY_NAME)
 #: sentiment, model family and label taxonomy are set at creation only.
 UPDATABLE_FIELDS = ("source_ids", "title", "description", "_model_config", "entity_defs")
 DATASET_UPDATE = obj({name: DATASET_FIELDS_BY_NAME[name] for name in UPDATABLE_FIELDS}, closed=True)
+#: The bodies of the create and update routes (``{"dataset": {...}}``, as :func:`body_field` reads them).
+CREATE_BODY = obj({"dataset": DATASET_FIELDS}, required=("dataset",))
+UPDATE_BODY = obj({"dataset": DATASET_UPDATE}, required=("dataset",))
+ONE = envelope(dataset=DATASET)
+MANY = envelope(datasets=list_of(DATASET))
 
 
 def _entity_defs(defs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -153,31 +160,31 @@ def router(store: Store) -> APIRouter:
     """The dataset routes."""
     routes = APIRouter()
 
-    @routes.get("/api/v1/datasets")
+    @routes.get("/api/v1/datasets", **doc(MANY))
     async def all_datasets() -> Response:
         return ok(datasets=store.read(list_datasets, None))
 
-    @routes.get("/api/v1/datasets/{project}")
+    @routes.get("/api/v1/datasets/{project}", **doc({"anyOf": [MANY, ONE]}, errors=(404,)))
     async def project_datasets(project: str) -> Response:
         if project.startswith("id:"):
             return ok(dataset=store.read(lambda s: s.dataset(project).to_api()))
         return ok(datasets=store.read(list_datasets, project))
 
-    @routes.get("/api/v1/datasets/{project}/{name}")
+    @routes.get("/api/v1/datasets/{project}/{name}", **doc(ONE, errors=(404,)))
     async def get_dataset(project: str, name: str) -> Response:
         return ok(dataset=store.read(lambda s: s.dataset(project, name).to_api()))
 
-    @routes.put("/api/v1/datasets/{project}/{name}")
+    @routes.put("/api/v1/datasets/{project}/{name}", **doc(ONE, body=CREATE_BODY, errors=(400, 404, 409)))
     async def put_dataset(project: str, name: str, request: Request) -> Response:
         body = await json_body(request)
         return ok(dataset=await store.write(lambda s: create_dataset(s, project, name, body).to_api()))
 
-    @routes.post("/api/v1/datasets/{project}/{name}")
+    @routes.post("/api/v1/datasets/{project}/{name}", **doc(ONE, body=UPDATE_BODY, errors=(400, 404)))
     async def post_dataset(project: str, name: str, request: Request) -> Response:
         body = await json_body(request)
         return ok(dataset=await store.write(lambda s: update_dataset(s, project, name, body).to_api()))
 
-    @routes.delete("/api/v1/datasets/{project}/{name}")
+    @routes.delete("/api/v1/datasets/{project}/{name}", **doc(envelope(), errors=(404,)))
     async def remove_dataset(project: str, name: str) -> Response:
         await store.write(delete_dataset, project, name)
         return ok()

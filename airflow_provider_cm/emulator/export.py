@@ -16,8 +16,10 @@ from fastapi.responses import Response
 from airflow_provider_cm.emulator.checks import array, integer, obj, string, timestamp
 from airflow_provider_cm.emulator.errors import ApiError, bad_request
 from airflow_provider_cm.emulator.labellings import public_comment
+from airflow_provider_cm.emulator.openapi import doc
 from airflow_provider_cm.emulator.positions import decode_position, encode_position
 from airflow_provider_cm.emulator.records import Dataset
+from airflow_provider_cm.emulator.schemas import EXPORTED_COMMENT, STRING, envelope, list_of
 from airflow_provider_cm.emulator.store import Store
 from airflow_provider_cm.emulator.times import parse_time, time_key
 from airflow_provider_cm.emulator.wire import json_body, ok
@@ -37,6 +39,9 @@ EXPORT_BODY = obj(
         "continuation": string(min_len=1),
     }
 )
+
+
+PAGE = {"allOf": [envelope(comments=list_of(EXPORTED_COMMENT)), {"properties": {"continuation": STRING}}]}
 
 
 def with_parents(labels: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -130,7 +135,7 @@ def router(store: Store) -> APIRouter:
     """The export route."""
     routes = APIRouter()
 
-    @routes.post("/api/v1/datasets/{project}/{name}/export")
+    @routes.post("/api/v1/datasets/{project}/{name}/export", **doc(PAGE, body=EXPORT_BODY, errors=(400, 404)))
     async def export_route(project: str, name: str, request: Request) -> Response:
         body = await json_body(request)
         return ok(**store.read(lambda s: export(s, s.dataset(project, name), body)))

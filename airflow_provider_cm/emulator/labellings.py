@@ -14,7 +14,9 @@ from fastapi.responses import Response
 
 from airflow_provider_cm.emulator.checks import Check, array, either, integer, obj, string
 from airflow_provider_cm.emulator.errors import bad_request
+from airflow_provider_cm.emulator.openapi import doc, query_list
 from airflow_provider_cm.emulator.records import Dataset
+from airflow_provider_cm.emulator.schemas import ANNOTATED_COMMENT, envelope, list_of
 from airflow_provider_cm.emulator.store import Store
 from airflow_provider_cm.emulator.wire import json_body, ok, segment
 
@@ -41,6 +43,7 @@ ENTITY = obj(
 ENTITIES = obj({"assigned": array(ENTITY), "dismissed": array(ENTITY)})
 MOON_FORMS: Check = array(obj({}))
 ANNOTATION_BODY = obj({"labelling": array(GROUP), "entities": ENTITIES, "moon_forms": MOON_FORMS})
+UIDS = query_list("id", string(), description="the uids of the comments to read")
 
 
 def _clean_label(label: dict[str, Any]) -> dict[str, Any]:
@@ -134,12 +137,18 @@ def router(store: Store) -> APIRouter:
     """The annotation routes."""
     routes = APIRouter()
 
-    @routes.post("/api/_private/datasets/{project}/{name}/labellings/{uid}")
+    @routes.post(
+        "/api/_private/datasets/{project}/{name}/labellings/{uid}",
+        **doc({"allOf": [envelope(), ANNOTATED_COMMENT]}, body=ANNOTATION_BODY, errors=(400, 404)),
+    )
     async def write_route(project: str, name: str, uid: str, request: Request) -> Response:
         body = await json_body(request)
         return ok(**(await store.write(lambda s: update_annotations(s, s.dataset(project, name), segment(uid), body))))
 
-    @routes.get("/api/_private/datasets/{project}/{name}/labellings")
+    @routes.get(
+        "/api/_private/datasets/{project}/{name}/labellings",
+        **doc(envelope(results=list_of(ANNOTATED_COMMENT)), errors=(404,), query=[UIDS]),
+    )
     async def read_route(project: str, name: str, request: Request) -> Response:
         uids = request.query_params.getlist("id")
         return ok(results=store.read(lambda s: get_annotations(s, s.dataset(project, name), uids)))

@@ -20,7 +20,9 @@ from fastapi.responses import Response
 
 from airflow_provider_cm.emulator.classifier import NaiveBayesModel, comment_text
 from airflow_provider_cm.emulator.errors import ApiError, bad_request
+from airflow_provider_cm.emulator.openapi import doc
 from airflow_provider_cm.emulator.records import Dataset, ModelVersion
+from airflow_provider_cm.emulator.schemas import LABELLER, MODEL_TAG, OBJECT, envelope, list_of
 from airflow_provider_cm.emulator.store import Store
 from airflow_provider_cm.emulator.times import format_time, now_utc
 from airflow_provider_cm.emulator.wire import ok
@@ -103,11 +105,16 @@ def router(store: Store) -> APIRouter:
     """The model-tag and pinned-version routes."""
     routes = APIRouter()
 
-    @routes.get("/api/v1/datasets/{project}/{name}/model-tags")
+    @routes.get(
+        "/api/v1/datasets/{project}/{name}/model-tags", **doc(envelope(model_tags=list_of(MODEL_TAG)), errors=(404,))
+    )
     async def tags_route(project: str, name: str) -> Response:
         return ok(model_tags=store.read(lambda s: model_tags(s.dataset(project, name))))
 
-    @routes.post("/api/_private/datasets/{project}/{name}/labellers")
+    @routes.post(
+        "/api/_private/datasets/{project}/{name}/labellers",
+        **doc(envelope(labellers=list_of(LABELLER), dataset_status=OBJECT), errors=(404,)),
+    )
     async def labellers_route(project: str, name: str) -> Response:
         return ok(labellers=store.read(lambda s: labellers(s.dataset(project, name))), dataset_status={})
 

@@ -14,9 +14,25 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from airflow_provider_cm.emulator.openapi import JSON, error_responses
+from airflow_provider_cm.emulator.schemas import OAUTH_ERROR, OAUTH_TOKEN, STRING
 from airflow_provider_cm.emulator.wire import json_response
 
 TOKEN_PATH = "/identity_/connect/token"
+TOKEN_FORM = {
+    "type": "object",
+    "properties": {name: STRING for name in ("grant_type", "client_id", "client_secret", "scope")},
+}
+TOKEN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **error_responses((404,)),
+    200: {"description": "A token", "content": {JSON: {"schema": OAUTH_TOKEN}}},
+    400: {"description": "Not the client-credentials grant", "content": {JSON: {"schema": OAUTH_ERROR}}},
+    401: {"description": "Unknown client or wrong secret", "content": {JSON: {"schema": OAUTH_ERROR}}},
+}
+TOKEN_OPENAPI = {
+    "security": [],
+    "requestBody": {"required": False, "content": {"application/x-www-form-urlencoded": {"schema": TOKEN_FORM}}},
+}
 
 
 class OAuthServer:
@@ -53,7 +69,7 @@ def router(oauth: OAuthServer) -> APIRouter:
     """The identity server's token route."""
     routes = APIRouter()
 
-    @routes.post("/{organisation}" + TOKEN_PATH)
+    @routes.post("/{organisation}" + TOKEN_PATH, responses=TOKEN_RESPONSES, openapi_extra=TOKEN_OPENAPI)
     async def issue_token(organisation: str, request: Request) -> Response:
         form = {k: v[-1] for k, v in parse_qs((await request.body()).decode("utf-8", "replace")).items()}
         status, payload = oauth.issue(form)

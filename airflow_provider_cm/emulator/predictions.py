@@ -19,7 +19,18 @@ from airflow_provider_cm.emulator.checks import Check, array, either, number, ob
 from airflow_provider_cm.emulator.classifier import AUTO_THRESHOLDS, comment_text
 from airflow_provider_cm.emulator.comments import MESSAGES
 from airflow_provider_cm.emulator.model_versions import resolve_version
+from airflow_provider_cm.emulator.openapi import doc
 from airflow_provider_cm.emulator.records import Dataset
+from airflow_provider_cm.emulator.schemas import (
+    OBJECT,
+    PREDICTED_LABEL,
+    PREDICTION,
+    STRING,
+    U32,
+    envelope,
+    list_of,
+    shape,
+)
 from airflow_provider_cm.emulator.store import Store
 from airflow_provider_cm.emulator.user_properties import USER_PROPERTIES
 from airflow_provider_cm.emulator.wire import json_body, ok
@@ -145,13 +156,23 @@ def predict(store: Store, dataset: Dataset, version: Any, body: dict[str, Any]) 
 def router(store: Store) -> APIRouter:
     """The predict route."""
     routes = APIRouter()
+    by_document = envelope(predictions=list_of(PREDICTION), model=shape({"version": U32}))
+    by_uid = envelope(
+        predictions=list_of(shape({"uid": STRING, "entities": list_of(OBJECT)}, {"labels": list_of(PREDICTED_LABEL)}))
+    )
 
-    @routes.post("/api/v1/datasets/{project}/{name}/labellers/{version}/predict")
+    @routes.post(
+        "/api/v1/datasets/{project}/{name}/labellers/{version}/predict",
+        **doc(by_document, body=PREDICT_BODY, errors=(400, 404)),
+    )
     async def predict_route(project: str, name: str, version: str, request: Request) -> Response:
         body = await json_body(request)
         return ok(**(await store.write(lambda s: predict(s, s.dataset(project, name), version, body))))
 
-    @routes.post("/api/v1/datasets/{project}/{name}/labellers/{version}/predict-comments")
+    @routes.post(
+        "/api/v1/datasets/{project}/{name}/labellers/{version}/predict-comments",
+        **doc(by_uid, body=PREDICT_COMMENTS_BODY, errors=(400, 404)),
+    )
     async def predict_comments_route(project: str, name: str, version: str, request: Request) -> Response:
         body = await json_body(request)
         return ok(**store.read(lambda s: predict_comments(s, s.dataset(project, name), version, body)))

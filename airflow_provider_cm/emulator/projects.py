@@ -9,6 +9,8 @@ from fastapi.responses import Response
 
 from airflow_provider_cm.emulator.checks import array, body_field, obj, string
 from airflow_provider_cm.emulator.errors import conflict, not_found
+from airflow_provider_cm.emulator.openapi import doc
+from airflow_provider_cm.emulator.schemas import PROJECT, envelope, list_of
 from airflow_provider_cm.emulator.store import Store, new_id
 from airflow_provider_cm.emulator.times import format_time, now_utc
 from airflow_provider_cm.emulator.wire import json_body, ok
@@ -23,6 +25,9 @@ PROJECT_BODY = obj(
 )
 
 PROJECT_UPDATE = obj({"title": string(max_len=128), "description": string(max_len=16384)}, closed=True)
+#: What the update route's body holds (as :func:`update_project` reads it).
+PROJECT_UPDATE_BODY = obj({"project": PROJECT_UPDATE}, required=("project",))
+ANSWER = envelope(project=PROJECT)
 
 
 def create_project(store: Store, name: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -72,19 +77,19 @@ def router(store: Store) -> APIRouter:
     """The project routes."""
     routes = APIRouter()
 
-    @routes.get("/api/_private/projects")
+    @routes.get("/api/_private/projects", **doc(envelope(projects=list_of(PROJECT))))
     async def list_projects() -> Response:
         return ok(projects=store.read(lambda s: list(s.projects.values())))
 
-    @routes.get("/api/_private/projects/{project}")
+    @routes.get("/api/_private/projects/{project}", **doc(ANSWER, errors=(404,)))
     async def read_project(project: str) -> Response:
         return ok(project=store.read(get_project, project))
 
-    @routes.put("/api/_private/projects/{project}")
+    @routes.put("/api/_private/projects/{project}", **doc(ANSWER, body=PROJECT_BODY, errors=(400, 409)))
     async def put_project(project: str, request: Request) -> Response:
         return ok(project=await store.write(create_project, project, await json_body(request)))
 
-    @routes.post("/api/_private/projects/{project}")
+    @routes.post("/api/_private/projects/{project}", **doc(ANSWER, body=PROJECT_UPDATE_BODY, errors=(400, 404)))
     async def post_project(project: str, request: Request) -> Response:
         return ok(project=await store.write(update_project, project, await json_body(request)))
 

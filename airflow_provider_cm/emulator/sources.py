@@ -9,7 +9,9 @@ from fastapi.responses import Response
 
 from airflow_provider_cm.emulator.checks import array, body_field, boolean, obj, string
 from airflow_provider_cm.emulator.errors import conflict
+from airflow_provider_cm.emulator.openapi import doc
 from airflow_provider_cm.emulator.records import Source
+from airflow_provider_cm.emulator.schemas import SOURCE, envelope, list_of
 from airflow_provider_cm.emulator.store import Store, new_id
 from airflow_provider_cm.emulator.times import format_time, now_utc
 from airflow_provider_cm.emulator.wire import json_body, ok
@@ -39,6 +41,11 @@ UPDATABLE_FIELDS = (
     "email_transform_tag",
 )
 SOURCE_UPDATE = obj({name: SOURCE_FIELDS_BY_NAME[name] for name in UPDATABLE_FIELDS}, closed=True)
+#: The bodies of the create and update routes (``{"source": {...}}``, as :func:`body_field` reads them).
+CREATE_BODY = obj({"source": SOURCE_FIELDS}, required=("source",))
+UPDATE_BODY = obj({"source": SOURCE_UPDATE}, required=("source",))
+ONE = envelope(source=SOURCE)
+MANY = envelope(sources=list_of(SOURCE))
 
 
 def create_source(store: Store, project: str, name: str, body: dict[str, Any]) -> Source:
@@ -74,26 +81,26 @@ def router(store: Store) -> APIRouter:
     """The source routes."""
     routes = APIRouter()
 
-    @routes.get("/api/v1/sources")
+    @routes.get("/api/v1/sources", **doc(MANY))
     async def all_sources() -> Response:
         return ok(sources=store.read(list_sources, None))
 
-    @routes.get("/api/v1/sources/{project}")
+    @routes.get("/api/v1/sources/{project}", **doc({"anyOf": [MANY, ONE]}, errors=(404,)))
     async def project_sources(project: str) -> Response:
         if project.startswith("id:"):
             return ok(source=store.read(lambda s: s.source(project).to_api()))
         return ok(sources=store.read(list_sources, project))
 
-    @routes.get("/api/v1/sources/{project}/{name}")
+    @routes.get("/api/v1/sources/{project}/{name}", **doc(ONE, errors=(404,)))
     async def get_source(project: str, name: str) -> Response:
         return ok(source=store.read(lambda s: s.source(project, name).to_api()))
 
-    @routes.put("/api/v1/sources/{project}/{name}")
+    @routes.put("/api/v1/sources/{project}/{name}", **doc(ONE, body=CREATE_BODY, errors=(400, 404, 409)))
     async def put_source(project: str, name: str, request: Request) -> Response:
         body = await json_body(request)
         return ok(source=await store.write(lambda s: create_source(s, project, name, body).to_api()))
 
-    @routes.post("/api/v1/sources/{project}/{name}")
+    @routes.post("/api/v1/sources/{project}/{name}", **doc(ONE, body=UPDATE_BODY, errors=(400, 404)))
     async def post_source(project: str, name: str, request: Request) -> Response:
         body = await json_body(request)
         return ok(source=await store.write(lambda s: update_source(s, project, name, body).to_api()))

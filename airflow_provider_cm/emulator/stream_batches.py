@@ -18,6 +18,7 @@ from fastapi.responses import Response
 from airflow_provider_cm.emulator.checks import integer, obj, string, timestamp
 from airflow_provider_cm.emulator.errors import bad_request
 from airflow_provider_cm.emulator.labellings import public_comment
+from airflow_provider_cm.emulator.openapi import doc, query_value
 from airflow_provider_cm.emulator.positions import decode_position, encode_position
 from airflow_provider_cm.emulator.predictions import (
     MIN_REPORTED_PROBABILITY,
@@ -26,6 +27,7 @@ from airflow_provider_cm.emulator.predictions import (
     thresholded,
 )
 from airflow_provider_cm.emulator.records import Dataset, Stream
+from airflow_provider_cm.emulator.schemas import BATCH, RESULTS, STREAM, STRING, envelope
 from airflow_provider_cm.emulator.store import Store
 from airflow_provider_cm.emulator.stream_filters import matches
 from airflow_provider_cm.emulator.streams import NOUNS, find_stream
@@ -34,9 +36,11 @@ from airflow_provider_cm.emulator.wire import json_body, ok
 
 MAX_FETCH_SIZE = 1024
 DEFAULT_RESULTS = 16
-FETCH_BODY = obj(
-    {"size": integer(minimum=1, maximum=MAX_FETCH_SIZE), "max_filtered": integer(minimum=1, maximum=MAX_FETCH_SIZE)},
-    required=("size",),
+SIZE = integer(minimum=1, maximum=MAX_FETCH_SIZE)
+FETCH_BODY = obj({"size": SIZE, "max_filtered": SIZE}, required=("size",))
+RESULTS_QUERY = (
+    query_value("max_results", SIZE, description=f"results at most (default {DEFAULT_RESULTS})"),
+    query_value("max_filtered", SIZE, description="comments the filter drops at most"),
 )
 ADVANCE_BODY = obj({"sequence_id": string(min_len=1)}, required=("sequence_id",))
 RESET_BODY = obj({"to_comment_created_at": timestamp()}, required=("to_comment_created_at",))
@@ -120,19 +124,20 @@ def reset(store: Store, dataset: Dataset, name: str, body: dict[str, Any], noun:
 
 def _register(routes: APIRouter, store: Store, plural: str, singular: str) -> None:
     base = "/api/v1/datasets/{project}/{name}/" + plural + "/{stream}"
+    reset_answer = envelope(sequence_id=STRING, **{singular: STREAM})
 
-    @routes.post(base + "/fetch")
+    @routes.post(base + "/fetch", **doc(envelope(**BATCH), body=FETCH_BODY, errors=(400, 404)))
     async def fetch_route(project: str, name: str, stream: str, request: Request) -> Response:
         body = await json_body(request)
         return ok(**store.read(lambda s: fetch(s, s.dataset(project, name), stream, body)))
 
-    @routes.post(base + "/advance")
+    @routes.post(base + "/advance", **doc(envelope(), body=ADVANCE_BODY, errors=(400, 404)))
     async def advance_route(project: str, name: str, stream: str, request: Request) -> Response:
         body = await json_body(request)
         await store.write(lambda s: advance(s, s.dataset(project, name), stream, body))
         return ok()
 
-    @routes.post(base + "/reset")
+    @routes.post(base + "/reset", **doc(reset_answer, body=RESET_BODY, errors=(400, 404)))
     async def reset_route(project: str, name: str, stream: str, request: Request) -> Response:
         body = await json_body(request)
         return ok(**(await store.write(lambda s: reset(s, s.dataset(project, name), stream, body, singular))))
@@ -144,8 +149,10 @@ def router(store: Store) -> APIRouter:
     for plural, singular in NOUNS:
         _register(routes, store, plural, singular)
 
-    @routes.get("/api/v1/datasets/{project}/{name}/streams/{stream}/results")
-    @routes.get("/api/preview/datasets/{project}/{name}/streams/{stream}/results")
+    results_doc = doc(envelope(**RESULTS), errors=(400, 404), query=RESULTS_QUERY)
+
+    @routes.get("/api/v1/datasets/{project}/{name}/streams/{stream}/results", **results_doc)
+    @routes.get("/api/preview/datasets/{project}/{name}/streams/{stream}/results", **results_doc)
     async def results_route(project: str, name: str, stream: str, request: Request) -> Response:
         query = dict(request.query_params)
         return ok(**store.read(lambda s: results(s, s.dataset(project, name), stream, query)))

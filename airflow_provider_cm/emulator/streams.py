@@ -20,24 +20,27 @@ from fastapi.responses import Response
 from airflow_provider_cm.emulator.checks import array, integer, obj, string
 from airflow_provider_cm.emulator.errors import bad_request, not_found
 from airflow_provider_cm.emulator.model_versions import resolve_version
+from airflow_provider_cm.emulator.openapi import doc, query_list
 from airflow_provider_cm.emulator.predictions import LABEL_THRESHOLDS
 from airflow_provider_cm.emulator.records import Dataset, Stream
+from airflow_provider_cm.emulator.schemas import STREAM, envelope, list_of
 from airflow_provider_cm.emulator.store import Store
 from airflow_provider_cm.emulator.stream_filters import COMMENT_FILTER
 from airflow_provider_cm.emulator.times import format_time, now_utc, time_key
 from airflow_provider_cm.emulator.wire import json_body, ok
 
-STREAM_NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,256}")
-STREAM_FIELDS = obj(
-    {
-        "name": string(),
-        "title": string(max_len=128),
-        "description": string(max_len=16384),
-        "comment_filter": COMMENT_FILTER,
-        "model": obj({"version": integer(minimum=0), "label_thresholds": LABEL_THRESHOLDS}, required=("version",)),
-    },
-    required=("name",),
-)
+STREAM_NAME = r"[A-Za-z0-9_-]{1,256}"
+STREAM_NAME_PATTERN = re.compile(STREAM_NAME)
+STREAM_FIELDS_BY_NAME = {
+    "name": string(pattern=STREAM_NAME),
+    "title": string(max_len=128),
+    "description": string(max_len=16384),
+    "comment_filter": COMMENT_FILTER,
+    "model": obj({"version": integer(minimum=0), "label_thresholds": LABEL_THRESHOLDS}, required=("version",)),
+}
+STREAM_FIELDS = obj(STREAM_FIELDS_BY_NAME, required=("name",))
+#: On the item's update route the name may come from the path instead.
+STREAM_UPDATE_FIELDS = obj(STREAM_FIELDS_BY_NAME)
 EXCEPTIONS_BODY = obj(
     {
         "exceptions": array(
@@ -74,6 +77,17 @@ def _definition(body: dict[str, Any], noun: str, name: str | None) -> dict[str, 
     return fields
 
 
+def list_form(label_thresholds: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Checked label thresholds as the API answers them: list-form names, a threshold for each."""
+    return [
+        {
+            "name": item["name"] if isinstance(item["name"], list) else item["name"].split(" > "),
+            "threshold": item.get("threshold") or 0.0,
+        }
+        for item in label_thresholds
+    ]
+
+
 def put_stream(
     store: Store, dataset: Dataset, body: dict[str, Any], noun: str = "stream", name: str | None = None
 ) -> Stream:
@@ -82,7 +96,7 @@ def put_stream(
     model = fields.get("model")
     if model is not None:
         resolve_version(dataset, model["version"])
-        model = {"version": model["version"], "label_thresholds": model.get("label_thresholds") or []}
+        model = {"version": model["version"], "label_thresholds": list_form(model.get("label_thresholds") or [])}
     stamp = format_time(now_utc())
     existing = dataset.streams.get(fields["name"])
     stream = Stream(
@@ -131,40 +145,44 @@ def untag_exceptions(store: Store, dataset: Dataset, name: str, uids: list[str])
 
 def _register(routes: APIRouter, store: Store, plural: str, singular: str) -> None:
     base = "/api/v1/datasets/{project}/{name}/" + plural
+    one = envelope(**{singular: STREAM})
+    create_body = obj({singular: STREAM_FIELDS}, required=(singular,))
+    update_body = obj({singular: STREAM_UPDATE_FIELDS}, required=(singular,))
+    uids = query_list("uid", string(), description="the uids of the comments to untag")
 
-    @routes.put(base)
+    @routes.put(base, **doc(one, body=create_body, errors=(400, 404)))
     async def put_route(project: str, name: str, request: Request) -> Response:
         body = await json_body(request)
         stream = await store.write(lambda s: put_stream(s, s.dataset(project, name), body, singular).to_api())
         return ok(**{singular: stream})
 
-    @routes.post(base + "/{stream}")
+    @routes.post(base + "/{stream}", **doc(one, body=update_body, errors=(400, 404)))
     async def update_route(project: str, name: str, stream: str, request: Request) -> Response:
         body = await json_body(request)
         updated = await store.write(lambda s: put_stream(s, s.dataset(project, name), body, singular, stream).to_api())
         return ok(**{singular: updated})
 
-    @routes.get(base)
+    @routes.get(base, **doc(envelope(**{plural: list_of(STREAM)}), errors=(404,)))
     async def list_route(project: str, name: str) -> Response:
         listed = store.read(lambda s: [x.to_api() for x in s.dataset(project, name).streams.values()])
         return ok(**{plural: listed})
 
-    @routes.get(base + "/{stream}")
+    @routes.get(base + "/{stream}", **doc(one, errors=(404,)))
     async def get_route(project: str, name: str, stream: str) -> Response:
         return ok(**{singular: store.read(lambda s: find_stream(s.dataset(project, name), stream).to_api())})
 
-    @routes.delete(base + "/{stream}")
+    @routes.delete(base + "/{stream}", **doc(envelope(), errors=(404,)))
     async def delete_route(project: str, name: str, stream: str) -> Response:
         await store.write(lambda s: delete_stream(s, s.dataset(project, name), stream))
         return ok()
 
-    @routes.put(base + "/{stream}/exceptions")
+    @routes.put(base + "/{stream}/exceptions", **doc(envelope(), body=EXCEPTIONS_BODY, errors=(400, 404)))
     async def tag_route(project: str, name: str, stream: str, request: Request) -> Response:
         body = await json_body(request)
         await store.write(lambda s: tag_exceptions(s, s.dataset(project, name), stream, body))
         return ok()
 
-    @routes.delete(base + "/{stream}/exceptions")
+    @routes.delete(base + "/{stream}/exceptions", **doc(envelope(), errors=(404,), query=[uids]))
     async def untag_route(project: str, name: str, stream: str, request: Request) -> Response:
         uids = request.query_params.getlist("uid")
         await store.write(lambda s: untag_exceptions(s, s.dataset(project, name), stream, uids))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow_provider_cm.emulator.checks import Check, array, number, obj, string
+from airflow_provider_cm.emulator.checks import Check, array, custom, number, obj, string
 from airflow_provider_cm.emulator.errors import bad_request
 
 PREFIXES = ("string:", "number:")
@@ -33,8 +33,17 @@ def _check_properties(value: Any, where: str) -> None:
             number()(item, f"{where}[{key!r}]")
 
 
+def _by_prefix(string_schema: dict[str, Any], number_schema: dict[str, Any]) -> dict[str, Any]:
+    """An object whose keys are ``string:<Name>`` or ``number:<Name>``, each with its own schema."""
+    return {
+        "type": "object",
+        "patternProperties": {r"^string:[\s\S]": string_schema, r"^number:[\s\S]": number_schema},
+        "additionalProperties": False,
+    }
+
+
 #: A comment's ``user_properties``.
-USER_PROPERTIES: Check = _check_properties
+USER_PROPERTIES: Check = custom(_check_properties, _by_prefix(string().schema, number().schema))
 
 
 def _value_list(kind: str) -> Check:
@@ -62,7 +71,7 @@ def _check_filter(value: Any, where: str) -> None:
 
 
 #: A comment filter's ``user_properties``.
-USER_PROPERTIES_FILTER: Check = _check_filter
+USER_PROPERTIES_FILTER: Check = custom(_check_filter, _by_prefix(_RULES["string"].schema, _RULES["number"].schema))
 
 
 def _rule_matches(rule: dict[str, Any], value: Any) -> bool:
