@@ -160,16 +160,18 @@ class CommentTable:
             raise
         return True
 
-    def delete_window(self, column: str, start: str, end: str, source_ids: Sequence[str] = ()) -> int:
-        """Delete the rows whose ``column`` is in ``[start, end)`` (and of ``source_ids``, if any); not committed.
+    def delete_window(self, column: str, start: str, end: str, source_ids: Sequence[str] | None = None) -> int:
+        """Delete the rows whose ``column`` is in ``[start, end)``, of ``source_ids`` unless ``None``; not committed.
 
-        :return: the rows deleted, as the driver counts them (-1 if it does not).
+        :return: the rows deleted, as the driver counts them (-1 if it does not); 0 for no source.
         """
+        if source_ids is not None and not source_ids:
+            return 0
         sql = f"DELETE FROM {self.table} WHERE {self._name(column)} >= {self.hook.placeholder}"
         sql += f" AND {self._name(column)} < {self.hook.placeholder}"
         if source_ids:
             sql += f" AND {self._name('source_id')} IN ({self._placeholders(len(source_ids))})"
-        return self._execute(sql, [start, end, *source_ids])
+        return self._execute(sql, [start, end, *(source_ids or ())])
 
     def upsert(self, rows: Sequence[Sequence[Any]]) -> None:
         """Insert or replace ``rows`` (values in :attr:`columns` order) by ``uid``; not committed."""
