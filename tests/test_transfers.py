@@ -79,8 +79,9 @@ def records() -> list[dict[str, Any]]:
 class Warehouse:
     """A database behind an Airflow connection (``AIRFLOW_CONN_...``) and a way to query it."""
 
-    def __init__(self, conn_id: str, query: Callable[[str], list[tuple[Any, ...]]]) -> None:
+    def __init__(self, conn_id: str, query: Callable[[str], list[tuple[Any, ...]]], kind: str = "") -> None:
         self.conn_id = conn_id
+        self.kind = kind
         self.query = query
         self.tables: list[str] = []
 
@@ -122,7 +123,7 @@ def warehouse(request, tmp_path, monkeypatch) -> Iterator[Warehouse]:
             with sqlite3.connect(path) as db:
                 return db.execute(sql).fetchall()
 
-        yield Warehouse(conn_id, query)
+        yield Warehouse(conn_id, query, "SQLite")
         return
     connection = _postgres()
     monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", POSTGRES_URI)
@@ -132,7 +133,7 @@ def warehouse(request, tmp_path, monkeypatch) -> Iterator[Warehouse]:
             cursor.execute(sql)
             return cursor.fetchall() if cursor.description else []
 
-    store = Warehouse(conn_id, pg_query)
+    store = Warehouse(conn_id, pg_query, "PostgreSQL")
     try:
         yield store
     finally:
@@ -372,7 +373,8 @@ def test_a_backlog_of_many_batches_is_drained_in_one_run(backlog, warehouse, rep
     accuracy = sum(backlog["truth"][uid] == label for uid, label, _, _ in rows) / len(rows)
     assert accuracy > 0.6  # 77 intents: chance is 1.3%
     report(
-        f"stream transfer: {total} comments in {result['batches']} batches, one run; top label right for {accuracy:.1%}"
+        f"stream transfer into {warehouse.kind}: {total} comments in {result['batches']} batches, one run; "
+        f"top label right for {accuracy:.1%}"
     )
     columns = [d for d in warehouse.query(f"SELECT * FROM {table} WHERE uid = '{rows[0][0]}'")[0]]
     assert len(columns) == len(STREAM_COLUMNS)
