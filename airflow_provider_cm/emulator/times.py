@@ -16,8 +16,13 @@ def now_utc() -> datetime:
 
 
 def format_time(value: datetime) -> str:
-    """The API's time form: UTC with microseconds, e.g. ``2018-09-17T09:54:56.332000Z``."""
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """The API's time form: UTC with microseconds, e.g. ``2018-09-17T09:54:56.332000Z``.
+
+    The year always has four digits (``strftime("%Y")`` writes year 1 as ``1``, which is no
+    RFC 3339 time and which :func:`parse_time` would refuse when the client sends it back).
+    """
+    utc = value.astimezone(timezone.utc)
+    return f"{utc.year:04d}" + utc.strftime("-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_time(value: Any, what: str) -> datetime:
@@ -33,7 +38,10 @@ def parse_time(value: Any, what: str) -> datetime:
         raise bad_request(f"{what} is not a valid ISO-8601 time: {value!r}") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+    try:
+        return parsed.astimezone(timezone.utc)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+05:00, before year 1 in UTC
+        raise bad_request(f"{what} is out of range in UTC: {value!r}") from None
 
 
 def time_key(value: datetime) -> int:

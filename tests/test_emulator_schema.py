@@ -1,0 +1,212 @@
+"""A property-based fuzz of the emulator against its own OpenAPI document (schemathesis).
+
+For every API operation the document lists, schemathesis generates requests (valid and invalid
+bodies, query and path parameters) from the document and checks each answer: never a 5xx, always
+a status the operation documents, with the documented content type and a body that matches the
+documented schema. The run is bounded (examples per operation), seeded and derandomized, so it
+finds the same cases every time.
+
+The fuzz runs against an emulator process of its own, stopped at the end, so nothing it creates
+lingers in the session's emulator. Most requests name a project, source, dataset, comment,
+stream and model version that exist (see :func:`_aim`), so bodies reach the routes' logic rather
+than stopping at a 404; one in four keeps the generated names.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator
+from datetime import date
+from typing import Any
+
+import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import strategies as st
+from schemathesis.checks import not_a_server_error
+from schemathesis.config import SchemathesisConfig
+from schemathesis.generation import GenerationMode
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from tests.conftest import TOKEN, free_port, make_record, start_emulator_process
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+SEED = 20261122
+EXAMPLES_PER_OPERATION = 25
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+
+PROJECT, SOURCE, DATASET, COMMENT, STREAM = "fuzz", "inbox", "support", "c1", "watch"
+
+
+class Target:
+    """The fuzz's own emulator and the objects requests are aimed at."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.session = requests.Session()
+        self.session.headers.update(AUTH)
+        self.source_id = ""
+        #: How many fuzz requests got each status.
+        self.statuses: dict[int, int] = {}
+
+    def _call(self, method: str, path: str, body: Any = None, allowed: tuple[int, ...] = (200,)) -> dict[str, Any]:
+        response = self.session.request(method, f"{self.url}/{path}", json=body, timeout=30)
+        assert response.status_code in allowed, (method, path, response.status_code, response.text)
+        return response.json()
+
+    def ensure(self) -> None:
+        """Create (again) what the requests are aimed at: it may have been deleted or changed."""
+        self._call("PUT", f"api/_private/projects/{PROJECT}", {}, (200, 409))
+        self._call("PUT", f"api/v1/sources/{PROJECT}/{SOURCE}", {"source": {}}, (200, 409))
+        self.source_id = self._call("GET", f"api/v1/sources/{PROJECT}/{SOURCE}")["source"]["id"]
+        dataset = {"dataset": {"source_ids": [self.source_id]}}
+        self._call("PUT", f"api/v1/datasets/{PROJECT}/{DATASET}", dataset, (200, 409))
+        self._call("POST", f"api/v1/datasets/{PROJECT}/{DATASET}", dataset)
+        comment = make_record(COMMENT, "2026-10-01T00:00:00Z", "where is my card")["comment"]
+        self._call("POST", f"api/v1/sources/{PROJECT}/{SOURCE}/sync", {"comments": [comment]})
+        labelling = {"labelling": [{"group": "default", "assigned": [{"name": "Card"}]}]}
+        self._call("POST", f"api/_private/datasets/{PROJECT}/{DATASET}/labellings/{self.uid}", labelling)
+        if not self._call("GET", f"api/v1/datasets/{PROJECT}/{DATASET}/model-tags")["model_tags"]:
+            self._call("POST", f"_emulator/datasets/{PROJECT}/{DATASET}/models", {"tag": "live"})
+        stream = {"stream": {"name": STREAM, "model": {"version": 1}}}
+        self._call("PUT", f"api/v1/datasets/{PROJECT}/{DATASET}/streams", stream)
+
+    @property
+    def uid(self) -> str:
+        return f"{self.source_id}.{COMMENT}"
+
+
+@pytest.fixture(scope="module")
+def target(tmp_path_factory: pytest.TempPathFactory, report: Any) -> Iterator[Target]:
+    port = free_port()
+    log = tmp_path_factory.mktemp("fuzz") / "emulator.log"
+    process = start_emulator_process(port, log_path=str(log))
+    try:
+        target = Target(f"http://127.0.0.1:{port}")
+        target.ensure()
+        yield target
+        report(f"schema fuzz: {sum(target.statuses.values())} requests, by status {sorted(target.statuses.items())}")
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def _times() -> Any:
+    """RFC 3339 times; one in three on the first or last day a ``datetime`` holds, with an offset.
+
+    Schemathesis's own ``date-time`` values rarely put an offset on the edges of the calendar,
+    where a time leaves the range once converted to UTC.
+    """
+    clock = st.builds("{:02d}:{:02d}:{:02d}".format, st.integers(0, 23), st.integers(0, 59), st.integers(0, 59))
+    numoffset = st.builds("{}{:02d}:{:02d}".format, st.sampled_from("+-"), st.integers(0, 23), st.integers(0, 59))
+    anywhere = st.builds("{}T{}{}".format, st.dates().map(date.isoformat), clock, st.just("Z") | numoffset)
+    edges = st.builds("{}T{}{}".format, st.sampled_from(["0001-01-01", "9999-12-31"]), clock, numoffset)
+    return st.one_of(anywhere, anywhere, edges)
+
+
+schemathesis.openapi.format("date-time", _times())
+
+
+def _document() -> dict[str, Any]:
+    """The emulator's OpenAPI document, built in-process (what ``/openapi.json`` serves)."""
+    from airflow_provider_cm.emulator.app import create_app
+
+    app = create_app(TOKEN)
+    while not hasattr(app, "openapi"):
+        app = app.app
+    return app.openapi()
+
+
+def _schema() -> Any:
+    config = SchemathesisConfig()
+    config.update(seed=SEED, max_failures=None)
+    config.projects.default.update(headers=AUTH)
+    config.projects.default.generation.update(max_examples=EXAMPLES_PER_OPERATION, deterministic=True)
+    return schemathesis.openapi.from_dict(DOCUMENT, config=config)
+
+
+DOCUMENT = _document()
+OPERATIONS = {op.label: op for op in (result.ok() for result in _schema().get_all_operations())}
+
+
+#: Path parameters aimed at existing objects; the create routes keep generated names.
+_CREATES = {
+    "PUT /api/_private/projects/{project}": ("project",),
+    "PUT /api/v1/sources/{project}/{name}": ("name",),
+    "PUT /api/v1/datasets/{project}/{name}": ("name",),
+}
+
+
+def _aim(case: Any, target: Target) -> None:
+    """Point three requests in four at the objects :meth:`Target.ensure` made."""
+    parameters = case.path_parameters or {}
+    if not parameters or zlib.crc32(repr(sorted(parameters.items())).encode()) % 4 == 0:
+        return
+    kept = _CREATES.get(f"{case.method.upper()} {case.operation.path}", ())
+    name = SOURCE if case.operation.path.startswith(("/api/v1/sources", "/api/_private/sources")) else DATASET
+    aimed = {
+        "project": PROJECT,
+        "name": name,
+        "comment_id": COMMENT,
+        "uid": target.uid,
+        "stream": STREAM,
+        "version": "live",
+    }
+    for key, value in aimed.items():
+        if key in parameters and key not in kept:
+            parameters[key] = value
+
+
+def _takes_input(label: str) -> bool:
+    """Whether an operation reads a body or query parameters (there is invalid input to send)."""
+    method, path = label.split(" ", 1)
+    operation = DOCUMENT["paths"][path][method.lower()]
+    return "requestBody" in operation or any(p["in"] == "query" for p in operation.get("parameters", []))
+
+
+#: Every operation with valid input; those that read a body or a query with invalid input too.
+RUNS = [(label, GenerationMode.POSITIVE) for label in sorted(OPERATIONS)] + [
+    (label, GenerationMode.NEGATIVE) for label in sorted(OPERATIONS) if _takes_input(label)
+]
+
+
+@pytest.mark.parametrize(("label", "mode"), RUNS, ids=[f"{label} {mode.value}" for label, mode in RUNS])
+def test_every_operation_answers_as_documented(label: str, mode: GenerationMode, target: Target) -> None:
+    operation = OPERATIONS[label]
+
+    @seed(SEED)
+    @settings(
+        derandomize=True,
+        max_examples=EXAMPLES_PER_OPERATION,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=operation.as_strategy(mode))
+    def fuzz(case: Any) -> None:
+        _aim(case, target)
+        response = case.call_and_validate(base_url=target.url, headers=AUTH, checks=CHECKS)
+        target.statuses[response.status_code] = target.statuses.get(response.status_code, 0) + 1
+        if case.method.upper() == "DELETE" or operation.path == "/api/v1/datasets/{project}/{name}":
+            target.ensure()
+
+    fuzz()
+
+
+def test_the_document_covers_every_api_route_and_hides_the_emulator_routes(target: Target) -> None:
+    document = requests.get(f"{target.url}/openapi.json", headers=AUTH, timeout=30).json()
+    assert document == DOCUMENT
+    assert document["components"]["securitySchemes"]["bearerToken"] == {"type": "http", "scheme": "bearer"}
+    assert not [path for path in document["paths"] if path.startswith("/_emulator")]
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            assert "422" not in operation["responses"], (method, path)
+            assert {"200", "401", "429"} <= set(operation["responses"]), (method, path)
+    sync = document["paths"]["/api/v1/sources/{project}/{name}/sync"]["post"]
+    comment = sync["requestBody"]["content"]["application/json"]["schema"]["properties"]["comments"]["items"]
+    assert comment["required"] == ["id", "timestamp", "messages"]
