@@ -109,19 +109,8 @@ def conforms(value: Any, shape: Any, where: str = "$") -> list[str]:
     """Every way ``value`` falls short of ``shape`` (empty if it conforms)."""
     if isinstance(shape, Optional):
         return [] if value is None else conforms(value, shape.shape, where)
-    if shape == TIME:
-        try:
-            datetime.fromisoformat(value.replace("Z", "+00:00"))
-            return [] if value.endswith(("Z", "+00:00")) else [f"{where}: {value!r} has no zone"]
-        except (AttributeError, ValueError):
-            return [f"{where}: {value!r} is not an RFC 3339 time"]
-    if shape == U32:
-        ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**32
-        return [] if ok else [f"{where}: {value!r} is not a u32"]
-    if shape is float:
-        return [] if isinstance(value, (int, float)) and not isinstance(value, bool) else [f"{where}: not a number"]
-    if isinstance(shape, type):
-        return [] if isinstance(value, shape) else [f"{where}: {value!r} is not {shape.__name__}"]
+    if shape in (TIME, U32, float) or isinstance(shape, type):
+        return scalar_problems(value, shape, where)
     if isinstance(shape, list):
         if not isinstance(value, list):
             return [f"{where}: {value!r} is not a list"]
@@ -135,6 +124,22 @@ def conforms(value: Any, shape: Any, where: str = "$") -> list[str]:
         elif key in value:
             problems.extend(conforms(value[key], field_shape, f"{where}.{key}"))
     return problems
+
+
+def scalar_problems(value: Any, shape: Any, where: str) -> list[str]:
+    """How ``value`` falls short of a scalar shape: an RFC 3339 time, a u32, a number or a type."""
+    if shape == TIME:
+        try:
+            datetime.fromisoformat(value.replace("Z", "+00:00"))
+            return [] if value.endswith(("Z", "+00:00")) else [f"{where}: {value!r} has no zone"]
+        except (AttributeError, ValueError):
+            return [f"{where}: {value!r} is not an RFC 3339 time"]
+    if shape == U32:
+        ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**32
+        return [] if ok else [f"{where}: {value!r} is not a u32"]
+    if shape is float:
+        return [] if isinstance(value, (int, float)) and not isinstance(value, bool) else [f"{where}: not a number"]
+    return [] if isinstance(value, shape) else [f"{where}: {value!r} is not {shape.__name__}"]
 
 
 def call(emulator, method: str, path: str, body: Any = None) -> dict[str, Any]:
