@@ -109,6 +109,8 @@ def test_example_dags_with_short_lived_oauth_tokens_leak_no_secret(
     assert counts["new"] == counts["labelled"] == 10003
     export_run, xcoms = pipeline.export_day(DAY)
     assert xcoms["export_day"]["count"] > 300
+    load_run, loaded = pipeline.load_day(DAY)
+    assert loaded["load_into_warehouse"]["rows_written"] == xcoms["export_day"]["count"]
 
     version = oauth.admin("POST", f"datasets/{pipeline.workspace.dataset}/models", {"tag": "live"})["version"]
     hook.put_stream(pipeline.workspace.dataset, "new-messages", model_version=version)
@@ -116,7 +118,8 @@ def test_example_dags_with_short_lived_oauth_tokens_leak_no_secret(
     monkeypatch.setenv("CM_STREAM", "new-messages")
     monkeypatch.setenv("CM_STREAM_TABLE", "stream_rows")
     stream_run = load_dag("cm_stream_to_warehouse").test()
-    assert stream_run.state == "success" and xcom_values(stream_run)["fetch_results"]["count"] == 1024
+    drained = xcom_values(stream_run)["drain_into_warehouse"]
+    assert stream_run.state == "success" and (drained["rows_written"], drained["caught_up"]) == (10003, True)
     monkeypatch.setenv("CM_EXPECTED_VERSION", str(version))
     messages = tmp_path / "new.jsonl"
     messages.write_text(BANKING77_JSONL.read_text().splitlines()[0] + "\n")
@@ -128,7 +131,7 @@ def test_example_dags_with_short_lived_oauth_tokens_leak_no_secret(
 
     secrets = [CLIENT_SECRET, *oauth.admin("POST", "oauth", {"list_tokens": True})["tokens"]]
     captured = capfd.readouterr()
-    runs = (upload_run, export_run, stream_run, gate_run)
+    runs = (upload_run, export_run, load_run, stream_run, gate_run)
     for secret in secrets:
         assert secret not in captured.out and secret not in captured.err
         for run in runs:
