@@ -29,6 +29,7 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    negative_data_rejection,
     response_schema_conformance,
     status_code_conformance,
 )
@@ -190,7 +191,8 @@ def test_every_operation_answers_as_documented(label: str, mode: GenerationMode,
     @given(case=operation.as_strategy(mode))
     def fuzz(case: Any) -> None:
         _aim(case, target)
-        response = case.call_and_validate(base_url=target.url, headers=AUTH, checks=CHECKS)
+        checks = CHECKS if mode is GenerationMode.POSITIVE else [*CHECKS, negative_data_rejection]
+        response = case.call_and_validate(base_url=target.url, headers=AUTH, checks=checks)
         target.statuses[response.status_code] = target.statuses.get(response.status_code, 0) + 1
         if case.method.upper() == "DELETE" or operation.path == "/api/v1/datasets/{project}/{name}":
             target.ensure()
@@ -207,6 +209,8 @@ def test_the_document_covers_every_api_route_and_hides_the_emulator_routes(targe
         for method, operation in item.items():
             assert "422" not in operation["responses"], (method, path)
             assert {"200", "401", "429"} <= set(operation["responses"]), (method, path)
+            unauthorized = operation["responses"]["401"]["content"]["application/json"]["schema"]
+            assert unauthorized == {"$ref": "#/components/schemas/Error"}, (method, path)
     sync = document["paths"]["/api/v1/sources/{project}/{name}/sync"]["post"]
     comment = sync["requestBody"]["content"]["application/json"]["schema"]["properties"]["comments"]["items"]
     assert comment["required"] == ["id", "timestamp", "messages"]

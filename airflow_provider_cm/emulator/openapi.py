@@ -21,6 +21,8 @@ from airflow_provider_cm.emulator.checks import Check
 from airflow_provider_cm.emulator.schemas import ERROR
 
 JSON = "application/json"
+#: The error envelope, defined once in the document's components.
+ERROR_REF = {"$ref": "#/components/schemas/Error"}
 REASONS = {
     400: "The request is malformed: its body, a query parameter or a name breaks the API's rules.",
     401: "The token is missing, unknown or expired.",
@@ -41,7 +43,7 @@ def error_responses(codes: Iterable[int]) -> dict[int | str, dict[str, Any]]:
     """The error envelope under each status of ``codes``, plus 401 and 429."""
     responses: dict[int | str, dict[str, Any]] = {}
     for code in sorted({*codes, *ALWAYS}):
-        responses[code] = {"description": REASONS[code], "content": _content(ERROR)}
+        responses[code] = {"description": REASONS[code], "content": _content(ERROR_REF)}
     responses[429]["headers"] = {"Retry-After": {"schema": {"type": "string"}}}
     return responses
 
@@ -88,10 +90,10 @@ def _document(app: FastAPI) -> dict[str, Any]:
         for operation in item.values():
             operation.get("responses", {}).pop("422", None)
     components = document.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError"):
-        components.get("schemas", {}).pop(unused, None)
-    if not components.get("schemas"):
-        components.pop("schemas", None)
+        schemas.pop(unused, None)
+    schemas["Error"] = ERROR
     components["securitySchemes"] = {SECURITY_SCHEME: {"type": "http", "scheme": "bearer"}}
     document["security"] = [{SECURITY_SCHEME: []}]
     return document
