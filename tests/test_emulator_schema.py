@@ -209,8 +209,8 @@ def test_the_document_covers_every_api_route_and_hides_the_emulator_routes(targe
         for method, operation in item.items():
             assert "422" not in operation["responses"], (method, path)
             assert {"200", "401", "429"} <= set(operation["responses"]), (method, path)
-            unauthorized = operation["responses"]["401"]["content"]["application/json"]["schema"]
-            assert unauthorized == {"$ref": "#/components/schemas/Error"}, (method, path)
+            throttled = operation["responses"]["429"]["content"]["application/json"]["schema"]
+            assert throttled == {"$ref": "#/components/schemas/Error"}, (method, path)
     sync = document["paths"]["/api/v1/sources/{project}/{name}/sync"]["post"]
     comment = sync["requestBody"]["content"]["application/json"]["schema"]["properties"]["comments"]["items"]
     assert comment["required"] == ["id", "timestamp", "messages"]
