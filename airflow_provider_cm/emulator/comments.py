@@ -82,9 +82,9 @@ COMMENT = obj(
 
 #: The body of ``sync`` and the create-only upload (as :func:`comment_batch` reads it).
 BATCH_BODY = obj({"comments": array(COMMENT, max_items=MAX_SYNC_COMMENTS)}, required=("comments",))
-COMMENT_IDS = query_list(
-    "id", string(), required=True, description=f"the ids of the comments to delete, 1 to {MAX_DELETE_IDS}"
-)
+#: The ``?id=`` values of a delete.
+DELETE_IDS = array(string(), min_items=1, max_items=MAX_DELETE_IDS)
+COMMENT_IDS = query_list("id", DELETE_IDS, required=True, description="the ids of the comments to delete")
 
 #: Fields the emulator sets itself; a client's values for them are ignored.
 _SERVER_FIELDS = ("uid", "created_at", "has_annotations", "_keys")
@@ -197,8 +197,7 @@ def put_comments(store: Store, project: str, name: str, body: dict[str, Any]) ->
 def delete_comments(store: Store, project: str, name: str, ids: list[str]) -> None:
     """``DELETE .../comments?id=..``: forget up to 32 comments and their annotations."""
     source = store.source(project, name)
-    if not ids or len(ids) > MAX_DELETE_IDS:
-        raise bad_request(f"give 1 to {MAX_DELETE_IDS} comment ids as ?id=...")
+    DELETE_IDS(ids, "the ?id= values")
     for comment_id in ids:
         comment = source.comments.pop(comment_id, None)
         if comment is None:

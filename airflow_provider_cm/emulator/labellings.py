@@ -43,7 +43,7 @@ ENTITY = obj(
 ENTITIES = obj({"assigned": array(ENTITY), "dismissed": array(ENTITY)})
 MOON_FORMS: Check = array(obj({}))
 ANNOTATION_BODY = obj({"labelling": array(GROUP), "entities": ENTITIES, "moon_forms": MOON_FORMS})
-UIDS = query_list("id", string(), description="the uids of the comments to read")
+UIDS = query_list("id", array(string()), description="the uids of the comments to read")
 
 
 def _clean_label(label: dict[str, Any]) -> dict[str, Any]:

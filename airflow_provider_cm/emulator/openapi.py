@@ -48,10 +48,9 @@ def error_responses(codes: Iterable[int]) -> dict[int | str, dict[str, Any]]:
     return responses
 
 
-def query_list(name: str, item: Check, *, required: bool = False, description: str = "") -> dict[str, Any]:
-    """A query parameter given once or more (``?id=a&id=b``), each value passing ``item``."""
-    schema = {"type": "array", "items": item.schema}
-    return {"name": name, "in": "query", "required": required, "schema": schema, "description": description}
+def query_list(name: str, values: Check, *, required: bool = False, description: str = "") -> dict[str, Any]:
+    """A query parameter given once or more (``?id=a&id=b``); ``values`` is the rule for the list."""
+    return {"name": name, "in": "query", "required": required, "schema": values.schema, "description": description}
 
 
 def query_value(name: str, item: Check, *, description: str = "") -> dict[str, Any]:

@@ -148,7 +148,7 @@ def _register(routes: APIRouter, store: Store, plural: str, singular: str) -> No
     one = envelope(**{singular: STREAM})
     create_body = obj({singular: STREAM_FIELDS}, required=(singular,))
     update_body = obj({singular: STREAM_UPDATE_FIELDS}, required=(singular,))
-    uids = query_list("uid", string(), description="the uids of the comments to untag")
+    uids = query_list("uid", array(string()), description="the uids of the comments to untag")
 
     @routes.put(base, **doc(one, body=create_body, errors=(400, 404)))
     async def put_route(project: str, name: str, request: Request) -> Response:
