@@ -214,3 +214,21 @@ def test_the_document_covers_every_api_route_and_hides_the_emulator_routes(targe
     sync = document["paths"]["/api/v1/sources/{project}/{name}/sync"]["post"]
     comment = sync["requestBody"]["content"]["application/json"]["schema"]["properties"]["comments"]["items"]
     assert comment["required"] == ["id", "timestamp", "messages"]
+
+
+_IDS = {"comment_id": COMMENT, "uid": "0." + COMMENT, "version": "live"}
+
+
+def test_every_operation_the_document_secures_refuses_a_request_without_the_token(target: Target) -> None:
+    """The bearer scheme is enforced where the document says so, and only the token route is open."""
+    open_operations = []
+    for path, item in DOCUMENT["paths"].items():
+        url = target.url + path.format(organisation="acme", project=PROJECT, name=DATASET, stream=STREAM, **_IDS)
+        for method, operation in item.items():
+            if operation.get("security", DOCUMENT["security"]) == []:
+                open_operations.append(f"{method.upper()} {path}")
+                continue
+            response = requests.request(method, url, headers={"Authorization": "Bearer wrong"}, timeout=30)
+            assert response.status_code == 401, (method, path, response.status_code)
+            assert response.json()["status"] == "error"
+    assert open_operations == ["POST /{organisation}/identity_/connect/token"]
