@@ -17,6 +17,12 @@ owns the data, its lock, reset and persistence (:mod:`.journal`, :mod:`.persiste
 :mod:`.records` holds the stored dataclasses; :mod:`.checks` the body schemas' building blocks;
 :mod:`.app` only assembles routers and the layers of :mod:`.middleware` and :mod:`.faults`.
 
+The OpenAPI document (``GET /openapi.json``, with the token) describes every API route: its
+body rule as JSON Schema, built by the same :mod:`.checks` builders the route enforces, its query
+and path parameters, the bearer-token scheme, its ``200`` envelope (:mod:`.schemas`) and the
+error envelope under each status it answers (:mod:`.openapi`). ``tests/test_emulator_schema.py``
+fuzzes every operation against it with schemathesis.
+
 Responses follow the vendor's own contracts: the official CLI's response types (``reinfer/cli``,
 crate ``api``, ``api/src/resources/*.rs``) and the Power Automate connector's Swagger 2.0
 (``reinfer/power-automate-connector``, ``apiDefinition.swagger.json``, 2021). Where they disagree,
