@@ -40,7 +40,7 @@ from airflow_provider_cm.operators.comment_files import (
     raise_for_problems,
 )
 from airflow_provider_cm.operators.comment_validation import TimestampRule
-from airflow_provider_cm.operators.storage import atomic_write, to_storage_path
+from airflow_provider_cm.operators.storage import atomic_write, path_as_given, to_storage_path
 from airflow_provider_cm.operators.upload_tally import UploadTally
 
 if TYPE_CHECKING:
@@ -383,8 +383,9 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
                 f"could not write the dead-letter file {target} ({exc}); pass dead_letter_path to choose "
                 "a writable place"
             ) from None
-        self.log.warning("Rejected records and reasons written to %s", target)
-        return str(target)
+        shown = path_as_given(self.dead_letter_path or str(self.input_path), target)
+        self.log.warning("Rejected records and reasons written to %s", shown)
+        return shown
 
 
 @dataclass

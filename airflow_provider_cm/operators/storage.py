@@ -26,16 +26,22 @@ def to_storage_path(path: str | os.PathLike[str] | ObjectStoragePath) -> ObjectS
     return ObjectStoragePath(text)
 
 
-def path_as_given(path: str | os.PathLike[str] | ObjectStoragePath) -> str:
+def path_as_given(path: str | os.PathLike[str] | ObjectStoragePath, target: ObjectStoragePath | None = None) -> str:
     """A path as it goes back to the user (XCom, logs): a local path stays a local path, a URI a URI.
 
-    A local path is made absolute (``~`` expanded), so a downstream task can ``open()`` it; a URI
+    :param path: what the user gave (the operator's argument).
+    :param target: the file actually written, when it differs from ``path`` (e.g. a file placed
+        beside the input): it is shown in the form ``path`` was given in.
+
+    A local path is absolute (``~`` expanded), so a downstream task can ``open()`` it; a URI
     (``s3://...``, ``file:///...``) is returned as written.
     """
-    if isinstance(path, ObjectStoragePath):
-        return str(path)
-    text = os.fspath(path).strip()
-    return text if "://" in text else os.path.abspath(os.path.expanduser(text))
+    given = str(path) if isinstance(path, ObjectStoragePath) else os.fspath(path).strip()
+    if "://" in given:
+        return str(target) if target is not None else given
+    if target is not None:
+        return str(target.path)
+    return os.path.abspath(os.path.expanduser(given))
 
 
 @contextlib.contextmanager
