@@ -9,7 +9,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_cm.exceptions import CommunicationsMiningInputError, CommunicationsMiningRejectedRecordsError
 from airflow_provider_cm.operators.comments import CommunicationsMiningUploadCommentsOperator
-from tests.conftest import NLUPP_JSONL, local_path, make_record, read_jsonl, write_jsonl
+from tests.conftest import NLUPP_JSONL, make_record, read_jsonl, write_jsonl
 
 SYNC_ROUTE = "POST /api/v1/sources/{project}/{name}/sync"
 
