@@ -38,7 +38,9 @@ from tests.conftest import TOKEN, free_port, make_record, start_emulator_process
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 SEED = 20261122
-EXAMPLES_PER_OPERATION = 25
+#: Examples per operation and mode: more where there is a body or a query to vary.
+EXAMPLES_WITH_INPUT = 30
+EXAMPLES_WITHOUT_INPUT = 8
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 PROJECT, SOURCE, DATASET, COMMENT, STREAM = "fuzz", "inbox", "support", "c1", "watch"
@@ -127,7 +129,7 @@ def _schema() -> Any:
     config = SchemathesisConfig()
     config.update(seed=SEED, max_failures=None)
     config.projects.default.update(headers=AUTH)
-    config.projects.default.generation.update(max_examples=EXAMPLES_PER_OPERATION, deterministic=True)
+    config.projects.default.generation.update(max_examples=EXAMPLES_WITH_INPUT, deterministic=True)
     return schemathesis.openapi.from_dict(DOCUMENT, config=config)
 
 
@@ -183,7 +185,7 @@ def test_every_operation_answers_as_documented(label: str, mode: GenerationMode,
     @seed(SEED)
     @settings(
         derandomize=True,
-        max_examples=EXAMPLES_PER_OPERATION,
+        max_examples=EXAMPLES_WITH_INPUT if _takes_input(label) else EXAMPLES_WITHOUT_INPUT,
         deadline=None,
         database=None,
         suppress_health_check=list(HealthCheck),
@@ -232,3 +234,21 @@ def test_every_operation_the_document_secures_refuses_a_request_without_the_toke
             assert response.status_code == 401, (method, path, response.status_code)
             assert response.json()["status"] == "error"
     assert open_operations == ["POST /{organisation}/identity_/connect/token"]
+
+
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"])
+def test_a_time_the_schema_admits_but_utc_cannot_hold_is_refused_with_400(target: Target, moment: str) -> None:
+    comment = make_record("edge", moment)["comment"]
+    response = target.session.post(f"{target.url}/api/v1/sources/{PROJECT}/{SOURCE}/sync", json={"comments": [comment]})
+    assert response.status_code == 400, response.text
+    assert "out of range" in response.json()["message"]
+
+
+def test_a_comment_from_year_one_reads_back_as_an_rfc_3339_time_the_emulator_accepts(target: Target) -> None:
+    comment = make_record("year-one", "0001-01-01T10:00:00Z")["comment"]
+    sync = f"{target.url}/api/v1/sources/{PROJECT}/{SOURCE}/sync"
+    assert target.session.post(sync, json={"comments": [comment]}).json()["new"] == 1
+    stored = target.session.get(f"{target.url}/api/v1/sources/{PROJECT}/{SOURCE}/comments/year-one").json()["comment"]
+    assert stored["timestamp"] == "0001-01-01T10:00:00.000000Z"
+    again = {k: stored[k] for k in ("id", "timestamp", "messages")}
+    assert target.session.post(sync, json={"comments": [again]}).json()["unchanged"] == 1
