@@ -493,3 +493,45 @@ def test_rows_the_database_refuses_are_left_out_and_tagged_as_exceptions(workspa
     [(_, exception_type)] = tagged
     assert exception_type.startswith(f"Refused by {table}: ") and "check" in exception_type.lower()
     assert hook.fetch_stream(workspace.dataset, "refusals", size=16)["results"] == []
+
+
+def test_the_loaded_table_is_an_asset_with_the_result_in_its_event(uploaded, warehouse):
+    """A DAG can be scheduled on the table: the dataset transfer records its Asset's event with the result."""
+    from airflow.sdk import Asset, AssetAlias
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+
+    table = warehouse.new_table()
+    operator = CommunicationsMiningToSqlOperator(
+        task_id="load_day", dataset=uploaded["workspace"].dataset, sql_conn_id=warehouse.conn_id, table=table
+    )
+    [asset] = operator.outlets
+    assert isinstance(asset, Asset) and asset.uri == f"communications-mining-sql://{warehouse.conn_id}/{table}"
+    events = OutletEventAccessors()
+    result = operator.execute({**interval(LOADED_DAYS[0]), "outlet_events": events})
+    assert events[asset].extra["rows_written"] == result["rows_written"] > 0
+    templated = CommunicationsMiningToSqlOperator(
+        task_id="load_any", dataset="p/d", sql_conn_id=warehouse.conn_id, table="{{ params.table }}"
+    )
+    assert templated.outlets == [AssetAlias(name="communications_mining_table:load_any")]
+
+
+def test_a_stream_drain_records_a_table_event_only_when_rows_landed(backlog, warehouse):
+    from airflow.sdk import AssetAlias
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+
+    stream, table = new_stream(backlog), warehouse.new_table()
+    operator = CommunicationsMiningStreamToSqlOperator(
+        task_id="drain",
+        dataset=backlog["workspace"].dataset,
+        stream=stream,
+        sql_conn_id=warehouse.conn_id,
+        table=table,
+    )
+    [alias] = operator.outlets
+    assert alias == AssetAlias(name="communications_mining_table:drain")
+    first, again = OutletEventAccessors(), OutletEventAccessors()
+    assert operator.execute({"ti": FakeTaskInstance(), "outlet_events": first})["rows_written"] > 0
+    [event] = first[alias].asset_alias_events
+    assert event.dest_asset_key.uri == f"communications-mining-sql://{warehouse.conn_id}/{table}"
+    assert operator.execute({"ti": FakeTaskInstance(), "outlet_events": again})["rows_written"] == 0
+    assert again[alias].asset_alias_events == []  # an empty drain wakes no downstream DAG

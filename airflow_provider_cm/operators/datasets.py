@@ -9,8 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import Asset, AssetAlias
-
+from airflow_provider_cm.assets import export_asset, outlet_for, record_outlet_events
 from airflow_provider_cm.flat_comments import EXPORT_COLUMNS, flatten_exported_comment
 from airflow_provider_cm.hooks.communications_mining import MAX_EXPORT_LIMIT, split_full_name
 from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
@@ -90,7 +89,9 @@ class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator
         if not 1 <= page_size <= MAX_EXPORT_LIMIT:
             raise ValueError(f"page_size must be between 1 and {MAX_EXPORT_LIMIT}, got {page_size}")
         if not kwargs.get("outlets"):
-            kwargs["outlets"] = [self.default_outlet(dataset, str(kwargs.get("task_id")))]
+            kwargs["outlets"] = [
+                outlet_for("export", str(kwargs.get("task_id")), [dataset], lambda: export_asset(dataset))
+            ]
         super().__init__(**kwargs)
         self.dataset = dataset
         self.output_path = output_path
@@ -101,17 +102,8 @@ class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator
         self.source_ids = source_ids
         self.page_size = page_size
 
-    @staticmethod
-    def export_asset(dataset: str) -> Asset:
-        """The Asset of ``dataset``'s exports: ``communications-mining://<project>/<dataset>``."""
-        return Asset(name=f"communications_mining_export/{dataset}", uri=f"communications-mining://{dataset}")
-
-    @classmethod
-    def default_outlet(cls, dataset: str, task_id: str) -> Asset | AssetAlias:
-        """The export's Asset, or for a templated ``dataset`` an AssetAlias resolved when the task runs."""
-        if "{{" in dataset or "{%" in dataset:
-            return AssetAlias(name=f"communications_mining_export:{task_id}")
-        return cls.export_asset(dataset)
+    #: The Asset of a dataset's exports (see :func:`airflow_provider_cm.assets.export_asset`).
+    export_asset = staticmethod(export_asset)
 
     def window(self, context: Context) -> tuple[datetime, datetime]:
         """``(start, end)`` in UTC: the operator's arguments, else the run's data interval.
@@ -175,16 +167,5 @@ class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator
             "dataset": self.dataset,
             "format": self.output_format,
         }
-        self._record_asset_events(context, result)
+        record_outlet_events(self.outlets, context, export_asset(self.dataset), result)
         return result
-
-    def _record_asset_events(self, context: Context, result: dict[str, str | int]) -> None:
-        """Put the result in the outlets' events; an AssetAlias gets the rendered dataset's Asset."""
-        outlet_events = context.get("outlet_events")
-        if outlet_events is None:
-            return
-        for outlet in self.outlets:
-            if isinstance(outlet, Asset):
-                outlet_events[outlet].extra = dict(result)
-            elif isinstance(outlet, AssetAlias):
-                outlet_events[outlet].add(self.export_asset(self.dataset), extra=dict(result))

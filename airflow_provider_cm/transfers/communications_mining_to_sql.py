@@ -14,6 +14,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from airflow.sdk import AssetAlias
+
+from airflow_provider_cm.assets import outlet_for, record_outlet_events, table_asset
 from airflow_provider_cm.flat_comments import EXPORT_COLUMNS, flatten_exported_comment
 from airflow_provider_cm.hooks.communications_mining import MAX_EXPORT_LIMIT, MAX_STREAM_FETCH, split_full_name
 from airflow_provider_cm.labels import LEVEL_SEPARATOR
@@ -46,6 +49,18 @@ STREAM_COLUMNS = (
 
 #: Column types that are not TEXT, when the stream transfer creates its table.
 STREAM_COLUMN_TYPES = {"top_probability": "DOUBLE PRECISION"}
+
+
+def _declare_table_outlet(kwargs: dict[str, Any], sql_conn_id: str, table: str, *, alias: bool = False) -> None:
+    """Default the outlets to the table's Asset; an AssetAlias when the table or connection is
+    templated, or when ``alias`` (an alias records an event only in the runs that add one)."""
+    if kwargs.get("outlets"):
+        return
+    task_id = str(kwargs.get("task_id"))
+    if alias:
+        kwargs["outlets"] = [AssetAlias(name=f"communications_mining_table:{task_id}")]
+        return
+    kwargs["outlets"] = [outlet_for("table", task_id, [sql_conn_id, table], lambda: table_asset(sql_conn_id, table))]
 
 
 def _checked_table(table: str) -> str:
@@ -94,6 +109,10 @@ class CommunicationsMiningToSqlOperator(CommunicationsMiningBaseOperator):
         "rows_written", "rows_deleted", "pages", "table_created"}``: ``rows_written`` comments
         upserted (the window's comments), ``rows_deleted`` rows of the window removed first
         (the previous run's, ``-1`` if the driver does not count).
+    The table is declared as an Asset outlet (:func:`~airflow_provider_cm.assets.table_asset`,
+    ``communications-mining-sql://<sql_conn_id>/<table>``; an AssetAlias when either is
+    templated) whose event carries the result in its ``extra``.
+
     :raises ValueError: for a bad window, table name or argument (before anything is read or written).
     :raises TypeError: if ``sql_conn_id`` is not a SQL database connection.
     :raises CommunicationsMiningApiError: if the API fails after retries (the transaction is rolled back).
@@ -120,6 +139,7 @@ class CommunicationsMiningToSqlOperator(CommunicationsMiningBaseOperator):
         check_order_by(order_by)
         if not 1 <= page_size <= MAX_EXPORT_LIMIT:
             raise ValueError(f"page_size must be between 1 and {MAX_EXPORT_LIMIT}, got {page_size}")
+        _declare_table_outlet(kwargs, sql_conn_id, table)
         super().__init__(**kwargs)
         self.dataset = dataset
         self.sql_conn_id = sql_conn_id
@@ -163,6 +183,7 @@ class CommunicationsMiningToSqlOperator(CommunicationsMiningBaseOperator):
             self.table,
             result["rows_deleted"],
         )
+        record_outlet_events(self.outlets, context, table_asset(self.sql_conn_id, self.table), result)
         return result
 
     def _write_window(self, table: CommentTable, start: datetime, end: datetime) -> tuple[int, int]:
@@ -265,6 +286,10 @@ class CommunicationsMiningStreamToSqlOperator(CommunicationsMiningBaseOperator):
         committed, ``batches`` batches committed and acknowledged, ``refused_uids`` comments left
         out and tagged, ``filtered`` comments the stream's filter skipped, ``sequence_id`` the last
         position advanced to (``None`` if none), ``caught_up`` whether the stream was drained.
+    The outlet is an ``AssetAlias("communications_mining_table:<task_id>")`` that resolves to the
+    table's Asset (:func:`~airflow_provider_cm.assets.table_asset`) only in a run that committed
+    rows: a DAG scheduled on the table runs when new rows landed, not after every empty drain.
+
     :raises ValueError: for a bad table name or argument.
     :raises TypeError: if ``sql_conn_id`` is not a SQL database connection.
     :raises CommunicationsMiningApiError: if the API fails after retries (committed batches stay,
@@ -291,6 +316,7 @@ class CommunicationsMiningStreamToSqlOperator(CommunicationsMiningBaseOperator):
             raise ValueError(f"batch_size must be between 1 and {MAX_STREAM_FETCH}, got {batch_size}")
         if max_results < 1:
             raise ValueError("max_results must be at least 1")
+        _declare_table_outlet(kwargs, sql_conn_id, table, alias=True)
         super().__init__(**kwargs)
         self.dataset = dataset
         self.stream = stream
@@ -328,6 +354,8 @@ class CommunicationsMiningStreamToSqlOperator(CommunicationsMiningBaseOperator):
             len(totals["refused_uids"]),
             "caught up" if totals["caught_up"] else f"stopped at max_results={self.max_results}",
         )
+        if totals["rows_written"]:
+            record_outlet_events(self.outlets, context, table_asset(self.sql_conn_id, self.table), totals)
         return totals
 
     def _drain(self, table: CommentTable, totals: dict[str, Any]) -> None:
