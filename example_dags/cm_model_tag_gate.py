@@ -5,8 +5,15 @@
 it). ``predict_new_messages`` then predicts a JSONL file of messages with exactly that version
 and writes the predictions beside it. Predictions are billed per message.
 
-Configuration: ``CM_DATASET``, ``CM_CONN_ID``, ``CM_EXPECTED_VERSION`` (empty: no gate), and the
-run's ``input_path`` / ``output_path`` params.
+Configuration (environment variables read when the DAG is parsed, or edit the constants):
+
+| variable | default | meaning |
+| --- | --- | --- |
+| ``CM_DATASET`` | ``demo/support`` | the dataset whose ``live`` model predicts, ``project/dataset`` |
+| ``CM_CONN_ID`` | ``communications_mining_default`` | the Communications Mining connection |
+| ``CM_EXPECTED_VERSION`` | empty (no gate) | the model version this DAG was reviewed against |
+
+Trigger it with ``{"input_path": "...", "output_path": "..."}`` (JSONL of messages in, predictions out).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ EXPECTED_VERSION = os.environ.get("CM_EXPECTED_VERSION") or None
 
 with DAG(
     dag_id="cm_model_tag_gate",
+    doc_md=__doc__,
     description="Predict with the live model version, failing when the live tag moved",
     schedule=None,
     start_date=pendulum.datetime(2026, 10, 1, tz="UTC"),

@@ -4,9 +4,19 @@ Trigger it with the file to upload::
 
     airflow dags trigger cm_upload_comments --conf '{"input_path": "s3://bucket/inbox/2026-10-05.jsonl"}'
 
+The whole file is validated before anything is sent; comments are upserted with ``sync`` (a
+rerun bills nothing twice) and their labels written to the dataset. The task's XCom holds the
+counts and the billed comments (exact, or a range with the reasons).
+
 Configuration (environment variables read when the DAG is parsed, or edit the constants):
-``CM_SOURCE`` (``project/source``), ``CM_DATASET`` (``project/dataset``, empty for none),
-``CM_CONN_ID`` (the Communications Mining connection) and ``CM_MAX_COMMENTS`` (budget guard).
+
+| variable | default | meaning |
+| --- | --- | --- |
+| ``CM_SOURCE`` | ``demo/support-inbox`` | the source, ``project/source`` |
+| ``CM_DATASET`` | ``demo/support`` | the dataset for the labels, ``project/dataset``; empty for none |
+| ``CM_CONN_ID`` | ``communications_mining_default`` | the Communications Mining connection |
+| ``CM_MAX_COMMENTS`` | ``100000`` | refuse a bigger (more expensive) file, before sending anything |
+| ``CM_INPUT_PATH`` | ``/tmp/cm-demo/comments.jsonl`` | the default of the run's ``input_path`` param |
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ MAX_COMMENTS = int(os.environ.get("CM_MAX_COMMENTS", "100000"))
 
 with DAG(
     dag_id="cm_upload_comments",
+    doc_md=__doc__,
     description="Upload comments (JSONL or CSV) to a Communications Mining source and their labels to a dataset",
     schedule=None,
     start_date=pendulum.datetime(2026, 10, 1, tz="UTC"),

@@ -306,3 +306,15 @@ def test_token_never_reaches_logs_xcom_or_rendered_fields(sqlite_pipeline, emula
         if path.is_file():
             assert TOKEN not in path.read_text(errors="replace"), path
     assert Path(emulator_log).read_text(errors="replace").count(TOKEN) == 0
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "example_dags").glob("cm_*.py")), ids=lambda p: p.stem)
+def test_every_example_dag_documents_its_configuration(path):
+    """Each example DAG's doc_md (shown in the Airflow UI) names every environment variable it reads."""
+    import re
+
+    dag = load_dag(path.stem)
+    read = set(re.findall(r"os\.environ\.get\(\s*\"(CM_[A-Z_]+)\"", path.read_text(encoding="utf-8")))
+    assert dag.doc_md and read, path
+    missing = sorted(name for name in read if name not in dag.doc_md)
+    assert not missing, f"{path.name}: doc_md does not mention {missing}"
