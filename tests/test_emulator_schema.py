@@ -252,3 +252,19 @@ def test_a_comment_from_year_one_reads_back_as_an_rfc_3339_time_the_emulator_acc
     assert stored["timestamp"] == "0001-01-01T10:00:00.000000Z"
     again = {k: stored[k] for k in ("id", "timestamp", "messages")}
     assert target.session.post(sync, json={"comments": [again]}).json()["unchanged"] == 1
+
+
+@pytest.mark.parametrize("number", ["Infinity", "-Infinity", "NaN", "1e400"])
+def test_a_body_with_a_number_json_cannot_carry_is_refused(target: Target, number: str) -> None:
+    """Python reads these, but what was stored from them would be answered as something not JSON."""
+    body = (
+        '{"comments": [{"id": "inf", "timestamp": "2026-10-01T00:00:00Z", "messages": [{"body": {"text": "a"}}],'
+        f' "user_properties": {{"number:Spend": {number}}}}}]}}'
+    )
+    response = target.session.post(
+        f"{target.url}/api/v1/sources/{PROJECT}/{SOURCE}/sync",
+        data=body,
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["message"] == "request body is not valid JSON"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 from urllib.parse import unquote
 
@@ -28,8 +29,22 @@ def error(status_code: int, message: str, headers: dict[str, str] | None = None)
     return json_response({"status": "error", "message": message}, status_code, headers)
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400: JSON, but no double holds it
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
 async def json_body(request: Request) -> dict[str, Any]:
     """The request's JSON object (``{}`` for an empty body).
+
+    Only standard JSON is taken: ``NaN``, ``Infinity`` and numbers beyond a double's range are
+    refused, as anything stored from them would be answered as something that is not JSON.
 
     :raises ApiError: 400 if the body is not JSON or not an object.
     """
@@ -37,7 +52,7 @@ async def json_body(request: Request) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_float=_finite, parse_constant=_not_json)
     except ValueError:
         raise bad_request("request body is not valid JSON") from None
     if not isinstance(body, dict):
