@@ -43,8 +43,9 @@ def _not_json(constant: str) -> Any:
 async def json_body(request: Request) -> dict[str, Any]:
     """The request's JSON object (``{}`` for an empty body).
 
-    Only standard JSON is taken: ``NaN``, ``Infinity`` and numbers beyond a double's range are
-    refused, as anything stored from them would be answered as something that is not JSON.
+    Only standard JSON is taken: ``NaN``, ``Infinity``, numbers beyond a double's range and
+    strings holding half a surrogate pair (``"\\ud800"``) are refused, as anything stored from
+    them would be answered as something that is not JSON, or not at all.
 
     :raises ApiError: 400 if the body is not JSON or not an object.
     """
@@ -57,7 +58,18 @@ async def json_body(request: Request) -> dict[str, Any]:
         raise bad_request("request body is not valid JSON") from None
     if not isinstance(body, dict):
         raise bad_request("request body must be a JSON object")
+    if (b"\\ud" in raw or b"\\uD" in raw) and not _encodable(body):
+        raise bad_request("request body holds a lone surrogate: a \\ud800-\\udfff escape without its pair")
     return body
+
+
+def _encodable(body: Any) -> bool:
+    """Whether every string of ``body`` is valid Unicode (escaped surrogates come in pairs)."""
+    try:
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def segment(value: str) -> str:
