@@ -298,3 +298,20 @@ def test_a_body_with_half_a_surrogate_pair_is_refused_and_nothing_is_stored(
     assert (
         target.session.request(method, f"{target.url}/{path}", data=pair.encode(), headers=headers).status_code == 200
     )
+
+
+def test_a_deeply_nested_body_is_refused_or_stored_and_readable_never_a_500(target: Target) -> None:
+    """Python's JSON reader and writer count nesting against the recursion limit; no depth may
+    be stored (or half-stored) and then fail to be written out."""
+    sync = f"{target.url}/api/v1/sources/{PROJECT}/{SOURCE}/sync"
+    for depth in [*range(700, 1000, 9), 100_000]:
+        markup = "[" * depth + "]" * depth
+        body = (
+            f'{{"comments": [{{"id": "deep{depth}", "timestamp": "2026-10-01T00:00:00Z",'
+            f' "messages": [{{"body": {{"text": "a", "text_markup": {markup}}}}}]}}]}}'
+        )
+        response = target.session.post(sync, data=body, headers={"Content-Type": "application/json"})
+        assert response.status_code in (200, 400), (depth, response.text)
+        read = target.session.get(f"{target.url}/api/v1/sources/{PROJECT}/{SOURCE}/comments/deep{depth}")
+        assert read.status_code == (200 if response.status_code == 200 else 404), depth
+    assert response.json()["message"] == "request body is nested too deeply"

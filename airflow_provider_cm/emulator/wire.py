@@ -40,12 +40,26 @@ def _not_json(constant: str) -> Any:
     raise ValueError(f"{constant} is not JSON")
 
 
+#: Stack frames kept free when parsing: what is accepted here must also be written out later
+#: (the journal, the response), from deeper in the stack, without reaching Python's recursion
+#: limit, which the JSON encoder and decoder count nesting against.
+PARSE_HEADROOM = 128
+
+
+def _parse(raw: bytes, headroom: int = PARSE_HEADROOM) -> Any:
+    """``json.loads`` of standard JSON, run ``headroom`` calls deeper than the caller."""
+    if headroom:
+        return _parse(raw, headroom - 1)
+    return json.loads(raw, parse_float=_finite, parse_constant=_not_json)
+
+
 async def json_body(request: Request) -> dict[str, Any]:
     """The request's JSON object (``{}`` for an empty body).
 
     Only standard JSON is taken: ``NaN``, ``Infinity``, numbers beyond a double's range and
     strings holding half a surrogate pair (``"\\ud800"``) are refused, as anything stored from
-    them would be answered as something that is not JSON, or not at all.
+    them would be answered as something that is not JSON, or not at all; so is a body nested
+    so deeply that it could not be written out again (about 800 levels).
 
     :raises ApiError: 400 if the body is not JSON or not an object.
     """
@@ -53,9 +67,11 @@ async def json_body(request: Request) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
-        body = json.loads(raw, parse_float=_finite, parse_constant=_not_json)
+        body = _parse(raw)
     except ValueError:
         raise bad_request("request body is not valid JSON") from None
+    except RecursionError:
+        raise bad_request("request body is nested too deeply") from None
     if not isinstance(body, dict):
         raise bad_request("request body must be a JSON object")
     if (b"\\ud" in raw or b"\\uD" in raw) and not _encodable(body):
