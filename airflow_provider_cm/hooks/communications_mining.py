@@ -226,8 +226,8 @@ class CommunicationsMiningHook(BaseHook):
         :raises CommunicationsMiningConnectionError: when no response could be had.
         :raises CommunicationsMiningConfigError: when the connection cannot work as configured.
         """
-        call = self._call(method, path, json_body=json_body, raw_body=raw_body, params=params, idempotent=idempotent)
-        return self.transport.send(call).payload
+        reply = self.send(method, path, json_body=json_body, raw_body=raw_body, params=params, idempotent=idempotent)
+        return reply.payload
 
     # -- user, projects ---------------------------------------------------------------------------
 
