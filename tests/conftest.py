@@ -26,6 +26,10 @@ BANKING77_JSONL = SHARED_DATA / "banking77" / "comments.jsonl"
 BANKING77_CSV = SHARED_DATA / "banking77" / "comments.csv"
 NLUPP_JSONL = SHARED_DATA / "nlupp-hotels" / "comments.jsonl"
 
+#: The PostgreSQL server the warehouse tests load into, and their database on it.
+POSTGRES_SERVER = os.environ.get("CM_TEST_POSTGRES_SERVER", "postgresql://postgres@127.0.0.1:5432")
+POSTGRES_URI = f"{POSTGRES_SERVER}/cm_test"
+
 #: The emulator's token in tests: long enough for Airflow's secrets masker (5+ characters).
 TOKEN = "cm-test-token-" + uuid.uuid4().hex
 
@@ -209,3 +213,25 @@ def make_record(comment_id: str, timestamp: str, text: str = "hello", label: str
     if label:
         record["labelling"] = [{"group": "default", "assigned": [{"name": label, "sentiment": "positive"}]}]
     return record
+
+
+def postgres_test_database() -> Any:
+    """A psycopg2 connection to the ``cm_test`` database (created if missing).
+
+    Skips the test when PostgreSQL is not reachable, unless ``CM_REQUIRE_POSTGRES`` is set (as CI does).
+    """
+    import psycopg2
+
+    try:
+        admin = psycopg2.connect(f"{POSTGRES_SERVER}/postgres", connect_timeout=5)
+        admin.autocommit = True
+        with admin.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM pg_database WHERE datname = 'cm_test'")
+            if cursor.fetchone() is None:
+                cursor.execute("CREATE DATABASE cm_test")
+        admin.close()
+        return psycopg2.connect(POSTGRES_URI, connect_timeout=5)
+    except psycopg2.OperationalError as exc:
+        if os.environ.get("CM_REQUIRE_POSTGRES"):
+            raise
+        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URI}: {exc}")

@@ -21,11 +21,18 @@ from typing import Any
 import pytest
 
 from airflow_provider_cm.operators.datasets import CommunicationsMiningExportDatasetOperator
-from tests.conftest import BANKING77_CSV, BANKING77_JSONL, ROOT, TOKEN, new_workspace, read_jsonl
+from tests.conftest import (
+    BANKING77_CSV,
+    BANKING77_JSONL,
+    POSTGRES_URI,
+    ROOT,
+    TOKEN,
+    new_workspace,
+    postgres_test_database,
+    read_jsonl,
+)
 
 UTC = timezone.utc
-POSTGRES_SERVER = os.environ.get("CM_TEST_POSTGRES_SERVER", "postgresql://postgres@127.0.0.1:5432")
-POSTGRES_URI = f"{POSTGRES_SERVER}/cm_test"
 DAY = datetime(2026, 10, 5, tzinfo=UTC)
 
 
@@ -245,29 +252,10 @@ def test_csv_upload_gives_the_same_result(emulator, airflow_db, hook, records, t
         assert source["labelling"][0]["assigned"][0]["name"] in names
 
 
-def _postgres_or_skip():
-    """A connection to the ``cm_test`` database, created if missing; skipped only where PostgreSQL is optional."""
-    import psycopg2
-
-    try:
-        admin = psycopg2.connect(f"{POSTGRES_SERVER}/postgres", connect_timeout=5)
-        admin.autocommit = True
-        with admin.cursor() as cursor:
-            cursor.execute("SELECT 1 FROM pg_database WHERE datname = 'cm_test'")
-            if cursor.fetchone() is None:
-                cursor.execute("CREATE DATABASE cm_test")
-        admin.close()
-        return psycopg2.connect(POSTGRES_URI, connect_timeout=5)
-    except psycopg2.OperationalError as exc:
-        if os.environ.get("CM_REQUIRE_POSTGRES"):
-            raise
-        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URI}: {exc}")
-
-
 @pytest.mark.postgres
 def test_nightly_export_into_postgres(sqlite_pipeline, records, monkeypatch):
     pipeline, _, _ = sqlite_pipeline
-    connection = _postgres_or_skip()
+    connection = postgres_test_database()
     table = f"cm_comments_{uuid.uuid4().hex[:8]}"
     pipeline.apply(monkeypatch)
     monkeypatch.setenv("CM_WAREHOUSE_TABLE", table)

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
@@ -30,11 +29,18 @@ from airflow_provider_cm.transfers.communications_mining_to_sql import (
     CommunicationsMiningToSqlOperator,
 )
 from airflow_provider_cm.windows import window_key
-from tests.conftest import BANKING77_JSONL, TOKEN, FakeTaskInstance, new_workspace, read_jsonl, write_jsonl
+from tests.conftest import (
+    BANKING77_JSONL,
+    POSTGRES_URI,
+    TOKEN,
+    FakeTaskInstance,
+    new_workspace,
+    postgres_test_database,
+    read_jsonl,
+    write_jsonl,
+)
 
 UTC = timezone.utc
-POSTGRES_SERVER = os.environ.get("CM_TEST_POSTGRES_SERVER", "postgresql://postgres@127.0.0.1:5432")
-POSTGRES_URI = f"{POSTGRES_SERVER}/cm_test"
 #: Days of BANKING77 uploaded for the dataset transfer; the middle three are loaded.
 UPLOADED_DAYS = [datetime(2026, 10, 4, tzinfo=UTC) + timedelta(days=n) for n in range(5)]
 LOADED_DAYS = UPLOADED_DAYS[1:4]
@@ -92,22 +98,8 @@ class Warehouse:
 
 
 def _postgres() -> Any:
-    """A connection to the ``cm_test`` database (created if missing); skipped only where PostgreSQL is optional."""
-    import psycopg2
-
-    try:
-        admin = psycopg2.connect(f"{POSTGRES_SERVER}/postgres", connect_timeout=5)
-        admin.autocommit = True
-        with admin.cursor() as cursor:
-            cursor.execute("SELECT 1 FROM pg_database WHERE datname = 'cm_test'")
-            if cursor.fetchone() is None:
-                cursor.execute("CREATE DATABASE cm_test")
-        admin.close()
-        connection = psycopg2.connect(POSTGRES_URI, connect_timeout=5)
-    except psycopg2.OperationalError as exc:
-        if os.environ.get("CM_REQUIRE_POSTGRES"):
-            raise
-        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URI}: {exc}")
+    """An autocommit connection to the ``cm_test`` database (see :func:`postgres_test_database`)."""
+    connection = postgres_test_database()
     connection.autocommit = True
     return connection
 
