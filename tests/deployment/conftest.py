@@ -419,6 +419,17 @@ class Deployment:
         counts = response.json()["stats"]["requests_by_route"]
         return sum(count for route, count in counts.items() if route.endswith(route_suffix))
 
+    def tag_new_live_model(self) -> int:
+        """Train and pin a new model version on the dataset's labels, tag it ``live``; return its version."""
+        response = requests.post(
+            f"{self.emulator_url}/_emulator/datasets/{self.dataset}/models",
+            json={"tag": "live"},
+            headers={"Authorization": f"Bearer {self.token}"},
+            timeout=60,
+        )
+        response.raise_for_status()
+        return int(response.json()["version"])
+
     def default_pool(self) -> dict[str, Any]:
         pools = self.api("GET", "pools")["pools"]
         return next(pool for pool in pools if pool["name"] == "default_pool")
@@ -454,14 +465,7 @@ def _seed(deployment: Deployment) -> None:
         dataset=deployment.dataset,
         input_path=str(labelled),
     ).execute({})
-    response = requests.post(
-        f"{deployment.emulator_url}/_emulator/datasets/{deployment.dataset}/models",
-        json={"tag": "live"},
-        headers={"Authorization": f"Bearer {deployment.token}"},
-        timeout=60,
-    )
-    response.raise_for_status()
-    deployment.model_version = response.json()["version"]
+    deployment.model_version = deployment.tag_new_live_model()
     api.close()
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from airflow_provider_cm.exceptions import CommunicationsMiningNotFoundError
 from tests.deployment.conftest import STREAM, Deployment, deployment_hook, read_banking77
@@ -63,14 +62,7 @@ def test_model_gate_predicts_with_the_live_version_and_fails_when_the_tag_moved(
     assert len(lines) == 10
 
     # A new model tagged live: the gate (CM_EXPECTED_VERSION) stops the next run before any prediction.
-    response = requests.post(
-        f"{deployment.emulator_url}/_emulator/datasets/{deployment.dataset}/models",
-        json={"tag": "live"},
-        headers={"Authorization": f"Bearer {deployment.token}"},
-        timeout=60,
-    )
-    response.raise_for_status()
-    assert response.json()["version"] != deployment.model_version
+    assert deployment.tag_new_live_model() != deployment.model_version
     drifted = deployment.trigger(dag_id, conf)
     run = deployment.wait_for_run(dag_id, drifted, timeout=180)
     states = deployment.task_states(dag_id, drifted)
