@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INPUT ?=
 
-.PHONY: demo test test-deployment lint bench clean
+.PHONY: demo test test-deployment browser lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,14 @@ test: $(BIN)/.installed
 
 # The example DAGs in a real Airflow deployment (api-server, scheduler, dag-processor, triggerer;
 # LocalExecutor; PostgreSQL on 127.0.0.1:5432). Not part of `make test`: it takes a few minutes.
-test-deployment: $(BIN)/.installed
+test-deployment: $(BIN)/.installed browser
 	$(BIN)/python -m pytest tests/deployment -m deployment
+
+# The connection-form case drives Debian's Chromium (headless) through playwright; install it once.
+browser:
+	@test -x /usr/bin/chromium || { \
+	  apt-get -o DPkg::Lock::Timeout=600 update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq chromium chromium-driver; }
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

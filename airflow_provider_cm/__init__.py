@@ -15,6 +15,8 @@ __all__ = ["__version__", "get_provider_info"]
 
 def get_provider_info() -> dict[str, Any]:
     """Describe the provider to Airflow's ProvidersManager (entry point ``apache_airflow_provider``)."""
+    from airflow_provider_cm.connection_form import connection_type
+
     return {
         "package-name": "airflow-provider-cm",
         "name": "UiPath Communications Mining",
@@ -66,37 +68,5 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_provider_cm.triggers.streams"],
             }
         ],
-        "connection-types": [
-            {
-                "hook-class-name": "airflow_provider_cm.hooks.communications_mining.CommunicationsMiningHook",
-                "connection-type": "communications_mining",
-                "hook-name": "UiPath Communications Mining",
-                "ui-field-behaviour": {
-                    "hidden-fields": ["schema", "login", "port"],
-                    "relabeling": {"host": "API endpoint", "password": "API token"},
-                    "placeholders": {
-                        "host": "https://cloud.uipath.com/<organisation>/<tenant>/reinfer_",
-                        "password": "API token from Administration > My Account",
-                        "extra": '{"verify": true, "timeout": 120}',
-                    },
-                },
-                "conn-fields": {
-                    "verify": {
-                        "label": "Verify TLS certificates",
-                        "description": "Verify the server's TLS certificate (true, false, or a CA bundle path).",
-                        "schema": {"type": ["boolean", "string", "null"], "default": True},
-                    },
-                    "timeout": {
-                        "label": "Read timeout (seconds)",
-                        "description": "Seconds to wait for a response before the request is retried or fails.",
-                        "schema": {"type": ["number", "null"], "minimum": 1, "default": 120},
-                    },
-                    "proxies": {
-                        "label": "Proxies",
-                        "description": 'Proxy map as JSON, e.g. {"https": "http://proxy:3128"}.',
-                        "schema": {"type": ["object", "null"]},
-                    },
-                },
-            }
-        ],
+        "connection-types": [connection_type()],
     }

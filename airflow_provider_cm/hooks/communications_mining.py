@@ -85,11 +85,15 @@ class CommunicationsMiningHook(BaseHook):
       ``token_url`` (default ``https://<host>/<organisation>/identity_/connect/token``): the hook
       then fetches a client-credentials token, caches it until shortly before it expires, and
       fetches a new one once when the API answers 401.
-    * extras: ``verify`` (true, false or a CA bundle path, default true), ``timeout`` (read timeout
-      in seconds, default 120), ``connect_timeout`` (seconds, default 10), ``proxies`` (a requests
-      proxy map such as ``{"https": "http://proxy:3128"}``), and the retry settings
-      ``retry_max_attempts`` (default 5), ``retry_max_elapsed`` (seconds, default 300),
-      ``retry_initial_wait``, ``retry_max_wait`` and ``retry_retry_after_cap`` (seconds).
+    * extras, each a field of the Airflow UI's connection form
+      (:mod:`airflow_provider_cm.connection_form`): ``verify`` (true or false, default true),
+      ``ca_bundle`` (path of a CA bundle file or directory to verify with; a path in ``verify``
+      also still works), ``timeout`` (read timeout in seconds, default 120), ``connect_timeout``
+      (seconds, default 10), ``proxies`` (a requests proxy map such as
+      ``{"https": "http://proxy:3128"}``), and the retry settings ``retry_max_attempts``
+      (default 5), ``retry_max_elapsed`` (seconds, default 300), ``retry_initial_wait`` (seconds,
+      default 1), ``retry_max_wait`` (seconds, default 30) and ``retry_retry_after_cap`` (seconds,
+      default 120). An extra stored empty (``null`` or ``""``) means its default.
 
     The settings are resolved once (:class:`~airflow_provider_cm.hooks.settings.ConnectionSettings`)
     and serve both transports: :class:`~airflow_provider_cm.hooks.transport.SyncTransport` for the

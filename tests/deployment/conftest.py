@@ -196,6 +196,8 @@ class Deployment:
             "CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
             "CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
             "CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+            # The connection Test (REST API and CLI); off by default in Airflow 3.
+            "CORE__TEST_CONNECTION": "Enabled",
             "DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://{PG_USER}@{PG_HOST}:{PG_PORT}/{self.name}",
             "API__BASE_URL": self.api_url,
             "API__WORKERS": "1",
