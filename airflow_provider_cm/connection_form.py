@@ -93,7 +93,8 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
     },
     "retry_max_attempts": {
         "label": "Retry: attempts per request",
-        "description": f"Attempts in all, the first included; 1 turns retries off. Default {DEFAULT_RETRY_MAX_ATTEMPTS}.",
+        "description": "Attempts in all, the first included; 1 turns retries off. "
+        f"Default {DEFAULT_RETRY_MAX_ATTEMPTS}.",
         "schema": {"type": ["integer", "null"], "minimum": 1, "default": DEFAULT_RETRY_MAX_ATTEMPTS},
     },
     "retry_max_elapsed": _seconds(

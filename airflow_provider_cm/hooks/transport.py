@@ -204,7 +204,7 @@ def connection_failure(route: str, url: str, exc: BaseException, *, sent: bool) 
     if "CERTIFICATE_VERIFY_FAILED" in text:
         reason = (
             f"the TLS certificate of {host!r} failed verification ({_ssl_detail(text)}): if the server uses a "
-            "private certificate authority, set the connection's verify extra to its CA bundle path"
+            "private certificate authority, set the connection's CA bundle path (the ca_bundle extra)"
         )
         return CommunicationsMiningConnectionError(route, reason, sent=False, permanent=True)
     if url.startswith("https://") and any(marker in text for marker in _NOT_TLS):
