@@ -197,8 +197,9 @@ def test_bad_values_are_named_before_any_request(emulator, tls, tmp_path, extras
 
 
 def test_client_secret_is_masked_in_logs(oauth):
-    """Airflow hides an extra whose key holds ``secret`` wherever it redacts by key (the REST API, the UI,
-    rendered fields); the hook registers the secret's value with the masker that task logs go through."""
+    """Airflow hides an extra whose key holds ``secret`` wherever it redacts by key (the REST API, the UI),
+    and masks its value in logs once the connection is fetched (checked: this holds even without the
+    hook's own ``mask_secret``, which registers the same value again)."""
     from airflow.sdk._shared.secrets_masker import redact, should_hide_value_for_key
 
     # Airflow also hides token_url ("token") and proxies (a proxy URL may hold a password) by their keys.
@@ -214,6 +215,7 @@ def test_client_secret_is_masked_in_logs(oauth):
     hook = connection_hook(oauth.url + PREFIX, token=None, client_id="cm-masking-app", client_secret=secret)
     assert hook.get_current_user()["username"]
     assert redact(line) == "token request for cm-masking-app with ***"
+    assert secret in hook.settings.secrets()
     assert redact({"client_secret": "another-value"}) == {"client_secret": "***"}
 
 

@@ -133,7 +133,7 @@ def test_tls_verification_failure_fails_at_once_saying_what_to_change(emulator, 
     hook = hook_with(tls.url + PREFIX)
     with pytest.raises(CommunicationsMiningConnectionError) as info:
         hook.get_current_user()
-    assert info.value.permanent and "failed verification" in str(info.value) and "verify" in str(info.value)
+    assert info.value.permanent and "failed verification" in str(info.value) and "ca_bundle" in str(info.value)
     with pytest.raises(CommunicationsMiningConnectionError, match="failed verification"):
         asyncio.run(hook.afetch_stream(stream, "s", size=1))
     assert "retrying" not in logged(capfd)
