@@ -87,8 +87,8 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
     ),
     "proxies": {
         "label": "Proxies",
-        "description": 'Proxy URL by scheme as JSON, e.g. {"https": "http://proxy:3128"}. Empty: no proxy '
-        "(the HTTPS_PROXY environment variable is not used).",
+        "description": 'Proxy URL by scheme as JSON, e.g. {"https": "http://proxy:3128"}. Empty: none set here '
+        "(the HTTP_PROXY/HTTPS_PROXY environment variables still apply, as requests and httpx read them).",
         "schema": {"type": ["object", "null"]},
     },
     "retry_max_attempts": {
