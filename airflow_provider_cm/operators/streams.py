@@ -15,12 +15,14 @@ from typing import IO, TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_provider_cm import lineage
 from airflow_provider_cm.hooks.communications_mining import MAX_STREAM_FETCH, split_full_name
 from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
 from airflow_provider_cm.operators.storage import atomic_write, path_as_given, to_storage_path
 from airflow_provider_cm.times import api_time, to_utc
 
 if TYPE_CHECKING:
+    from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
 
 
@@ -193,6 +195,17 @@ class CommunicationsMiningStreamFetchOperator(_StreamOperator):
         with atomic_write(target) as handle:
             handle.write("".join(line + "\n" for line in lines))
 
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+        """OpenLineage: the stream read; the file written, with the results it holds.
+
+        Names as in :mod:`airflow_provider_cm.lineage`; called by the OpenLineage listener.
+        """
+        written = lineage.count(lineage.task_result(task_instance), "count")
+        return lineage.operator_lineage(
+            inputs=[lineage.stream_dataset(self.hook, self.dataset, self.stream)],
+            outputs=[lineage.written(lineage.file_dataset(to_storage_path(self.output_path)), written)],
+        )
+
 
 class CommunicationsMiningStreamAdvanceOperator(_StreamOperator):
     """Acknowledge a stream's results up to a ``sequence_id`` (``POST .../streams/<stream>/advance``).
@@ -297,3 +310,14 @@ class CommunicationsMiningTagExceptionsOperator(_StreamOperator):
             self.hook.tag_exceptions(self.dataset, self.stream, uids[start : start + 1024], self.exception_type)
         self.log.info("Tagged %d comments as %r exceptions on stream %s", len(uids), self.exception_type, self.stream)
         return len(uids)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+        """OpenLineage: the stream written (its exceptions), with the comments tagged; nothing when none were.
+
+        Names as in :mod:`airflow_provider_cm.lineage`; called by the OpenLineage listener.
+        """
+        tagged = lineage.task_result(task_instance)
+        if not isinstance(tagged, int) or isinstance(tagged, bool) or tagged < 1:
+            return lineage.operator_lineage([], [])
+        stream = lineage.stream_dataset(self.hook, self.dataset, self.stream)
+        return lineage.operator_lineage([], [lineage.written(stream, tagged)])
