@@ -41,10 +41,11 @@ OpenLineage objects, which run only when the provider's listener asks an operato
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from airflow_provider_cm.hooks.communications_mining import split_full_name
@@ -58,6 +59,8 @@ if TYPE_CHECKING:
     from airflow_provider_cm.hooks.communications_mining import CommunicationsMiningHook
 
 log = logging.getLogger(__name__)
+
+R = TypeVar("R")
 
 #: The scheme of Communications Mining namespaces.
 SCHEME = "communications-mining"
@@ -210,19 +213,30 @@ def operator_lineage(inputs: Iterable[Dataset], outputs: Iterable[Dataset]) -> O
     return OperatorLineage(inputs=list(inputs), outputs=list(outputs))
 
 
-def task_result(task_instance: Any) -> Any:
-    """The task's own return value (its ``return_value`` XCom), or ``None`` if it has none.
+def records_result(execute: Callable[[Any, Any], R]) -> Callable[[Any, Any], R]:
+    """Decorate an operator's ``execute`` to keep what it returned on the operator, for :func:`task_result`.
 
-    The counts in output statistics come from it. A failure to read it is logged and gives
-    ``None``: the lineage is then reported without statistics rather than not at all.
+    The OpenLineage listener asks for lineage in the task's process (by default in a fork of it),
+    where reading the task's XCom back would be one more round trip to the API server, from a
+    process that shares the task's connection to it; the result the task already holds is used instead.
     """
-    try:
-        return task_instance.xcom_pull(
-            task_ids=task_instance.task_id, map_indexes=getattr(task_instance, "map_index", -1), key="return_value"
-        )
-    except Exception as exc:
-        log.warning("OpenLineage: could not read the task's result for its statistics (%s)", exc)
-        return None
+
+    @functools.wraps(execute)
+    def execute_and_keep(operator: Any, context: Any) -> R:
+        result = execute(operator, context)
+        operator._openlineage_result = result
+        return result
+
+    return execute_and_keep
+
+
+def task_result(operator: Any) -> Any:
+    """What the operator's ``execute`` returned in this process (see :func:`records_result`), or ``None``.
+
+    ``None`` when the task did not return (it failed): the lineage is then reported without
+    output statistics rather than with figures of a run that did not finish.
+    """
+    return getattr(operator, "_openlineage_result", None)
 
 
 def count(result: Any, *keys: str) -> int | None:

@@ -191,6 +191,7 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
 
     # -- execution ------------------------------------------------------------------------------
 
+    @lineage.records_result
     def execute(self, context: Context) -> dict[str, Any]:
         plan = self._plan()
         result: dict[str, Any] = {
@@ -398,7 +399,7 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
         and the comments whose labels the dataset took. A dry run writes nothing, so it reports
         the file only. Names as in :mod:`airflow_provider_cm.lineage`; called by the OpenLineage listener.
         """
-        result = lineage.task_result(task_instance)
+        result = lineage.task_result(self)
         inputs = [lineage.file_dataset(to_storage_path(self.input_path))]
         if as_bool(result.get("dry_run") if isinstance(result, Mapping) else self.is_dry_run, "dry_run"):
             return lineage.operator_lineage(inputs, [])

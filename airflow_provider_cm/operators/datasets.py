@@ -115,6 +115,7 @@ class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator
         """
         return export_window(self.start, self.end, context)
 
+    @lineage.records_result
     def execute(self, context: Context) -> dict[str, str | int]:
         split_full_name(self.dataset, "dataset")
         start, end = self.window(context)
@@ -178,7 +179,7 @@ class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator
         Names as in :mod:`airflow_provider_cm.lineage`; called by the OpenLineage listener.
         """
         columns = EXPORT_COLUMNS if self.output_format == "csv" else None
-        written = lineage.count(lineage.task_result(task_instance), "count")
+        written = lineage.count(lineage.task_result(self), "count")
         return lineage.operator_lineage(
             inputs=[lineage.cm_dataset(self.hook, self.dataset)],
             outputs=[lineage.written(lineage.file_dataset(to_storage_path(self.output_path), columns), written)],

@@ -132,6 +132,7 @@ class CommunicationsMiningPredictOperator(CommunicationsMiningBaseOperator):
                     raise AirflowFailException(f"{self.input_path}:{line_number}: {exc.field}: {exc.message}") from None
         return documents
 
+    @lineage.records_result
     def execute(self, context: Context) -> dict[str, Any]:
         split_full_name(self.dataset, "dataset")
         documents = self._documents()
@@ -163,7 +164,7 @@ class CommunicationsMiningPredictOperator(CommunicationsMiningBaseOperator):
 
         Names as in :mod:`airflow_provider_cm.lineage`; called by the OpenLineage listener.
         """
-        written = lineage.count(lineage.task_result(task_instance), "count")
+        written = lineage.count(lineage.task_result(self), "count")
         messages = lineage.file_dataset(to_storage_path(self.input_path))
         return lineage.operator_lineage(
             inputs=[messages, lineage.cm_dataset(self.hook, self.dataset)],

@@ -116,6 +116,7 @@ class CommunicationsMiningStreamFetchOperator(_StreamOperator):
         self.advance = advance
         self.label_thresholds = label_thresholds
 
+    @lineage.records_result
     def execute(self, context: Context) -> dict[str, Any]:
         self._check_names()
         target = to_storage_path(self.output_path)
@@ -200,7 +201,7 @@ class CommunicationsMiningStreamFetchOperator(_StreamOperator):
 
         Names as in :mod:`airflow_provider_cm.lineage`; called by the OpenLineage listener.
         """
-        written = lineage.count(lineage.task_result(task_instance), "count")
+        written = lineage.count(lineage.task_result(self), "count")
         return lineage.operator_lineage(
             inputs=[lineage.stream_dataset(self.hook, self.dataset, self.stream)],
             outputs=[lineage.written(lineage.file_dataset(to_storage_path(self.output_path)), written)],
@@ -296,6 +297,7 @@ class CommunicationsMiningTagExceptionsOperator(_StreamOperator):
         self.uids = uids
         self.exception_type = exception_type
 
+    @lineage.records_result
     def execute(self, context: Context) -> int:
         self._check_names()
         uids = self.uids
@@ -316,7 +318,7 @@ class CommunicationsMiningTagExceptionsOperator(_StreamOperator):
 
         Names as in :mod:`airflow_provider_cm.lineage`; called by the OpenLineage listener.
         """
-        tagged = lineage.task_result(task_instance)
+        tagged = lineage.task_result(self)
         if not isinstance(tagged, int) or isinstance(tagged, bool) or tagged < 1:
             return lineage.operator_lineage([], [])
         stream = lineage.stream_dataset(self.hook, self.dataset, self.stream)

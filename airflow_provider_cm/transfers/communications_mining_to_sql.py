@@ -152,6 +152,7 @@ class CommunicationsMiningToSqlOperator(CommunicationsMiningBaseOperator):
         self.source_ids = source_ids
         self.page_size = page_size
 
+    @lineage.records_result
     def execute(self, context: Context) -> dict[str, Any]:
         split_full_name(self.dataset, "dataset")
         check_table_name(self.table)
@@ -224,7 +225,7 @@ class CommunicationsMiningToSqlOperator(CommunicationsMiningBaseOperator):
         table = lineage.table_dataset(sql_hook(self.sql_conn_id), self.table, dict.fromkeys(EXPORT_COLUMNS, "TEXT"))
         return lineage.operator_lineage(
             inputs=[lineage.cm_dataset(self.hook, self.dataset)],
-            outputs=[lineage.written(table, lineage.count(lineage.task_result(task_instance), "rows_written"))],
+            outputs=[lineage.written(table, lineage.count(lineage.task_result(self), "rows_written"))],
         )
 
 
@@ -339,6 +340,7 @@ class CommunicationsMiningStreamToSqlOperator(CommunicationsMiningBaseOperator):
         self.max_results = max_results
         self.batch_size = batch_size
 
+    @lineage.records_result
     def execute(self, context: Context) -> dict[str, Any]:
         split_full_name(self.dataset, "dataset")
         check_table_name(self.table)
@@ -455,5 +457,5 @@ class CommunicationsMiningStreamToSqlOperator(CommunicationsMiningBaseOperator):
         table = lineage.table_dataset(sql_hook(self.sql_conn_id), self.table, columns)
         return lineage.operator_lineage(
             inputs=[lineage.stream_dataset(self.hook, self.dataset, self.stream)],
-            outputs=[lineage.written(table, lineage.count(lineage.task_result(task_instance), "rows_written"))],
+            outputs=[lineage.written(table, lineage.count(lineage.task_result(self), "rows_written"))],
         )
