@@ -7,10 +7,11 @@ appends every event the provider's listener emits to a JSONL file. The tests rea
 events from it and check the inputs and outputs each task reported (namespace, name, facets)
 against what the task did.
 
-The data: four days of BANKING77 are uploaded with labels beforehand, a model is pinned on them
-and three streams are opened; the runs then upload a fifth day (through ``cm_upload_comments``),
-export and load that day, drain the streams into SQLite, PostgreSQL and files, and predict a few
-messages.
+The data: one day of BANKING77 is uploaded with labels beforehand, a model is pinned on it and
+three streams are opened; the runs then upload 60 comments of the next day and one message
+without text (through ``cm_upload_comments``), export and load that day, drain the streams into
+SQLite, PostgreSQL and files (the message without text is refused by the table's CHECK and by the
+outbox, and tagged as a stream exception), and predict five messages.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class Runs:
         self.messages = tmp / "messages.jsonl"
         self.predictions = tmp / "predictions.jsonl"
         self.events_path = tmp / "events.jsonl"
+        self.day_count = 0
         self.postgres = False
         self.postgres_tables: dict[str, str] = {}
         self.events: list[dict[str, Any]] = []
