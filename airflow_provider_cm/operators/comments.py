@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_provider_cm import lineage
 from airflow_provider_cm.exceptions import (
     CommunicationsMiningApiError,
     CommunicationsMiningBadRequestError,
@@ -44,6 +45,7 @@ from airflow_provider_cm.operators.storage import atomic_write, path_as_given, t
 from airflow_provider_cm.operators.upload_tally import UploadTally
 
 if TYPE_CHECKING:
+    from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context, ObjectStoragePath
 
 #: Problems listed in the error for an invalid file (all are counted).
@@ -189,6 +191,7 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
 
     # -- execution ------------------------------------------------------------------------------
 
+    @lineage.records_result
     def execute(self, context: Context) -> dict[str, Any]:
         plan = self._plan()
         result: dict[str, Any] = {
@@ -386,6 +389,30 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
         shown = path_as_given(self.dead_letter_path or str(self.input_path), target)
         self.log.warning("Rejected records and reasons written to %s", shown)
         return shown
+
+    # -- lineage --------------------------------------------------------------------------------
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+        """OpenLineage: the file read; the source and, with ``dataset``, the dataset written, and the dead-letter file.
+
+        Output statistics: the comments the source stored in this run (new, updated and unchanged)
+        and the comments whose labels the dataset took. A dry run writes nothing, so it reports
+        the file only. Names as in :mod:`airflow_provider_cm.lineage`; called by the OpenLineage listener.
+        """
+        result = lineage.task_result(self)
+        inputs = [lineage.file_dataset(to_storage_path(self.input_path))]
+        if as_bool(result.get("dry_run") if isinstance(result, Mapping) else self.is_dry_run, "dry_run"):
+            return lineage.operator_lineage(inputs, [])
+        stored = lineage.count(result, "new", "updated", "unchanged")
+        outputs = [lineage.written(lineage.source_dataset(self.hook, self.source), stored)]
+        if self.dataset:
+            labelled = lineage.count(result, "labelled")
+            outputs.append(lineage.written(lineage.cm_dataset(self.hook, self.dataset), labelled))
+        dead_letter_path = result.get("dead_letter_path") if isinstance(result, Mapping) else None
+        if dead_letter_path:
+            lines = lineage.count(result, "rejected", "labels_rejected")
+            outputs.append(lineage.written(lineage.file_dataset(to_storage_path(dead_letter_path)), lines))
+        return lineage.operator_lineage(inputs, outputs)
 
 
 @dataclass

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_cm import lineage
 from airflow_provider_cm.assets import export_asset, outlet_for, record_outlet_events
 from airflow_provider_cm.flat_comments import EXPORT_COLUMNS, flatten_exported_comment
 from airflow_provider_cm.hooks.communications_mining import MAX_EXPORT_LIMIT, split_full_name
@@ -18,6 +19,7 @@ from airflow_provider_cm.times import api_time
 from airflow_provider_cm.windows import check_order_by, export_window, iter_window_pages
 
 if TYPE_CHECKING:
+    from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
 
 
@@ -113,6 +115,7 @@ class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator
         """
         return export_window(self.start, self.end, context)
 
+    @lineage.records_result
     def execute(self, context: Context) -> dict[str, str | int]:
         split_full_name(self.dataset, "dataset")
         start, end = self.window(context)
@@ -169,3 +172,15 @@ class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator
         }
         record_outlet_events(self.outlets, context, export_asset(self.dataset), result)
         return result
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+        """OpenLineage: the dataset read; the file written, with the comments written and, for CSV, its columns.
+
+        Names as in :mod:`airflow_provider_cm.lineage`; called by the OpenLineage listener.
+        """
+        columns = EXPORT_COLUMNS if self.output_format == "csv" else None
+        written = lineage.count(lineage.task_result(self), "count")
+        return lineage.operator_lineage(
+            inputs=[lineage.cm_dataset(self.hook, self.dataset)],
+            outputs=[lineage.written(lineage.file_dataset(to_storage_path(self.output_path), columns), written)],
+        )

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_provider_cm import lineage
 from airflow_provider_cm.exceptions import CommunicationsMiningModelDriftError, CommunicationsMiningTagError
 from airflow_provider_cm.hooks.communications_mining import MAX_PREDICT_DOCUMENTS, split_full_name
 from airflow_provider_cm.labels import label_name
@@ -16,6 +17,7 @@ from airflow_provider_cm.operators.comment_validation import RecordError, valida
 from airflow_provider_cm.operators.storage import atomic_write, path_as_given, to_storage_path
 
 if TYPE_CHECKING:
+    from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
 
 
@@ -130,6 +132,7 @@ class CommunicationsMiningPredictOperator(CommunicationsMiningBaseOperator):
                     raise AirflowFailException(f"{self.input_path}:{line_number}: {exc.field}: {exc.message}") from None
         return documents
 
+    @lineage.records_result
     def execute(self, context: Context) -> dict[str, Any]:
         split_full_name(self.dataset, "dataset")
         documents = self._documents()
@@ -154,3 +157,16 @@ class CommunicationsMiningPredictOperator(CommunicationsMiningBaseOperator):
             "Predicted %d documents with model %s of %s into %s", len(documents), version, self.dataset, target
         )
         return {"path": path_as_given(self.output_path), "count": len(documents), "version": version}
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+        """OpenLineage: the messages file and the dataset (its model made the labels) read; the predictions file
+        written, with the documents predicted.
+
+        Names as in :mod:`airflow_provider_cm.lineage`; called by the OpenLineage listener.
+        """
+        written = lineage.count(lineage.task_result(self), "count")
+        messages = lineage.file_dataset(to_storage_path(self.input_path))
+        return lineage.operator_lineage(
+            inputs=[messages, lineage.cm_dataset(self.hook, self.dataset)],
+            outputs=[lineage.written(lineage.file_dataset(to_storage_path(self.output_path)), written)],
+        )

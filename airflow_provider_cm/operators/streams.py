@@ -15,12 +15,14 @@ from typing import IO, TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_provider_cm import lineage
 from airflow_provider_cm.hooks.communications_mining import MAX_STREAM_FETCH, split_full_name
 from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
 from airflow_provider_cm.operators.storage import atomic_write, path_as_given, to_storage_path
 from airflow_provider_cm.times import api_time, to_utc
 
 if TYPE_CHECKING:
+    from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
 
 
@@ -114,6 +116,7 @@ class CommunicationsMiningStreamFetchOperator(_StreamOperator):
         self.advance = advance
         self.label_thresholds = label_thresholds
 
+    @lineage.records_result
     def execute(self, context: Context) -> dict[str, Any]:
         self._check_names()
         target = to_storage_path(self.output_path)
@@ -192,6 +195,17 @@ class CommunicationsMiningStreamFetchOperator(_StreamOperator):
         handle: IO[str]
         with atomic_write(target) as handle:
             handle.write("".join(line + "\n" for line in lines))
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+        """OpenLineage: the stream read; the file written, with the results it holds.
+
+        Names as in :mod:`airflow_provider_cm.lineage`; called by the OpenLineage listener.
+        """
+        written = lineage.count(lineage.task_result(self), "count")
+        return lineage.operator_lineage(
+            inputs=[lineage.stream_dataset(self.hook, self.dataset, self.stream)],
+            outputs=[lineage.written(lineage.file_dataset(to_storage_path(self.output_path)), written)],
+        )
 
 
 class CommunicationsMiningStreamAdvanceOperator(_StreamOperator):
@@ -283,6 +297,7 @@ class CommunicationsMiningTagExceptionsOperator(_StreamOperator):
         self.uids = uids
         self.exception_type = exception_type
 
+    @lineage.records_result
     def execute(self, context: Context) -> int:
         self._check_names()
         uids = self.uids
@@ -297,3 +312,14 @@ class CommunicationsMiningTagExceptionsOperator(_StreamOperator):
             self.hook.tag_exceptions(self.dataset, self.stream, uids[start : start + 1024], self.exception_type)
         self.log.info("Tagged %d comments as %r exceptions on stream %s", len(uids), self.exception_type, self.stream)
         return len(uids)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+        """OpenLineage: the stream written (its exceptions), with the comments tagged; nothing when none were.
+
+        Names as in :mod:`airflow_provider_cm.lineage`; called by the OpenLineage listener.
+        """
+        tagged = lineage.task_result(self)
+        if not isinstance(tagged, int) or isinstance(tagged, bool) or tagged < 1:
+            return lineage.operator_lineage([], [])
+        stream = lineage.stream_dataset(self.hook, self.dataset, self.stream)
+        return lineage.operator_lineage([], [lineage.written(stream, tagged)])

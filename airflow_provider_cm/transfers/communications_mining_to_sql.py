@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import AssetAlias
 
+from airflow_provider_cm import lineage
 from airflow_provider_cm.assets import outlet_for, record_outlet_events, table_asset
 from airflow_provider_cm.flat_comments import EXPORT_COLUMNS, flatten_exported_comment
 from airflow_provider_cm.hooks.communications_mining import MAX_EXPORT_LIMIT, MAX_STREAM_FETCH, split_full_name
@@ -33,6 +34,7 @@ from airflow_provider_cm.transfers.sql_table import (
 from airflow_provider_cm.windows import check_order_by, export_window, iter_window_pages, window_key
 
 if TYPE_CHECKING:
+    from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
 
 #: The stream transfer's columns.
@@ -150,6 +152,7 @@ class CommunicationsMiningToSqlOperator(CommunicationsMiningBaseOperator):
         self.source_ids = source_ids
         self.page_size = page_size
 
+    @lineage.records_result
     def execute(self, context: Context) -> dict[str, Any]:
         split_full_name(self.dataset, "dataset")
         check_table_name(self.table)
@@ -212,6 +215,18 @@ class CommunicationsMiningToSqlOperator(CommunicationsMiningBaseOperator):
         flat["timestamp"] = window_key(flat["timestamp"])
         flat["created_at"] = window_key(flat["created_at"])
         return tuple(flat[column] for column in EXPORT_COLUMNS)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+        """OpenLineage: the dataset read; the table written, with its columns and the rows upserted.
+
+        Names as in :mod:`airflow_provider_cm.lineage` (the table's as common-sql names it);
+        called by the OpenLineage listener.
+        """
+        table = lineage.table_dataset(sql_hook(self.sql_conn_id), self.table, dict.fromkeys(EXPORT_COLUMNS, "TEXT"))
+        return lineage.operator_lineage(
+            inputs=[lineage.cm_dataset(self.hook, self.dataset)],
+            outputs=[lineage.written(table, lineage.count(lineage.task_result(self), "rows_written"))],
+        )
 
 
 def stream_row(result: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -325,6 +340,7 @@ class CommunicationsMiningStreamToSqlOperator(CommunicationsMiningBaseOperator):
         self.max_results = max_results
         self.batch_size = batch_size
 
+    @lineage.records_result
     def execute(self, context: Context) -> dict[str, Any]:
         split_full_name(self.dataset, "dataset")
         check_table_name(self.table)
@@ -430,3 +446,16 @@ class CommunicationsMiningStreamToSqlOperator(CommunicationsMiningBaseOperator):
         for exception_type, uids in by_reason.items():
             for start in range(0, len(uids), 1024):
                 self.hook.tag_exceptions(self.dataset, self.stream, sorted(uids)[start : start + 1024], exception_type)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+        """OpenLineage: the stream read; the table written, with its columns and the rows committed.
+
+        Names as in :mod:`airflow_provider_cm.lineage` (the table's as common-sql names it);
+        called by the OpenLineage listener.
+        """
+        columns = {column: STREAM_COLUMN_TYPES.get(column, "TEXT") for column in STREAM_COLUMNS}
+        table = lineage.table_dataset(sql_hook(self.sql_conn_id), self.table, columns)
+        return lineage.operator_lineage(
+            inputs=[lineage.stream_dataset(self.hook, self.dataset, self.stream)],
+            outputs=[lineage.written(table, lineage.count(lineage.task_result(self), "rows_written"))],
+        )
