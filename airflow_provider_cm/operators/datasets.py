@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_cm.assets import export_asset, outlet_for, record_outlet_events
 from airflow_provider_cm.flat_comments import EXPORT_COLUMNS, flatten_exported_comment
 from airflow_provider_cm.hooks.communications_mining import MAX_EXPORT_LIMIT, split_full_name
+from airflow_provider_cm.hooks.export_slices import DEFAULT_EXPORT_CONCURRENCY, check_concurrency
 from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
 from airflow_provider_cm.operators.storage import atomic_write, path_as_given, to_storage_path
 from airflow_provider_cm.times import api_time
-from airflow_provider_cm.windows import check_order_by, export_window, iter_window_pages
+from airflow_provider_cm.windows import check_order_by, export_window
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -26,7 +27,14 @@ class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator
 
     Calls ``POST /api/v1/datasets/<project>/<dataset>/export``
     (https://docs.uipath.com/communications-mining/automation-cloud/latest/developer-guide/export-a-dataset)
-    page by page (``limit`` up to 256), following ``continuation`` to the end.
+    page by page (``limit`` up to 256), following ``continuation`` to the end. With
+    ``export_concurrency`` above 1 (the default is 8) the window is cut into time slices, each its
+    own ``continuation`` chain, exported that many at a time
+    (:meth:`~airflow_provider_cm.hooks.communications_mining.CommunicationsMiningHook.iter_window_pages`):
+    the file is written slice after slice in time order and is byte for byte the file one chain
+    writes, comments in the route's order (``order_by`` time; comments sharing a time in the
+    route's own order, by ``uid`` on the emulator). Pages fetched ahead of the writer wait in
+    temporary files; memory holds about a page per slice in flight.
 
     The window is half-open, ``start <= time < end``, although the API's ``to`` is inclusive: a
     comment exactly at ``end`` belongs to the next window, so consecutive runs export every
@@ -58,13 +66,15 @@ class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator
         the time the window applies to.
     :param source_ids: only comments of these source ids. Templated.
     :param page_size: comments per request, 1 to 256.
+    :param export_concurrency: time slices exported at once, 1 to 64 (1: one serial chain).
     :param outlets: Assets to declare; default the dataset's export Asset (or an AssetAlias, see above).
     :param communications_mining_conn_id: the Airflow connection.
     :param retry_max_attempts: attempts per API request (default: the connection's, else 5).
     :param retry_max_elapsed: seconds per API request across attempts (default: the connection's, else 300).
     :return: (XCom) ``{"path", "count", "start", "end", "order_by", "dataset", "format"}``.
     :raises ValueError: for a bad window or argument.
-    :raises CommunicationsMiningApiError: if the API fails after retries (no file is written).
+    :raises CommunicationsMiningApiError: if the API fails after retries (no file is written); with
+        slices, the message names the slice that failed, ``(export slice [<from>, <to>))``.
     """
 
     template_fields: Sequence[str] = ("dataset", "output_path", "start", "end", "source_ids")
@@ -81,8 +91,10 @@ class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator
         order_by: str = "timestamp",
         source_ids: Sequence[str] | None = None,
         page_size: int = MAX_EXPORT_LIMIT,
+        export_concurrency: int = DEFAULT_EXPORT_CONCURRENCY,
         **kwargs: Any,
     ) -> None:
+        check_concurrency(export_concurrency)
         if output_format not in ("jsonl", "csv"):
             raise ValueError(f"output_format must be 'jsonl' or 'csv', got {output_format!r}")
         check_order_by(order_by)
@@ -101,6 +113,11 @@ class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator
         self.order_by = order_by
         self.source_ids = source_ids
         self.page_size = page_size
+        self.export_concurrency = export_concurrency
+
+    @property
+    def hook_pool_size(self) -> int:  # type: ignore[override]
+        return max(16, self.export_concurrency)
 
     #: The Asset of a dataset's exports (see :func:`airflow_provider_cm.assets.export_asset`).
     export_asset = staticmethod(export_asset)
@@ -118,13 +135,14 @@ class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator
         start, end = self.window(context)
         target = to_storage_path(self.output_path)
         self.log.info(
-            "Exporting %s, %s in [%s, %s), to %s as %s",
+            "Exporting %s, %s in [%s, %s), to %s as %s, %d time slice(s) at a time",
             self.dataset,
             self.order_by,
             api_time(start),
             api_time(end),
             target,
             self.output_format,
+            self.export_concurrency,
         )
         count = 0
         logged = 0
@@ -134,14 +152,14 @@ class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator
             writer = csv.DictWriter(buffer, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
             if self.output_format == "csv":
                 writer.writeheader()
-            for page in iter_window_pages(
-                self.hook,
+            for page in self.hook.iter_window_pages(
                 self.dataset,
                 start,
                 end,
                 order_by=self.order_by,
                 source_ids=self.source_ids,
                 page_size=self.page_size,
+                concurrency=self.export_concurrency,
             ):
                 for exported in page:
                     if self.output_format == "csv":
