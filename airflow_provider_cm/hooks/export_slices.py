@@ -90,6 +90,8 @@ class ExportSlice:
     to: datetime
     comments: int = 0
     last: datetime | None = None
+    #: Comments per microsecond over the last page kept.
+    recent: float = 0.0
     #: No more requests: the chain ended or passed ``end``.
     fetched: bool = False
     #: Fetched and its temporary file closed: ready to be read.
@@ -110,9 +112,13 @@ class ExportSlice:
         return self.end - (self.last or self.start)
 
     def expected(self, window_density: float | None) -> float | None:
-        """Comments still expected: the slice's own density if it has one, else the window's."""
-        covered = self.covered() / _MICROSECOND
-        density = self.comments / covered if self.comments and covered > 0 else window_density
+        """Comments still expected after ``last``, from the slice's density once it has comments
+        (the higher of its whole and its last page's: comments cluster), else from the window's."""
+        if self.comments:
+            covered = self.covered() / _MICROSECOND
+            density = max(self.comments / covered if covered > 0 else float("inf"), self.recent)
+        else:
+            density = window_density
         if density is None:
             return None
         rest = self.rest() / _MICROSECOND
@@ -317,9 +323,12 @@ class SlicedExport:
         with self._condition:
             kept = before_end(comments, piece.end, self.order_by)
             if kept:
+                first, last = (comment_time(kept[i], self.order_by) for i in (0, -1))
+                if first and last:
+                    piece.last = to_utc(last, "comment time")
+                    span = (piece.last - to_utc(first, "comment time")) / _MICROSECOND
+                    piece.recent = len(kept) / max(span, 1.0)
                 piece.comments += len(kept)
-                moment = comment_time(kept[-1], self.order_by)
-                piece.last = to_utc(moment, "comment time") if moment else piece.last
             # In time order, a comment at or after the end means the rest of the chain is too.
             piece.fetched = not following or len(kept) < len(comments)
             self._condition.notify_all()
