@@ -147,6 +147,22 @@ def test_slice_edges_fall_on_ties_and_empty_slices_are_kept_in_order(dataset, ho
     assert sum(piece.comments for piece in made.slices) == len(serial)
 
 
+def test_by_upload_time_thousands_of_ties_come_in_the_serial_order(dataset, hook, recorded):
+    """Comments uploaded in one ``sync`` request share their ``created_at``: slices cut around them."""
+    start, end = datetime(2026, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
+    serial = [c for p in hook.iter_window_pages(dataset, start, end, order_by="created_at", page_size=64) for c in p]
+    sliced = [
+        c
+        for p in hook.iter_window_pages(dataset, start, end, order_by="created_at", page_size=64, concurrency=8)
+        for c in p
+    ]
+    assert len({c["comment"]["created_at"] for c in serial}) < len(serial) / 10  # mostly ties
+    assert [c["comment"]["uid"] for c in sliced] == [c["comment"]["uid"] for c in serial]
+    assert sliced == serial
+    [made] = recorded
+    assert len(made.slices) > 1
+
+
 def test_a_window_that_fits_one_page_costs_one_request(dataset, hook, emulator, recorded):
     start, end = (datetime.fromisoformat(t.replace("Z", "+00:00")) for t in WINDOWS["one-comment"])
     before = emulator.requests_to(EXPORT_ROUTE)

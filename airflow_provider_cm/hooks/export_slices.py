@@ -114,11 +114,10 @@ class ExportSlice:
     def expected(self, window_density: float | None) -> float | None:
         """Comments still expected after ``last``, from the slice's density once it has comments
         (the higher of its whole and its last page's: comments cluster), else from the window's."""
+        density: float | None = window_density
         if self.comments:
             covered = self.covered() / _MICROSECOND
             density = max(self.comments / covered if covered > 0 else float("inf"), self.recent)
-        else:
-            density = window_density
         if density is None:
             return None
         rest = self.rest() / _MICROSECOND
