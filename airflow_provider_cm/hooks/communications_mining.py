@@ -5,10 +5,10 @@ API reference: https://docs.uipath.com/communications-mining/automation-cloud/la
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from functools import cached_property
-from typing import Any, TypedDict
+from typing import Any, TypedDict, TypeVar, overload
 from urllib.parse import quote
 
 import requests
@@ -30,6 +30,8 @@ from airflow_provider_cm.times import api_time
 from airflow_provider_cm.windows import before_end
 
 __all__ = ["CommunicationsMiningHook", "SyncResult", "endpoint_from_connection", "split_full_name"]
+
+T = TypeVar("T")
 
 #: Most comments the ``sync`` route takes in one request.
 MAX_SYNC_COMMENTS = 16384
@@ -493,6 +495,34 @@ class CommunicationsMiningHook(BaseHook):
         for page in self.iter_export_pages(dataset, **kwargs):
             yield from page
 
+    @overload
+    def iter_window_pages(
+        self,
+        dataset: str,
+        start: datetime,
+        end: datetime,
+        *,
+        order_by: str = ...,
+        source_ids: Sequence[str] | None = ...,
+        page_size: int = ...,
+        concurrency: int = ...,
+        transform: None = ...,
+    ) -> Iterator[list[dict[str, Any]]]: ...
+
+    @overload
+    def iter_window_pages(
+        self,
+        dataset: str,
+        start: datetime,
+        end: datetime,
+        *,
+        order_by: str = ...,
+        source_ids: Sequence[str] | None = ...,
+        page_size: int = ...,
+        concurrency: int = ...,
+        transform: Callable[[list[dict[str, Any]]], T],
+    ) -> Iterator[T]: ...
+
     def iter_window_pages(
         self,
         dataset: str,
@@ -503,7 +533,8 @@ class CommunicationsMiningHook(BaseHook):
         source_ids: Sequence[str] | None = None,
         page_size: int = MAX_EXPORT_LIMIT,
         concurrency: int = 1,
-    ) -> Iterator[list[dict[str, Any]]]:
+        transform: Callable[[list[dict[str, Any]]], Any] | None = None,
+    ) -> Iterator[Any]:
         """Pages of the exported comments whose ``order_by`` time is in ``[start, end)``, in the export's order.
 
         Calls ``POST /api/v1/datasets/<project>/<name>/export``
@@ -527,6 +558,10 @@ class CommunicationsMiningHook(BaseHook):
         :param source_ids: only comments of these source ids.
         :param page_size: comments per request, 1 to 256.
         :param concurrency: slices exported at once, 1 to 64.
+        :param transform: if given, each page (a list of exported comments) is passed through it
+            and its result yielded instead; with slices it runs in the worker threads, before the
+            page waits on disk (so it must be thread-safe and its result must pickle): render
+            output there, and what waits is the rendered text.
         :raises ValueError: for a bad argument or an empty window.
         :raises CommunicationsMiningApiError: (or another :class:`CommunicationsMiningError`) if a
             request fails after retries; with slices, the first failure stops the others, and its
@@ -536,12 +571,13 @@ class CommunicationsMiningHook(BaseHook):
         if not 1 <= page_size <= MAX_EXPORT_LIMIT:
             raise ValueError(f"page_size must be between 1 and {MAX_EXPORT_LIMIT}, got {page_size}")
         sources = list(source_ids) if source_ids else None
+        apply = transform or _as_is
         if concurrency == 1:
             end_key = api_time(end)
             for page in self.iter_export_pages(
                 dataset, start=api_time(start), end=end_key, order_by=order_by, source_ids=sources, limit=page_size
             ):
-                yield before_end(page, end, order_by, end_key)
+                yield apply(before_end(page, end, order_by, end_key))
             return
 
         def fetch(low: datetime, high: datetime, continuation: str | None) -> dict[str, Any]:
@@ -560,7 +596,15 @@ class CommunicationsMiningHook(BaseHook):
                 _check_continuation(dataset, previous, following)
 
         yield from SlicedExport(
-            fetch, check, start, end, order_by=order_by, page_size=page_size, concurrency=concurrency, log=self.log
+            fetch,
+            check,
+            start,
+            end,
+            order_by=order_by,
+            page_size=page_size,
+            concurrency=concurrency,
+            transform=apply,
+            log=self.log,
         )
 
     # -- streams --------------------------------------------------------------------------------
@@ -969,6 +1013,10 @@ def version_for_tag(tags: Any, tag: str, dataset: str) -> int:
     if isinstance(version, bool) or not isinstance(version, (int, str)) or not str(version).isdigit():
         raise CommunicationsMiningTagError(f"tag {tag!r} of {dataset} points to {version!r}, not a version number")
     return int(version)
+
+
+def _as_is(page: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return page
 
 
 def _check_continuation(dataset: str, sent: str | None, received: str) -> None:

@@ -19,10 +19,11 @@ comments still expected (its own density, or the window's until it has one), and
 half, until no slice has more than one page left. Comments clustered in time are thus still spread
 over the workers, and a window that fits one page costs one request, as a serial export does.
 
-**Memory.** Each slice appends its pages (pickled, as returned) to its own temporary file; the
-consumer reads a finished slice back one page at a time and deletes its file. Memory holds at
-most one page per worker plus the page being consumed; the temporary files hold, at most, the
-slices fetched but not consumed yet (up to the whole export).
+**Memory.** Each slice appends its pages to its own temporary file, pickled, after the caller's
+``transform`` if it gave one (run in the worker: an export renders its lines there, so what waits
+on disk is text); the consumer reads a finished slice back one page at a time and deletes its
+file. Memory holds at most one page per worker plus the page being consumed; the temporary files
+hold, at most, the slices fetched but not consumed yet (up to the whole export).
 
 **Failure.** The first slice that fails (after the transport's retries) stops the others: no new
 requests are sent, the temporary files are deleted, and the consumer gets the error with the slice
@@ -42,7 +43,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Generic, TypeVar
 
 from airflow_provider_cm.exceptions import CommunicationsMiningError
 from airflow_provider_cm.times import api_time, to_utc
@@ -56,6 +57,7 @@ MAX_EXPORT_CONCURRENCY = 64
 STOP_WAIT = 10.0
 
 _MICROSECOND = timedelta(microseconds=1)
+T = TypeVar("T")
 
 #: ``fetch(start, to, continuation)``: one page of the export route for ``from=start``,
 #: ``to=to`` (inclusive), as ``{"comments": [...], "continuation": str | None}``.
@@ -124,11 +126,12 @@ class ExportSlice:
         return density * rest if density != float("inf") else (float("inf") if rest > 0 else 0.0)
 
 
-class SlicedExport:
+class SlicedExport(Generic[T]):
     """The pages of ``[start, end)`` from up to ``concurrency`` concurrent slices, in serial order.
 
-    Iterate it once: it yields lists of exported comments (only non-empty ones), and runs its
-    worker threads only while it is being iterated; closing the iterator early stops them.
+    Iterate it once: it yields ``transform(page)`` for each non-empty list of exported comments,
+    and runs its worker threads only while it is being iterated; closing the iterator early
+    stops them.
 
     :param fetch: one page of the route (see :data:`FetchPage`), bound to the dataset, ``order_by``,
         ``source_ids`` and page size.
@@ -138,6 +141,8 @@ class SlicedExport:
     :param order_by: ``"timestamp"`` or ``"created_at"``: the time the window and the slices cut.
     :param page_size: comments per request: a slice is split only while it has more than a page left.
     :param concurrency: slices exported at once, 1 to :data:`MAX_EXPORT_CONCURRENCY`.
+    :param transform: what to make of each page, called in the worker that fetched it (from
+        several threads at once); what it returns must pickle.
     :param log: where progress and stops are logged.
     """
 
@@ -151,11 +156,13 @@ class SlicedExport:
         order_by: str,
         page_size: int,
         concurrency: int,
+        transform: Callable[[list[dict[str, Any]]], T],
         log: logging.Logger | Any,
     ) -> None:
         if start >= end:
             raise ValueError(f"the export window is empty: [{api_time(start)}, {api_time(end)})")
         self._fetch = fetch
+        self._transform = transform
         self._check_continuation = check_continuation
         self.order_by = order_by
         self.page_size = page_size
@@ -171,7 +178,7 @@ class SlicedExport:
 
     # -- the consumer -------------------------------------------------------------------------------
 
-    def __iter__(self) -> Iterator[list[dict[str, Any]]]:
+    def __iter__(self) -> Iterator[T]:
         self._directory = Path(tempfile.mkdtemp(prefix="cm-export-"))
         workers = [
             threading.Thread(target=self._work, name=f"cm-export-{i}", daemon=True) for i in range(self.concurrency)
@@ -199,7 +206,7 @@ class SlicedExport:
                     return self.slices[index]
                 self._condition.wait()
 
-    def _read(self, piece: ExportSlice) -> Iterator[list[dict[str, Any]]]:
+    def _read(self, piece: ExportSlice) -> Iterator[T]:
         if piece.spool is None:
             return
         with open(piece.spool, "rb") as spool:
@@ -309,7 +316,7 @@ class SlicedExport:
                     if spool is None:
                         piece.spool = self._spool_path(piece)
                         spool = open(piece.spool, "wb")  # closed below
-                    pickle.dump(kept, spool, protocol=pickle.HIGHEST_PROTOCOL)
+                    pickle.dump(self._transform(kept), spool, protocol=pickle.HIGHEST_PROTOCOL)
                 if piece.fetched:
                     return
                 continuation = following

@@ -130,6 +130,22 @@ class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator
         """
         return export_window(self.start, self.end, context)
 
+    def _page_text(self, page: list[dict[str, Any]]) -> tuple[int, str]:
+        """A page as the file's text (JSON lines or CSV rows) and its number of comments.
+
+        Runs in the export's worker threads: each call writes into its own buffer.
+        """
+        buffer = io.StringIO()
+        if self.output_format == "csv":
+            writer = csv.DictWriter(buffer, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
+            for exported in page:
+                writer.writerow(flatten_exported_comment(exported))
+        else:
+            for exported in page:
+                buffer.write(json.dumps(exported, ensure_ascii=False, separators=(",", ":")))
+                buffer.write("\n")
+        return len(page), buffer.getvalue()
+
     def execute(self, context: Context) -> dict[str, str | int]:
         split_full_name(self.dataset, "dataset")
         start, end = self.window(context)
@@ -147,12 +163,12 @@ class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator
         count = 0
         logged = 0
         with atomic_write(target) as handle:
-            # One write per page: each write to an ObjectStoragePath file has a fixed cost.
-            buffer = io.StringIO()
-            writer = csv.DictWriter(buffer, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
+            header = io.StringIO()
             if self.output_format == "csv":
-                writer.writeheader()
-            for page in self.hook.iter_window_pages(
+                csv.DictWriter(header, fieldnames=EXPORT_COLUMNS, lineterminator="\n").writeheader()
+            head = header.getvalue()
+            # One write per page: each write to an ObjectStoragePath file has a fixed cost.
+            for size, text in self.hook.iter_window_pages(
                 self.dataset,
                 start,
                 end,
@@ -160,21 +176,15 @@ class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator
                 source_ids=self.source_ids,
                 page_size=self.page_size,
                 concurrency=self.export_concurrency,
+                transform=self._page_text,
             ):
-                for exported in page:
-                    if self.output_format == "csv":
-                        writer.writerow(flatten_exported_comment(exported))
-                    else:
-                        buffer.write(json.dumps(exported, ensure_ascii=False, separators=(",", ":")))
-                        buffer.write("\n")
-                handle.write(buffer.getvalue())
-                buffer.seek(0)
-                buffer.truncate()
-                count += len(page)
+                handle.write(head + text)
+                head = ""
+                count += size
                 if count - logged >= 10000:
                     logged = count
                     self.log.info("Exported %d comments so far", count)
-            handle.write(buffer.getvalue())
+            handle.write(head)
         self.log.info("Exported %d comments of %s to %s", count, self.dataset, target)
         result: dict[str, str | int] = {
             "path": path_as_given(self.output_path),

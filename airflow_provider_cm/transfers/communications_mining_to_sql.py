@@ -203,7 +203,7 @@ class CommunicationsMiningToSqlOperator(CommunicationsMiningBaseOperator):
     def _write_window(self, table: CommentTable, start: datetime, end: datetime) -> tuple[int, int]:
         """Upsert the window's comments page by page, uncommitted; return (rows, pages)."""
         written = pages = logged = 0
-        for page in self.hook.iter_window_pages(
+        for rows in self.hook.iter_window_pages(
             self.dataset,
             start,
             end,
@@ -211,14 +211,20 @@ class CommunicationsMiningToSqlOperator(CommunicationsMiningBaseOperator):
             source_ids=self.source_ids,
             page_size=self.page_size,
             concurrency=self.export_concurrency,
+            transform=self._rows,
         ):
-            table.upsert([self._row(exported) for exported in page])
-            written += len(page)
+            table.upsert(rows)
+            written += len(rows)
             pages += 1
             if written - logged >= 10_000:
                 logged = written
                 self.log.info("Written %d rows so far (not committed yet)", written)
         return written, pages
+
+    @classmethod
+    def _rows(cls, page: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        """A page's rows (run in the export's worker threads when the window is sliced)."""
+        return [cls._row(exported) for exported in page]
 
     @staticmethod
     def _row(exported: dict[str, Any]) -> tuple[Any, ...]:
