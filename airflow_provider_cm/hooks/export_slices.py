@@ -17,7 +17,9 @@ tie order is. The consumer is handed slice after slice in time order, never in c
 then on a worker with nothing to do halves the remaining time of the running slice with the most
 comments still expected (its own density, or the window's until it has one), and takes the later
 half, until no slice has more than one page left. Comments clustered in time are thus still spread
-over the workers, and a window that fits one page costs one request, as a serial export does.
+over the workers (finding a cluster in a long empty stretch costs about one request per halving,
+made by workers that would otherwise wait), and a window that fits one page costs one request, as
+a serial export does. Comments sharing one instant cannot be split: they stay one chain.
 
 **Memory.** Each slice appends its pages to its own temporary file, pickled, after the caller's
 ``transform`` if it gave one (run in the worker: an export renders its lines there, so what waits
