@@ -1,22 +1,20 @@
 """The export window: which comments of a dataset a run covers, half-open ``[start, end)``.
 
 The window is the operator's ``start``/``end`` when given, else the run's data interval. The
-export route's ``to`` is inclusive, so :func:`iter_window_pages` drops the comments exactly at
-``end``: consecutive windows then cover every comment once and none twice. Every operator that
-reads a dataset by time (the file export, the transfer into SQL) takes its window from here, so
-they agree on the rules and on the error messages.
+export route's ``to`` is inclusive, so :func:`before_end` drops the comments exactly at ``end``:
+consecutive windows then cover every comment once and none twice (the hook's
+``iter_window_pages`` applies it to every page). Every operator that reads a dataset by time (the
+file export, the transfer into SQL) takes its window from here, so they agree on the rules and on
+the error messages.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow_provider_cm.times import api_time, at_or_after, to_utc
-
-if TYPE_CHECKING:
-    from airflow_provider_cm.hooks.communications_mining import CommunicationsMiningHook
 
 #: The times an export window can apply to: the comment's own time, or its upload time.
 ORDER_BY_CHOICES = ("timestamp", "created_at")
@@ -69,36 +67,23 @@ def schedule_advice(context: Mapping[str, Any]) -> str:
     )
 
 
-def iter_window_pages(
-    hook: CommunicationsMiningHook,
-    dataset: str,
-    start: datetime,
-    end: datetime,
-    *,
-    order_by: str = "timestamp",
-    source_ids: Sequence[str] | None = None,
-    page_size: int,
-) -> Iterator[list[dict[str, Any]]]:
-    """Pages of exported comments whose ``order_by`` time is in ``[start, end)``.
+def comment_time(exported: Mapping[str, Any], order_by: str) -> str:
+    """An exported comment's ``order_by`` time as the API wrote it (``""`` if it has none)."""
+    return (exported.get("comment") or {}).get(order_by) or ""
 
-    Calls ``POST /api/v1/datasets/<project>/<dataset>/export`` through the hook, following
-    ``continuation`` to the end; a page may come back shorter than ``page_size`` (or empty) once
-    the comments at ``end`` itself are dropped.
+
+def before_end(
+    page: Sequence[Mapping[str, Any]], end: datetime, order_by: str, end_key: str | None = None
+) -> list[Any]:
+    """The comments of an export page whose ``order_by`` time is before ``end``, in page order.
+
+    The export route's ``to`` is inclusive: this drops the comments exactly at ``end`` (and any
+    after it), so a window ``[start, end)`` holds each comment once across consecutive windows.
+
+    :param end_key: ``api_time(end)``, when the caller has it (saves formatting it per page).
     """
-    end_key = api_time(end)
-    for page in hook.iter_export_pages(
-        dataset,
-        start=api_time(start),
-        end=end_key,
-        order_by=order_by,
-        source_ids=list(source_ids) if source_ids else None,
-        limit=page_size,
-    ):
-        yield [
-            exported
-            for exported in page
-            if not at_or_after((exported.get("comment") or {}).get(order_by) or "", end, end_key)
-        ]
+    end_key = end_key or api_time(end)
+    return [exported for exported in page if not at_or_after(comment_time(exported, order_by), end, end_key)]
 
 
 def window_key(moment: str) -> str:

@@ -2,7 +2,8 @@
 peak memory growth of exporting 200,000 comments.
 
 Both sides export the same dataset window from the same emulator, 256 comments per page, and
-write one JSON line per comment to a local file.
+write one JSON line per comment to a local file. The bare loop follows one ``continuation``
+chain; the operator runs with its default ``export_concurrency`` (time slices exported at once).
 """
 
 from __future__ import annotations

@@ -229,18 +229,42 @@ def test_the_table_holds_what_the_export_operator_exports_for_the_window(uploade
     assert result["rows_written"] == export["count"] == len(exported) > 50
 
 
-def test_a_load_that_fails_midway_leaves_the_table_as_it_was(uploaded, warehouse, emulator):
+def test_a_sliced_load_writes_exactly_the_rows_of_a_serial_load(uploaded, warehouse):
+    dataset = uploaded["workspace"].dataset
+    serial_table, sliced_table = warehouse.new_table(), warehouse.new_table()
+    start, end = LOADED_DAYS[0] + timedelta(hours=3), LOADED_DAYS[2]
+    results = [
+        CommunicationsMiningToSqlOperator(
+            task_id="window",
+            dataset=dataset,
+            sql_conn_id=warehouse.conn_id,
+            table=table,
+            start=start,
+            end=end,
+            page_size=16,
+            export_concurrency=concurrency,
+        ).execute(interval(LOADED_DAYS[0]))
+        for table, concurrency in ((serial_table, 1), (sliced_table, 8))
+    ]
+    serial, sliced = (warehouse.query(f"SELECT * FROM {table} ORDER BY uid") for table in (serial_table, sliced_table))
+    assert sliced == serial and len(serial) > 300
+    assert results[0]["rows_written"] == results[1]["rows_written"] == len(serial)
+
+
+@pytest.mark.parametrize("concurrency", [1, 8])
+def test_a_load_that_fails_midway_leaves_the_table_as_it_was(uploaded, warehouse, emulator, concurrency):
     dataset = uploaded["workspace"].dataset
     table = warehouse.new_table()
     day = LOADED_DAYS[2]
     load_day(dataset, warehouse, table, day)
     before = warehouse.query(f"SELECT * FROM {table} ORDER BY uid")
     project = dataset.split("/")[0]
-    # The first export page is answered, every later one fails: the task fails after writing a page.
+    # The first export page is answered, every later one fails: serially the task fails after
+    # writing a page; in slices, once some slices have fetched pages.
     inject(emulator, kind="status", status=500, path_contains=f"/datasets/{project}/", method="POST", every=2)
     try:
         with pytest.raises(CommunicationsMiningServerError):
-            load_day(dataset, warehouse, table, day, page_size=50, retry_max_attempts=1)
+            load_day(dataset, warehouse, table, day, page_size=50, retry_max_attempts=1, export_concurrency=concurrency)
     finally:
         clear_faults(emulator)
     assert warehouse.query(f"SELECT * FROM {table} ORDER BY uid") == before

@@ -5,9 +5,10 @@ API reference: https://docs.uipath.com/communications-mining/automation-cloud/la
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
 from functools import cached_property
-from typing import Any, TypedDict
+from typing import Any, TypedDict, TypeVar, overload
 from urllib.parse import quote
 
 import requests
@@ -19,13 +20,18 @@ from airflow_provider_cm.exceptions import (
     CommunicationsMiningTagError,
 )
 from airflow_provider_cm.hooks.auth import ClientCredentials
+from airflow_provider_cm.hooks.export_slices import SlicedExport, check_concurrency
 from airflow_provider_cm.hooks.if_exists import EnsuredObject, Setup
 from airflow_provider_cm.hooks.retry import RetryPolicy
 from airflow_provider_cm.hooks.settings import ConnectionSettings, endpoint_from_connection
 from airflow_provider_cm.hooks.transport import ApiCall, AsyncTransport, Params, Reply, SyncTransport, encode_json
 from airflow_provider_cm.labels import label_levels, label_name
+from airflow_provider_cm.times import api_time
+from airflow_provider_cm.windows import before_end
 
 __all__ = ["CommunicationsMiningHook", "SyncResult", "endpoint_from_connection", "split_full_name"]
+
+T = TypeVar("T")
 
 #: Most comments the ``sync`` route takes in one request.
 MAX_SYNC_COMMENTS = 16384
@@ -473,7 +479,10 @@ class CommunicationsMiningHook(BaseHook):
         return {"comments": page.get("comments", []), "continuation": page.get("continuation")}
 
     def iter_export_pages(self, dataset: str, **kwargs: Any) -> Iterator[list[dict[str, Any]]]:
-        """Yield export pages, following ``continuation`` to the end (arguments of :meth:`export_page`)."""
+        """Yield export pages, following ``continuation`` to the end (arguments of :meth:`export_page`).
+
+        :raises CommunicationsMiningProtocolError: if a page's ``continuation`` repeats the one sent.
+        """
         continuation = kwargs.pop("continuation", None)
         while True:
             page = self.export_page(dataset, continuation=continuation, **kwargs)
@@ -482,16 +491,125 @@ class CommunicationsMiningHook(BaseHook):
             next_continuation = page["continuation"]
             if not next_continuation:
                 return
-            if next_continuation == continuation:
-                raise CommunicationsMiningProtocolError(
-                    200, f"POST /api/v1/datasets/{dataset}/export", "continuation did not advance"
-                )
+            _check_continuation(dataset, continuation, next_continuation)
             continuation = next_continuation
 
     def iter_export(self, dataset: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
         """Yield every exported comment (arguments of :meth:`export_page`), one page in memory at a time."""
         for page in self.iter_export_pages(dataset, **kwargs):
             yield from page
+
+    @overload
+    def iter_window_pages(
+        self,
+        dataset: str,
+        start: datetime,
+        end: datetime,
+        *,
+        order_by: str = ...,
+        source_ids: Sequence[str] | None = ...,
+        page_size: int = ...,
+        concurrency: int = ...,
+        transform: None = ...,
+    ) -> Iterator[list[dict[str, Any]]]: ...
+
+    @overload
+    def iter_window_pages(
+        self,
+        dataset: str,
+        start: datetime,
+        end: datetime,
+        *,
+        order_by: str = ...,
+        source_ids: Sequence[str] | None = ...,
+        page_size: int = ...,
+        concurrency: int = ...,
+        transform: Callable[[list[dict[str, Any]]], T],
+    ) -> Iterator[T]: ...
+
+    def iter_window_pages(
+        self,
+        dataset: str,
+        start: datetime,
+        end: datetime,
+        *,
+        order_by: str = "timestamp",
+        source_ids: Sequence[str] | None = None,
+        page_size: int = MAX_EXPORT_LIMIT,
+        concurrency: int = 1,
+        transform: Callable[[list[dict[str, Any]]], Any] | None = None,
+    ) -> Iterator[Any]:
+        """Pages of the exported comments whose ``order_by`` time is in ``[start, end)``, in the export's order.
+
+        Calls ``POST /api/v1/datasets/<project>/<name>/export``
+        (https://docs.uipath.com/communications-mining/automation-cloud/latest/developer-guide/export-a-dataset).
+        The route's ``to`` is inclusive; the comments exactly at ``end`` are dropped
+        (:func:`~airflow_provider_cm.windows.before_end`), so consecutive windows hold each comment once.
+
+        With ``concurrency=1`` one ``continuation`` chain runs over the window and each page is
+        yielded as it comes (possibly shorter than ``page_size``, or empty, once the comments at
+        ``end`` are dropped). With ``concurrency=N`` the window is cut into time slices exported
+        ``N`` at a time (:class:`~airflow_provider_cm.hooks.export_slices.SlicedExport`); their
+        pages are yielded slice after slice in time order, so the comments come in exactly the
+        order, ties included, of the serial export; pages are not empty but may be shorter.
+        Memory holds about one page per slice in flight; pages fetched ahead of the consumer wait
+        in temporary files (deleted as they are read, and when the iteration stops).
+
+        :param dataset: ``"project/dataset"``.
+        :param start: window start, inclusive (timezone-aware, or UTC).
+        :param end: window end, exclusive.
+        :param order_by: ``"timestamp"`` or ``"created_at"``: the time the window applies to.
+        :param source_ids: only comments of these source ids.
+        :param page_size: comments per request, 1 to 256.
+        :param concurrency: slices exported at once, 1 to 64.
+        :param transform: if given, each page (a list of exported comments) is passed through it
+            and its result yielded instead; with slices it runs in the worker threads, before the
+            page waits on disk (so it must be thread-safe and its result must pickle): render
+            output there, and what waits is the rendered text.
+        :raises ValueError: for a bad argument or an empty window.
+        :raises CommunicationsMiningApiError: (or another :class:`CommunicationsMiningError`) if a
+            request fails after retries; with slices, the first failure stops the others, and its
+            message names the slice, ``(export slice [<from>, <to>))``.
+        """
+        check_concurrency(concurrency)
+        if not 1 <= page_size <= MAX_EXPORT_LIMIT:
+            raise ValueError(f"page_size must be between 1 and {MAX_EXPORT_LIMIT}, got {page_size}")
+        sources = list(source_ids) if source_ids else None
+        apply = transform or _as_is
+        if concurrency == 1:
+            end_key = api_time(end)
+            for page in self.iter_export_pages(
+                dataset, start=api_time(start), end=end_key, order_by=order_by, source_ids=sources, limit=page_size
+            ):
+                yield apply(before_end(page, end, order_by, end_key))
+            return
+
+        def fetch(low: datetime, high: datetime, continuation: str | None) -> dict[str, Any]:
+            return self.export_page(
+                dataset,
+                start=api_time(low),
+                end=api_time(high),
+                order_by=order_by,
+                source_ids=sources,
+                limit=page_size,
+                continuation=continuation,
+            )
+
+        def check(previous: str | None, following: str | None) -> None:
+            if following:
+                _check_continuation(dataset, previous, following)
+
+        yield from SlicedExport(
+            fetch,
+            check,
+            start,
+            end,
+            order_by=order_by,
+            page_size=page_size,
+            concurrency=concurrency,
+            transform=apply,
+            log=self.log,
+        )
 
     # -- streams --------------------------------------------------------------------------------
 
@@ -899,6 +1017,18 @@ def version_for_tag(tags: Any, tag: str, dataset: str) -> int:
     if isinstance(version, bool) or not isinstance(version, (int, str)) or not str(version).isdigit():
         raise CommunicationsMiningTagError(f"tag {tag!r} of {dataset} points to {version!r}, not a version number")
     return int(version)
+
+
+def _as_is(page: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return page
+
+
+def _check_continuation(dataset: str, sent: str | None, received: str) -> None:
+    """Raise if the export route answered a page with the continuation it was sent (it would loop)."""
+    if received == sent:
+        raise CommunicationsMiningProtocolError(
+            200, f"POST /api/v1/datasets/{dataset}/export", "continuation did not advance"
+        )
 
 
 def _name_path(name: str, kind: str) -> str:

@@ -13,10 +13,11 @@ from airflow_provider_cm import lineage
 from airflow_provider_cm.assets import export_asset, outlet_for, record_outlet_events
 from airflow_provider_cm.flat_comments import EXPORT_COLUMNS, flatten_exported_comment
 from airflow_provider_cm.hooks.communications_mining import MAX_EXPORT_LIMIT, split_full_name
+from airflow_provider_cm.hooks.export_slices import DEFAULT_EXPORT_CONCURRENCY, check_concurrency
 from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
 from airflow_provider_cm.operators.storage import atomic_write, path_as_given, to_storage_path
 from airflow_provider_cm.times import api_time
-from airflow_provider_cm.windows import check_order_by, export_window, iter_window_pages
+from airflow_provider_cm.windows import check_order_by, export_window
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
@@ -28,7 +29,14 @@ class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator
 
     Calls ``POST /api/v1/datasets/<project>/<dataset>/export``
     (https://docs.uipath.com/communications-mining/automation-cloud/latest/developer-guide/export-a-dataset)
-    page by page (``limit`` up to 256), following ``continuation`` to the end.
+    page by page (``limit`` up to 256), following ``continuation`` to the end. With
+    ``export_concurrency`` above 1 (the default is 8) the window is cut into time slices, each its
+    own ``continuation`` chain, exported that many at a time
+    (:meth:`~airflow_provider_cm.hooks.communications_mining.CommunicationsMiningHook.iter_window_pages`):
+    the file is written slice after slice in time order and is byte for byte the file one chain
+    writes, comments in the route's order (``order_by`` time; comments sharing a time in the
+    route's own order, by ``uid`` on the emulator). Pages fetched ahead of the writer wait in
+    temporary files; memory holds about a page per slice in flight.
 
     The window is half-open, ``start <= time < end``, although the API's ``to`` is inclusive: a
     comment exactly at ``end`` belongs to the next window, so consecutive runs export every
@@ -60,13 +68,15 @@ class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator
         the time the window applies to.
     :param source_ids: only comments of these source ids. Templated.
     :param page_size: comments per request, 1 to 256.
+    :param export_concurrency: time slices exported at once, 1 to 64 (1: one serial chain).
     :param outlets: Assets to declare; default the dataset's export Asset (or an AssetAlias, see above).
     :param communications_mining_conn_id: the Airflow connection.
     :param retry_max_attempts: attempts per API request (default: the connection's, else 5).
     :param retry_max_elapsed: seconds per API request across attempts (default: the connection's, else 300).
     :return: (XCom) ``{"path", "count", "start", "end", "order_by", "dataset", "format"}``.
     :raises ValueError: for a bad window or argument.
-    :raises CommunicationsMiningApiError: if the API fails after retries (no file is written).
+    :raises CommunicationsMiningApiError: if the API fails after retries (no file is written); with
+        slices, the message names the slice that failed, ``(export slice [<from>, <to>))``.
     """
 
     template_fields: Sequence[str] = ("dataset", "output_path", "start", "end", "source_ids")
@@ -83,8 +93,10 @@ class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator
         order_by: str = "timestamp",
         source_ids: Sequence[str] | None = None,
         page_size: int = MAX_EXPORT_LIMIT,
+        export_concurrency: int = DEFAULT_EXPORT_CONCURRENCY,
         **kwargs: Any,
     ) -> None:
+        check_concurrency(export_concurrency)
         if output_format not in ("jsonl", "csv"):
             raise ValueError(f"output_format must be 'jsonl' or 'csv', got {output_format!r}")
         check_order_by(order_by)
@@ -103,6 +115,11 @@ class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator
         self.order_by = order_by
         self.source_ids = source_ids
         self.page_size = page_size
+        self.export_concurrency = export_concurrency
+
+    @property
+    def hook_pool_size(self) -> int:  # type: ignore[override]
+        return max(16, self.export_concurrency)
 
     #: The Asset of a dataset's exports (see :func:`airflow_provider_cm.assets.export_asset`).
     export_asset = staticmethod(export_asset)
@@ -115,51 +132,62 @@ class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator
         """
         return export_window(self.start, self.end, context)
 
+    def _page_text(self, page: list[dict[str, Any]]) -> tuple[int, str]:
+        """A page as the file's text (JSON lines or CSV rows) and its number of comments.
+
+        Runs in the export's worker threads: each call writes into its own buffer.
+        """
+        buffer = io.StringIO()
+        if self.output_format == "csv":
+            writer = csv.DictWriter(buffer, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
+            for exported in page:
+                writer.writerow(flatten_exported_comment(exported))
+        else:
+            for exported in page:
+                buffer.write(json.dumps(exported, ensure_ascii=False, separators=(",", ":")))
+                buffer.write("\n")
+        return len(page), buffer.getvalue()
+
     @lineage.records_result
     def execute(self, context: Context) -> dict[str, str | int]:
         split_full_name(self.dataset, "dataset")
         start, end = self.window(context)
         target = to_storage_path(self.output_path)
         self.log.info(
-            "Exporting %s, %s in [%s, %s), to %s as %s",
+            "Exporting %s, %s in [%s, %s), to %s as %s, %d time slice(s) at a time",
             self.dataset,
             self.order_by,
             api_time(start),
             api_time(end),
             target,
             self.output_format,
+            self.export_concurrency,
         )
         count = 0
         logged = 0
         with atomic_write(target) as handle:
-            # One write per page: each write to an ObjectStoragePath file has a fixed cost.
-            buffer = io.StringIO()
-            writer = csv.DictWriter(buffer, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
+            header = io.StringIO()
             if self.output_format == "csv":
-                writer.writeheader()
-            for page in iter_window_pages(
-                self.hook,
+                csv.DictWriter(header, fieldnames=EXPORT_COLUMNS, lineterminator="\n").writeheader()
+            head = header.getvalue()
+            # One write per page: each write to an ObjectStoragePath file has a fixed cost.
+            for size, text in self.hook.iter_window_pages(
                 self.dataset,
                 start,
                 end,
                 order_by=self.order_by,
                 source_ids=self.source_ids,
                 page_size=self.page_size,
+                concurrency=self.export_concurrency,
+                transform=self._page_text,
             ):
-                for exported in page:
-                    if self.output_format == "csv":
-                        writer.writerow(flatten_exported_comment(exported))
-                    else:
-                        buffer.write(json.dumps(exported, ensure_ascii=False, separators=(",", ":")))
-                        buffer.write("\n")
-                handle.write(buffer.getvalue())
-                buffer.seek(0)
-                buffer.truncate()
-                count += len(page)
+                handle.write(head + text)
+                head = ""
+                count += size
                 if count - logged >= 10000:
                     logged = count
                     self.log.info("Exported %d comments so far", count)
-            handle.write(buffer.getvalue())
+            handle.write(head)
         self.log.info("Exported %d comments of %s to %s", count, self.dataset, target)
         result: dict[str, str | int] = {
             "path": path_as_given(self.output_path),

@@ -20,6 +20,7 @@ from airflow_provider_cm import lineage
 from airflow_provider_cm.assets import outlet_for, record_outlet_events, table_asset
 from airflow_provider_cm.flat_comments import EXPORT_COLUMNS, flatten_exported_comment
 from airflow_provider_cm.hooks.communications_mining import MAX_EXPORT_LIMIT, MAX_STREAM_FETCH, split_full_name
+from airflow_provider_cm.hooks.export_slices import DEFAULT_EXPORT_CONCURRENCY, check_concurrency
 from airflow_provider_cm.labels import LEVEL_SEPARATOR
 from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
 from airflow_provider_cm.times import api_time
@@ -31,7 +32,7 @@ from airflow_provider_cm.transfers.sql_table import (
     refuses_row,
     sql_hook,
 )
-from airflow_provider_cm.windows import check_order_by, export_window, iter_window_pages, window_key
+from airflow_provider_cm.windows import check_order_by, export_window, window_key
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
@@ -77,7 +78,9 @@ class CommunicationsMiningToSqlOperator(CommunicationsMiningBaseOperator):
     (https://docs.uipath.com/communications-mining/automation-cloud/latest/developer-guide/datasets)
     for the dataset's sources, then ``POST /api/v1/datasets/<project>/<dataset>/export``
     (https://docs.uipath.com/communications-mining/automation-cloud/latest/developer-guide/export-a-dataset)
-    page by page, following ``continuation`` to the end.
+    page by page, following ``continuation`` to the end; with ``export_concurrency`` above 1 (the
+    default is 8), in time slices exported that many at a time and read back in time order, as
+    the export operator does.
 
     The window follows the export operator's rules: half-open ``[start, end)`` on ``order_by``
     (the API's inclusive ``to`` is corrected), ``start``/``end`` default to the run's data
@@ -91,7 +94,8 @@ class CommunicationsMiningToSqlOperator(CommunicationsMiningBaseOperator):
     comment by ``uid`` page by page, and commits once: a rerun of a window leaves exactly the
     window's comments, a failed run leaves the table as it was, and other windows are never
     touched. The table is created (``uid`` primary key, every other column ``TEXT``) when it does
-    not exist. Memory holds one page (``page_size`` comments) at a time.
+    not exist. Memory holds about one page (``page_size`` comments) per slice in flight; pages
+    fetched ahead of the database wait in temporary files.
 
     :param dataset: ``"project/dataset"``. Templated.
     :param sql_conn_id: an Airflow connection whose hook is a common-sql ``DbApiHook`` (sqlite,
@@ -103,21 +107,24 @@ class CommunicationsMiningToSqlOperator(CommunicationsMiningBaseOperator):
     :param order_by: ``"timestamp"`` (the comment's own time) or ``"created_at"`` (upload time):
         the time the window applies to, and the column its rows are selected by.
     :param source_ids: only comments of these source ids (and only their rows are replaced). Templated.
-    :param page_size: comments per export request and per insert, 1 to 256.
+    :param page_size: comments per export request and at most per insert, 1 to 256.
+    :param export_concurrency: time slices exported at once, 1 to 64 (1: one serial chain).
     :param communications_mining_conn_id: the Communications Mining connection.
     :param retry_max_attempts: attempts per API request (default: the connection's, else 5).
     :param retry_max_elapsed: seconds per API request across attempts (default: the connection's, else 300).
     :return: (XCom; each key also its own XCom) ``{"table", "dataset", "start", "end", "order_by",
         "rows_written", "rows_deleted", "pages", "table_created"}``: ``rows_written`` comments
         upserted (the window's comments), ``rows_deleted`` rows of the window removed first
-        (the previous run's, ``-1`` if the driver does not count).
+        (the previous run's, ``-1`` if the driver does not count), ``pages`` the inserts made (one
+        per export page; with slices, a page cut at a slice edge makes two).
     The table is declared as an Asset outlet (:func:`~airflow_provider_cm.assets.table_asset`,
     ``communications-mining-sql://<sql_conn_id>/<table>``; an AssetAlias when either is
     templated) whose event carries the result in its ``extra``.
 
     :raises ValueError: for a bad window, table name or argument (before anything is read or written).
     :raises TypeError: if ``sql_conn_id`` is not a SQL database connection.
-    :raises CommunicationsMiningApiError: if the API fails after retries (the transaction is rolled back).
+    :raises CommunicationsMiningApiError: if the API fails after retries (the transaction is rolled
+        back); with slices, the message names the slice that failed.
     """
 
     template_fields: Sequence[str] = ("dataset", "sql_conn_id", "table", "start", "end", "source_ids")
@@ -136,9 +143,11 @@ class CommunicationsMiningToSqlOperator(CommunicationsMiningBaseOperator):
         order_by: str = "timestamp",
         source_ids: Sequence[str] | None = None,
         page_size: int = MAX_EXPORT_LIMIT,
+        export_concurrency: int = DEFAULT_EXPORT_CONCURRENCY,
         **kwargs: Any,
     ) -> None:
         check_order_by(order_by)
+        check_concurrency(export_concurrency)
         if not 1 <= page_size <= MAX_EXPORT_LIMIT:
             raise ValueError(f"page_size must be between 1 and {MAX_EXPORT_LIMIT}, got {page_size}")
         _declare_table_outlet(kwargs, sql_conn_id, table)
@@ -151,6 +160,11 @@ class CommunicationsMiningToSqlOperator(CommunicationsMiningBaseOperator):
         self.order_by = order_by
         self.source_ids = source_ids
         self.page_size = page_size
+        self.export_concurrency = export_concurrency
+
+    @property
+    def hook_pool_size(self) -> int:  # type: ignore[override]
+        return max(16, self.export_concurrency)
 
     @lineage.records_result
     def execute(self, context: Context) -> dict[str, Any]:
@@ -192,22 +206,28 @@ class CommunicationsMiningToSqlOperator(CommunicationsMiningBaseOperator):
     def _write_window(self, table: CommentTable, start: datetime, end: datetime) -> tuple[int, int]:
         """Upsert the window's comments page by page, uncommitted; return (rows, pages)."""
         written = pages = logged = 0
-        for page in iter_window_pages(
-            self.hook,
+        for rows in self.hook.iter_window_pages(
             self.dataset,
             start,
             end,
             order_by=self.order_by,
             source_ids=self.source_ids,
             page_size=self.page_size,
+            concurrency=self.export_concurrency,
+            transform=self._rows,
         ):
-            table.upsert([self._row(exported) for exported in page])
-            written += len(page)
+            table.upsert(rows)
+            written += len(rows)
             pages += 1
             if written - logged >= 10_000:
                 logged = written
                 self.log.info("Written %d rows so far (not committed yet)", written)
         return written, pages
+
+    @classmethod
+    def _rows(cls, page: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        """A page's rows (run in the export's worker threads when the window is sliced)."""
+        return [cls._row(exported) for exported in page]
 
     @staticmethod
     def _row(exported: dict[str, Any]) -> tuple[Any, ...]:
