@@ -97,11 +97,12 @@ def new_trigger(ws: Any, stream: str = "s", **kwargs: Any) -> CommunicationsMini
     )
 
 
-def upload(hook: Any, ws: Any, count: int) -> list[str]:
+def upload(hook: Any, ws: Any, count: int, channel: str = "email") -> list[str]:
     """``count`` new comments in the workspace's source; their uids, in upload (stream) order."""
     uids = []
     for _ in range(count):
         comment = make_record("c" + uuid.uuid4().hex[:12], "2026-10-25T00:00:00Z", "my card was stolen")["comment"]
+        comment["user_properties"] = {"string:Channel": channel}
         hook.sync_comments(ws.source, [comment])  # one by one: the stream orders by upload time
         uids.append(f"{ws.source_id}.{comment['id']}")
     return uids
@@ -177,6 +178,26 @@ def test_fires_again_for_the_same_batch_after_the_redelivery_timeout(workspace, 
         async with watching(new_trigger(ws, redelivery_timeout=None)) as never:
             await never.next_event()
             await never.no_event(1.2)
+
+    scenario(body)
+
+
+def test_a_batch_the_filter_drops_entirely_fires_once_so_that_a_run_skips_past_it(workspace, hook):
+    """Without an event for it, nothing would advance past it and the results behind it would wait forever."""
+    ws = workspace
+    hook.put_stream(ws.dataset, "s", comment_filter={"user_properties": {"string:Channel": {"one_of": ["email"]}}})
+    upload(hook, ws, 2, channel="chat")
+    [uid] = upload(hook, ws, 1)
+
+    async def body() -> None:
+        async with watching(new_trigger(ws)) as watch:
+            dropped = await watch.next_event()
+            assert (dropped["results"], dropped["filtered"], dropped["first_uid"]) == (0, 2, None)
+            assert dropped["results_waiting"] == "at least 0"
+            await watch.no_event()
+            hook.advance_stream(ws.dataset, "s", dropped["sequence_id"])  # what the drain does with such a batch
+            kept = await watch.next_event()
+            assert (kept["results"], kept["filtered"], kept["first_uid"]) == (1, 0, uid)
 
     scenario(body)
 

@@ -279,17 +279,15 @@ class CommunicationsMiningStreamEventTrigger(_TriggerHookMixin, BaseEventTrigger
                     "Stream %s of %s answers again after %d failed polls", self.stream, self.dataset, failures
                 )
                 failures = 0
-            event = self._event_for(batch)
-            if event is not None:
+            head = batch_identity(batch)
+            event = self._event_for(batch, head) if head is not None else None
+            if head is not None and event is not None:
                 yield TriggerEvent(event)
-                await self._remember(event)
+                await self._remember(event, head)
             await asyncio.sleep(self.poll_interval)
 
-    def _event_for(self, batch: Mapping[str, Any]) -> dict[str, Any] | None:
-        """The event to fire for the batch heading the stream, or ``None`` when it is not due."""
-        head = batch_identity(batch)
-        if head is None:
-            return None
+    def _event_for(self, batch: Mapping[str, Any], head: str) -> dict[str, Any] | None:
+        """The event to fire for the batch heading the stream (identified by ``head``), or ``None`` when not due."""
         now = datetime.now(timezone.utc)
         fired = self._fired
         redelivered = False
@@ -341,12 +339,12 @@ class CommunicationsMiningStreamEventTrigger(_TriggerHookMixin, BaseEventTrigger
             redelivery,
         )
 
-    async def _remember(self, event: Mapping[str, Any]) -> None:
-        """Keep the batch just fired for, in memory and in the asset state store."""
+    async def _remember(self, event: Mapping[str, Any], head: str) -> None:
+        """Keep the batch just fired for (``head``), in memory and in the asset state store."""
         self._fired = {
             "dataset": self.dataset,
             "stream": self.stream,
-            "batch": event["first_uid"] or event["sequence_id"],
+            "batch": head,
             "sequence_id": event["sequence_id"],
             "fired_at": event["fired_at"],
         }
