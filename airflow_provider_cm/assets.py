@@ -3,7 +3,10 @@
 * a dataset's exports: ``Asset(name="communications_mining_export/<project>/<dataset>",
   uri="communications-mining://<project>/<dataset>")`` (:func:`export_asset`);
 * a warehouse table loaded by a transfer: ``Asset(name="communications_mining_table/<conn_id>/<table>",
-  uri="communications-mining-sql://<conn_id>/<table>")`` (:func:`table_asset`).
+  uri="communications-mining-sql://<conn_id>/<table>")`` (:func:`table_asset`);
+* a stream, for event-driven scheduling with an ``AssetWatcher``:
+  ``Asset(name="communications_mining_stream/<project>/<dataset>/<stream>",
+  uri="communications-mining-stream://<project>/<dataset>/<stream>")`` (:func:`stream_asset`).
 
 When the argument that names the Asset is templated, the operator declares an ``AssetAlias``
 instead (:func:`outlet_for`), which resolves when the task runs to the Asset of the rendered
@@ -12,10 +15,10 @@ value; :func:`record_outlet_events` puts the task's result in the events' ``extr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from airflow.sdk import Asset, AssetAlias
+from airflow.sdk import Asset, AssetAlias, AssetWatcher
 
 
 def export_asset(dataset: str) -> Asset:
@@ -28,6 +31,19 @@ def table_asset(sql_conn_id: str, table: str) -> Asset:
     return Asset(
         name=f"communications_mining_table/{sql_conn_id}/{table}",
         uri=f"communications-mining-sql://{sql_conn_id}/{table}",
+    )
+
+
+def stream_asset(dataset: str, stream: str, watchers: Sequence[AssetWatcher] = ()) -> Asset:
+    """The Asset that stands for a stream's new results (``dataset`` as ``"project/dataset"``).
+
+    :param watchers: ``AssetWatcher`` s whose events update the Asset, e.g. one with a
+        :class:`~airflow_provider_cm.triggers.streams.CommunicationsMiningStreamEventTrigger`.
+    """
+    return Asset(
+        name=f"communications_mining_stream/{dataset}/{stream}",
+        uri=f"communications-mining-stream://{dataset}/{stream}",
+        watchers=list(watchers),
     )
 
 

@@ -408,6 +408,25 @@ def test_max_results_bounds_a_run_and_the_next_run_goes_on(backlog, warehouse):
     assert_exactly_the_backlog(backlog, warehouse, table)
 
 
+def test_max_batches_one_takes_exactly_one_batch_per_run(backlog, warehouse):
+    """What a DAG scheduled by the stream's event trigger does: one batch per run, N batches in N runs."""
+    stream, table = new_stream(backlog), warehouse.new_table()
+    total = len(backlog["truth"])
+    runs: list[dict[str, Any]] = []
+    while not runs or not runs[-1]["caught_up"]:
+        head = backlog["hook"].fetch_stream(backlog["workspace"].dataset, stream, size=100)
+        runs.append(drain(backlog, stream, warehouse, table, batch_size=100, max_batches=1))
+        assert runs[-1]["sequence_id"] == head["sequence_id"]  # the batch a fetch before the run saw, no more
+        assert len(runs) <= -(-total // 100), "more runs than batches"
+    assert [run["batches"] for run in runs] == [1] * len(runs)
+    assert [run["rows_written"] for run in runs] == [100] * (total // 100) + ([total % 100] if total % 100 else [])
+    assert [run["caught_up"] for run in runs] == [False] * (len(runs) - 1) + [True]
+    assert_exactly_the_backlog(backlog, warehouse, table)
+    assert stream_is_drained(backlog, stream)
+    with pytest.raises(ValueError, match="max_batches"):
+        drain(backlog, stream, warehouse, table, max_batches=0)
+
+
 def test_an_advance_failing_between_two_batches_then_a_rerun_loses_and_duplicates_nothing(backlog, warehouse, emulator):
     stream, table = new_stream(backlog), warehouse.new_table()
     # Every second advance of this stream fails (500), with no retry: batch 1 is committed and

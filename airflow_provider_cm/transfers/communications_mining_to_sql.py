@@ -295,8 +295,12 @@ class CommunicationsMiningStreamToSqlOperator(CommunicationsMiningBaseOperator):
        the stream with the database's reason (``"Refused by <table>: <reason>"``);
     3. only then is the stream advanced to the batch's ``sequence_id``.
 
-    Batches holding only comments the stream's filter drops are advanced past. The task goes on
-    until the stream is caught up or ``max_results`` results were handled. A failure at any
+    Batches holding only comments the stream's filter drops are advanced past (they do not count
+    as batches). The task goes on until the stream is caught up, ``max_results`` results were
+    handled or ``max_batches`` batches were committed: ``max_batches=1`` takes exactly one batch
+    per run, as a DAG scheduled by
+    :class:`~airflow_provider_cm.triggers.streams.CommunicationsMiningStreamEventTrigger` wants
+    (one run for each batch the trigger fired for; give both the same ``batch_size``). A failure at any
     point (the database, the API after retries, the worker) leaves the stream at the last batch
     committed, so the next run fetches the rest and the upsert makes any redelivery harmless:
     nothing lost, nothing duplicated. A database failure that is not a refused row (connection
@@ -312,6 +316,8 @@ class CommunicationsMiningStreamToSqlOperator(CommunicationsMiningBaseOperator):
     :param table: ``table`` or ``schema.table`` (letters, digits, underscores; refused when the DAG
         is parsed otherwise). Templated.
     :param max_results: most results (comments) to handle in one run.
+    :param max_batches: most batches (with results) to commit and advance past in one run, at
+        least 1; ``None`` (the default) drains until caught up or ``max_results``.
     :param batch_size: comments per fetch and per transaction, 1 to 1,024.
     :param communications_mining_conn_id: the Communications Mining connection.
     :param retry_max_attempts: attempts per API request (default: the connection's, else 5).
@@ -320,7 +326,8 @@ class CommunicationsMiningStreamToSqlOperator(CommunicationsMiningBaseOperator):
         "batches", "refused_uids", "filtered", "sequence_id", "caught_up"}``: ``rows_written`` rows
         committed, ``batches`` batches committed and acknowledged, ``refused_uids`` comments left
         out and tagged, ``filtered`` comments the stream's filter skipped, ``sequence_id`` the last
-        position advanced to (``None`` if none), ``caught_up`` whether the stream was drained.
+        position advanced to (``None`` if none), ``caught_up`` whether the stream was drained
+        (false when the run stopped at ``max_results`` or ``max_batches`` before the end).
     The outlet is an ``AssetAlias("communications_mining_table:<task_id>")`` that resolves to the
     table's Asset (:func:`~airflow_provider_cm.assets.table_asset`) only in a run that committed
     rows: a DAG scheduled on the table runs when new rows landed, not after every empty drain.
@@ -344,6 +351,7 @@ class CommunicationsMiningStreamToSqlOperator(CommunicationsMiningBaseOperator):
         sql_conn_id: str,
         table: str,
         max_results: int = 100_000,
+        max_batches: int | None = None,
         batch_size: int = MAX_STREAM_FETCH,
         **kwargs: Any,
     ) -> None:
@@ -351,6 +359,8 @@ class CommunicationsMiningStreamToSqlOperator(CommunicationsMiningBaseOperator):
             raise ValueError(f"batch_size must be between 1 and {MAX_STREAM_FETCH}, got {batch_size}")
         if max_results < 1:
             raise ValueError("max_results must be at least 1")
+        if max_batches is not None and max_batches < 1:
+            raise ValueError(f"max_batches must be at least 1 or None, got {max_batches}")
         _declare_table_outlet(kwargs, sql_conn_id, table, alias=True)
         super().__init__(**kwargs)
         self.dataset = dataset
@@ -358,6 +368,7 @@ class CommunicationsMiningStreamToSqlOperator(CommunicationsMiningBaseOperator):
         self.sql_conn_id = sql_conn_id
         self.table = _checked_table(table)
         self.max_results = max_results
+        self.max_batches = max_batches
         self.batch_size = batch_size
 
     @lineage.records_result
@@ -388,15 +399,20 @@ class CommunicationsMiningStreamToSqlOperator(CommunicationsMiningBaseOperator):
             self.table,
             totals["batches"],
             len(totals["refused_uids"]),
-            "caught up" if totals["caught_up"] else f"stopped at max_results={self.max_results}",
+            "caught up" if totals["caught_up"] else self._stop_reason(totals),
         )
         if totals["rows_written"]:
             record_outlet_events(self.outlets, context, table_asset(self.sql_conn_id, self.table), totals)
         return totals
 
+    def _stop_reason(self, totals: Mapping[str, Any]) -> str:
+        if self.max_batches is not None and totals["batches"] >= self.max_batches:
+            return f"stopped after max_batches={self.max_batches}; more may wait"
+        return f"stopped at max_results={self.max_results}; more may wait"
+
     def _drain(self, table: CommentTable, totals: dict[str, Any]) -> None:
         handled = 0
-        while handled < self.max_results:
+        while handled < self.max_results and (self.max_batches is None or totals["batches"] < self.max_batches):
             batch = self._next_batch(min(self.batch_size, self.max_results - handled), totals)
             if not batch["results"]:
                 totals["caught_up"] = True

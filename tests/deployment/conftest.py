@@ -41,6 +41,10 @@ PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
 BANKING77_JSONL = (ROOT / ".." / "shared" / "data" / "banking77" / "comments.jsonl").resolve()
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 STREAM = "new-messages"
+#: The stream and table of ``cm_stream_events``: its own, so that it never takes another case's batches.
+EVENTS_STREAM, EVENTS_TABLE = "events", "cm_stream_events"
+#: Its batch size and poll interval: small batches, frequent polls, so that several runs take seconds.
+EVENTS_BATCH_SIZE, EVENTS_POLL_INTERVAL = 4, 2
 #: Seconds a process gets to stop after SIGTERM before it is killed.
 GRACE = 15.0
 
@@ -232,6 +236,11 @@ class Deployment:
                 "CM_WAREHOUSE_TABLE": "cm_comments",
                 "CM_STREAM_TABLE": "cm_stream_results",
                 "CM_SENSOR_TIMEOUT": "900",
+                "CM_EVENTS_STREAM": EVENTS_STREAM,
+                "CM_EVENTS_TABLE": EVENTS_TABLE,
+                "CM_EVENTS_BATCH_SIZE": str(EVENTS_BATCH_SIZE),
+                "CM_EVENTS_POLL_INTERVAL": str(EVENTS_POLL_INTERVAL),
+                "CM_EVENTS_REDELIVERY_TIMEOUT": "900",
                 "PYTHONUNBUFFERED": "1",
                 # The provider and the emulator from this tree, whatever the virtualenv has installed.
                 "PYTHONPATH": str(ROOT),
