@@ -34,7 +34,7 @@ MAX_LABEL_PARTS = 64
 MAX_LABEL_PART = 64
 MAX_GROUP_NAME = 64
 
-_SERVER_FIELDS = ("uid", "created_at", "has_annotations")
+_SERVER_FIELDS = frozenset({"uid", "created_at", "has_annotations"})
 _TEXT_PARTS = ("subject", "body", "signature")
 _TEXT_FIELDS = ("text", "translated_from", "text_markup", "translated_from_markup")
 _RECIPIENTS = ("to", "cc", "bcc")
@@ -96,15 +96,15 @@ class TimestampRule:
                 f"{value!r} is not an RFC 3339 date-time: write it as YYYY-MM-DDTHH:MM:SS with an optional "
                 "fraction and a 'Z' or '+HH:MM' offset, e.g. '2026-10-01T12:00:00Z'",
             )
+        if match.group(7) is None and match.group(8) == "Z" and value[10] == "T":
+            # Already in the form returned (the common case): the date-time only needs to exist.
+            try:
+                datetime.fromisoformat(value[:-1])
+                return value
+            except ValueError:
+                pass  # said below, as for any other form
         year, month, day, hour, minute, second, fraction = match.group(1, 2, 3, 4, 5, 6, 7)
         micro = int((fraction or "0")[:6].ljust(6, "0"))
-        if fraction is None and match.group(8) == "Z" and value[10] == "T":
-            # Already in the form returned: the date-time only needs to exist (the common case).
-            try:
-                datetime(int(year), int(month), int(day), int(hour), int(minute), int(second))
-            except ValueError as exc:
-                raise RecordError(field_path, f"{value!r} is not a valid date-time: {exc}") from None
-            return value
         try:
             moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), micro)
             if match.group(8):
@@ -196,7 +196,10 @@ def validate_comment(comment: Any, timestamps: TimestampRule | None = None) -> d
     if not isinstance(comment, dict):
         raise RecordError("comment", "must be an object")
     rule = timestamps or TimestampRule()
-    comment = {k: v for k, v in comment.items() if k not in _SERVER_FIELDS}
+    comment = dict(comment)
+    if not _SERVER_FIELDS.isdisjoint(comment):
+        for name in _SERVER_FIELDS:
+            comment.pop(name, None)
     check_comment_id(comment.get("id"))
     if "timestamp" not in comment:
         raise RecordError("comment.timestamp", "is missing")

@@ -528,7 +528,7 @@ class SpooledRecord:
 
     @classmethod
     def decode(cls, raw: bytes) -> SpooledRecord:
-        line, cid, annotations, comment = raw.rstrip(b"\n").split(b"\t", 3)
+        line, cid, annotations, comment = raw[:-1].split(b"\t", 3)  # every spool line ends with one newline
         text_id = json.loads(cid) if cid.startswith(b'"') else cid.decode("utf-8")
         return cls(int(line), text_id, comment, annotations)
 
