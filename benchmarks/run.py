@@ -17,6 +17,7 @@ the harness; its figures are not for the README.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from datetime import datetime, timezone
@@ -95,6 +96,8 @@ def table(rows: list[dict], args: argparse.Namespace, seconds: float) -> str:
 
 def main() -> int:
     args = arguments()
+    # Stopped with SIGTERM, still stop the emulators (the ``finally`` blocks run on SystemExit).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     configure_airflow()
     started = time.perf_counter()
     rows: list[dict] = []
