@@ -161,7 +161,8 @@ def labelled_and_rerun(emulator: Emulator, path: Path, count: int, latency: floa
             "latency": _latency_label(latency),
             "bare": "",
             "cli": f"{cli_rerun:.2f} s (first run {cli:.2f} s)",
-            "operator": f"{operator_rerun:.2f} s (first run {operator:.2f} s; first ÷ rerun {operator / operator_rerun:.2f}×)",
+            "operator": f"{operator_rerun:.2f} s (first run {operator:.2f} s; "
+            f"first ÷ rerun {operator / operator_rerun:.2f}×)",
             "vs_bare": None,
             "vs_cli": cli_rerun / operator_rerun,
             "goal": "rerun ≪ first run",
