@@ -185,6 +185,46 @@ def test_bad_jsonl_names_file_line_and_field(workspace, tmp_path, context, secon
     assert message in str(info.value)
 
 
+def test_duplicate_ids_are_listed_in_file_order_among_other_problems(workspace, emulator, tmp_path, context):
+    records = good_records(30, prefix="dup")
+    lines = [json.dumps(r) for r in records]
+    lines[4] = json.dumps(records[1])  # line 5 repeats line 2
+    lines[6] = '{"comment": {"id": "x",'  # line 7 is not JSON
+    lines[9] = json.dumps(records[1])  # line 10 repeats line 2 again
+    lines[25] = json.dumps(records[20])  # line 26 repeats line 21
+    path = tmp_path / "dups.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    syncs_before = emulator.requests_to(SYNC_ROUTE)
+    with pytest.raises(CommunicationsMiningInputError) as info:
+        upload(workspace, path).execute(context)
+    assert [(line, field) for line, field, _ in info.value.problems] == [
+        (5, "comment.id"), (7, "(line)"), (10, "comment.id"), (26, "comment.id"),
+    ]  # fmt: skip
+    assert info.value.total == 4
+    assert info.value.problems[0][2] == "duplicate id 'dup1' (first on line 2)"
+    assert info.value.problems[3][2] == "duplicate id 'dup20' (first on line 21)"
+    assert emulator.requests_to(SYNC_ROUTE) == syncs_before
+
+
+def test_colliding_id_hashes_are_not_called_duplicates(workspace, monkeypatch, tmp_path, context):
+    from airflow_provider_cm.operators.id_hashes import IdHashes
+
+    # Every id gets the same hash: the second pass must compare the ids themselves.
+    monkeypatch.setattr(IdHashes, "hash_of", staticmethod(lambda comment_id: 7))
+    path = write_jsonl(tmp_path / "in.jsonl", good_records(12, prefix="col"))
+    result = upload(workspace, path).execute(context)
+    assert result["read"] == 12 and result["new"] == 12 and result["labelled"] == 12
+
+
+def test_allow_duplicate_ids_uploads_the_later_line(workspace, hook, tmp_path, context):
+    first = make_record("again", "2026-10-01T00:00:00Z", "first text", "Billing > Refund")
+    later = make_record("again", "2026-10-01T00:00:00Z", "later text", "Billing > Refund")
+    path = write_jsonl(tmp_path / "in.jsonl", [first, later])
+    result = upload(workspace, path, allow_duplicate_ids=True).execute(context)
+    assert result["read"] == 2
+    assert hook.get_comment(workspace.source, "again")["messages"][0]["body"]["text"] == "later text"
+
+
 def test_non_utf8_bytes_name_the_line(workspace, tmp_path, context, emulator):
     path = tmp_path / "latin1.jsonl"
     path.write_bytes(GOOD.encode() + b"\n" + GOOD.replace("ok", "caf\xe9").encode("latin-1") + b"\n")

@@ -118,9 +118,8 @@ def record_from_object(obj: Any, line: int, timestamps: TimestampRule | None = N
         raise RecordError("(record)", "must be a JSON object with a 'comment'")
     if "comment" not in obj:
         raise RecordError("comment", "is missing: each line must be {'comment': {...}, 'labelling'?: ...}")
-    unknown = set(obj) - _TOP_LEVEL
-    if unknown:
-        raise RecordError(", ".join(sorted(unknown)), "unsupported field(s) in this record")
+    if not _TOP_LEVEL.issuperset(obj):
+        raise RecordError(", ".join(sorted(set(obj) - _TOP_LEVEL)), "unsupported field(s) in this record")
     moon_forms = obj.get("moon_forms")
     if moon_forms is not None and not isinstance(moon_forms, list):
         raise RecordError("moon_forms", "must be a list")
@@ -151,6 +150,11 @@ def _not_a_number(word: str) -> Any:
     raise RecordError("(line)", f"is not valid JSON: {word} is not a JSON number")
 
 
+#: Built once: ``json.loads`` with these hooks would build a decoder for every line.
+_DECODER = json.JSONDecoder(parse_float=_finite_float, parse_constant=_not_a_number)
+_LENIENT_DECODER = json.JSONDecoder(parse_constant=_not_a_number)
+
+
 def parse_json_line(raw_line: bytes) -> Any:
     """The JSON value of one line, or ``None`` for a blank line.
 
@@ -162,12 +166,14 @@ def parse_json_line(raw_line: bytes) -> Any:
     except UnicodeDecodeError as exc:
         byte = raw_line[exc.start]
         raise RecordError("(line)", f"is not valid UTF-8 (byte 0x{byte:02x} at column {exc.start + 1})") from None
-    if not text.strip():
+    if not text or text.isspace():
         return None
     try:
-        obj = json.loads(text, parse_float=_finite_float, parse_constant=_not_a_number)
+        if text.startswith("\ufeff"):  # as json.loads says it
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        obj = _DECODER.decode(text)
     except _NonFiniteNumber:
-        obj = json.loads(text, parse_constant=_not_a_number)
+        obj = _LENIENT_DECODER.decode(text)
         check_sendable(obj)
     except json.JSONDecodeError as exc:
         raise RecordError("(line)", f"is not valid JSON: {exc.msg} at column {exc.colno}") from None

@@ -34,7 +34,7 @@ MAX_LABEL_PARTS = 64
 MAX_LABEL_PART = 64
 MAX_GROUP_NAME = 64
 
-_SERVER_FIELDS = ("uid", "created_at", "has_annotations")
+_SERVER_FIELDS = frozenset({"uid", "created_at", "has_annotations"})
 _TEXT_PARTS = ("subject", "body", "signature")
 _TEXT_FIELDS = ("text", "translated_from", "text_markup", "translated_from_markup")
 _RECIPIENTS = ("to", "cc", "bcc")
@@ -48,6 +48,10 @@ _RFC3339 = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:([Zz])|([+-])(\d{2}):(\d{2}))?",
     re.ASCII,
 )
+
+
+#: ``comment.messages[i]`` for every index the API takes, built once.
+_MESSAGE_PATHS = [f"comment.messages[{i}]" for i in range(MAX_MESSAGES)]
 
 
 class RecordError(ValueError):
@@ -92,6 +96,13 @@ class TimestampRule:
                 f"{value!r} is not an RFC 3339 date-time: write it as YYYY-MM-DDTHH:MM:SS with an optional "
                 "fraction and a 'Z' or '+HH:MM' offset, e.g. '2026-10-01T12:00:00Z'",
             )
+        if match.group(7) is None and match.group(8) == "Z" and value[10] == "T":
+            # Already in the form returned (the common case): the date-time only needs to exist.
+            try:
+                datetime.fromisoformat(value[:-1])
+                return value
+            except ValueError:
+                pass  # said below, as for any other form
         year, month, day, hour, minute, second, fraction = match.group(1, 2, 3, 4, 5, 6, 7)
         micro = int((fraction or "0")[:6].ljust(6, "0"))
         try:
@@ -185,7 +196,10 @@ def validate_comment(comment: Any, timestamps: TimestampRule | None = None) -> d
     if not isinstance(comment, dict):
         raise RecordError("comment", "must be an object")
     rule = timestamps or TimestampRule()
-    comment = {k: v for k, v in comment.items() if k not in _SERVER_FIELDS}
+    comment = dict(comment)
+    if not _SERVER_FIELDS.isdisjoint(comment):
+        for name in _SERVER_FIELDS:
+            comment.pop(name, None)
     check_comment_id(comment.get("id"))
     if "timestamp" not in comment:
         raise RecordError("comment.timestamp", "is missing")
@@ -213,10 +227,14 @@ def _messages(messages: Any, rule: TimestampRule) -> list[Any]:
         raise RecordError("comment.messages", "must be a non-empty list")
     if len(messages) > MAX_MESSAGES:
         raise RecordError("comment.messages", f"has {len(messages)} messages; the API takes at most {MAX_MESSAGES}")
-    return [_message(message, f"comment.messages[{i}]", rule) for i, message in enumerate(messages)]
+    return [_message(message, _MESSAGE_PATHS[i], rule) for i, message in enumerate(messages)]
 
 
 def _message(message: Any, where: str, rule: TimestampRule) -> Any:
+    if type(message) is dict and len(message) == 1:
+        body = message.get("body")
+        if type(body) is dict and len(body) == 1 and type(text := body.get("text")) is str and len(text) <= MAX_TEXT:
+            return message  # the common case, checked at once: a body with a text and nothing else
     if not isinstance(message, dict):
         raise RecordError(where, "must be an object")
     _check_text(message.get("body"), f"{where}.body")
@@ -293,24 +311,29 @@ def validate_user_properties(properties: Any) -> dict[str, Any]:
         raise RecordError("comment.user_properties", "must be an object")
     out: dict[str, Any] = {}
     for key, value in properties.items():
-        where = f"comment.user_properties[{key!r}]"
         kind = property_kind(key)
-        if kind is None:
-            raise RecordError(where, "key must start with 'string:' or 'number:' followed by a name")
-        if kind == "string" and not isinstance(value, str):
-            raise RecordError(where, "must be a string (key starts with 'string:')")
-        if kind == "number" and not is_finite_number(value):
-            raise RecordError(where, "must be a finite number (key starts with 'number:')")
-        if kind == "number" or value.strip():
+        if kind == "string" and isinstance(value, str):
+            if value and not value.isspace():
+                out[key] = value
+        elif kind == "number" and is_finite_number(value):
             out[key] = value
+        else:
+            where = f"comment.user_properties[{key!r}]"
+            if kind is None:
+                raise RecordError(where, "key must start with 'string:' or 'number:' followed by a name")
+            if kind == "string":
+                raise RecordError(where, "must be a string (key starts with 'string:')")
+            raise RecordError(where, "must be a finite number (key starts with 'number:')")
     return out
 
 
 def property_kind(key: Any) -> str | None:
     """``"string"`` or ``"number"`` for a well-formed user-property key, else ``None``."""
-    for kind in ("string", "number"):
-        if isinstance(key, str) and key.startswith(f"{kind}:") and len(key) > len(kind) + 1:
-            return kind
+    if isinstance(key, str) and len(key) > 7:  # both prefixes are 7 characters long
+        if key.startswith("string:"):
+            return "string"
+        if key.startswith("number:"):
+            return "number"
     return None
 
 
