@@ -9,7 +9,11 @@ its mean latency stayed within :attr:`~AdaptiveConcurrency.latency_tolerance` ti
 window mean seen (the server is not queueing). When the server answers **429** (rate limited) or
 **503** (unavailable), the limit is multiplied by :attr:`~AdaptiveConcurrency.decrease` at once,
 once per window: answers to requests sent before that cut were sent under the old limit and do
-not cut it again. The limit stays between ``minimum`` and ``maximum``.
+not cut it again. After a cut the limit grows back quickly to just below the limit that was cut,
+then probes past it one request at a time, every :attr:`~AdaptiveConcurrency.probe_windows`
+windows, so a steady rate limit costs few 429s; once it is ``2 * increase`` past that limit
+without a cut, the capacity has grown and the quick growth resumes. The limit stays between
+``minimum`` and ``maximum``.
 
 Callers hold a :class:`Slot` for each request (``with limiter.slot() as slot: ...``) and pass
 :meth:`Slot.observe` to the hook as the request's attempt observer, so the controller sees every
@@ -81,6 +85,7 @@ class AdaptiveConcurrency:
     :param decrease: factor the limit is multiplied by on a 429 or 503 (between 0 and 1).
     :param latency_tolerance: a window whose mean latency exceeds this multiple of the lowest
         window mean seen holds the limit instead of raising it.
+    :param probe_windows: near the limit last cut, windows between raises of one request.
     :param clock: seconds, monotonic (for tests).
     :raises ValueError: for bounds that cannot hold (``1 <= minimum <= initial <= maximum``), a
         ``decrease`` outside (0, 1), an ``increase`` below 1 or a ``latency_tolerance`` below 1.
@@ -95,6 +100,7 @@ class AdaptiveConcurrency:
         increase: int = 2,
         decrease: float = 0.5,
         latency_tolerance: float = 1.5,
+        probe_windows: int = 4,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not 1 <= minimum <= initial <= maximum:
@@ -105,18 +111,24 @@ class AdaptiveConcurrency:
             raise ValueError(f"increase must be at least 1, got {increase}")
         if latency_tolerance < 1:
             raise ValueError(f"latency_tolerance must be at least 1, got {latency_tolerance}")
+        if probe_windows < 1:
+            raise ValueError(f"probe_windows must be at least 1, got {probe_windows}")
         self.initial = initial
         self.maximum = maximum
         self.minimum = minimum
         self.increase = increase
         self.decrease = decrease
         self.latency_tolerance = latency_tolerance
+        self.probe_windows = probe_windows
         self.clock = clock
         self._cond = threading.Condition()
         self._limit = initial
         self._in_flight = 0
         self._epoch = 0
         self._baseline: float | None = None
+        #: The limit when it was last cut (``None``: no cut, or the capacity has grown past it).
+        self._ceiling: int | None = None
+        self._probe = 0
         self._highest_limit = initial
         self._most_in_flight = 0
         self._throttled = 0
@@ -170,6 +182,8 @@ class AdaptiveConcurrency:
         with self._cond:
             self._throttled += 1
             if slot.epoch == self._epoch:
+                self._ceiling = self._limit
+                self._probe = 0
                 self._limit = max(self.minimum, int(self._limit * self.decrease))
                 self._decreases += 1
                 self._epoch += 1
@@ -205,9 +219,23 @@ class AdaptiveConcurrency:
             self._baseline = mean if self._baseline is None else min(self._baseline, mean)
             flat = mean <= self._baseline * self.latency_tolerance
             if flat and self._window_busy and self._limit < self.maximum:
-                self._limit = min(self.maximum, self._limit + self.increase)
+                self._limit = min(self.maximum, self._limit + self._step())
                 self._highest_limit = max(self._highest_limit, self._limit)
         self._new_window()
+
+    def _step(self) -> int:
+        """How much a good window raises the limit: ``increase``, or near the last cut a probe."""
+        ceiling = self._ceiling
+        if ceiling is None or self._limit + self.increase < ceiling:
+            return self.increase
+        if self._limit >= ceiling + 2 * self.increase:
+            self._ceiling = None  # well past the old limit without a cut: the capacity grew
+            return self.increase
+        self._probe += 1
+        if self._probe < self.probe_windows:
+            return 0
+        self._probe = 0
+        return 1
 
 
 class Slot:
