@@ -52,10 +52,11 @@ if TYPE_CHECKING:
 
 #: Problems listed in the error for an invalid file (all are counted).
 MAX_PROBLEMS_SHOWN = 20
+#: Server statuses after which a ``sync`` may have been applied although it failed.
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 #: Label-write requests in flight at the start, and at most, unless the parameters say otherwise.
 DEFAULT_ANNOTATION_CONCURRENCY = 16
 DEFAULT_MAX_ANNOTATION_CONCURRENCY = 64
-_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperator):
@@ -570,27 +571,23 @@ class _Upload:
         """
         senders = 1 if self.op.allow_duplicate_ids else self.op.sync_concurrency
         in_flight: deque[Future[None]] = deque()
-        try:
-            with (
-                ThreadPoolExecutor(
-                    max_workers=self.op.max_annotation_concurrency, thread_name_prefix="cm-labels"
-                ) as self.pool,
-                ThreadPoolExecutor(max_workers=senders, thread_name_prefix="cm-upload") as sender,
-            ):
-                try:
-                    for batch in self._batches(records):
-                        in_flight.append(sender.submit(self._flush, batch))
-                        while len(in_flight) > senders:
-                            in_flight.popleft().result()
-                    while in_flight:
+        with (
+            ThreadPoolExecutor(max_workers=self.op.max_annotation_concurrency) as self.pool,
+            ThreadPoolExecutor(max_workers=senders, thread_name_prefix="cm-upload") as sender,
+        ):
+            try:
+                for batch in self._batches(records):
+                    in_flight.append(sender.submit(self._flush, batch))
+                    while len(in_flight) > senders:
                         in_flight.popleft().result()
-                except BaseException:
-                    for future in in_flight:
-                        future.cancel()
-                    raise
-        finally:
-            if self.op.dataset:
-                self.op.log.info("Label reads and writes: %s", self.limiter.report().text())
+                while in_flight:
+                    in_flight.popleft().result()
+            except BaseException:
+                for future in in_flight:
+                    future.cancel()
+                raise
+            finally:
+                self._log_label_concurrency()
 
     def _batches(self, records: Iterator[SpooledRecord]) -> Iterator[list[SpooledRecord]]:
         batch: list[SpooledRecord] = []
@@ -674,6 +671,11 @@ class _Upload:
                 failure = error
         if failure is not None:
             raise failure
+
+    def _log_label_concurrency(self) -> None:
+        """Log what the label requests' limiter did (so far, if the upload stops on an error)."""
+        if self.op.dataset:
+            self.op.log.info("Label reads and writes: %s", self.limiter.report().text())
 
     def _uid(self, record: SpooledRecord) -> str:
         return f"{self.source_id}.{record.id}"
