@@ -103,6 +103,8 @@ ANNOTATED_COMMENT = {
     "entities": Optional({"assigned": Optional([dict]), "dismissed": Optional([dict])}),
 }
 EXPORTED = {"comment": COMMENT, "annotations": {"labels": {"assigned": [LABEL]}}}
+#: The CLI's ``GetAnnotationsResponse`` (by uid and the source-wide bulk read alike).
+ANNOTATIONS_PAGE = {"results": [ANNOTATED_COMMENT], "after": Optional(str)}
 
 
 def conforms(value: Any, shape: Any, where: str = "$") -> list[str]:
@@ -199,8 +201,17 @@ def test_comment_annotation_and_export_routes(emulator, hook, workspace):
     labelling = {"labelling": [{"group": "default", "assigned": [{"name": "A", "sentiment": "positive"}]}]}
     written = call(emulator, "POST", f"api/_private/datasets/{workspace.dataset}/labellings/{uid}", labelling)
     assert_conforms(written, ANNOTATED_COMMENT)
-    read = call(emulator, "GET", f"api/_private/datasets/{workspace.dataset}/labellings?id={uid}")["results"]
-    assert_conforms(read, [ANNOTATED_COMMENT])
+    read = call(emulator, "GET", f"api/_private/datasets/{workspace.dataset}/labellings?id={uid}")
+    assert_conforms(read, ANNOTATIONS_PAGE)
+    page = call(
+        emulator, "GET", f"api/_private/datasets/{workspace.dataset}/labellings?source_id={workspace.source_id}"
+    )
+    assert_conforms(page, ANNOTATIONS_PAGE)
+    assert [r["comment"]["uid"] for r in page["results"]] == [uid] and page["after"]
+    bulk = f"labellings?source_id={workspace.source_id}&return_predictions=false&limit=8&after={page['after']}"
+    last = call(emulator, "GET", f"api/_private/datasets/{workspace.dataset}/{bulk}")
+    assert_conforms(last, ANNOTATIONS_PAGE)
+    assert last["results"] == []  # the CLI stops at the first empty page
     page = call(emulator, "POST", f"api/v1/datasets/{workspace.dataset}/export", {})
     assert_conforms(page, {"comments": [EXPORTED], "continuation": Optional(str)})
 

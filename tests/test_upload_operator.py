@@ -33,7 +33,8 @@ def test_uploads_comments_and_labels(workspace, hook, emulator, tmp_path, contex
     result = upload(workspace, path, batch_size=10).execute(context)
     assert result == {
         "read": 25, "new": 25, "updated": 0, "unchanged": 0, "rejected": 0, "labelled": 25,
-        "labels_rejected": 0, "billed": {"at_least": 25, "at_most": 25, "exact": True, "why": []},
+        "labels_unchanged": 0, "labels_rejected": 0,
+        "billed": {"at_least": 25, "at_most": 25, "exact": True, "why": []},
         "dead_letter_path": None, "dry_run": False,
     }  # fmt: skip
     [annotated] = hook.get_annotations(workspace.dataset, [f"{workspace.source_id}.r3"])

@@ -23,6 +23,7 @@ from airflow_provider_cm.emulator import (
     comments,
     datasets,
     export,
+    labelling_reads,
     labellings,
     model_versions,
     oauth,
@@ -42,7 +43,18 @@ from airflow_provider_cm.emulator.wire import error, ok
 
 log = logging.getLogger(__name__)
 
-_RESOURCES = (projects, sources, comments, datasets, labellings, export, streams, stream_batches, model_versions)
+_RESOURCES = (
+    projects,
+    sources,
+    comments,
+    datasets,
+    labellings,
+    labelling_reads,
+    export,
+    streams,
+    stream_batches,
+    model_versions,
+)
 
 
 def _current_user() -> Response:

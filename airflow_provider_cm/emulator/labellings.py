@@ -1,8 +1,9 @@
 """Annotations ("labellings"): labels, entities and field extractions per dataset, keyed by uid.
 
 ``POST /api/_private/datasets/<p>/<d>/labellings/<uid>`` writes one comment's annotations: a kind
-left out is unchanged, an empty list removes it. ``GET .../labellings?id=<uid>`` reads them back.
-The uid is matched percent-encoded, so comment ids holding ``/`` work.
+left out is unchanged, an empty list removes it. The uid is matched percent-encoded, so comment
+ids holding ``/`` work. Reading them back (by uid, or a source's page by page) is
+:mod:`~airflow_provider_cm.emulator.labelling_reads`.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from fastapi.responses import Response
 
 from airflow_provider_cm.emulator.checks import Check, array, either, integer, obj, string
 from airflow_provider_cm.emulator.errors import bad_request
-from airflow_provider_cm.emulator.openapi import doc, query_list
+from airflow_provider_cm.emulator.openapi import doc
 from airflow_provider_cm.emulator.records import Dataset
-from airflow_provider_cm.emulator.schemas import ANNOTATED_COMMENT, envelope, list_of
+from airflow_provider_cm.emulator.schemas import ANNOTATED_COMMENT, envelope
 from airflow_provider_cm.emulator.store import Store
 from airflow_provider_cm.emulator.wire import json_body, ok, segment
 
@@ -43,7 +44,6 @@ ENTITY = obj(
 ENTITIES = obj({"assigned": array(ENTITY), "dismissed": array(ENTITY)})
 MOON_FORMS: Check = array(obj({}))
 ANNOTATION_BODY = obj({"labelling": array(GROUP), "entities": ENTITIES, "moon_forms": MOON_FORMS})
-UIDS = query_list("id", array(string()), description="the uids of the comments to read")
 
 
 def _clean_label(label: dict[str, Any]) -> dict[str, Any]:
@@ -128,13 +128,8 @@ def annotated_comment(store: Store, dataset: Dataset, comment: dict[str, Any]) -
     return out
 
 
-def get_annotations(store: Store, dataset: Dataset, uids: list[str]) -> list[dict[str, Any]]:
-    """The annotated comments of ``uids``; 404 if one is not in the dataset."""
-    return [annotated_comment(store, dataset, store.comment_by_uid(dataset, uid)) for uid in uids]
-
-
 def router(store: Store) -> APIRouter:
-    """The annotation routes."""
+    """The annotation write route."""
     routes = APIRouter()
 
     @routes.post(
@@ -144,13 +139,5 @@ def router(store: Store) -> APIRouter:
     async def write_route(project: str, name: str, uid: str, request: Request) -> Response:
         body = await json_body(request)
         return ok(**(await store.write(lambda s: update_annotations(s, s.dataset(project, name), segment(uid), body))))
-
-    @routes.get(
-        "/api/_private/datasets/{project}/{name}/labellings",
-        **doc(envelope(results=list_of(ANNOTATED_COMMENT)), errors=(404,), query=[UIDS]),
-    )
-    async def read_route(project: str, name: str, request: Request) -> Response:
-        uids = request.query_params.getlist("id")
-        return ok(results=store.read(lambda s: get_annotations(s, s.dataset(project, name), uids)))
 
     return routes

@@ -24,12 +24,26 @@ from airflow_provider_cm.hooks.export_slices import SlicedExport, check_concurre
 from airflow_provider_cm.hooks.if_exists import EnsuredObject, Setup
 from airflow_provider_cm.hooks.retry import RetryPolicy
 from airflow_provider_cm.hooks.settings import ConnectionSettings, endpoint_from_connection
-from airflow_provider_cm.hooks.transport import ApiCall, AsyncTransport, Params, Reply, SyncTransport, encode_json
+from airflow_provider_cm.hooks.transport import (
+    ApiCall,
+    AsyncTransport,
+    AttemptObserver,
+    Params,
+    Reply,
+    SyncTransport,
+    encode_json,
+)
 from airflow_provider_cm.labels import label_levels, label_name
 from airflow_provider_cm.times import api_time
 from airflow_provider_cm.windows import before_end
 
-__all__ = ["CommunicationsMiningHook", "SyncResult", "endpoint_from_connection", "split_full_name"]
+__all__ = [
+    "CommunicationsMiningHook",
+    "SyncResult",
+    "annotation_read_chunks",
+    "endpoint_from_connection",
+    "split_full_name",
+]
 
 T = TypeVar("T")
 
@@ -41,6 +55,14 @@ MAX_EXPORT_LIMIT = 256
 MAX_STREAM_FETCH = 1024
 #: Most documents one predict request takes.
 MAX_PREDICT_DOCUMENTS = 4096
+#: Most comment uids one annotation read (``GET .../labellings?id=...``) asks for.
+MAX_ANNOTATION_READ_IDS = 128
+#: Most bytes of query string one annotation read carries: well under the 8 KiB request line
+#: that common servers and gateways accept, with room for the endpoint and path.
+MAX_ANNOTATION_READ_QUERY = 4096
+#: Most comments one page of the source-wide annotation read returns (the emulator's bound; the
+#: API's is not published).
+MAX_ANNOTATION_PAGE = 1024
 #: ``test_connection`` answers within seconds: two attempts, at most 10 s connecting and 20 s reading.
 TEST_CONNECTION_POLICY = RetryPolicy(max_attempts=2, max_elapsed=15.0, initial_wait=0.5, max_wait=2.0)
 TEST_CONNECTION_TIMEOUTS = (10.0, 20.0)
@@ -208,10 +230,14 @@ class CommunicationsMiningHook(BaseHook):
             self.endpoint, method, path, json_body=json_body, raw_body=raw_body, params=params, idempotent=idempotent
         )
 
-    def send(self, method: str, path: str, **kwargs: Any) -> Reply:
+    def send(self, method: str, path: str, *, observer: AttemptObserver | None = None, **kwargs: Any) -> Reply:
         """:meth:`request`, returning the :class:`~airflow_provider_cm.hooks.transport.Reply`
-        (payload, attempts, and whether an earlier attempt may have taken effect)."""
-        return self.transport.send(self._call(method, path, **kwargs))
+        (payload, attempts, and whether an earlier attempt may have taken effect).
+
+        :param observer: called with the error of each failed attempt, retried or not, as it
+            happens (e.g. :meth:`~airflow_provider_cm.hooks.concurrency.Slot.observe`).
+        """
+        return self.transport.send(self._call(method, path, **kwargs), observer=observer)
 
     def request(
         self,
@@ -407,6 +433,7 @@ class CommunicationsMiningHook(BaseHook):
         labelling: Sequence[Mapping[str, Any]] | None = None,
         entities: Mapping[str, Any] | None = None,
         moon_forms: Sequence[Mapping[str, Any]] | None = None,
+        observer: AttemptObserver | None = None,
     ) -> dict[str, Any]:
         """Set one comment's labels and entities in a dataset.
 
@@ -419,24 +446,86 @@ class CommunicationsMiningHook(BaseHook):
         :param labelling: label groups, ``[{"group": "default", "assigned": [{"name": "A > B"}]}]``.
         :param entities: ``{"assigned": [...], "dismissed": [...]}``.
         :param moon_forms: field-extraction annotations.
+        :param observer: called with the error of each failed attempt (see :meth:`send`).
         :return: the annotated comment.
         :raises CommunicationsMiningNotFoundError: if the dataset or comment does not exist.
         """
         project, name = split_full_name(dataset, "dataset")
         body = _without_none(labelling=labelling, entities=entities, moon_forms=moon_forms)
-        return self.request(
+        return self.send(
             "POST",
             f"api/_private/datasets/{resource_path(project, name, 'labellings', uid)}",
             json_body=body,
-        )
+            observer=observer,
+        ).payload
 
-    def get_annotations(self, dataset: str, uids: Sequence[str]) -> list[dict[str, Any]]:
-        """Annotated comments by uid (``GET /api/_private/datasets/<project>/<name>/labellings?id=...``)."""
+    def get_annotations(
+        self, dataset: str, uids: Sequence[str], *, observer: AttemptObserver | None = None
+    ) -> list[dict[str, Any]]:
+        """Annotated comments by uid (``GET /api/_private/datasets/<project>/<name>/labellings?id=...``).
+
+        Many uids are read in several requests (:func:`annotation_read_chunks`), so no URL grows
+        past what servers accept.
+
+        :param dataset: ``"project/name"``.
+        :param uids: ``"<source_id>.<comment_id>"`` of each comment.
+        :param observer: called with the error of each failed attempt (see :meth:`send`).
+        :return: ``[{"comment": {...}, "labelling"?: [...], "entities"?: {...}, "moon_forms"?: [...]}]``,
+            one per comment found.
+        :raises CommunicationsMiningNotFoundError: if the dataset, or a comment, does not exist.
+        """
+        path = self._labellings_path(dataset)
+        results: list[dict[str, Any]] = []
+        for chunk in annotation_read_chunks(uids):
+            params = [("id", uid) for uid in chunk]
+            results.extend(self.send("GET", path, params=params, observer=observer).payload["results"])
+        return results
+
+    def iter_annotations(
+        self, dataset: str, source_id: str, *, return_predictions: bool = False, limit: int | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Yield every annotated (reviewed) comment of a source in a dataset, one page in memory.
+
+        ``GET /api/_private/datasets/<project>/<name>/labellings?source_id=<id>&return_predictions=<bool>``
+        ``&after=<cursor>&limit=<n>``, following ``after`` as the official CLI does: it stops at the
+        first page with no results (not when ``after`` is null).
+
+        :param dataset: ``"project/name"``.
+        :param source_id: the source's id (not its name).
+        :param return_predictions: include the model's predicted labels and entities.
+        :param limit: comments per page, 1 to :data:`MAX_ANNOTATION_PAGE` (default: the server's).
+        :raises CommunicationsMiningNotFoundError: if the dataset does not exist.
+        :raises CommunicationsMiningProtocolError: if a page with results does not move ``after``
+            on (or drops it), which would read the same comments forever.
+        """
+        if limit is not None and not 1 <= limit <= MAX_ANNOTATION_PAGE:
+            raise ValueError(f"limit must be between 1 and {MAX_ANNOTATION_PAGE}, got {limit}")
+        path = self._labellings_path(dataset)
+        after: str | None = None
+        while True:
+            params: list[tuple[str, Any]] = [
+                ("source_id", source_id),
+                ("return_predictions", "true" if return_predictions else "false"),
+            ]
+            if after is not None:
+                params.append(("after", after))
+            if limit is not None:
+                params.append(("limit", limit))
+            page = self.request("GET", path, params=params)
+            results = page.get("results") or []
+            if not results:
+                return
+            next_after = page.get("after")
+            if not next_after or next_after == after:
+                raise CommunicationsMiningProtocolError(
+                    200, f"GET /{path}", "a page of annotations did not move the 'after' cursor on"
+                )
+            yield from results
+            after = next_after
+
+    def _labellings_path(self, dataset: str) -> str:
         project, name = split_full_name(dataset, "dataset")
-        params = [("id", uid) for uid in uids]
-        return self.request("GET", f"api/_private/datasets/{resource_path(project, name)}/labellings", params=params)[
-            "results"
-        ]
+        return f"api/_private/datasets/{resource_path(project, name)}/labellings"
 
     def export_page(
         self,
@@ -1029,6 +1118,22 @@ def _check_continuation(dataset: str, sent: str | None, received: str) -> None:
         raise CommunicationsMiningProtocolError(
             200, f"POST /api/v1/datasets/{dataset}/export", "continuation did not advance"
         )
+
+
+def annotation_read_chunks(uids: Sequence[str]) -> Iterator[list[str]]:
+    """Split uids into the groups one annotation read asks for: at most
+    :data:`MAX_ANNOTATION_READ_IDS` uids and :data:`MAX_ANNOTATION_READ_QUERY` bytes of query each."""
+    chunk: list[str] = []
+    size = 0
+    for uid in uids:
+        cost = len("id=") + len(quote(uid, safe="")) + 1
+        if chunk and (len(chunk) >= MAX_ANNOTATION_READ_IDS or size + cost > MAX_ANNOTATION_READ_QUERY):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(uid)
+        size += cost
+    if chunk:
+        yield chunk
 
 
 def _name_path(name: str, kind: str) -> str:

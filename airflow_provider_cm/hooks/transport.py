@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -41,6 +41,9 @@ from airflow_provider_cm.hooks.retry import RetryPolicy, mark_exhausted, may_hav
 from airflow_provider_cm.hooks.settings import ConnectionSettings
 
 Params = Mapping[str, Any] | Sequence[tuple[str, Any]] | None
+#: Called with the error of each failed attempt of a call, retried or not, as it happens (e.g.
+#: :meth:`~airflow_provider_cm.hooks.concurrency.Slot.observe`, to back off on 429 and 503).
+AttemptObserver = Callable[[BaseException], None]
 
 _STATUS_ERRORS: dict[int, type[CommunicationsMiningApiError]] = {
     400: CommunicationsMiningBadRequestError,
@@ -225,15 +228,19 @@ def _ssl_detail(text: str) -> str:
 
 
 class _AttemptLog:
-    """Counts the attempts of one call and remembers whether a failed one may have taken effect."""
+    """Counts the attempts of one call, remembers whether a failed one may have taken effect, and
+    tells the call's observer of each failure."""
 
-    def __init__(self) -> None:
+    def __init__(self, observer: AttemptObserver | None = None) -> None:
         self.attempts = 0
         self.maybe_committed = False
+        self.observer = observer
 
     def failed(self, error: BaseException) -> BaseException:
         if may_have_taken_effect(error):
             self.maybe_committed = True
+        if self.observer is not None:
+            self.observer(error)
         return error
 
     def reply(self, payload: dict[str, Any]) -> Reply:
@@ -297,15 +304,21 @@ class SyncTransport(_Pipeline):
         self.session = session
 
     def send(
-        self, call: ApiCall, *, policy: RetryPolicy | None = None, timeouts: tuple[float, float] | None = None
+        self,
+        call: ApiCall,
+        *,
+        policy: RetryPolicy | None = None,
+        timeouts: tuple[float, float] | None = None,
+        observer: AttemptObserver | None = None,
     ) -> Reply:
         """Send ``call`` under the retry policy (one more round with a new OAuth token after a 401).
 
         :param policy: a policy for this call instead of the connection's.
         :param timeouts: ``(connect, read)`` seconds for this call instead of the connection's.
+        :param observer: called with the error of each failed attempt, before any retry.
         :raises CommunicationsMiningError: the typed error of the last attempt.
         """
-        log = _AttemptLog()
+        log = _AttemptLog(observer)
 
         def attempt() -> dict[str, Any]:
             log.attempts += 1
@@ -397,10 +410,15 @@ class AsyncTransport(_Pipeline):
         )
 
     async def send(
-        self, call: ApiCall, *, policy: RetryPolicy | None = None, timeouts: tuple[float, float] | None = None
+        self,
+        call: ApiCall,
+        *,
+        policy: RetryPolicy | None = None,
+        timeouts: tuple[float, float] | None = None,
+        observer: AttemptObserver | None = None,
     ) -> Reply:
         """:meth:`SyncTransport.send` on the event loop."""
-        log = _AttemptLog()
+        log = _AttemptLog(observer)
 
         async def attempt() -> dict[str, Any]:
             log.attempts += 1

@@ -21,15 +21,19 @@ from airflow_provider_cm import lineage
 from airflow_provider_cm.exceptions import (
     CommunicationsMiningApiError,
     CommunicationsMiningBadRequestError,
+    CommunicationsMiningError,
     CommunicationsMiningNotFoundError,
     CommunicationsMiningRejectedRecordsError,
 )
 from airflow_provider_cm.flags import as_bool
 from airflow_provider_cm.hooks.communications_mining import (
     MAX_SYNC_COMMENTS,
+    annotation_read_chunks,
     split_full_name,
 )
+from airflow_provider_cm.hooks.concurrency import AdaptiveConcurrency
 from airflow_provider_cm.hooks.retry import may_have_taken_effect
+from airflow_provider_cm.operators.annotation_changes import merged, needs_write
 from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
 from airflow_provider_cm.operators.comment_files import (
     DEFAULT_CSV_COLUMNS,
@@ -53,6 +57,9 @@ if TYPE_CHECKING:
 MAX_PROBLEMS_SHOWN = 20
 #: Server statuses after which a ``sync`` may have been applied although it failed.
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+#: Label-write requests in flight at the start, and at most, unless the parameters say otherwise.
+DEFAULT_ANNOTATION_CONCURRENCY = 16
+DEFAULT_MAX_ANNOTATION_CONCURRENCY = 64
 
 
 def _encoder() -> Callable[[Any], str]:
@@ -88,7 +95,14 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
     (https://docs.uipath.com/communications-mining/automation-cloud/latest/developer-guide/sync-comments)
     and, when ``dataset`` is given, each annotated comment's labels and entities are written with
     ``POST /api/_private/datasets/<project>/<dataset>/labellings/<uid>`` (one comment per request,
-    ``annotation_concurrency`` at a time).
+    many in flight: see ``max_annotation_concurrency``).
+
+    Label writes send only what changed: for each batch of stored comments the dataset's current
+    annotations are read in bulk (``GET .../labellings?id=<uid>&id=<uid>...``, a few dozen uids per
+    request) and a comment is written only if a kind its record carries (labels, entities, field
+    extractions) differs from what the dataset holds (see
+    :mod:`~airflow_provider_cm.operators.annotation_changes`); the others are counted as
+    ``labels_unchanged``. A batch whose comments ``sync`` all created is not read: it has nothing yet.
 
     ``sync`` is an upsert by comment id, so rerunning the task is safe: comments already uploaded
     come back as ``unchanged`` and are not billed again. If the API refuses a batch, the batch is
@@ -120,7 +134,13 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
     :param batch_size: comments per ``sync`` request (1 to 16,384).
     :param max_batch_bytes: approximate bytes per ``sync`` request; a batch is sent early when
         its records' encoded size reaches it.
-    :param annotation_concurrency: annotation requests in flight at once.
+    :param annotation_concurrency: label-write requests in flight at the start (default 16).
+        Given alone, it is also the most (the behaviour before the limit adapted).
+    :param max_annotation_concurrency: the most label-write requests in flight (default 64, or
+        ``annotation_concurrency`` when only that is given). Between 1 and this, the number in
+        flight adapts (AIMD, :class:`~airflow_provider_cm.hooks.concurrency.AdaptiveConcurrency`):
+        it grows by 2 a round trip while latency stays flat and the tenant answers no 429 or 503,
+        and halves when it does. The most reached is logged.
     :param sync_concurrency: ``sync`` requests in flight at once (1 with ``allow_duplicate_ids``).
     :param allow_duplicate_ids: accept an id appearing on several lines (the later line updates
         the comment); by default a repeated id is an input error.
@@ -137,8 +157,11 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
     :param retry_max_attempts: attempts per API request (default: the connection's, else 5).
     :param retry_max_elapsed: seconds per API request across attempts (default: the connection's, else 300).
     :return: (XCom) ``{"read", "new", "updated", "unchanged", "rejected", "labelled",
-        "labels_rejected", "billed", "dead_letter_path", "dry_run"}``; counts are comments;
-        ``billed`` is ``{"at_least": int, "at_most": int, "exact": bool, "why": [str]}``.
+        "labels_unchanged", "labels_rejected", "billed", "dead_letter_path", "dry_run"}``; counts
+        are comments; ``labelled`` counts the comments whose annotations were written,
+        ``labels_unchanged`` those the dataset already held as the file gives them,
+        ``labels_rejected`` those the API refused; ``billed`` is
+        ``{"at_least": int, "at_most": int, "exact": bool, "why": [str]}``.
     :raises CommunicationsMiningInputError: if any record is invalid (nothing is sent).
     :raises AirflowFailException: if ``csv_columns`` or ``timezone`` cannot work, the file exceeds
         ``max_comments`` or is empty with ``fail_on_empty``, or the source or dataset does not
@@ -172,7 +195,8 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
         timezone: str | tzinfo | None = "UTC",
         batch_size: int = 1024,
         max_batch_bytes: int = 8 * 1024 * 1024,
-        annotation_concurrency: int = 8,
+        annotation_concurrency: int | None = None,
+        max_annotation_concurrency: int | None = None,
         sync_concurrency: int = 2,
         allow_duplicate_ids: bool = False,
         dead_letter_path: str | None = None,
@@ -185,8 +209,9 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
         super().__init__(**kwargs)
         if not 1 <= batch_size <= MAX_SYNC_COMMENTS:
             raise ValueError(f"batch_size must be between 1 and {MAX_SYNC_COMMENTS}, got {batch_size}")
-        if annotation_concurrency < 1 or sync_concurrency < 1:
-            raise ValueError("annotation_concurrency and sync_concurrency must be at least 1")
+        if sync_concurrency < 1:
+            raise ValueError("sync_concurrency must be at least 1")
+        start, most = annotation_limits(annotation_concurrency, max_annotation_concurrency)
         self.source = source
         self.input_path = input_path
         self.dataset = dataset
@@ -197,7 +222,8 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
         self.timezone = timezone
         self.batch_size = batch_size
         self.max_batch_bytes = max_batch_bytes
-        self.annotation_concurrency = annotation_concurrency
+        self.annotation_concurrency = start
+        self.max_annotation_concurrency = most
         self.sync_concurrency = sync_concurrency
         self.allow_duplicate_ids = allow_duplicate_ids
         self.dead_letter_path = dead_letter_path
@@ -209,7 +235,7 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
 
     @property
     def hook_pool_size(self) -> int:  # type: ignore[override]
-        return max(16, self.annotation_concurrency + self.sync_concurrency + 2)
+        return max(16, self.max_annotation_concurrency + self.sync_concurrency + 2)
 
     # -- execution ------------------------------------------------------------------------------
 
@@ -387,7 +413,7 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
     def _log_outcome(self, count: int, tally: UploadTally) -> None:
         self.log.info(
             "Uploaded %d comments to %s: %d stored (%d new, %d updated, %d unchanged), %d rejected; "
-            "%d with labels written to %s, %d whose labels were refused; %s",
+            "%d with labels written to %s, %d whose labels were already there, %d whose labels were refused; %s",
             count,
             self.source,
             tally.stored,
@@ -397,6 +423,7 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
             tally.rejected,
             tally.labelled,
             self.dataset or "no dataset",
+            tally.labels_unchanged,
             tally.labels_rejected,
             tally.billed_text(),
         )
@@ -499,6 +526,29 @@ class _Problems:
             self.shown.append(problem)
 
 
+def annotation_limits(start: int | None, most: int | None) -> tuple[int, int]:
+    """The label-write limits: ``(requests in flight at the start, the most in flight)``.
+
+    Neither given: 16 growing to 64. ``start`` alone: that many, never more (it still halves on
+    429 or 503, then grows back). ``most`` alone: ``min(16, most)`` growing to ``most``.
+
+    :raises ValueError: for a value below 1, or a start above the most.
+    """
+    if (start is not None and start < 1) or (most is not None and most < 1):
+        raise ValueError("annotation_concurrency and max_annotation_concurrency must be at least 1")
+    if start is None:
+        most = DEFAULT_MAX_ANNOTATION_CONCURRENCY if most is None else most
+        return min(DEFAULT_ANNOTATION_CONCURRENCY, most), most
+    if most is None:
+        return start, start
+    if start > most:
+        raise ValueError(
+            f"annotation_concurrency ({start}) is the number of label writes in flight at the start: "
+            f"it cannot exceed max_annotation_concurrency ({most})"
+        )
+    return start, most
+
+
 def naive_zone(value: str | tzinfo | None) -> tzinfo | None:
     """The zone for timestamps without an offset, from the ``timezone`` parameter.
 
@@ -564,6 +614,24 @@ class SpooledRecord:
         return {"comment": json.loads(self.comment_json), **(self.annotations or {})}
 
 
+def _one_write_per_comment(records: list[SpooledRecord]) -> list[SpooledRecord]:
+    """The records, those of one id merged into the last (in file order, each kind from the last
+    record carrying it: what writing them one after the other would leave)."""
+    by_id: dict[str, list[SpooledRecord]] = {}
+    for record in records:
+        by_id.setdefault(record.id, []).append(record)
+    if len(by_id) == len(records):
+        return records
+    out = []
+    for same in by_id.values():
+        last = same[-1]
+        if len(same) > 1:
+            body = merged([r.annotations or {} for r in same])
+            last = SpooledRecord(last.line, last.id, last.comment_json, _JSON.encode(body).encode("utf-8"))
+        out.append(last)
+    return out
+
+
 class _Upload:
     """One upload run: batching, bisection of rejected batches, annotations, counts."""
 
@@ -579,6 +647,8 @@ class _Upload:
         self.dead_letters: Any = None
         self.dead_lettered = 0
         self.pool: ThreadPoolExecutor
+        #: How many label requests (reads and writes) go at once, learned from the tenant's answers.
+        self.limiter = AdaptiveConcurrency(operator.annotation_concurrency, operator.max_annotation_concurrency)
 
     def run(self, records: Iterator[SpooledRecord]) -> None:
         """Batch the records and upload them, ``sync_concurrency`` batches at a time.
@@ -590,7 +660,7 @@ class _Upload:
         senders = 1 if self.op.allow_duplicate_ids else self.op.sync_concurrency
         in_flight: deque[Future[None]] = deque()
         with (
-            ThreadPoolExecutor(max_workers=self.op.annotation_concurrency) as self.pool,
+            ThreadPoolExecutor(max_workers=self.op.max_annotation_concurrency) as self.pool,
             ThreadPoolExecutor(max_workers=senders, thread_name_prefix="cm-upload") as sender,
         ):
             try:
@@ -604,6 +674,8 @@ class _Upload:
                 for future in in_flight:
                     future.cancel()
                 raise
+            finally:
+                self._log_label_concurrency()
 
     def _batches(self, records: Iterator[SpooledRecord]) -> Iterator[list[SpooledRecord]]:
         batch: list[SpooledRecord] = []
@@ -663,8 +735,18 @@ class _Upload:
         return records
 
     def _annotate(self, records: list[SpooledRecord], tally: UploadTally) -> None:
-        """Write each stored record's annotations, ``annotation_concurrency`` at a time."""
-        futures = [(record, self.pool.submit(self._write_annotations, record)) for record in records]
+        """Write the annotations of stored records that the dataset does not hold yet; count the rest.
+
+        Counts are per comment: records of one id (``allow_duplicate_ids``) make one write with
+        the effect of theirs in file order.
+        """
+        writes = _one_write_per_comment(records)
+        if tally.new == tally.stored:
+            changed = writes  # sync created every comment of the batch: none has annotations yet
+        else:
+            changed = self._changed(writes)
+        tally.labels_unchanged += len(writes) - len(changed)
+        futures = [(record, self.pool.submit(self._write_annotations, record)) for record in changed]
         failure: BaseException | None = None
         for record, future in futures:
             error = future.exception()
@@ -678,12 +760,48 @@ class _Upload:
         if failure is not None:
             raise failure
 
+    def _log_label_concurrency(self) -> None:
+        """Log what the label requests' limiter did (so far, if the upload stops on an error)."""
+        if self.op.dataset:
+            self.op.log.info("Label reads and writes: %s", self.limiter.report().text())
+
+    def _uid(self, record: SpooledRecord) -> str:
+        return f"{self.source_id}.{record.id}"
+
+    def _changed(self, records: list[SpooledRecord]) -> list[SpooledRecord]:
+        """The records whose annotations differ from the dataset's, read in bulk (a few dozen uids a request).
+
+        A comment whose current annotations could not be read counts as changed (it is written).
+        """
+        uids = [self._uid(record) for record in records]
+        reads = [self.pool.submit(self._read_annotations, chunk) for chunk in annotation_read_chunks(uids)]
+        current: dict[str, dict[str, Any]] = {}
+        for read in reads:
+            for annotated in read.result():
+                uid = annotated.get("comment", {}).get("uid")
+                if isinstance(uid, str):
+                    current[uid] = annotated
+        return [r for r, uid in zip(records, uids, strict=True) if needs_write(r.annotations or {}, current.get(uid))]
+
+    def _read_annotations(self, uids: list[str]) -> list[dict[str, Any]]:
+        """The dataset's annotations of ``uids``; none (so they are all written) if the read fails."""
+        try:
+            with self.limiter.slot() as slot:
+                return self.hook.get_annotations(self.op.dataset, uids, observer=slot.observe)  # type: ignore[arg-type]
+        except CommunicationsMiningError as exc:
+            self.op.log.warning(
+                "Could not read the current labels of %d comments (%s); writing all of them", len(uids), exc
+            )
+            return []
+
     def _write_annotations(self, record: SpooledRecord) -> None:
-        self.hook.update_annotations(
-            self.op.dataset,  # type: ignore[arg-type]
-            f"{self.source_id}.{record.id}",
-            **(record.annotations or {}),
-        )
+        with self.limiter.slot() as slot:
+            self.hook.update_annotations(
+                self.op.dataset,  # type: ignore[arg-type]
+                self._uid(record),
+                observer=slot.observe,
+                **(record.annotations or {}),
+            )
 
     def _dead_letter(
         self, record: SpooledRecord, stage: str, error: CommunicationsMiningApiError, *, stored: bool

@@ -42,6 +42,8 @@ class UploadTally:
     :param unchanged: comments ``sync`` found identical.
     :param rejected: comments the API refused; not stored, not billed.
     :param labelled: stored comments whose labels and entities were written.
+    :param labels_unchanged: stored comments whose labels and entities the dataset already held
+        as the file gives them (not written again).
     :param labels_rejected: stored (and possibly billed) comments whose labels the API refused.
     :param billed_at_least: comments certainly billed.
     :param billed_at_most: comments possibly billed.
@@ -53,6 +55,7 @@ class UploadTally:
     unchanged: int = 0
     rejected: int = 0
     labelled: int = 0
+    labels_unchanged: int = 0
     labels_rejected: int = 0
     billed_at_least: int = 0
     billed_at_most: int = 0
@@ -91,7 +94,7 @@ class UploadTally:
 
     def add(self, other: UploadTally) -> None:
         """Add another tally (a finished batch) to this one."""
-        for name in ("new", "updated", "unchanged", "rejected", "labelled", "labels_rejected"):
+        for name in ("new", "updated", "unchanged", "rejected", "labelled", "labels_unchanged", "labels_rejected"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.billed_at_least += other.billed_at_least
         self.billed_at_most += other.billed_at_most
@@ -115,7 +118,8 @@ class UploadTally:
         """Every count on one line; all of them cover the same comments."""
         return (
             f"new={self.new} updated={self.updated} unchanged={self.unchanged} rejected={self.rejected} "
-            f"labelled={self.labelled} labels_rejected={self.labels_rejected}; {self.billed_text()}"
+            f"labelled={self.labelled} labels_unchanged={self.labels_unchanged} "
+            f"labels_rejected={self.labels_rejected}; {self.billed_text()}"
         )
 
     def as_xcom(self) -> dict[str, Any]:
@@ -126,6 +130,7 @@ class UploadTally:
             "unchanged": self.unchanged,
             "rejected": self.rejected,
             "labelled": self.labelled,
+            "labels_unchanged": self.labels_unchanged,
             "labels_rejected": self.labels_rejected,
             "billed": {
                 "at_least": self.billed_at_least,
