@@ -115,6 +115,39 @@ def test_proxies_carry_api_and_token_requests_on_both_paths(oauth, stream, proxy
     assert any(path.endswith("/streams/s/fetch") for path in proxy.paths), proxy.paths
 
 
+def test_environment_proxies_apply_on_both_paths_where_the_connection_sets_none(emulator, stream, proxy, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    both_paths(hook_with(emulator.url + PREFIX), stream)
+    assert any(path.endswith("auth/user") for path in proxy.paths), proxy.paths
+    assert any(path.endswith("/streams/s/fetch") for path in proxy.paths), proxy.paths
+
+
+def test_no_proxy_in_the_environment_bypasses_the_environment_proxy(emulator, stream, proxy, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    hook_with(emulator.url + PREFIX).get_current_user()
+    assert proxy.paths == []
+
+
+def test_the_connection_proxies_win_over_the_environment(emulator, stream, proxy, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    hook_with(emulator.url + PREFIX, proxies={"http": proxy.url}).get_current_user()
+    assert any(path.endswith("auth/user") for path in proxy.paths), proxy.paths
+
+
+def test_a_netrc_entry_for_the_host_never_replaces_the_api_token(emulator, stream, tmp_path, monkeypatch):
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password something-else\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    assert hook_with(emulator.url + PREFIX).get_current_user()
+
+
+def test_verify_on_uses_the_ca_bundle_the_environment_names(emulator, stream, tls, monkeypatch):
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls.ca_path))
+    assert hook_with(tls.url + PREFIX).get_current_user()
+
+
 @pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 @pytest.mark.parametrize("verify", ["false", "False", False])
 def test_verify_false_as_text_or_boolean_works_on_both_paths(emulator, stream, tls, verify):

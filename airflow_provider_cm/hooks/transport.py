@@ -299,9 +299,12 @@ class SyncTransport(_Pipeline):
         session.mount("https://", adapter)
         session.mount("http://", adapter)
         session.headers.update(settings.headers)
-        session.verify = settings.verify
-        session.proxies.update(settings.proxies)
+        # The environment is read once here, not by requests on every request (its proxy and
+        # ``.netrc`` look-ups cost about a third of a small request's client CPU).
+        session.trust_env = False
         self.session = session
+        self.verify = environment_verify(settings.verify)
+        self._proxies: dict[str, dict[str, str]] = {}
 
     def send(
         self,
@@ -372,12 +375,23 @@ class SyncTransport(_Pipeline):
                 params=call.params,
                 headers=call.headers(token),
                 timeout=timeout,
-                # Per request: a session-level verify loses to REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE.
-                verify=self.settings.verify,
+                verify=self.verify,
+                proxies=self.proxies_for(call.url),
             )
         except requests.exceptions.RequestException as exc:
             raise connection_failure(call.route, call.url, exc, sent=_requests_sent(exc)) from None
         return response.status_code, response.headers, response.content
+
+    def proxies_for(self, url: str) -> dict[str, str]:
+        """The proxies for ``url``: the environment's (``HTTP_PROXY``, ``HTTPS_PROXY``, ``NO_PROXY``),
+        overridden scheme by scheme by the connection's ``proxies``; looked up once per origin."""
+        scheme, netloc = urlsplit(url)[:2]
+        origin = f"{scheme}://{netloc}"
+        found = self._proxies.get(origin)
+        if found is None:
+            found = {**requests.utils.get_environ_proxies(url), **self.settings.proxies}
+            self._proxies[origin] = found
+        return found
 
     def close(self) -> None:
         """Close the session's connections."""
@@ -485,6 +499,14 @@ class AsyncTransport(_Pipeline):
     async def aclose(self) -> None:
         """Close the client's connections."""
         await self.client.aclose()
+
+
+def environment_verify(verify: bool | str) -> bool | str:
+    """The connection's ``verify``, or, where it says only "verify", the CA bundle the environment
+    names (``REQUESTS_CA_BUNDLE``, then ``CURL_CA_BUNDLE``), as requests itself would choose."""
+    if verify is True:
+        return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+    return verify
 
 
 def httpx_verify(verify: bool | str) -> bool | ssl.SSLContext:
