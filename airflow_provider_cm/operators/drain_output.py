@@ -41,6 +41,20 @@ def _count_lines(handle: IO[bytes]) -> tuple[int, int, bool]:
     return count, offset, position > offset
 
 
+def _sync_directory(path: Path) -> None:
+    """Flush a directory's entries (a file created or renamed in it) to disk, where the OS allows it."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
 class DrainOutput:
     """Lines appended batch by batch to ``final``, placed there complete by :meth:`finish`.
 
@@ -73,7 +87,10 @@ class DrainOutput:
         spool.parent.mkdir(parents=True, exist_ok=True)
         if not spool.exists() and self.final.exists():
             self._copy_final_to(spool)
+        created = not spool.exists()
         self._handle = open(spool, "ab+")
+        if created:
+            _sync_directory(spool.parent)
         self._handle.seek(0)
         self.count, complete, _ = _count_lines(self._handle)
         self._handle.truncate(complete)  # a line a crash cut short: its batch was not acknowledged
@@ -93,6 +110,7 @@ class DrainOutput:
             copy.flush()
             os.fsync(copy.fileno())
         os.replace(partial, spool)
+        _sync_directory(spool.parent)
 
     def append(self, lines: list[str]) -> None:
         """Add ``lines`` (JSON, without newlines); they are on disk (or in the store) when this returns."""
@@ -124,8 +142,8 @@ class DrainOutput:
             os.fsync(self._handle.fileno())
             self._handle.close()
             self._handle = None
-            self.final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(self.spool, Path(self.final.path))
+            _sync_directory(self.spool.parent)
         elif not self.local and not self.final.exists():
             with atomic_write(self.final, binary=True):
                 pass

@@ -155,10 +155,10 @@ class CommunicationsMiningStreamFetchOperator(_StreamOperator):
     def _drain(self, target: ObjectStoragePath) -> tuple[int, bool]:
         """``advance=True``: write and acknowledge batch after batch; return the results written, caught up."""
         output = DrainOutput(target)
-        written = output.open()
-        if written:
-            self.log.info("Keeping the %d results an earlier try wrote for %s", written, target)
         try:
+            written = output.open()
+            if written:
+                self.log.info("Keeping the %d results an earlier try wrote for %s", written, target)
             caught_up = self._drain_into(output, written)
         finally:
             output.close()
