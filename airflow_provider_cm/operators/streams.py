@@ -168,7 +168,7 @@ class CommunicationsMiningStreamFetchOperator(_StreamOperator):
         while written < self.max_results:
             batch = self._next_batch(min(self.batch_size, self.max_results - written))
             if not batch["results"]:
-                output.finish()  # an empty file says "nothing new" to downstream tasks
+                output.finish()  # placed even when empty: it says "nothing new" to downstream tasks
                 return True
             lines = self._lines(batch)
             output.append(lines)  # the batch is durable before the stream moves past it
