@@ -215,6 +215,84 @@ def test_fetch_with_advance_drains_and_applies_thresholds(model_workspace, hook,
     assert empty["count"] == 0 and read_jsonl(empty["path"]) == []
 
 
+FETCH = "POST /api/v1/datasets/{project}/{name}/streams/{stream}/fetch"
+ADVANCE = "POST /api/v1/datasets/{project}/{name}/streams/{stream}/advance"
+
+
+def drain_failing_second_advance(emulator, fetch, context, stream):
+    """Run ``fetch`` while the stream's second advance answers 500 (no retry): the try fails after
+    batch 1 is acknowledged and batch 2 written but not acknowledged."""
+    rule = {"kind": "status", "status": 500, "path_contains": f"/streams/{stream}/advance", "every": 2}
+    emulator.admin("POST", "faults", {"faults": [rule]})
+    try:
+        with pytest.raises(CommunicationsMiningError):
+            fetch.execute(context)
+    finally:
+        emulator.admin("DELETE", "faults")
+
+
+def test_drain_failing_between_batches_keeps_what_was_written_and_places_the_file_only_when_done(
+    model_workspace, hook, tmp_path, context, emulator
+):
+    ws = model_workspace
+    hook.put_stream(ws.dataset, "retried", model_version=1)
+    upload_new(hook, ws, [f"lost card {i}" for i in range(7)])
+    target = tmp_path / "out" / "drain.jsonl"
+    fetch = CommunicationsMiningStreamFetchOperator(
+        task_id="fetch",
+        dataset=ws.dataset,
+        stream="retried",
+        output_path=str(target),
+        batch_size=2,
+        advance=True,
+        retry_max_attempts=1,
+    )
+    drain_failing_second_advance(emulator, fetch, context, "retried")
+    assert not target.exists()  # nothing partial under the final name
+    spool = target.with_name(".drain.jsonl.drain")
+    assert [json.loads(line)["comment"]["id"] for line in spool.read_text().splitlines()] == ["n0", "n1", "n2", "n3"]
+    with spool.open("a") as cut:
+        cut.write('{"uid": "cut by a cra')  # a line a crash cut short, of a batch never acknowledged
+    fetches, advances = emulator.requests_to(FETCH), emulator.requests_to(ADVANCE)
+
+    result = fetch.execute(context)  # the retried try keeps batches 1 and 2, fetches 2 again, then the rest
+    ids = [row["comment"]["id"] for row in read_jsonl(target)]
+    assert ids == ["n0", "n1", "n2", "n3", "n2", "n3", "n4", "n5", "n6"]
+    assert result == {"path": str(target), "count": 9, "sequence_id": None, "advanced": True, "caught_up": True}
+    assert not spool.exists() and [p.name for p in target.parent.iterdir()] == ["drain.jsonl"]
+    # two requests per batch: the last batch ends the stream, so no empty fetch follows it
+    assert (emulator.requests_to(FETCH) - fetches, emulator.requests_to(ADVANCE) - advances) == (3, 3)
+    assert hook.fetch_stream(ws.dataset, "retried", size=10)["results"] == []
+
+
+def test_drain_to_an_object_store_keeps_every_acknowledged_result(model_workspace, hook, context, emulator):
+    from airflow.sdk import ObjectStoragePath
+    from airflow.sdk.io import attach
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    attach("memory", fs=MemoryFileSystem())
+    ws = model_workspace
+    hook.put_stream(ws.dataset, "stored", model_version=1)
+    upload_new(hook, ws, [f"refund order {i}" for i in range(5)])
+    target = ObjectStoragePath(f"memory://bucket/{ws.dataset}/drain.jsonl")
+    fetch = CommunicationsMiningStreamFetchOperator(
+        task_id="fetch",
+        dataset=ws.dataset,
+        stream="stored",
+        output_path=str(target),
+        batch_size=2,
+        advance=True,
+        retry_max_attempts=1,
+    )
+    drain_failing_second_advance(emulator, fetch, context, "stored")
+    lines = target.read_text().splitlines()  # the store holds what the failed try wrote
+    assert [json.loads(line)["comment"]["id"] for line in lines] == ["n0", "n1", "n2", "n3"]
+    result = fetch.execute(context)
+    ids = [json.loads(line)["comment"]["id"] for line in target.read_text().splitlines()]
+    assert ids == ["n0", "n1", "n2", "n3", "n2", "n3", "n4"] and result["count"] == 7 and result["caught_up"]
+    assert [p.name for p in target.parent.iterdir()] == ["drain.jsonl"]  # no temporary object left
+
+
 def test_fetch_skips_filtered_only_batches(model_workspace, hook, tmp_path, context):
     ws = model_workspace
     hook.put_stream(

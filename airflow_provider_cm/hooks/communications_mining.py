@@ -1068,12 +1068,19 @@ class CommunicationsMiningHook(BaseHook):
         return parse_stream_batch(body)
 
 
-def parse_stream_batch(body: Mapping[str, Any]) -> dict[str, Any]:
-    """A fetched stream batch as plain data, with label names as ``"Parent > Child"`` strings."""
-    results = []
-    for result in body.get("results") or []:
-        labels = [dict(label, name=label_name(label.get("name"))) for label in result.get("labels") or []]
-        results.append({**result, "labels": labels})
+def parse_stream_batch(body: dict[str, Any]) -> dict[str, Any]:
+    """A fetched stream batch as plain data, with label names as ``"Parent > Child"`` strings.
+
+    ``body`` is a freshly parsed response: its results are renamed in place and handed on, not
+    copied (a batch holds up to 1,024 results of a dozen labels each; copies cost allocations and
+    the garbage collector's passes over the worker's whole heap).
+    """
+    results = body.get("results") or []
+    for result in results:
+        labels = result.get("labels") or []
+        for label in labels:
+            label["name"] = label_name(label.get("name"))
+        result["labels"] = labels
     return {
         "results": results,
         "filtered": int(body.get("filtered") or 0),

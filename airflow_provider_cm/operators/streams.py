@@ -18,12 +18,13 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow_provider_cm import lineage
 from airflow_provider_cm.hooks.communications_mining import MAX_STREAM_FETCH, split_full_name
 from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
+from airflow_provider_cm.operators.drain_output import DrainOutput
 from airflow_provider_cm.operators.storage import atomic_write, path_as_given, to_storage_path
 from airflow_provider_cm.times import api_time, to_utc
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
-    from airflow.sdk import Context
+    from airflow.sdk import Context, ObjectStoragePath
 
 
 class _StreamOperator(CommunicationsMiningBaseOperator):
@@ -72,10 +73,12 @@ class CommunicationsMiningStreamFetchOperator(_StreamOperator):
       (advancing past them loses nothing). Advance downstream, after the results are safe, to
       the returned ``sequence_id``.
     * ``advance=True``: batches are fetched until the stream is caught up or ``max_results`` is
-      reached; after each batch the complete file so far is moved into place and only then is
-      the stream advanced, so a crash at any point loses nothing. A file already at
-      ``output_path`` (left by an earlier try of the same task) is kept and extended, so template
-      the path per run (``{{ run_id }}``).
+      reached; each batch is written durably (appended and flushed to disk) before the stream is
+      advanced past it, so a crash at any point loses nothing, and the complete file appears at
+      ``output_path`` at the end (see :mod:`~airflow_provider_cm.operators.drain_output`: a
+      local spool ``.<name>.drain`` beside it; an object store target is rewritten per batch).
+      What an earlier try of the same task wrote (its spool or its finished file) is kept and
+      extended, so template the path per run (``{{ run_id }}``).
 
     Each line: ``{"uid", "comment", "labels": [{"name": "Parent > Child", "probability"}],
     "entities", "sequence_id"}``.
@@ -124,16 +127,17 @@ class CommunicationsMiningStreamFetchOperator(_StreamOperator):
             written, caught_up = self._drain(target)
             pending = None
         else:
-            written, pending, caught_up = self._fetch_one_batch(target)
+            lines, pending, caught_up = self._fetch_one_batch(target)
+            written = len(lines)
         self.log.info(
             "Wrote %d stream results to %s; %s",
-            len(written),
+            written,
             target,
             "advanced the stream past them" if self.advance else f"advance to {pending} once they are safe",
         )
         return {
             "path": path_as_given(self.output_path),
-            "count": len(written),
+            "count": written,
             "sequence_id": pending,
             "advanced": bool(self.advance),
             "caught_up": caught_up,
@@ -148,29 +152,33 @@ class CommunicationsMiningStreamFetchOperator(_StreamOperator):
             return lines, None, True
         return lines, batch["sequence_id"], bool(batch["is_end_sequence"])
 
-    def _drain(self, target: Any) -> tuple[list[str], bool]:
-        """``advance=True``: write and acknowledge batch after batch; return the lines and whether caught up."""
-        written = self._earlier_results(target)
-        while len(written) < self.max_results:
-            batch = self._next_batch(min(self.batch_size, self.max_results - len(written)))
+    def _drain(self, target: ObjectStoragePath) -> tuple[int, bool]:
+        """``advance=True``: write and acknowledge batch after batch; return the results written, caught up."""
+        output = DrainOutput(target)
+        try:
+            written = output.open()
+            if written:
+                self.log.info("Keeping the %d results an earlier try wrote for %s", written, target)
+            caught_up = self._drain_into(output, written)
+        finally:
+            output.close()
+        return output.count, caught_up
+
+    def _drain_into(self, output: DrainOutput, written: int) -> bool:
+        while written < self.max_results:
+            batch = self._next_batch(min(self.batch_size, self.max_results - written))
             if not batch["results"]:
-                if not written:
-                    self._write(target, written)  # an empty file says "nothing new" to downstream tasks
-                return written, True
-            written.extend(self._lines(batch))
-            self._write(target, written)  # the file holds the batch before the stream moves past it
+                output.finish()  # placed even when empty: it says "nothing new" to downstream tasks
+                return True
+            lines = self._lines(batch)
+            output.append(lines)  # the batch is durable before the stream moves past it
+            written += len(lines)
             self.hook.advance_stream(self.dataset, self.stream, batch["sequence_id"])
             if batch["is_end_sequence"]:
-                return written, True
-        return written, False
-
-    def _earlier_results(self, target: Any) -> list[str]:
-        """The lines an earlier try of this task wrote (and acknowledged), kept by a retried try."""
-        if not target.exists():
-            return []
-        lines = [line for line in target.read_text(encoding="utf-8").splitlines() if line.strip()]
-        self.log.info("Keeping the %d results an earlier try wrote to %s", len(lines), target)
-        return lines
+                output.finish()
+                return True
+        output.finish()
+        return False
 
     def _next_batch(self, size: int) -> dict[str, Any]:
         """The next batch that holds results, or the empty batch that ends the stream.
