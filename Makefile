@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INPUT ?=
 
-.PHONY: demo test test-deployment browser lint bench clean
+.PHONY: demo test test-deployment test-compat browser lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ test: $(BIN)/.installed
 test-deployment: $(BIN)/.installed browser
 	$(BIN)/python -m pytest tests/deployment -m deployment
 
+# Every supported Airflow x Python (tests/compat/targets.py), each in its own environment under .compat/,
+# built once with uv and reused; the provider reinstalled each run. TARGET=name runs one (see --list).
+test-compat: $(BIN)/.installed
+	$(BIN)/python -m tests.compat.run $(if $(TARGET),--target $(TARGET))
+
 # The connection-form case drives Debian's Chromium (headless) through playwright; install it once.
 browser:
 	@test -x /usr/bin/chromium || { \
@@ -38,4 +43,4 @@ bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .compat .demo .pytest_cache .mypy_cache .ruff_cache

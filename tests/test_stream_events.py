@@ -23,6 +23,7 @@ import pytest
 from airflow.sdk import Asset
 
 from airflow_provider_cm.assets import stream_asset
+from airflow_provider_cm.compat import AIRFLOW_VERSION, HAS_ASSET_STATE_STORE
 from airflow_provider_cm.triggers.streams import STATE_KEY, CommunicationsMiningStreamEventTrigger
 from tests.conftest import TOKEN, make_record
 
@@ -48,7 +49,7 @@ class Watch:
     async def next_event(self, timeout: float = WAIT) -> dict[str, Any]:
         try:
             return await asyncio.wait_for(self.events.get(), timeout)
-        except TimeoutError:
+        except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
             self._raise_if_ended()
             raise AssertionError(f"no event in {timeout} s") from None
 
@@ -249,8 +250,9 @@ class TriggererSupervisor:
     """
 
     def __init__(self) -> None:
-        from airflow.jobs.triggerer_job_runner import in_process_api_server
         from airflow.sdk.api.client import Client
+
+        from tests.airflow_internals import in_process_api_server
 
         self.client = Client(base_url=None, token="", dry_run=True, transport=in_process_api_server().transport)
         self.client.base_url = "http://in-process.invalid./"  # type: ignore[assignment]
@@ -311,15 +313,48 @@ def stored_state(asset: Asset) -> tuple[dict[str, Any], str] | None:
     return (json.loads(row[0]), row[1]) if row else None
 
 
+#: Airflow 3.2 has no asset state store: the trigger remembers in memory (the test below the next).
+needs_asset_state_store = pytest.mark.skipif(
+    not HAS_ASSET_STATE_STORE, reason=f"Airflow {AIRFLOW_VERSION} has no asset state store (3.3+)"
+)
+
+
+class SyncOnlyStore:
+    """An asset state store as Airflow 3.3.0 and 3.3.1 inject it: ``get`` and ``set``, no ``aget``/``aset``."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self.calls: list[str] = []
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.calls.append("get")
+        return self._store.get(key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        self.calls.append("set")
+        self._store.set(key, value)
+
+
+@needs_asset_state_store
+@pytest.mark.parametrize("accessors", ["async", "sync only"])
 def test_the_batch_fired_for_is_remembered_in_the_asset_state_store_across_trigger_instances(
-    workspace, hook, watched_asset
+    workspace, hook, watched_asset, accessors
 ):
     ws = workspace
     hook.put_stream(ws.dataset, "s")
     uids = upload(hook, ws, 3)
 
+    sync_stores: list[SyncOnlyStore] = []
+
+    def watcher(trigger: CommunicationsMiningStreamEventTrigger) -> CommunicationsMiningStreamEventTrigger:
+        as_watcher(trigger, watched_asset)
+        if accessors == "sync only":
+            sync_stores.append(SyncOnlyStore(trigger.asset_state_store))
+            trigger.asset_state_store = sync_stores[-1]
+        return trigger
+
     async def body() -> None:
-        first_instance = as_watcher(new_trigger(ws), watched_asset)
+        first_instance = watcher(new_trigger(ws))
         async with watching(first_instance) as watch:
             first = await watch.next_event()
             await watch.no_event(0.3)
@@ -335,7 +370,7 @@ def test_the_batch_fired_for_is_remembered_in_the_asset_state_store_across_trigg
 
         # A new instance (the triggerer restarted, or the trigger was re-created) reads it back.
         _, kwargs = first_instance.serialize()
-        async with watching(as_watcher(CommunicationsMiningStreamEventTrigger(**kwargs), watched_asset)) as watch:
+        async with watching(watcher(CommunicationsMiningStreamEventTrigger(**kwargs))) as watch:
             await watch.no_event()
             hook.advance_stream(ws.dataset, "s", first["sequence_id"])
             second = await watch.next_event()
@@ -348,6 +383,31 @@ def test_the_batch_fired_for_is_remembered_in_the_asset_state_store_across_trigg
             assert (await memory_only.next_event())["first_uid"] == uids[2]
 
     scenario(body)
+    # Read and written through get/set alone (in a thread), as on Airflow 3.3.0 and 3.3.1.
+    assert [sorted(set(store.calls)) for store in sync_stores] == ([["get", "set"]] * 2 if sync_stores else [])
+
+
+def test_without_an_asset_state_store_the_batch_is_remembered_in_memory_and_a_warning_says_so(workspace, hook, capfd):
+    """Outside an AssetWatcher, and on Airflow 3.2 always: once per batch still, for as long as the trigger runs."""
+    ws = workspace
+    hook.put_stream(ws.dataset, "s")
+    uids = upload(hook, ws, 3)
+
+    async def body() -> None:
+        async with watching(new_trigger(ws)) as watch:
+            first = await watch.next_event()
+            assert first["first_uid"] == uids[0]
+            await watch.no_event()
+            hook.advance_stream(ws.dataset, "s", first["sequence_id"])
+            assert (await watch.next_event())["first_uid"] == uids[2]
+
+    capfd.readouterr()
+    scenario(body)
+    logged = capfd.readouterr()
+    warnings = [line for line in (logged.out + logged.err).splitlines() if "in memory only" in line]
+    assert len(warnings) == 1, warnings
+    reason = "has no asset state store (3.3+)" if not HAS_ASSET_STATE_STORE else "it runs outside an AssetWatcher"
+    assert reason in warnings[0] and "fire once more for the same batch" in warnings[0], warnings
 
 
 def test_api_errors_are_logged_and_polling_goes_on_with_backoff(workspace, hook, capfd):

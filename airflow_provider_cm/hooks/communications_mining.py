@@ -170,7 +170,7 @@ class CommunicationsMiningHook(BaseHook):
 
         :raises CommunicationsMiningConfigError: for a connection that cannot work.
         """
-        from airflow.sdk.log import mask_secret
+        from airflow_provider_cm.compat import mask_secret
 
         settings = self._resolve(self.get_connection(self.communications_mining_conn_id))
         for secret in settings.secrets():
@@ -1039,7 +1039,7 @@ class CommunicationsMiningHook(BaseHook):
         if self._async is None:
             settings = self.__dict__.get("settings")
             if settings is None:
-                from airflow.sdk.log import amask_secret
+                from airflow_provider_cm.compat import amask_secret
 
                 settings = self._resolve(await self.aget_connection(self.communications_mining_conn_id))
                 for secret in settings.secrets():

@@ -358,7 +358,7 @@ class SyncTransport(_Pipeline):
                     token = tenacity.Retrying(**self.retrying_kwargs(call, policy))(attempt)
                 except CommunicationsMiningError as exc:
                     raise mark_exhausted(exc) from None
-                from airflow.sdk.log import mask_secret
+                from airflow_provider_cm.compat import mask_secret
 
                 mask_secret(token)
         return token
@@ -471,7 +471,7 @@ class AsyncTransport(_Pipeline):
                     token = await tenacity.AsyncRetrying(**self.retrying_kwargs(call, policy))(attempt)
                 except CommunicationsMiningError as exc:
                     raise mark_exhausted(exc) from None
-                from airflow.sdk.log import amask_secret
+                from airflow_provider_cm.compat import amask_secret
 
                 await amask_secret(token)
         return token

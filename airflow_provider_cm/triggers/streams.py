@@ -16,6 +16,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 
+from airflow_provider_cm.compat import AIRFLOW_VERSION, HAS_ASSET_STATE_STORE, asset_state_store, astore_get, astore_set
 from airflow_provider_cm.exceptions import CommunicationsMiningApiError, CommunicationsMiningConnectionError
 from airflow_provider_cm.hooks.communications_mining import (
     MAX_STREAM_FETCH,
@@ -172,8 +173,11 @@ class CommunicationsMiningStreamEventTrigger(_TriggerHookMixin, BaseEventTrigger
     The batch it fired for, and when, is kept in the triggerer's asset state store of the Asset it
     watches (key :data:`STATE_KEY`), so it survives a restart of the trigger (the DAG paused and
     unpaused, re-parsed with other arguments) and of the triggerer. Without an asset state store
-    (Airflow injects one into a watcher of exactly one Asset) it is kept in memory only, which a
-    warning says: a restart may then fire once more for the same batch, never lose one. The event
+    (Airflow injects one into a watcher of exactly one Asset, from Airflow 3.3; Airflow 3.2 has
+    none) it is kept in memory only, which a warning says: a restart may then fire once more for the
+    same batch, never lose one, and the drain that event starts is idempotent (rows upserted by
+    ``uid``; a batch already acknowledged is no longer in the stream). On Airflow 3.3.0 and 3.3.1,
+    whose store has no asynchronous accessors, its synchronous ones are used in a worker thread. The event
     is fired before the state is written, so a crash between the two repeats an event (an extra
     run that finds the batch drained) rather than losing one.
 
@@ -358,11 +362,11 @@ class CommunicationsMiningStreamEventTrigger(_TriggerHookMixin, BaseEventTrigger
             event["sequence_id"],
             " (redelivered)" if event["redelivered"] else "",
         )
-        store = self.asset_state_store
+        store = asset_state_store(self)
         if store is None or self._memory_only:
             return
         try:
-            await store.aset(STATE_KEY, self._fired)
+            await astore_set(store, STATE_KEY, self._fired)
         except Exception as exc:
             self.log.warning(
                 "Could not keep the batch fired for in the asset state store (%s: %s); it is kept in memory, so a "
@@ -376,12 +380,16 @@ class CommunicationsMiningStreamEventTrigger(_TriggerHookMixin, BaseEventTrigger
 
         :raises Exception: what the store raises when it cannot be read (the caller backs off and retries).
         """
-        store = self.asset_state_store
+        store = asset_state_store(self)
         if store is None:
-            self._keep_in_memory("it has no asset state store (it runs outside an AssetWatcher)")
+            self._keep_in_memory(
+                "it has no asset state store (it runs outside an AssetWatcher)"
+                if HAS_ASSET_STATE_STORE
+                else f"Airflow {AIRFLOW_VERSION} has no asset state store (3.3+)"
+            )
             return self._fired
         try:
-            stored = await store.aget(STATE_KEY)
+            stored = await astore_get(store, STATE_KEY)
         except ValueError as exc:  # the store serves exactly one watched Asset
             self._keep_in_memory(f"its asset state store cannot be used ({exc}): give the stream an Asset of its own")
             return self._fired
@@ -405,8 +413,9 @@ class CommunicationsMiningStreamEventTrigger(_TriggerHookMixin, BaseEventTrigger
     def _keep_in_memory(self, reason: str) -> None:
         self._memory_only = True
         self.log.warning(
-            "The trigger on stream %s of %s keeps the batch it fired for in memory only, as %s; a restart may "
-            "fire once more for the same batch",
+            "The trigger on stream %s of %s keeps the batch it fired for in memory only, as %s; a restart of the "
+            "trigger or the triggerer may fire once more for the same batch (the drain it starts is idempotent: it "
+            "upserts by uid and finds an acknowledged batch gone)",
             self.stream,
             self.dataset,
             reason,

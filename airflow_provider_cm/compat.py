@@ -1,0 +1,134 @@
+"""What differs between the Airflow minors the provider supports (3.2, 3.3, 3.4), in one place.
+
+Everything else the provider takes from Airflow lives at the same public location in every
+supported minor (``airflow.sdk``, ``airflow.sdk.exceptions``, ``airflow.triggers.base``) and is
+imported directly. What moved or arrived later is reached only through this module, which finds
+it by feature, not by version number, and says once in the log what it does instead:
+
+* **secret masking from the triggerer's event loop**: ``airflow.sdk.log.amask_secret`` arrived in
+  Airflow 3.3.0. On 3.2, :func:`amask_secret` registers the secret with the process's own masker
+  (``mask_secret``) and sends the triggerer's supervisor the same ``MaskSecret`` message that
+  3.3's ``amask_secret`` sends, on the trigger runner's asynchronous channel: every log line of the
+  trigger and of its supervisor is masked, as on 3.3.
+* **the asset state store of an event trigger**: Airflow injects ``asset_state_store`` into the
+  trigger of an ``AssetWatcher`` from 3.3.0; on 3.2 there is none (:func:`asset_state_store`
+  returns ``None``) and the caller keeps its state in memory. Its asynchronous accessors
+  (``aget``/``aset``) arrived in 3.3.2; on 3.3.0 and 3.3.1 :func:`astore_get` and
+  :func:`astore_set` call the synchronous ones in a worker thread, which the triggerer's
+  channel serves without blocking its event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from airflow import __version__ as AIRFLOW_VERSION
+
+__all__ = [
+    "AIRFLOW_VERSION",
+    "HAS_ASSET_STATE_STORE",
+    "amask_secret",
+    "asset_state_store",
+    "astore_get",
+    "astore_set",
+    "mask_secret",
+]
+
+log = logging.getLogger(__name__)
+
+#: What this process has already said it does differently (each said once per process).
+_announced: set[str] = set()
+
+
+def _announce(feature: str, message: str, *args: Any) -> None:
+    if feature not in _announced:
+        _announced.add(feature)
+        log.info(message, *args)
+
+
+def mask_secret(secret: str | None) -> None:
+    """Mask ``secret`` in every log line of this process and of its supervisor (``airflow.sdk.log.mask_secret``)."""
+    from airflow.sdk.log import mask_secret as _mask_secret
+
+    _mask_secret(secret)
+
+
+async def amask_secret(secret: str | None) -> None:
+    """:func:`mask_secret` from an event loop (the triggerer's): never blocks the loop.
+
+    Airflow 3.3+: ``airflow.sdk.log.amask_secret``. Airflow 3.2: ``mask_secret`` in this process, then a
+    ``MaskSecret`` message to the supervisor on the runner's asynchronous channel (what 3.3 does).
+    """
+    try:
+        from airflow.sdk.log import amask_secret as _amask_secret
+    except ImportError:
+        pass
+    else:
+        await _amask_secret(secret)
+        return
+    _announce(
+        "amask_secret",
+        "Airflow %s has no airflow.sdk.log.amask_secret (3.3+): secrets are masked through mask_secret and the "
+        "trigger runner's asynchronous channel to its supervisor",
+        AIRFLOW_VERSION,
+    )
+    # Masks in this process; its own message to the supervisor cannot be sent synchronously from the
+    # event loop (3.2's trigger runner refuses that, and mask_secret ignores the refusal), so it is sent here.
+    mask_secret(secret)
+    from airflow.sdk.execution_time import task_runner
+    from airflow.sdk.execution_time.comms import MaskSecret
+
+    comms = getattr(task_runner, "SUPERVISOR_COMMS", None)
+    asend = getattr(comms, "asend", None)
+    if asend is not None:
+        await asend(MaskSecret(value=secret, name=None))
+
+
+def _has_asset_state_store() -> bool:
+    try:
+        from airflow.sdk.execution_time.context import AssetStateStoreAccessors  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+#: Whether this Airflow has asset state stores (3.3.0+): without them an event trigger remembers in memory only.
+HAS_ASSET_STATE_STORE = _has_asset_state_store()
+
+
+def asset_state_store(trigger: Any) -> Any | None:
+    """The asset state store accessor Airflow injected into an event trigger, or ``None``.
+
+    ``None`` outside an ``AssetWatcher``, and always on Airflow 3.2, which has no asset state store
+    (the caller says so in its own words; see :data:`HAS_ASSET_STATE_STORE`).
+    """
+    return getattr(trigger, "asset_state_store", None)
+
+
+async def astore_get(store: Any, key: str) -> Any:
+    """``store.aget(key)``; on Airflow 3.3.0/3.3.1, whose store has no ``aget``, ``store.get`` in a thread."""
+    aget = getattr(store, "aget", None)
+    if aget is not None:
+        return await aget(key)
+    _announce_sync_store()
+    return await asyncio.to_thread(store.get, key)
+
+
+async def astore_set(store: Any, key: str, value: Any) -> None:
+    """``store.aset(key, value)``; on Airflow 3.3.0/3.3.1, ``store.set`` in a thread."""
+    aset = getattr(store, "aset", None)
+    if aset is not None:
+        await aset(key, value)
+        return
+    _announce_sync_store()
+    await asyncio.to_thread(store.set, key, value)
+
+
+def _announce_sync_store() -> None:
+    _announce(
+        "sync_store",
+        "Airflow %s's asset state store has no aget/aset (3.3.2+): its get/set are called in a worker thread",
+        AIRFLOW_VERSION,
+    )

@@ -1,0 +1,40 @@
+"""Airflow internals the tests reach into, found where each supported minor keeps them.
+
+The provider itself reaches only public APIs, through ``airflow_provider_cm.compat`` where they
+differ; the tests also drive internals (the triggerer's in-process execution API), which move
+between minors. Each lookup tries the locations newest-first and names them all when none works.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+
+def _first(name: str, *modules: str) -> Any:
+    for module in modules:
+        try:
+            return getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            continue
+    raise ImportError(f"{name} is in none of {', '.join(modules)}")
+
+
+def in_process_api_server() -> Any:
+    """The in-process execution API the triggerer's supervisor answers its runner with.
+
+    In ``airflow.jobs.triggerer_job_runner`` up to Airflow 3.3; in
+    ``airflow.sdk.execution_time.supervisor`` from 3.4.
+    """
+    return _first(
+        "in_process_api_server", "airflow.sdk.execution_time.supervisor", "airflow.jobs.triggerer_job_runner"
+    )()
+
+
+def dag_bag(folder: str) -> Any:
+    """The DAGs of ``folder`` parsed as the DAG processor parses them (example DAGs per ``[core] load_examples``).
+
+    ``DagBag`` lives in ``airflow.dag_processing.dagbag`` in every supported minor (its old
+    location warns); its ``include_examples`` argument is gone from 3.3.
+    """
+    return _first("DagBag", "airflow.dag_processing.dagbag", "airflow.models.dagbag")(dag_folder=folder)
