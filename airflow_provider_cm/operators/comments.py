@@ -48,6 +48,7 @@ from airflow_provider_cm.operators.comment_validation import TimestampRule
 from airflow_provider_cm.operators.id_hashes import IdHashes
 from airflow_provider_cm.operators.storage import atomic_write, path_as_given, to_storage_path
 from airflow_provider_cm.operators.upload_tally import UploadTally
+from airflow_provider_cm.workers import missing_input, warn_if_worker_local
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
@@ -289,7 +290,12 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
         return _Plan(path, fmt, columns, TimestampRule(naive_zone(self.timezone)))
 
     def _records(self, plan: _Plan) -> Iterator[CommentRecord | tuple[int, str, str]]:
-        with plan.path.open("rb") as handle:
+        warn_if_worker_local(self, plan.path, "input_path")
+        try:
+            opened = plan.path.open("rb")
+        except FileNotFoundError:
+            raise missing_input(path_as_given(self.input_path), "input_path", self) from None
+        with opened as handle:
             yield from iter_records(
                 handle,
                 plan.fmt,
@@ -456,6 +462,7 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
         else:
             stem = input_path.name.rsplit(".", 1)[0] if "." in input_path.name else input_path.name
             target = input_path.parent / f"{stem}.rejected.jsonl"
+        warn_if_worker_local(self, target, "dead-letter file")
         spool.seek(0)
         try:
             with atomic_write(target) as handle:

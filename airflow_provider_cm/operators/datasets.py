@@ -18,6 +18,7 @@ from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
 from airflow_provider_cm.operators.storage import atomic_write, path_as_given, to_storage_path
 from airflow_provider_cm.times import api_time
 from airflow_provider_cm.windows import check_order_by, export_window
+from airflow_provider_cm.workers import warn_if_worker_local
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
@@ -153,6 +154,7 @@ class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator
         split_full_name(self.dataset, "dataset")
         start, end = self.window(context)
         target = to_storage_path(self.output_path)
+        warn_if_worker_local(self, target, "output_path")
         self.log.info(
             "Exporting %s, %s in [%s, %s), to %s as %s, %d time slice(s) at a time",
             self.dataset,

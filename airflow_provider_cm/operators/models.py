@@ -15,6 +15,7 @@ from airflow_provider_cm.labels import label_name
 from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
 from airflow_provider_cm.operators.comment_validation import RecordError, validate_comment
 from airflow_provider_cm.operators.storage import atomic_write, path_as_given, to_storage_path
+from airflow_provider_cm.workers import missing_input, warn_if_worker_local
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
@@ -114,7 +115,13 @@ class CommunicationsMiningPredictOperator(CommunicationsMiningBaseOperator):
 
     def _documents(self) -> list[tuple[int, dict[str, Any]]]:
         documents = []
-        with to_storage_path(self.input_path).open("r", encoding="utf-8") as handle:
+        source = to_storage_path(self.input_path)
+        warn_if_worker_local(self, source, "input_path")
+        try:
+            opened = source.open("r", encoding="utf-8")
+        except FileNotFoundError:
+            raise missing_input(path_as_given(self.input_path), "input_path", self) from None
+        with opened as handle:
             for line_number, line in enumerate(handle, 1):
                 if not line.strip():
                     continue
@@ -143,6 +150,7 @@ class CommunicationsMiningPredictOperator(CommunicationsMiningBaseOperator):
             )
         version = self.version
         target = to_storage_path(self.output_path)
+        warn_if_worker_local(self, target, "output_path")
         with atomic_write(target) as handle:
             for start in range(0, len(documents), self.batch_size):
                 chunk = documents[start : start + self.batch_size]

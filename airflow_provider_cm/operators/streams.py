@@ -21,6 +21,7 @@ from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
 from airflow_provider_cm.operators.drain_output import DrainOutput
 from airflow_provider_cm.operators.storage import atomic_write, path_as_given, to_storage_path
 from airflow_provider_cm.times import api_time, to_utc
+from airflow_provider_cm.workers import warn_if_worker_local
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
@@ -123,6 +124,7 @@ class CommunicationsMiningStreamFetchOperator(_StreamOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         self._check_names()
         target = to_storage_path(self.output_path)
+        warn_if_worker_local(self, target, "output_path")
         if self.advance:
             written, caught_up = self._drain(target)
             pending = None

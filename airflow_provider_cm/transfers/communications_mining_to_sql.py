@@ -33,8 +33,10 @@ from airflow_provider_cm.transfers.sql_table import (
     sql_hook,
 )
 from airflow_provider_cm.windows import check_order_by, export_window, window_key
+from airflow_provider_cm.workers import warn_if_worker_local_database
 
 if TYPE_CHECKING:
+    from airflow.providers.common.sql.hooks.sql import DbApiHook
     from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
 
@@ -69,6 +71,13 @@ def _declare_table_outlet(kwargs: dict[str, Any], sql_conn_id: str, table: str, 
 def _checked_table(table: str) -> str:
     """A table name checked when the DAG is parsed, unless it is a template (checked when rendered)."""
     return table if is_templated(table) else check_table_name(table)
+
+
+def warehouse_hook(task: Any) -> DbApiHook:
+    """The common-sql hook of ``task.sql_conn_id``; a warning when it is a SQLite file under several workers."""
+    hook = sql_hook(task.sql_conn_id)
+    warn_if_worker_local_database(task, hook, task.sql_conn_id)
+    return hook
 
 
 class CommunicationsMiningToSqlOperator(CommunicationsMiningBaseOperator):
@@ -188,7 +197,7 @@ class CommunicationsMiningToSqlOperator(CommunicationsMiningBaseOperator):
             "end": api_time(end),
             "order_by": self.order_by,
         }
-        with CommentTable(sql_hook(self.sql_conn_id), self.table, EXPORT_COLUMNS) as table:
+        with CommentTable(warehouse_hook(self), self.table, EXPORT_COLUMNS) as table:
             result["table_created"] = table.ensure()
             result["rows_deleted"] = table.delete_window(self.order_by, api_time(start), api_time(end), sources)
             result["rows_written"], result["pages"] = self._write_window(table, start, end)
@@ -388,7 +397,7 @@ class CommunicationsMiningStreamToSqlOperator(CommunicationsMiningBaseOperator):
             "sequence_id": None,
             "caught_up": False,
         }
-        with CommentTable(sql_hook(self.sql_conn_id), self.table, STREAM_COLUMNS, STREAM_COLUMN_TYPES) as table:
+        with CommentTable(warehouse_hook(self), self.table, STREAM_COLUMNS, STREAM_COLUMN_TYPES) as table:
             table.ensure()
             self._drain(table, totals)
         self.log.info(
