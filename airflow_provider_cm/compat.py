@@ -29,6 +29,7 @@ from airflow import __version__ as AIRFLOW_VERSION
 __all__ = [
     "AIRFLOW_VERSION",
     "HAS_ASSET_STATE_STORE",
+    "HAS_TASK_STATE_STORE",
     "amask_secret",
     "asset_state_store",
     "astore_get",
@@ -96,6 +97,18 @@ def _has_asset_state_store() -> bool:
 
 #: Whether this Airflow has asset state stores (3.3.0+): without them an event trigger remembers in memory only.
 HAS_ASSET_STATE_STORE = _has_asset_state_store()
+
+
+def _has_task_state_store() -> bool:
+    try:
+        from airflow.sdk.execution_time.context import TaskStateStoreAccessor  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+#: Whether tasks get ``context["task_state_store"]`` (3.3.0+), kept across a task instance's tries.
+HAS_TASK_STATE_STORE = _has_task_state_store()
 
 
 def asset_state_store(trigger: Any) -> Any | None:

@@ -29,7 +29,7 @@ from airflow_provider_cm.operators.streams import (
 )
 from airflow_provider_cm.sensors.streams import CommunicationsMiningStreamSensor
 from airflow_provider_cm.triggers.streams import CommunicationsMiningStreamTrigger
-from tests.conftest import make_record, read_jsonl, write_jsonl
+from tests.conftest import FakeTaskInstance, make_record, read_jsonl, write_jsonl
 
 TRAINING = [
     ("my card was stolen yesterday", "Card > Lost"),
@@ -217,6 +217,7 @@ def test_fetch_with_advance_drains_and_applies_thresholds(model_workspace, hook,
 
 FETCH = "POST /api/v1/datasets/{project}/{name}/streams/{stream}/fetch"
 ADVANCE = "POST /api/v1/datasets/{project}/{name}/streams/{stream}/advance"
+RESET = "POST /api/v1/datasets/{project}/{name}/streams/{stream}/reset"
 
 
 def drain_failing_second_advance(emulator, fetch, context, stream):
@@ -258,11 +259,108 @@ def test_drain_failing_between_batches_keeps_what_was_written_and_places_the_fil
     result = fetch.execute(context)  # the retried try keeps batches 1 and 2, fetches 2 again, then the rest
     ids = [row["comment"]["id"] for row in read_jsonl(target)]
     assert ids == ["n0", "n1", "n2", "n3", "n2", "n3", "n4", "n5", "n6"]
-    assert result == {"path": str(target), "count": 9, "sequence_id": None, "advanced": True, "caught_up": True}
+    assert result == {
+        "path": str(target),
+        "count": 9,
+        "sequence_id": None,
+        "advanced": True,
+        "caught_up": True,
+        "redelivered": 0,
+    }
     assert not spool.exists() and [p.name for p in target.parent.iterdir()] == ["drain.jsonl"]
     # two requests per batch: the last batch ends the stream, so no empty fetch follows it
     assert (emulator.requests_to(FETCH) - fetches, emulator.requests_to(ADVANCE) - advances) == (3, 3)
     assert hook.fetch_stream(ws.dataset, "retried", size=10)["results"] == []
+
+
+class TaskStateStore:
+    """``context["task_state_store"]`` as Airflow 3.3+ gives it: JSON values by key, kept across the task's tries."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+
+    def get(self, key, default=None):
+        return json.loads(self.values[key]) if key in self.values else default
+
+    def set(self, key, value) -> None:
+        self.values[key] = json.dumps(value)
+
+    def delete(self, key) -> None:
+        self.values.pop(key, None)
+
+
+def drain_on_two_workers(model_workspace, hook, tmp_path, emulator, stream, **kwargs):
+    """A drain whose first try fails after acknowledging two batches (its third advance answers 500), on
+    "worker A"; returns the operator and a context for the retry on "worker B", which has no spool."""
+    ws = model_workspace
+    hook.put_stream(ws.dataset, stream, model_version=1)
+    upload_new(hook, ws, [f"card declined {i}" for i in range(7)])
+    worker_a = tmp_path / "worker-a"
+    fetch = CommunicationsMiningStreamFetchOperator(
+        task_id="fetch",
+        dataset=ws.dataset,
+        stream=stream,
+        output_path=str(worker_a / "drain.jsonl"),
+        batch_size=2,
+        advance=True,
+        retry_max_attempts=1,
+        **kwargs,
+    )
+    context = {"ti": FakeTaskInstance(), "task_state_store": TaskStateStore()}
+    rule = {"kind": "status", "status": 500, "path_contains": f"/streams/{stream}/advance", "every": 3}
+    emulator.admin("POST", "faults", {"faults": [rule]})
+    try:
+        with pytest.raises(CommunicationsMiningError):
+            fetch.execute(context)
+    finally:
+        emulator.admin("DELETE", "faults")
+    [first_try] = context["task_state_store"].get("communications_mining_drain")["tries"]
+    assert (first_try["acknowledged"], first_try["in_flight"]) == (4, 2)
+    assert first_try["spool"] == str(worker_a / ".drain.jsonl.drain")
+    fetch.output_path = str(tmp_path / "worker-b" / "drain.jsonl")  # the same path, on a disk without the spool
+    return fetch, context, first_try
+
+
+def test_a_retry_on_another_worker_resets_the_stream_and_delivers_every_acknowledged_result_again(
+    model_workspace, hook, tmp_path, emulator, capfd
+):
+    fetch, context, first_try = drain_on_two_workers(model_workspace, hook, tmp_path, emulator, "moved")
+    capfd.readouterr()
+    result = fetch.execute(context)
+    logged = capfd.readouterr()
+    ids = [row["comment"]["id"] for row in read_jsonl(result["path"])]
+    assert ids == [f"n{i}" for i in range(7)]  # from the first acknowledged comment on, each once
+    assert (result["count"], result["redelivered"], result["caught_up"]) == (7, 4, True)
+    assert context["task_state_store"].values == {}  # cleared: the task succeeded with every result
+    warning = next(line for line in (logged.out + logged.err).splitlines() if "resetting the stream to" in line)
+    assert "acknowledged 4 results" in warning and "up to 2 more" in warning and first_try["spool"] in warning
+    assert "(4 of them delivered again" in logged.out + logged.err
+    assert hook.fetch_stream(model_workspace.dataset, "moved", size=10)["results"] == []
+
+
+def test_with_on_lost_output_fail_a_retry_on_another_worker_fails_naming_the_host_and_spool(
+    model_workspace, hook, tmp_path, emulator
+):
+    fetch, context, first_try = drain_on_two_workers(
+        model_workspace, hook, tmp_path, emulator, "moved-fail", on_lost_output="fail"
+    )
+    with pytest.raises(AirflowFailException) as raised:
+        fetch.execute(context)
+    message = str(raised.value)
+    assert f"in {first_try['spool']} on host {first_try['host']}" in message and "acknowledged 4 results" in message
+    # Nothing reset: the stream goes on after the acknowledged batches.
+    head = hook.fetch_stream(model_workspace.dataset, "moved-fail", size=1)["results"]
+    assert head[0]["comment"]["id"] == "n4"
+
+
+def test_a_retry_on_the_same_worker_keeps_its_spool_and_resets_nothing(model_workspace, hook, tmp_path, emulator):
+    fetch, context, _ = drain_on_two_workers(model_workspace, hook, tmp_path, emulator, "stayed")
+    fetch.output_path = str(tmp_path / "worker-a" / "drain.jsonl")  # back on worker A, its spool there
+    resets = emulator.requests_to(RESET)
+    result = fetch.execute(context)
+    ids = [row["comment"]["id"] for row in read_jsonl(result["path"])]
+    assert ids == ["n0", "n1", "n2", "n3", "n4", "n5", "n4", "n5", "n6"]  # the unacknowledged batch twice
+    assert (result["redelivered"], emulator.requests_to(RESET) - resets) == (0, 0)
 
 
 def test_drain_to_an_object_store_keeps_every_acknowledged_result(model_workspace, hook, context, emulator):
@@ -285,7 +383,11 @@ def test_drain_to_an_object_store_keeps_every_acknowledged_result(model_workspac
         retry_max_attempts=1,
     )
     drain_failing_second_advance(emulator, fetch, context, "stored")
-    lines = target.read_text().splitlines()  # the store holds what the failed try wrote
+    assert not target.exists()  # nothing partial under the final name
+    # The store holds what the failed try wrote, one part per batch, each written once.
+    parts = sorted(p.name for p in (target.parent / ".drain.jsonl.parts").iterdir())
+    assert parts == ["part-000001.jsonl", "part-000002.jsonl"]
+    lines = [line for part in parts for line in (target.parent / ".drain.jsonl.parts" / part).read_text().splitlines()]
     assert [json.loads(line)["comment"]["id"] for line in lines] == ["n0", "n1", "n2", "n3"]
     result = fetch.execute(context)
     ids = [json.loads(line)["comment"]["id"] for line in target.read_text().splitlines()]
@@ -500,3 +602,62 @@ def test_sensor_says_at_least_when_more_may_wait(model_workspace, hook, context,
     captured = capfd.readouterr()
     logged = captured.out + captured.err
     assert "at least 5 results wait" in logged and "12 results wait" in logged and "at least 12" not in logged
+
+
+def stored_drain_record(dag_id: str, run_id: str) -> dict | None:
+    """The drain's record as the metadata database keeps it: the task state store (3.3+) or a Variable (3.2)."""
+    from airflow.utils.session import create_session
+
+    from airflow_provider_cm.compat import HAS_TASK_STATE_STORE
+    from airflow_provider_cm.operators.drain_ledger import STATE_KEY
+
+    with create_session() as session:
+        if HAS_TASK_STATE_STORE:
+            from airflow.models.task_state_store import TaskStateStoreModel
+
+            row = session.query(TaskStateStoreModel).filter_by(dag_id=dag_id, run_id=run_id, key=STATE_KEY).first()
+            return json.loads(row.value) if row else None
+        from airflow.models.variable import Variable
+
+        row = session.query(Variable).filter_by(key=f"{STATE_KEY}/{dag_id}/{run_id}/drain/-1").first()
+        return json.loads(row.val) if row else None
+
+
+def test_cm_stream_drain_records_its_tries_in_airflows_store_and_clears_them_when_done(
+    airflow_db, model_workspace, hook, tmp_path, emulator, monkeypatch
+):
+    """``cm_stream_drain`` with ``dag.test()``: the record goes through Airflow's own store (the task state
+    store from 3.3, a Variable on 3.2), is there after a failed try, and is gone after a successful run."""
+    from tests.test_example_dags import load_dag, xcom_values
+
+    ws = model_workspace
+    hook.put_stream(ws.dataset, "in-a-run", model_version=1)
+    upload_new(hook, ws, [f"atm kept my card {i}" for i in range(5)])
+    for key, value in {
+        "CM_DATASET": ws.dataset,
+        "CM_STREAM": "in-a-run",
+        "CM_DRAIN_ROOT": str(tmp_path),
+        "CM_DRAIN_BATCH_SIZE": "2",
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("AIRFLOW__CORE__DEFAULT_TASK_RETRIES", "0")
+    dag = load_dag("cm_stream_drain")
+    dag.default_args["retries"] = 0
+    for task in dag.tasks:
+        task.retries = 0
+        task.retry_max_attempts = 1
+    rule = {"kind": "status", "status": 500, "path_contains": "/streams/in-a-run/advance", "every": 2}
+    emulator.admin("POST", "faults", {"faults": [rule]})
+    try:
+        failed = dag.test()
+    finally:
+        emulator.admin("DELETE", "faults")
+    assert failed.state == "failed"
+    [first_try] = stored_drain_record(dag.dag_id, failed.run_id)["tries"]
+    assert (first_try["acknowledged"], first_try["in_flight"]) == (2, 2)
+
+    done = dag.test()
+    assert done.state == "success"
+    assert stored_drain_record(dag.dag_id, done.run_id) is None
+    drained = xcom_values(done)["drain"]
+    assert (drained["count"], drained["redelivered"], drained["caught_up"]) == (3, 0, True)

@@ -8,15 +8,18 @@ try finds the spool (or the finished file of an earlier try) and extends it: wha
 is kept. A line cut by a crash in the middle of a write belongs to a batch that was not
 acknowledged (it is fetched again) and is dropped.
 
-Object stores cannot append and a retried try may run on another worker, so for them each batch
-rewrites the object (the earlier content is copied in chunks, then the new lines, through a
-temporary object renamed onto the final name): every acknowledged result is in the store, memory
-stays bounded, but the bytes sent grow with the square of the results; keep such drains bounded
-with ``max_results`` or write them to a local path and upload the file.
+Object stores cannot append, and a retried try may run on another worker, so for them each batch
+is written once as a **part** of its own, ``part-000001.jsonl``, ``part-000002.jsonl``... under
+``.<name>.parts/`` beside the final object; the part is stored (the write closed) before the
+stream moves past it. At the end the parts are assembled, in order, into the final object
+(through a temporary object renamed onto the final name) and removed. A retried try, on any
+worker, lists the parts the earlier tries stored and goes on after them. Bytes sent grow linearly
+with the results: each result is sent twice (its part, then the final object) and read back once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -68,6 +71,14 @@ class DrainOutput:
         self.count = 0
         self.local = final.protocol in ("file", "local")
         self._handle: IO[bytes] | None = None
+        #: Object-store targets: the parts stored so far, in order, and whether the final object starts them.
+        self._parts: list[ObjectStoragePath] = []
+        self._from_final = False
+
+    @property
+    def parts(self) -> ObjectStoragePath:
+        """Where an object-store target's parts are kept: ``.<name>.parts/`` beside the final object."""
+        return self.final.parent / f".{self.final.name}.parts"
 
     @property
     def spool(self) -> Path:
@@ -78,11 +89,7 @@ class DrainOutput:
     def open(self) -> int:
         """Prepare to append; return the results an earlier try of the task left (and keeps)."""
         if not self.local:
-            if self.final.exists():
-                with self.final.open("rb") as handle:
-                    lines, _, tail = _count_lines(handle)
-                self.count = lines + tail
-            return self.count
+            return self._open_parts()
         spool = self.spool
         spool.parent.mkdir(parents=True, exist_ok=True)
         if not spool.exists() and self.final.exists():
@@ -96,6 +103,34 @@ class DrainOutput:
         self._handle.truncate(complete)  # a line a crash cut short: its batch was not acknowledged
         self._handle.seek(0, os.SEEK_END)
         return self.count
+
+    def _open_parts(self) -> int:
+        """Count what the final object (an earlier finished try) and the stored parts hold."""
+        if self.final.exists():
+            self._from_final = True
+            self.count += self._lines_in(self.final)
+        if self.parts.exists():
+            self._parts = sorted(
+                (p for p in self.parts.iterdir() if p.name.startswith("part-") and p.name.endswith(".jsonl")),
+                key=lambda p: p.name,
+            )
+            self.count += sum(self._lines_in(part) for part in self._parts)
+        return self.count
+
+    @staticmethod
+    def _lines_in(path: ObjectStoragePath) -> int:
+        with path.open("rb") as handle:
+            lines, _, tail = _count_lines(handle)
+        return lines + tail
+
+    def restart(self) -> None:
+        """Drop what the spool holds: the results are being delivered again from the stream."""
+        if self._handle is not None:
+            self._handle.seek(0)
+            self._handle.truncate(0)
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+        self.count = 0
 
     def _copy_final_to(self, spool: Path) -> None:
         """Start the spool from the file an earlier try finished (the final file stays until replaced)."""
@@ -120,20 +155,35 @@ class DrainOutput:
             self._handle.flush()
             os.fsync(self._handle.fileno())
         else:
-            self._rewrite(data)
+            self._store_part(data)
         self.count += len(lines)
 
-    def _rewrite(self, data: bytes) -> None:
+    def _store_part(self, data: bytes) -> None:
+        """Write ``data`` as the next part; it is stored when this returns (a half-written part never has its name)."""
+        number = int(self._parts[-1].name[len("part-") : -len(".jsonl")]) + 1 if self._parts else 1
+        part = self.parts / f"part-{number:06d}.jsonl"
+        with atomic_write(part, binary=True) as handle:
+            handle.write(data)
+        self._parts.append(part)
+
+    def _assemble(self) -> None:
+        """The final object: what it held (an earlier finished try), then every part in order; the parts removed."""
         with atomic_write(self.final, binary=True) as handle:
-            if self.final.exists():
-                with self.final.open("rb") as earlier:
+            for source in ([self.final] if self._from_final else []) + self._parts:
+                with source.open("rb") as earlier:
                     last = b"\n"
                     while chunk := earlier.read(_CHUNK):
                         handle.write(chunk)
                         last = chunk[-1:]
                     if last != b"\n":
-                        handle.write(b"\n")
-            handle.write(data)
+                        handle.write(b"\n")  # a last line without its newline is still a result
+        for part in self._parts:
+            part.unlink()
+        with contextlib.suppress(OSError):  # stores without directories have nothing left to remove
+            if self.parts.exists():
+                self.parts.rmdir()
+        self._parts = []
+        self._from_final = True
 
     def finish(self) -> None:
         """Place the complete file under its final name (an empty one when nothing was written)."""
@@ -144,9 +194,8 @@ class DrainOutput:
             self._handle = None
             os.replace(self.spool, Path(self.final.path))
             _sync_directory(self.spool.parent)
-        elif not self.local and not self.final.exists():
-            with atomic_write(self.final, binary=True):
-                pass
+        elif not self.local and (self._parts or not self.final.exists()):
+            self._assemble()  # placed even when empty
 
     def close(self) -> None:
         """Release the spool; after a failure it stays for the retried try."""

@@ -18,6 +18,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow_provider_cm import lineage
 from airflow_provider_cm.hooks.communications_mining import MAX_STREAM_FETCH, split_full_name
 from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
+from airflow_provider_cm.operators.drain_ledger import DrainLedger
 from airflow_provider_cm.operators.drain_output import DrainOutput
 from airflow_provider_cm.operators.storage import atomic_write, path_as_given, to_storage_path
 from airflow_provider_cm.times import api_time, to_utc
@@ -81,6 +82,19 @@ class CommunicationsMiningStreamFetchOperator(_StreamOperator):
       What an earlier try of the same task wrote (its spool or its finished file) is kept and
       extended, so template the path per run (``{{ run_id }}``).
 
+    **A retry on another worker** (CeleryExecutor, KubernetesExecutor: no shared disk) cannot see
+    the local spool of the try before it. So each try records, before every advance, what it
+    acknowledged (its host and spool, the ``created_at`` of its first acknowledged comment, the
+    sequence ids, the count) in Airflow's task state store (Airflow 3.3+) or an Airflow Variable
+    (3.2; see :mod:`~airflow_provider_cm.operators.drain_ledger`). A try that finds fewer results
+    on its disk than the earlier tries acknowledged never succeeds with them missing: with
+    ``on_lost_output="redeliver"`` (the default) it resets the stream to the first comment the
+    earlier tries acknowledged (``POST .../streams/<stream>/reset``, only backwards: never past
+    unread results) and drains again from there, at least once, with the results delivered again
+    counted in ``redelivered`` and logged; with ``"fail"``, or when the reset cannot be done
+    safely, it fails naming the host and spool where those results are. An object-store target
+    needs none of this: every try writes where the next can read.
+
     Each line: ``{"uid", "comment", "labels": [{"name": "Parent > Child", "probability"}],
     "entities", "sequence_id"}``.
 
@@ -92,8 +106,14 @@ class CommunicationsMiningStreamFetchOperator(_StreamOperator):
     :param advance: acknowledge what was written (see above).
     :param label_thresholds: stricter thresholds ``{"Parent > Child": 0.6}``: only these labels,
         at or above them, are kept on each result.
-    :return: (XCom) ``{"path", "count", "sequence_id", "advanced", "caught_up"}``; ``sequence_id``
-        is the position to advance to (``None`` if there is nothing to acknowledge).
+    :param on_lost_output: ``"redeliver"`` or ``"fail"``: what a draining try does when earlier
+        tries acknowledged results its worker's disk does not hold (see above).
+    :return: (XCom) ``{"path", "count", "sequence_id", "advanced", "caught_up", "redelivered"}``;
+        ``sequence_id`` is the position to advance to (``None`` if there is nothing to
+        acknowledge); ``redelivered`` the results an earlier try acknowledged that were fetched
+        again after the stream was reset (0 unless a retry lost the earlier output).
+    :raises AirflowFailException: with ``on_lost_output="fail"`` (or when the stream cannot be
+        reset safely) and earlier tries' results are not on this worker.
     """
 
     template_fields: Sequence[str] = ("dataset", "stream", "output_path", "label_thresholds")
@@ -107,6 +127,7 @@ class CommunicationsMiningStreamFetchOperator(_StreamOperator):
         batch_size: int = MAX_STREAM_FETCH,
         advance: bool = False,
         label_thresholds: Mapping[str, float] | None = None,
+        on_lost_output: str = "redeliver",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -114,6 +135,9 @@ class CommunicationsMiningStreamFetchOperator(_StreamOperator):
             raise ValueError(f"batch_size must be between 1 and {MAX_STREAM_FETCH}, got {batch_size}")
         if max_results < 1:
             raise ValueError("max_results must be at least 1")
+        if on_lost_output not in ("redeliver", "fail"):
+            raise ValueError(f"on_lost_output must be 'redeliver' or 'fail', got {on_lost_output!r}")
+        self.on_lost_output = on_lost_output
         self.output_path = output_path
         self.max_results = max_results
         self.batch_size = batch_size
@@ -125,17 +149,21 @@ class CommunicationsMiningStreamFetchOperator(_StreamOperator):
         self._check_names()
         target = to_storage_path(self.output_path)
         warn_if_worker_local(self, target, "output_path")
+        redelivered = 0
         if self.advance:
-            written, caught_up = self._drain(target)
+            written, caught_up, redelivered = self._drain(target, context)
             pending = None
         else:
             lines, pending, caught_up = self._fetch_one_batch(target)
             written = len(lines)
         self.log.info(
-            "Wrote %d stream results to %s; %s",
+            "Wrote %d stream results to %s; %s%s",
             written,
             target,
             "advanced the stream past them" if self.advance else f"advance to {pending} once they are safe",
+            f" ({redelivered} of them delivered again: an earlier try's output was not on this worker)"
+            if redelivered
+            else "",
         )
         return {
             "path": path_as_given(self.output_path),
@@ -143,6 +171,7 @@ class CommunicationsMiningStreamFetchOperator(_StreamOperator):
             "sequence_id": pending,
             "advanced": bool(self.advance),
             "caught_up": caught_up,
+            "redelivered": redelivered,
         }
 
     def _fetch_one_batch(self, target: Any) -> tuple[list[str], str | None, bool]:
@@ -154,19 +183,57 @@ class CommunicationsMiningStreamFetchOperator(_StreamOperator):
             return lines, None, True
         return lines, batch["sequence_id"], bool(batch["is_end_sequence"])
 
-    def _drain(self, target: ObjectStoragePath) -> tuple[int, bool]:
-        """``advance=True``: write and acknowledge batch after batch; return the results written, caught up."""
+    def _drain(self, target: ObjectStoragePath, context: Context) -> tuple[int, bool, int]:
+        """``advance=True``: write and acknowledge batch after batch; return the results written, caught up,
+        and the results delivered again after a reset."""
         output = DrainOutput(target)
+        ledger = DrainLedger(context, str(output.spool)) if output.local else None
         try:
             written = output.open()
-            if written:
-                self.log.info("Keeping the %d results an earlier try wrote for %s", written, target)
-            caught_up = self._drain_into(output, written)
+            redelivered = self._recover(output, ledger, written) if ledger is not None else 0
+            if output.count:
+                self.log.info("Keeping the %d results an earlier try wrote for %s", output.count, target)
+            caught_up = self._drain_into(output, output.count, ledger)
+            if ledger is not None:
+                ledger.clear()
         finally:
             output.close()
-        return output.count, caught_up
+        return output.count, caught_up, redelivered
 
-    def _drain_into(self, output: DrainOutput, written: int) -> bool:
+    def _recover(self, output: DrainOutput, ledger: DrainLedger, kept: int) -> int:
+        """When earlier tries acknowledged more than this worker's disk holds: reset and redeliver, or fail."""
+        acknowledged, in_flight = ledger.acknowledged()
+        if kept >= acknowledged + in_flight:
+            return 0
+        tries = ledger.tries()
+        where = "; ".join(
+            f"{t.get('acknowledged')} (+{t.get('in_flight')}) results in {t.get('spool')} on host {t.get('host')}"
+            for t in tries
+        )
+        lost = (
+            f"earlier tries of this task acknowledged {acknowledged} results of stream {self.stream} of "
+            f"{self.dataset}, and up to {in_flight} more whose advance was under way when a try stopped "
+            f"(recorded in {ledger.where}: {where}); this worker ({ledger.host}) holds {kept} in {output.spool}"
+        )
+        starts = [t.get("first_created_at") for t in tries]
+        if self.on_lost_output == "fail":
+            raise AirflowFailException(f"{lost}; on_lost_output='fail': collect them from there")
+        if not all(isinstance(s, str) and s for s in starts):
+            raise AirflowFailException(
+                f"{lost}; their first comment's created_at is unknown, so the stream cannot be reset"
+            )
+        start = api_time(min(to_utc(s, "created_at") for s in starts))
+        head = self.hook.fetch_stream(self.dataset, self.stream, size=1)["results"]
+        if head and to_utc(head[0]["comment"].get("created_at") or start, "created_at") < to_utc(start, "start"):
+            raise AirflowFailException(f"{lost}; resetting the stream to {start} would skip unread results")
+        self.log.warning("%s: resetting the stream to %s and delivering them again", lost, start)
+        self.hook.reset_stream(self.dataset, self.stream, start)
+        output.restart()
+        ledger.restart()
+        return acknowledged
+
+    def _drain_into(self, output: DrainOutput, written: int, ledger: DrainLedger | None = None) -> bool:
+        first_created_at: str | None = None
         while written < self.max_results:
             batch = self._next_batch(min(self.batch_size, self.max_results - written))
             if not batch["results"]:
@@ -175,7 +242,14 @@ class CommunicationsMiningStreamFetchOperator(_StreamOperator):
             lines = self._lines(batch)
             output.append(lines)  # the batch is durable before the stream moves past it
             written += len(lines)
+            if ledger is not None:  # where every worker can read it, before the stream moves
+                first_created_at = first_created_at or batch["results"][0]["comment"].get("created_at")
+                ledger.advancing(
+                    first_created_at=first_created_at, sequence_id=batch["sequence_id"], results=len(lines)
+                )
             self.hook.advance_stream(self.dataset, self.stream, batch["sequence_id"])
+            if ledger is not None:
+                ledger.advanced()
             if batch["is_end_sequence"]:
                 output.finish()
                 return True
