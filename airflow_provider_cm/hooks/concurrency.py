@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from airflow_provider_cm.exceptions import CommunicationsMiningRateLimitError, CommunicationsMiningServerError
+from airflow_provider_cm.hooks.pacing import RatePacer
 
 #: Statuses that mean "send less": rate limited, and unavailable (overloaded or in maintenance).
 THROTTLING_STATUSES = frozenset({429, 503})
@@ -86,6 +87,9 @@ class AdaptiveConcurrency:
     :param latency_tolerance: a window whose mean latency exceeds this multiple of the lowest
         window mean seen holds the limit instead of raising it.
     :param probe_windows: near the limit last cut, windows between raises of one request.
+    :param pacer: also space request starts below the rate the server serves, and hold every
+        thread for a Retry-After (:class:`~airflow_provider_cm.hooks.pacing.RatePacer`); ``None``
+        limits requests in flight only.
     :param clock: seconds, monotonic (for tests).
     :raises ValueError: for bounds that cannot hold (``1 <= minimum <= initial <= maximum``), a
         ``decrease`` outside (0, 1), an ``increase`` below 1 or a ``latency_tolerance`` below 1.
@@ -101,6 +105,7 @@ class AdaptiveConcurrency:
         decrease: float = 0.5,
         latency_tolerance: float = 1.5,
         probe_windows: int = 4,
+        pacer: RatePacer | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not 1 <= minimum <= initial <= maximum:
@@ -120,6 +125,7 @@ class AdaptiveConcurrency:
         self.decrease = decrease
         self.latency_tolerance = latency_tolerance
         self.probe_windows = probe_windows
+        self.pacer = pacer
         self.clock = clock
         self._cond = threading.Condition()
         self._limit = initial
@@ -167,7 +173,8 @@ class AdaptiveConcurrency:
     # -- slots --------------------------------------------------------------------------------------
 
     def slot(self) -> Slot:
-        """Wait until a request may go, and hold its place until the ``with`` block ends."""
+        """Wait until a request may go (a place in flight, then its start time if paced); hold the place until
+        the ``with`` block ends."""
         with self._cond:
             while self._in_flight >= self._limit:
                 self._cond.wait()
@@ -175,10 +182,15 @@ class AdaptiveConcurrency:
             self._most_in_flight = max(self._most_in_flight, self._in_flight)
             if self._in_flight >= self._limit:
                 self._window_busy = True
-            return Slot(self, self._epoch, self.clock())
+            epoch = self._epoch
+        if self.pacer is not None:
+            self.pacer.wait()
+        return Slot(self, epoch, self.clock())
 
-    def _throttle(self, slot: Slot) -> None:
-        """A 429 or 503 arrived for ``slot``'s request: cut the limit, once per window."""
+    def _throttle(self, slot: Slot, retry_after: float | None = None) -> None:
+        """A 429 or 503 arrived for ``slot``'s request: cut the limit, once per window; tell the pacer."""
+        if self.pacer is not None:
+            self.pacer.refused(retry_after)
         with self._cond:
             self._throttled += 1
             if slot.epoch == self._epoch:
@@ -192,6 +204,8 @@ class AdaptiveConcurrency:
             slot.epoch = self._epoch
 
     def _release(self, slot: Slot, *, succeeded: bool) -> None:
+        if succeeded and self.pacer is not None:
+            self.pacer.served()
         with self._cond:
             self._in_flight -= 1
             self._requests += 1
@@ -258,7 +272,7 @@ class Slot:
         self.clean = False
         self._observed = error
         if is_throttling(error):
-            self.limiter._throttle(self)
+            self.limiter._throttle(self, getattr(error, "retry_after", None))
 
     def __enter__(self) -> Slot:
         return self

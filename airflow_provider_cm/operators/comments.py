@@ -32,6 +32,7 @@ from airflow_provider_cm.hooks.communications_mining import (
     split_full_name,
 )
 from airflow_provider_cm.hooks.concurrency import AdaptiveConcurrency
+from airflow_provider_cm.hooks.pacing import RatePacer
 from airflow_provider_cm.hooks.retry import may_have_taken_effect
 from airflow_provider_cm.operators.annotation_changes import merged, needs_write
 from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
@@ -654,8 +655,11 @@ class _Upload:
         self.dead_letters: Any = None
         self.dead_lettered = 0
         self.pool: ThreadPoolExecutor
-        #: How many label requests (reads and writes) go at once, learned from the tenant's answers.
-        self.limiter = AdaptiveConcurrency(operator.annotation_concurrency, operator.max_annotation_concurrency)
+        #: How many label requests (reads and writes) go at once, and how fast they start after a refusal,
+        #: learned from the tenant's answers.
+        self.limiter = AdaptiveConcurrency(
+            operator.annotation_concurrency, operator.max_annotation_concurrency, pacer=RatePacer()
+        )
 
     def run(self, records: Iterator[SpooledRecord]) -> None:
         """Batch the records and upload them, ``sync_concurrency`` batches at a time.
@@ -770,7 +774,8 @@ class _Upload:
     def _log_label_concurrency(self) -> None:
         """Log what the label requests' limiter did (so far, if the upload stops on an error)."""
         if self.op.dataset:
-            self.op.log.info("Label reads and writes: %s", self.limiter.report().text())
+            pacing = self.limiter.pacer.report().text() if self.limiter.pacer is not None else "not paced"
+            self.op.log.info("Label reads and writes: %s; %s", self.limiter.report().text(), pacing)
 
     def _uid(self, record: SpooledRecord) -> str:
         return f"{self.source_id}.{record.id}"
