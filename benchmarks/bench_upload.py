@@ -170,7 +170,7 @@ def labelled_and_rerun(emulator: Emulator, path: Path, count: int, latency: floa
     ]
 
 
-def throttled(emulator: Emulator, path: Path, count: int, rate: float, burst: float) -> dict:
+def throttled(emulator: Emulator, path: Path, count: int, rate: float, burst: float, latency: float = 0.0) -> dict:
     """Item 6: the labelled upload under a token bucket; requests answered 429, and the time."""
     outcome: dict[str, str] = {}
     seconds: dict[str, float] = {}
@@ -192,13 +192,13 @@ def throttled(emulator: Emulator, path: Path, count: int, rate: float, burst: fl
         outcome[name] = f"{throttled_count:,} × 429, {seconds[name]:.1f} s ({finished})"
     return {
         "benchmark": f"upload {count:,} comments with labels, token bucket {rate:g} requests/s (burst {burst:g})",
-        "latency": "0 ms",
+        "latency": f"{latency * 1000:.0f} ms",
         "bare": "",
         "cli": outcome["cli"],
         "operator": outcome["operator"],
         "vs_bare": None,
         "vs_cli": seconds["cli"] / seconds["operator"],
-        "goal": "fewer 429 than the CLI",
+        "goal": "no more 429 than the CLI, ≥ 1.5× its throughput",
     }
 
 
@@ -231,5 +231,10 @@ def run(emulator: Emulator, runs: int, latencies: tuple[float, ...], sizes: Size
         if "throttle" in parts:
             throttled_path = Path(tmp) / "throttled.jsonl"
             write_corpus(throttled_path, sizes.throttled)
-            rows.append(throttled(emulator, throttled_path, sizes.throttled, sizes.rate, sizes.burst))
+            for latency in latencies:  # one tenant's limit, near (0 ms) and remote (100 ms)
+                emulator.set_latency(latency)
+                try:
+                    rows.append(throttled(emulator, throttled_path, sizes.throttled, sizes.rate, sizes.burst, latency))
+                finally:
+                    emulator.set_latency(0.0)
     return rows

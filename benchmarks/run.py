@@ -9,8 +9,9 @@ emulator process: a bare ``requests`` loop and the official CLI's strategy
 latency); a ratio is the operator's throughput over the baseline's.
 
 Parts (``--only``, comma-separated): ``upload`` (comments only), ``labels`` (with labels, and
-the rerun of the unchanged file), ``throttle`` (under a token bucket), ``export``, ``stream``,
-``memory`` (one million comments uploaded). ``--quick`` runs everything small, once, to check
+the rerun of the unchanged file), ``throttle`` (under a token bucket, at each latency), ``export``,
+``stream``, ``drainbytes`` (bytes an object-store drain of 100 batches sends), ``memory`` (one
+million comments uploaded). ``--quick`` runs everything small, once, to check
 the harness; its figures are not for the README.
 """
 
@@ -25,10 +26,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import bench_export, bench_memory, bench_stream, bench_upload
+from benchmarks import bench_drain_bytes, bench_export, bench_memory, bench_stream, bench_upload
 from benchmarks.harness import Emulator, configure_airflow, machine
 
-PARTS = ("upload", "labels", "throttle", "export", "stream", "memory")
+PARTS = ("upload", "labels", "throttle", "export", "stream", "drainbytes", "memory")
 
 
 def _parts(text: str) -> set[str]:
@@ -111,6 +112,8 @@ def main() -> int:
             )
         if "stream" in args.only:
             rows += bench_stream.run(emulator, args.runs, args.latency)
+        if "drainbytes" in args.only:
+            rows += bench_drain_bytes.run(emulator)
     finally:
         emulator.stop()
     if "memory" in args.only:
