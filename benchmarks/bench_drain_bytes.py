@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import fsspec
 from fsspec.implementations.memory import MemoryFileSystem
 
 from benchmarks.harness import Emulator, banking77_records
@@ -95,6 +96,7 @@ def run(emulator: Emulator, batches: int = 100, batch_size: int = 10) -> list[di
     from airflow.sdk import ObjectStoragePath
     from airflow.sdk.io import attach
 
+    fsspec.register_implementation(PROTOCOL, CountingMemoryFileSystem, clobber=True)
     attach(PROTOCOL, fs=CountingMemoryFileSystem())
     dataset, comments = seed(batches * batch_size)
     sent: dict[str, int] = {}
@@ -105,9 +107,8 @@ def run(emulator: Emulator, batches: int = 100, batch_size: int = 10) -> list[di
         CountingMemoryFileSystem.sent = 0
         assert drain(dataset, name, target, batch_size) == len(comments)
         sent[name] = CountingMemoryFileSystem.sent
-        finals[name] = [
-            json.loads(line)["comment"]["id"] for line in ObjectStoragePath(target).read_text().splitlines()
-        ]
+        lines = ObjectStoragePath(target).read_text().splitlines()
+        finals[name] = [json.loads(line)["comment"]["id"].removesuffix(f"-{name}") for line in lines]
     assert finals["operator"] == finals["rewrite"], "the two drains wrote different objects"
     final_bytes = len(ObjectStoragePath(f"{PROTOCOL}://bench/operator/drain.jsonl").read_bytes())
     return [
