@@ -220,10 +220,10 @@ ADVANCE = "POST /api/v1/datasets/{project}/{name}/streams/{stream}/advance"
 RESET = "POST /api/v1/datasets/{project}/{name}/streams/{stream}/reset"
 
 
-def drain_failing_second_advance(emulator, fetch, context, stream):
-    """Run ``fetch`` while the stream's second advance answers 500 (no retry): the try fails after
-    batch 1 is acknowledged and batch 2 written but not acknowledged."""
-    rule = {"kind": "status", "status": 500, "path_contains": f"/streams/{stream}/advance", "every": 2}
+def drain_failing_second_advance(emulator, fetch, context, stream, every: int = 2):
+    """Run ``fetch`` while the stream's second (``every``-th) advance answers 500 (no retry): the try fails
+    after batch 1 (the batches before) is acknowledged and the next written but not acknowledged."""
+    rule = {"kind": "status", "status": 500, "path_contains": f"/streams/{stream}/advance", "every": every}
     emulator.admin("POST", "faults", {"faults": [rule]})
     try:
         with pytest.raises(CommunicationsMiningError):
@@ -307,13 +307,7 @@ def drain_on_two_workers(model_workspace, hook, tmp_path, emulator, stream, **kw
         **kwargs,
     )
     context = {"ti": FakeTaskInstance(), "task_state_store": TaskStateStore()}
-    rule = {"kind": "status", "status": 500, "path_contains": f"/streams/{stream}/advance", "every": 3}
-    emulator.admin("POST", "faults", {"faults": [rule]})
-    try:
-        with pytest.raises(CommunicationsMiningError):
-            fetch.execute(context)
-    finally:
-        emulator.admin("DELETE", "faults")
+    drain_failing_second_advance(emulator, fetch, context, stream, every=3)
     [first_try] = context["task_state_store"].get("communications_mining_drain")["tries"]
     assert (first_try["acknowledged"], first_try["in_flight"]) == (4, 2)
     assert first_try["spool"] == str(worker_a / ".drain.jsonl.drain")

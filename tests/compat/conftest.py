@@ -6,14 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.selection import collected_only_when_selected
+
 HERE = Path(__file__).resolve().parent
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
-    if "compat" in (config.option.markexpr or ""):
-        return None
-    for arg in config.args:
-        target = Path(arg.split("::")[0]).resolve()
-        if target == HERE or HERE in target.parents:
-            return None
-    return True
+    return collected_only_when_selected(config, HERE, "compat")

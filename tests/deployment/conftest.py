@@ -34,6 +34,8 @@ from typing import Any
 import pytest
 import requests
 
+from tests.selection import collected_only_when_selected
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 BIN = Path(sys.executable).parent
@@ -51,13 +53,7 @@ GRACE = 15.0
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
     """Collect the deployment tests only when they are asked for, never in a plain ``pytest`` run."""
-    if "deployment" in (config.option.markexpr or ""):
-        return None
-    for arg in config.args:
-        target = Path(arg.split("::")[0]).resolve()
-        if target == HERE or HERE in target.parents:
-            return None
-    return True
+    return collected_only_when_selected(config, HERE, "deployment")
 
 
 #: Checks what the whole session wrote, so it runs after every other case.
