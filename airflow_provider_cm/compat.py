@@ -21,6 +21,7 @@ it by feature, not by version number, and says once in the log what it does inst
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -84,7 +85,8 @@ async def amask_secret(secret: str | None) -> None:
     comms = getattr(task_runner, "SUPERVISOR_COMMS", None)
     asend = getattr(comms, "asend", None)
     if asend is not None:
-        await asend(MaskSecret(value=secret, name=None))
+        with contextlib.suppress(Exception):  # as 3.3's amask_secret: masking never fails the caller
+            await asend(MaskSecret(value=secret, name=None))
 
 
 def _has_asset_state_store() -> bool:

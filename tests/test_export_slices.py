@@ -236,3 +236,21 @@ def test_the_hook_pool_fits_the_slices(dataset, tmp_path):
         task_id="export", dataset=dataset, output_path=str(tmp_path / "x"), export_concurrency=32
     )
     assert operator.hook.pool_size == 32
+
+
+def test_under_a_rate_limit_the_slices_are_paced_and_the_export_is_still_exact(dataset, hook, emulator, capfd):
+    """Eight slices against 20 requests/s (burst 5): refused a few times, then paced below the limit."""
+    start, end = (datetime.fromisoformat(t.replace("Z", "+00:00")) for t in WINDOWS["banking77"])
+    serial = [c for page in hook.iter_window_pages(dataset, start, end, page_size=50) for c in page]
+    emulator.admin("POST", "faults", {"rate_limit": {"requests_per_second": 20, "burst": 5}})
+    capfd.readouterr()
+    try:
+        sliced = [c for page in hook.iter_window_pages(dataset, start, end, page_size=50, concurrency=8) for c in page]
+        refusals = emulator.stats()["throttled"]
+    finally:
+        emulator.admin("DELETE", "faults")
+    logged = capfd.readouterr()
+    assert sliced == serial
+    paced = [line for line in (logged.out + logged.err).splitlines() if "Export slices: paced at" in line]
+    assert refusals >= 1 and len(paced) == 1, (refusals, paced)
+    assert f"after {refusals} refusal(s)" in paced[0]

@@ -20,8 +20,10 @@ from airflow_provider_cm.exceptions import (
     CommunicationsMiningTagError,
 )
 from airflow_provider_cm.hooks.auth import ClientCredentials
+from airflow_provider_cm.hooks.concurrency import is_throttling
 from airflow_provider_cm.hooks.export_slices import SlicedExport, check_concurrency
 from airflow_provider_cm.hooks.if_exists import EnsuredObject, Setup
+from airflow_provider_cm.hooks.pacing import RatePacer
 from airflow_provider_cm.hooks.retry import RetryPolicy
 from airflow_provider_cm.hooks.settings import ConnectionSettings, endpoint_from_connection
 from airflow_provider_cm.hooks.transport import (
@@ -538,6 +540,7 @@ class CommunicationsMiningHook(BaseHook):
         comment_uids: Sequence[str] | None = None,
         limit: int = MAX_EXPORT_LIMIT,
         continuation: str | None = None,
+        observer: AttemptObserver | None = None,
     ) -> dict[str, Any]:
         """One page of ``POST /api/v1/datasets/<project>/<name>/export``.
 
@@ -547,6 +550,7 @@ class CommunicationsMiningHook(BaseHook):
         :param end: ISO-8601 time, **inclusive** (``to``), as the API defines it.
         :param order_by: ``"timestamp"`` or ``"created_at"``; also the time ``start``/``end`` filter on.
         :param limit: comments per page, 1 to 256.
+        :param observer: called with the error of each failed attempt (see :meth:`send`).
         :return: ``{"comments": [...], "continuation": str | None}``.
         """
         if order_by not in ("timestamp", "created_at"):
@@ -564,7 +568,8 @@ class CommunicationsMiningHook(BaseHook):
                 body["source_ids"] = list(source_ids)
         if continuation:
             body["continuation"] = continuation
-        page = self.request("POST", f"api/v1/datasets/{resource_path(project, name)}/export", json_body=body)
+        path = f"api/v1/datasets/{resource_path(project, name)}/export"
+        page = self.send("POST", path, json_body=body, observer=observer).payload
         return {"comments": page.get("comments", []), "continuation": page.get("continuation")}
 
     def iter_export_pages(self, dataset: str, **kwargs: Any) -> Iterator[list[dict[str, Any]]]:
@@ -640,7 +645,10 @@ class CommunicationsMiningHook(BaseHook):
         ``end`` are dropped). With ``concurrency=N`` the window is cut into time slices exported
         ``N`` at a time (:class:`~airflow_provider_cm.hooks.export_slices.SlicedExport`); their
         pages are yielded slice after slice in time order, so the comments come in exactly the
-        order, ties included, of the serial export; pages are not empty but may be shorter.
+        order, ties included, of the serial export; pages are not empty but may be shorter. The
+        slices' requests are paced after a refusal (HTTP 429/503): every slice waits out its
+        ``Retry-After`` and requests start below the rate the tenant was serving
+        (:class:`~airflow_provider_cm.hooks.pacing.RatePacer`).
         Memory holds about one page per slice in flight; pages fetched ahead of the consumer wait
         in temporary files (deleted as they are read, and when the iteration stops).
 
@@ -673,8 +681,15 @@ class CommunicationsMiningHook(BaseHook):
                 yield apply(before_end(page, end, order_by, end_key))
             return
 
+        pacer = RatePacer()
+
+        def refused(error: BaseException) -> None:
+            if is_throttling(error):
+                pacer.refused(getattr(error, "retry_after", None))
+
         def fetch(low: datetime, high: datetime, continuation: str | None) -> dict[str, Any]:
-            return self.export_page(
+            pacer.wait()
+            page = self.export_page(
                 dataset,
                 start=api_time(low),
                 end=api_time(high),
@@ -682,23 +697,30 @@ class CommunicationsMiningHook(BaseHook):
                 source_ids=sources,
                 limit=page_size,
                 continuation=continuation,
+                observer=refused,
             )
+            pacer.served()
+            return page
 
         def check(previous: str | None, following: str | None) -> None:
             if following:
                 _check_continuation(dataset, previous, following)
 
-        yield from SlicedExport(
-            fetch,
-            check,
-            start,
-            end,
-            order_by=order_by,
-            page_size=page_size,
-            concurrency=concurrency,
-            transform=apply,
-            log=self.log,
-        )
+        try:
+            yield from SlicedExport(
+                fetch,
+                check,
+                start,
+                end,
+                order_by=order_by,
+                page_size=page_size,
+                concurrency=concurrency,
+                transform=apply,
+                log=self.log,
+            )
+        finally:
+            if pacer.report().refusals:
+                self.log.info("Export slices: %s", pacer.report().text())
 
     # -- streams --------------------------------------------------------------------------------
 
