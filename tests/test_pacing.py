@@ -97,6 +97,33 @@ def test_the_pace_grows_back_slowly_after_quiet_periods_and_never_jumps_back_abo
     assert p.rate == pytest.approx(45.0 * 1.05)
 
 
+def test_a_refusal_with_nothing_measured_only_holds_and_refusals_in_a_row_do_not_compound():
+    clock = Clock()
+    p = pacer(clock, window=2.0)
+    serve(p, clock, 3, 0.1)
+    p.refused(retry_after=1.0)  # three served: no rate to keep to, only the hold
+    assert p.rate is None and p.wait() == pytest.approx(1.0)
+    serve(p, clock, 100, 0.02)
+    for _ in range(5):  # answers to requests sent before the pace was set
+        p.refused(None)
+    assert p.rate == pytest.approx(45.0)
+
+
+def test_refusals_that_come_whatever_the_rate_never_slow_it_below_the_floor():
+    """A route refusing every third request: each cut lowers the rate served, but the pace stops at half."""
+    clock = Clock()
+    p = pacer(clock, window=2.0, floor=0.5)
+    serve(p, clock, 100, 0.02)  # 50 requests/s
+    p.refused(None)
+    assert p.rate == pytest.approx(45.0)
+    for _ in range(10):  # then 10 served per second, and refused again and again
+        for _ in range(20):
+            clock.now += 0.1
+            p.served()
+        p.refused(None)
+    assert p.rate == pytest.approx(25.0)
+
+
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="headroom"):
         RatePacer(headroom=0)

@@ -11,7 +11,12 @@ means more refusals. :class:`RatePacer` adds what a polite client does:
 * **The rate found is kept**: a 429 sets the pace to :attr:`~RatePacer.headroom` (90 %) of the
   rate the server was actually serving (successful requests over the last
   :attr:`~RatePacer.window` seconds), so requests start evenly spaced below the limit instead of
-  in bursts above it.
+  in bursts above it. Each refusal sets it again from what was served (so refusals answering
+  requests sent before a cut do not compound it), and only from enough served requests
+  (:attr:`~RatePacer.min_samples`): a refusal with nothing measured yet only holds.
+* **Never collapsing**: refusals that come whatever the rate (a flaky route, maintenance) would
+  cut the pace again and again; it never goes below :attr:`~RatePacer.floor` (half) of the rate
+  served when the first refusal came.
 * **It grows back slowly**: after :attr:`~RatePacer.quiet` seconds without a refusal the pace
   rises by :attr:`~RatePacer.growth` (5 %) every :attr:`~RatePacer.quiet` seconds, so a limit
   that was raised (or other tasks that stopped) is found again, at a cost of one refusal now and
@@ -62,6 +67,8 @@ class RatePacer:
     :param growth: how much the pace rises (a fraction) after each ``quiet`` period without a refusal.
     :param quiet: seconds without a refusal before, and between, rises.
     :param minimum_rate: the slowest pace, requests per second.
+    :param min_samples: served requests in the window needed to measure a rate.
+    :param floor: the slowest pace, as a fraction of the rate served at the first refusal.
     :param max_hold: the longest Retry-After honoured, seconds (longer ones are cut to it).
     :param clock: seconds, monotonic (for tests).
     :param sleep: how to wait (for tests).
@@ -76,6 +83,8 @@ class RatePacer:
         growth: float = 0.05,
         quiet: float = 5.0,
         minimum_rate: float = 0.5,
+        min_samples: int = 10,
+        floor: float = 0.5,
         max_hold: float = 120.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -91,6 +100,8 @@ class RatePacer:
         self.growth = growth
         self.quiet = quiet
         self.minimum_rate = minimum_rate
+        self.min_samples = min_samples
+        self.floor = floor
         self.max_hold = max_hold
         self.clock = clock
         self.sleep = sleep
@@ -98,6 +109,8 @@ class RatePacer:
         self._started = clock()
         self._served: deque[float] = deque()
         self._rate: float | None = None
+        #: The slowest the pace may be set to (from the rate served at the first refusal).
+        self._floor: float | None = None
         self._lowest: float | None = None
         self._next_start = 0.0
         self._hold_until = 0.0
@@ -132,28 +145,36 @@ class RatePacer:
         with self._lock:
             now = self.clock()
             self._served.append(now)
-            while self._served and self._served[0] < now - self.window:
-                self._served.popleft()
+            self._forget(now)
             if self._rate is not None and self.growth and now - self._calm_since >= self.quiet:
                 self._rate *= 1 + self.growth
                 self._calm_since = now
 
     def refused(self, retry_after: float | None) -> None:
-        """The server refused a request (429/503): keep below the rate it was serving; hold for Retry-After."""
+        """The server refused a request (429/503): hold every request for its Retry-After; pace below the rate
+        it was serving (from enough measured, never below the floor)."""
         with self._lock:
             now = self.clock()
             self._refusals += 1
+            self._calm_since = now
             if retry_after is not None and retry_after > 0:
                 hold = min(retry_after, self.max_hold)
                 if now + hold > self._hold_until:
                     self._held += now + hold - max(now, self._hold_until)
                     self._hold_until = now + hold
-            while self._served and self._served[0] < now - self.window:
-                self._served.popleft()
-            measured_over = min(self.window, max(now - self._started, 1e-3))
-            serving = len(self._served) / measured_over
-            target = self.headroom * serving if serving else (self._rate or 1.0) / 2
-            if self._rate is None or target < self._rate or now - self._calm_since >= self.quiet:
-                self._rate = max(self.minimum_rate, target)
-            self._lowest = self._rate if self._lowest is None else min(self._lowest, self._rate)
-            self._calm_since = now
+            self._forget(now)
+            if len(self._served) < self.min_samples:
+                return  # nothing measured to pace by: the Retry-After hold is all
+            serving = len(self._served) / min(self.window, max(now - self._started, 1e-3))
+            if self._floor is None:  # refusals that come whatever the rate never slow it below this (measured
+                # over a whole window, so that a burst the server allowed at first does not raise it)
+                self._floor = self.floor * len(self._served) / self.window
+            target = max(self.minimum_rate, self._floor, self.headroom * serving)
+            if self._rate is None or target < self._rate:
+                self._rate = target
+                self._lowest = target if self._lowest is None else min(self._lowest, target)
+
+    def _forget(self, now: float) -> None:
+        """Drop what is older than the window (called under the lock)."""
+        while self._served and self._served[0] < now - self.window:
+            self._served.popleft()
