@@ -17,6 +17,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -106,9 +107,14 @@ def pytest(venv: Path, target: Target, args: list[str], log_path: Path) -> int:
         return subprocess.run(command, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT).returncode
 
 
+#: pytest's closing line, e.g. ``141 passed, 2 skipped in 201.24s (0:03:21)``.
+CLOSING_LINE = re.compile(r"^=*\s*(\d+ (passed|failed|errors?|skipped|deselected|xfailed)\b.* in [\d.]+s.*?)\s*=*$")
+
+
 def summary_line(log_path: Path) -> str:
-    lines = [line for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines() if " in " in line]
-    closing = [line.strip("= ") for line in lines if ("passed" in line or "failed" in line or "error" in line)]
+    """The last pytest closing line in ``log_path`` (log lines that merely mention an error are not one)."""
+    lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+    closing = [match.group(1) for line in lines if (match := CLOSING_LINE.match(line.strip()))]
     return closing[-1] if closing else "no result"
 
 
