@@ -28,7 +28,8 @@ STATE_KEY = "communications_mining_drain"
 
 
 class DrainLedger:
-    """The record of one task instance's drain tries; :meth:`tries` reads it, :meth:`record` writes this try's.
+    """The record of one task instance's drain tries: :meth:`tries` reads it; :meth:`advancing` and
+    :meth:`advanced` write this try's.
 
     :param context: the task's context (its ``task_state_store``, else its ``ti`` for the Variable's name).
     :param spool: where this try keeps its batches (named in the record for a later try's error).
