@@ -4,12 +4,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INPUT ?=
 
-.PHONY: demo test test-deployment test-compat browser lint bench clean
+.PHONY: demo test test-deployment test-workers test-compat browser lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet --upgrade pip uv
+	# uv resolves in seconds what pip backtracks over for many minutes (aiobotocore pins botocore).
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[dev]"
 	touch $@
 
 demo: $(BIN)/.installed
@@ -22,6 +23,11 @@ test: $(BIN)/.installed
 # LocalExecutor; PostgreSQL on 127.0.0.1:5432). Not part of `make test`: it takes a few minutes.
 test-deployment: $(BIN)/.installed browser
 	$(BIN)/python -m pytest tests/deployment -m deployment
+
+# The same on CeleryExecutor: two workers with no shared disk (Redis 127.0.0.1:6379, S3 on moto's
+# server), workers killed mid-task, a backfill spread over both. Not part of `make test` either.
+test-workers: $(BIN)/.installed
+	$(BIN)/python -m pytest tests/workers -m workers
 
 # Every supported Airflow x Python (tests/compat/targets.py), each in its own environment under .compat/,
 # built once with uv and reused; the provider reinstalled each run. TARGET=name runs one (see --list).

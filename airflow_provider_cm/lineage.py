@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from airflow_provider_cm.hooks.communications_mining import split_full_name
+from airflow_provider_cm.operators.storage import location
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.openlineage.facet import Dataset
@@ -149,7 +150,7 @@ def file_dataset(path: ObjectStoragePath, columns: Sequence[str] | None = None) 
 
     converted = None
     try:
-        converted = translate_airflow_asset(Asset(uri=str(path)), None)
+        converted = translate_airflow_asset(Asset(uri=location(path)), None)
     except Exception as exc:  # a URI an Asset refuses: name it from the path itself
         log.debug("No asset conversion for %s: %s", path, exc)
     if converted is not None:

@@ -25,6 +25,16 @@ FIX = (
 )
 
 
+def hostname() -> str:
+    """This worker's name as Airflow records it on the task instance (``[core] hostname_callable``)."""
+    try:
+        from airflow.sdk.api.client import get_hostname
+
+        return str(get_hostname())
+    except Exception:  # an Airflow without it, or a callable that fails: the machine's name
+        return socket.gethostname()
+
+
 def executor_name(task: Any = None) -> str:
     """The executor that runs ``task``: its own ``executor`` argument, else the default of ``[core] executor``.
 
@@ -102,7 +112,7 @@ def warn_if_worker_local_database(task: Any, hook: Any, conn_id: str) -> bool:
 
 def missing_input(path_as_given: str, role: str, task: Any = None) -> FileNotFoundError:
     """The error for an input that is not there, saying where it was looked for and why it may be elsewhere."""
-    message = f"{role} {path_as_given} does not exist on this worker ({socket.gethostname()})"
+    message = f"{role} {path_as_given} does not exist on this worker ({hostname()})"
     if is_local(path_as_given) and spreads_over_workers(task):
         message += (
             f"; under {executor_name(task)} the task that wrote it may have run on another worker, whose local "

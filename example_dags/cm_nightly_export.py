@@ -17,7 +17,7 @@ Configuration (environment variables read when the DAG is parsed, or edit the co
 | --- | --- | --- |
 | ``CM_DATASET`` | ``demo/support`` | the dataset, ``project/dataset`` |
 | ``CM_CONN_ID`` | ``communications_mining_default`` | the Communications Mining connection |
-| ``CM_WAREHOUSE_CONN_ID`` | ``cm_warehouse`` | a SQL connection (its hook a ``DbApiHook``) |
+| ``CM_WAREHOUSE_CONN_ID`` | ``cm_warehouse`` | a SQL connection (a ``DbApiHook``); param ``warehouse_conn_id`` |
 | ``CM_WAREHOUSE_TABLE`` | ``cm_comments`` | ``table`` or ``schema.table`` |
 
 Schedule: daily at 00:00 UTC with data intervals (``CronDataIntervalTimetable``), each run
@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 
 import pendulum
-from airflow.sdk import DAG, CronDataIntervalTimetable
+from airflow.sdk import DAG, CronDataIntervalTimetable, Param
 
 from airflow_provider_cm.transfers.communications_mining_to_sql import CommunicationsMiningToSqlOperator
 
@@ -46,6 +46,9 @@ with DAG(
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
     start_date=pendulum.datetime(2026, 10, 1, tz="UTC"),
     catchup=False,
+    params={
+        "warehouse_conn_id": Param(WAREHOUSE_CONN_ID, type="string", description="The SQL connection to load into"),
+    },
     tags=["communications-mining", "example"],
 ) as dag:
     # [START howto_transfer_cm_to_sql]
@@ -53,7 +56,7 @@ with DAG(
         task_id="load_into_warehouse",
         communications_mining_conn_id=CONN_ID,
         dataset=DATASET,
-        sql_conn_id=WAREHOUSE_CONN_ID,
+        sql_conn_id="{{ params.warehouse_conn_id }}",
         table=WAREHOUSE_TABLE,
         # One load at a time across runs: SQLite has a single writer. With a server database
         # (PostgreSQL, Snowflake, ...) the days of a backfill can load side by side: remove it.

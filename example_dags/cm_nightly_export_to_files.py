@@ -15,7 +15,9 @@ Configuration (environment variables read when the DAG is parsed, or edit the co
 | --- | --- | --- |
 | ``CM_DATASET`` | ``demo/support`` | the dataset, ``project/dataset`` |
 | ``CM_CONN_ID`` | ``communications_mining_default`` | the Communications Mining connection |
-| ``CM_EXPORT_ROOT`` | ``/tmp/cm-demo/exports`` | a local folder or an object-storage URI (``s3://bucket/cm``) |
+| ``CM_EXPORT_ROOT`` | ``/tmp/cm-demo/exports`` | a local folder or a URI (``s3://aws_default@bucket/cm``) |
+
+An object-storage URI may name its Airflow connection: ``s3://aws_default@bucket/cm``.
 
 Schedule: daily at 00:00 UTC with data intervals (``CronDataIntervalTimetable``), each run
 covering the day before; trigger backfills for earlier days.
@@ -32,14 +34,14 @@ import pendulum
 from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, task
 
 from airflow_provider_cm.operators.datasets import CommunicationsMiningExportDatasetOperator
-from airflow_provider_cm.operators.storage import to_storage_path
+from airflow_provider_cm.operators.storage import location, to_storage_path
 
 DATASET = os.environ.get("CM_DATASET", "demo/support")
 CONN_ID = os.environ.get("CM_CONN_ID", "communications_mining_default")
 EXPORT_ROOT = os.environ.get("CM_EXPORT_ROOT", "/tmp/cm-demo/exports").rstrip("/")
 
 EXPORT_FOLDER = f"{EXPORT_ROOT}/{DATASET.replace('/', '__')}"
-EXPORTS = Asset(name=f"cm_export_{DATASET.replace('/', '__')}", uri=str(to_storage_path(EXPORT_FOLDER)))
+EXPORTS = Asset(name=f"cm_export_{DATASET.replace('/', '__')}", uri=location(EXPORT_FOLDER))
 
 with DAG(
     dag_id="cm_nightly_export_to_files",

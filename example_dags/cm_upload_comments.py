@@ -22,6 +22,7 @@ Configuration (environment variables read when the DAG is parsed, or edit the co
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 import pendulum
 from airflow.sdk import DAG, Param
@@ -41,6 +42,8 @@ with DAG(
     start_date=pendulum.datetime(2026, 10, 1, tz="UTC"),
     catchup=False,
     render_template_as_native_obj=True,
+    # A retry is safe: comments already stored unchanged are skipped, so nothing is billed twice.
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
     params={
         "input_path": Param(
             os.environ.get("CM_INPUT_PATH", "/tmp/cm-demo/comments.jsonl"),

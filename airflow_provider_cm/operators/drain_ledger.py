@@ -19,9 +19,10 @@ the task succeeds.
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Mapping
 from typing import Any
+
+from airflow_provider_cm.workers import hostname
 
 #: The task state store key of the record.
 STATE_KEY = "communications_mining_drain"
@@ -44,7 +45,7 @@ class DrainLedger:
             self._variable = (
                 f"{STATE_KEY}/{ti.dag_id}/{ti.run_id}/{ti.task_id}/{-1 if map_index is None else map_index}"
             )
-        self.host = socket.gethostname()
+        self.host = hostname()
         self.spool = spool
         self._earlier: list[dict[str, Any]] | None = None
         self._mine: dict[str, Any] | None = None

@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from typing import IO, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from airflow.sdk import ObjectStoragePath
 
@@ -24,6 +25,17 @@ def to_storage_path(path: str | os.PathLike[str] | ObjectStoragePath) -> ObjectS
     if "://" not in text:
         text = "file://" + os.path.abspath(os.path.expanduser(text))
     return ObjectStoragePath(text)
+
+
+def location(path: str | os.PathLike[str] | ObjectStoragePath) -> str:
+    """The URI of ``path`` without the Airflow connection it is read with, for Asset URIs and lineage.
+
+    ``s3://aws_default@bucket/key`` (the connection named in the URI) is the object
+    ``s3://bucket/key``; a local path is ``file:///absolute/path``.
+    """
+    parts = urlsplit(str(to_storage_path(path)))
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
 def path_as_given(path: str | os.PathLike[str] | ObjectStoragePath, target: ObjectStoragePath | None = None) -> str:

@@ -246,8 +246,11 @@ class Deployment:
 
     # -- processes ---------------------------------------------------------------------------------
 
-    def start(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        """Start one process in its own process group, its output in ``logs/<name>.log``."""
+    def start(
+        self, name: str, args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start one process in its own process group (in ``cwd``, default the deployment's folder), its
+        output in ``logs/<name>.log``."""
         with open(self.logs / f"{name}.log", "ab") as log:
             process = subprocess.Popen(
                 args,
@@ -255,7 +258,7 @@ class Deployment:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env if env is not None else self.environment(),
-                cwd=self.folder,
+                cwd=cwd or self.folder,
                 start_new_session=True,
             )
         self.processes[name] = process
