@@ -59,6 +59,8 @@ BUCKET = "cm-workers"
 ORDER = ("test_example_dags", "test_worker_loss", "test_backfill")
 #: Seconds without a heartbeat after which the scheduler fails a task whose worker died (default 300).
 HEARTBEAT_TIMEOUT = 20
+#: The SQLite warehouse of connection ``cm_sqlite``: a relative path, so in each worker's own folder.
+SQLITE_FILE = "warehouse.db"
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
@@ -118,7 +120,6 @@ class CeleryDeployment(Deployment):
         self.s3_url = f"http://127.0.0.1:{self.s3_port}"
         self.s3_root = f"s3://aws_default@{BUCKET}"
         self.worker_ports = {name: free_port() for name in WORKERS}
-        self.sqlite_path = self.folder / "warehouse.db"
 
     @property
     def broker_url(self) -> str:
@@ -148,7 +149,8 @@ class CeleryDeployment(Deployment):
         env.update(
             {
                 "AIRFLOW_CONN_AWS_DEFAULT": self.aws_connection_json(),
-                "AIRFLOW_CONN_CM_SQLITE": f"sqlite:///{self.sqlite_path}",
+                # A file in the working directory of the worker that runs the load: each worker its own.
+                "AIRFLOW_CONN_CM_SQLITE": json.dumps({"conn_type": "sqlite", "host": SQLITE_FILE}),
                 # Every hand-off through S3; the drain's local case passes a local drain_root.
                 "CM_EXPORT_ROOT": f"{self.s3_root}/exports",
                 "CM_DRAIN_BATCH_SIZE": "50",

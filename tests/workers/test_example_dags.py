@@ -8,14 +8,16 @@ hosts each task ran on are reported.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 from collections import Counter
 from typing import Any
 
 import pytest
 
 from tests.deployment.conftest import STREAM, Postgres, deployment_hook, read_banking77
-from tests.workers.conftest import BUCKET, CeleryDeployment
+from tests.workers.conftest import BUCKET, SQLITE_FILE, WORKERS, CeleryDeployment
 
 pytestmark = pytest.mark.workers
 
@@ -131,12 +133,22 @@ def test_nightly_export_loads_a_server_warehouse_and_warns_about_sqlite(workers:
 
     # The README's first warehouse, SQLite: a file on the worker that runs the load. It works, and says why
     # it will not add up across workers.
+    sqlite_ids = {r["comment"]["id"] for r in day_records(SQLITE_DAY)}
+    hook = deployment_hook()
+    try:
+        hook.sync_comments(workers.source, [r["comment"] for r in day_records(SQLITE_DAY)])
+    finally:
+        hook.close()
     workers.backfill(dag_id, SQLITE_DAY, SQLITE_DAY, conf={"warehouse_conn_id": "cm_sqlite"})
     runs = workers.run_ids(dag_id, run_type="backfill").items()
     run_id = next(run_id for run_id, run in runs if run["data_interval_start"].startswith(SQLITE_DAY))
-    assert_succeeded(workers, dag_id, run_id)
+    loader = assert_succeeded(workers, dag_id, run_id)["load_into_warehouse"]
     log = workers.task_log(dag_id, run_id, "load_into_warehouse", 1)
     assert "writes to the SQLite database of connection 'cm_sqlite' under CeleryExecutor" in log, log[-3000:]
+    # The rows are in that worker's file only.
+    with contextlib.closing(sqlite3.connect(workers.local_files(loader) / SQLITE_FILE)) as database:
+        assert {row[0] for row in database.execute("SELECT comment_id FROM cm_comments")} == sqlite_ids
+    assert not [name for name in WORKERS if name != loader and (workers.local_files(name) / SQLITE_FILE).exists()]
 
 
 def test_model_tag_gate_reads_and_writes_object_storage(workers: CeleryDeployment):
