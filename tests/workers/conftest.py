@@ -228,6 +228,26 @@ class CeleryDeployment(Deployment):
         instances = self.api("GET", f"dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
         return {instance["task_id"]: instance["hostname"] for instance in instances}
 
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int) -> str:
+        """The log of a finished try, once its worker has uploaded it to S3 (just after the try ends)."""
+        read = super().task_log
+
+        def uploaded() -> str | None:
+            log = read(dag_id, run_id, task_id, try_number)
+            return log if f"s3://{BUCKET}/logs/" in log and "::endgroup::" in log.split("s3://", 1)[1] else None
+
+        return wait_for(f"the log of {dag_id}/{run_id}/{task_id} try {try_number} in S3", uploaded, timeout=60)
+
+    def settle(self, dag_id: str) -> None:
+        """Unpause ``dag_id`` and let the run its schedule starts then (if any) finish, so that a case's
+        manual run is the only one."""
+        if self.api("GET", f"dags/{dag_id}")["is_paused"]:
+            self.set_paused(dag_id, False)
+            with contextlib.suppress(AssertionError):
+                wait_for(f"a scheduled run of {dag_id}", lambda: self.run_ids(dag_id), timeout=20)
+        for run_id in self.run_ids(dag_id):
+            self.wait_for_run(dag_id, run_id, timeout=300)
+
     def failures(self, dag_id: str, run_id: str, lines: int = 40) -> str:
         """The states of a run's tasks and the end of each failed try's log (read from S3 through the API)."""
         instances = self.api("GET", f"dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
