@@ -404,6 +404,8 @@ def test_the_namespace_comes_from_the_connection_as_the_hook_resolves_it(monkeyp
     ("uri", "namespace", "name"),
     [
         ("s3://bucket/cm/2026-10-05.jsonl", "s3://bucket", "cm/2026-10-05.jsonl"),
+        # The Airflow connection named in the URI is how the file is read, not which file it is.
+        ("s3://aws_default@bucket/cm/2026-10-05.jsonl", "s3://bucket", "cm/2026-10-05.jsonl"),
         ("gs://bucket/cm/day.csv", "gs://bucket", "cm/day.csv"),
         ("file:///data/cm/day.jsonl", "file", "/data/cm/day.jsonl"),
         ("/data/cm/day.jsonl", "file", "/data/cm/day.jsonl"),

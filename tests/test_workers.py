@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 import uuid
 
 import pytest
@@ -12,6 +11,7 @@ from airflow_provider_cm.operators.comments import CommunicationsMiningUploadCom
 from airflow_provider_cm.operators.streams import CommunicationsMiningStreamFetchOperator
 from airflow_provider_cm.workers import (
     executor_name,
+    hostname,
     missing_input,
     spreads_over_workers,
     warn_if_worker_local,
@@ -75,13 +75,22 @@ def test_a_sqlite_warehouse_is_warned_about_and_a_server_is_not(celery, caplog, 
     assert "each worker writes its own copy" in caplog.records[0].getMessage()
 
 
+def test_the_worker_is_named_as_airflow_names_it_on_the_task_instance(monkeypatch):
+    monkeypatch.delenv("AIRFLOW__CORE__HOSTNAME_CALLABLE", raising=False)
+    assert hostname()  # Airflow's default [core] hostname_callable: the machine's fully qualified name
+    monkeypatch.setenv("AIRFLOW__CORE__HOSTNAME_CALLABLE", "tests.workers.hostname.worker_name")
+    monkeypatch.setenv("CM_WORKER_NAME", "worker-z")
+    assert hostname() == "worker-z"
+    assert "does not exist on this worker (worker-z)" in str(missing_input("/data/in.jsonl", "input_path"))
+
+
 def test_a_missing_upload_input_says_it_may_be_on_another_worker(celery, workspace, tmp_path, context):
     missing = tmp_path / f"{uuid.uuid4().hex}.jsonl"
     upload = CommunicationsMiningUploadCommentsOperator(task_id="upload", source=workspace.source, input_path=missing)
     with pytest.raises(FileNotFoundError) as raised:
         upload.execute(context)
     message = str(raised.value)
-    assert f"input_path {missing} does not exist on this worker ({socket.gethostname()})" in message
+    assert f"input_path {missing} does not exist on this worker ({hostname()})" in message
     assert "under CeleryExecutor the task that wrote it may have run on another worker" in message
 
 
