@@ -45,8 +45,9 @@ def records_of(days: tuple[str, ...]) -> list[dict[str, Any]]:
 def lose_worker_a(workers: CeleryDeployment) -> Iterator[Callable[[Callable[[], bool]], None]]:
     """Send the next task to worker-a alone; the function returned kills worker-a once ``progressed()``
     and hands the default queue back to worker-b. Afterwards worker-a is started again, faults cleared."""
-    ensure_stream(workers)
+    caught_up_stream(workers)  # before the drain DAG is first unpaused: its scheduled run needs the stream
     workers.settle(DRAIN)
+    caught_up_stream(workers)
     workers.set_consuming_default("worker-b", False)
 
     def kill_when(progressed: Callable[[], bool]) -> None:
@@ -73,13 +74,17 @@ def assert_retried_on_worker_b(workers: CeleryDeployment, dag_id: str, run_id: s
     return workers.task_log(dag_id, run_id, task_id, 2)
 
 
-def ensure_stream(workers: CeleryDeployment) -> None:
-    """The stream ``cm_setup`` creates, created here when this module runs alone."""
+def caught_up_stream(workers: CeleryDeployment) -> None:
+    """The stream ``cm_setup`` creates (created here when this module runs alone), with nothing left in it
+    by earlier cases: a case's drain must hold exactly the comments it uploads."""
     hook = deployment_hook()
     try:
-        hook.get_stream(workers.dataset, STREAM)
-    except CommunicationsMiningNotFoundError:
-        hook.put_stream(workers.dataset, STREAM, model_version=workers.model_version)
+        try:
+            hook.get_stream(workers.dataset, STREAM)
+        except CommunicationsMiningNotFoundError:
+            hook.put_stream(workers.dataset, STREAM, model_version=workers.model_version)
+        while (batch := hook.fetch_stream(workers.dataset, STREAM, size=1024))["results"]:
+            hook.advance_stream(workers.dataset, STREAM, batch["sequence_id"])
     finally:
         hook.close()
 
