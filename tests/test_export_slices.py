@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 
 from airflow_provider_cm.exceptions import CommunicationsMiningBadRequestError
-from airflow_provider_cm.hooks import communications_mining
+from airflow_provider_cm.hooks import window_export
 from airflow_provider_cm.hooks.export_slices import SlicedExport
+from airflow_provider_cm.hooks.window_export import WindowExport
 from airflow_provider_cm.operators.comments import CommunicationsMiningUploadCommentsOperator
 from airflow_provider_cm.operators.datasets import CommunicationsMiningExportDatasetOperator
 from airflow_provider_cm.times import api_time
@@ -87,7 +88,7 @@ class RecordingSlicedExport(SlicedExport):
 @pytest.fixture
 def recorded(monkeypatch) -> list[SlicedExport]:
     RecordingSlicedExport.made = []
-    monkeypatch.setattr(communications_mining, "SlicedExport", RecordingSlicedExport)
+    monkeypatch.setattr(window_export, "SlicedExport", RecordingSlicedExport)
     return RecordingSlicedExport.made
 
 
@@ -131,8 +132,8 @@ def test_a_sliced_export_writes_the_serial_exports_file_byte_for_byte(
 def test_slice_edges_fall_on_ties_and_empty_slices_are_kept_in_order(dataset, hook, recorded, spool_dir):
     """The adversarial day with small pages: edges land on microseconds that hold three comments each."""
     start, end = (datetime.fromisoformat(t.replace("Z", "+00:00")) for t in WINDOWS["adversarial"])
-    serial = [c for page in hook.iter_window_pages(dataset, start, end, page_size=4) for c in page]
-    sliced = [c for page in hook.iter_window_pages(dataset, start, end, page_size=4, concurrency=8) for c in page]
+    serial = [c for page in WindowExport(hook, dataset, start, end, page_size=4) for c in page]
+    sliced = [c for page in WindowExport(hook, dataset, start, end, page_size=4, concurrency=8) for c in page]
     assert [c["comment"]["uid"] for c in sliced] == [c["comment"]["uid"] for c in serial]
     assert sliced == serial and len(serial) == 941
 
@@ -150,10 +151,10 @@ def test_slice_edges_fall_on_ties_and_empty_slices_are_kept_in_order(dataset, ho
 def test_by_upload_time_thousands_of_ties_come_in_the_serial_order(dataset, hook, recorded):
     """Comments uploaded in one ``sync`` request share their ``created_at``: slices cut around them."""
     start, end = datetime(2026, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
-    serial = [c for p in hook.iter_window_pages(dataset, start, end, order_by="created_at", page_size=64) for c in p]
+    serial = [c for p in WindowExport(hook, dataset, start, end, order_by="created_at", page_size=64) for c in p]
     sliced = [
         c
-        for p in hook.iter_window_pages(dataset, start, end, order_by="created_at", page_size=64, concurrency=8)
+        for p in WindowExport(hook, dataset, start, end, order_by="created_at", page_size=64, concurrency=8)
         for c in p
     ]
     assert len({c["comment"]["created_at"] for c in serial}) < len(serial) / 10  # mostly ties
@@ -166,7 +167,7 @@ def test_by_upload_time_thousands_of_ties_come_in_the_serial_order(dataset, hook
 def test_a_window_that_fits_one_page_costs_one_request(dataset, hook, emulator, recorded):
     start, end = (datetime.fromisoformat(t.replace("Z", "+00:00")) for t in WINDOWS["one-comment"])
     before = emulator.requests_to(EXPORT_ROUTE)
-    pages = list(hook.iter_window_pages(dataset, start, end, concurrency=8))
+    pages = list(WindowExport(hook, dataset, start, end, concurrency=8))
     assert [[c["comment"]["id"] for c in page] for page in pages] == [["lone"]]
     assert emulator.requests_to(EXPORT_ROUTE) - before == 1
 
@@ -174,7 +175,7 @@ def test_a_window_that_fits_one_page_costs_one_request(dataset, hook, emulator, 
 def test_concurrency_one_is_the_serial_chain(dataset, hook, emulator, recorded):
     start, end = (datetime.fromisoformat(t.replace("Z", "+00:00")) for t in WINDOWS["banking77"])
     before = emulator.requests_to(EXPORT_ROUTE)
-    pages = list(hook.iter_window_pages(dataset, start, end, page_size=100, concurrency=1))
+    pages = list(WindowExport(hook, dataset, start, end, page_size=100, concurrency=1))
     chain = list(hook.iter_export_pages(dataset, start=api_time(start), end=api_time(end), limit=100))
     assert pages == chain  # no comment of these days sits exactly on `end`
     assert emulator.requests_to(EXPORT_ROUTE) - before == 2 * len(chain)
@@ -215,7 +216,7 @@ def test_a_failing_slice_fails_the_task_names_the_slice_stops_the_rest_and_leave
 
 def test_stopping_early_stops_the_slices_and_deletes_their_files(dataset, hook, recorded, spool_dir):
     start, end = (datetime.fromisoformat(t.replace("Z", "+00:00")) for t in WINDOWS["everything"])
-    pages = hook.iter_window_pages(dataset, start, end, page_size=8, concurrency=4)
+    pages = iter(WindowExport(hook, dataset, start, end, page_size=8, concurrency=4))
     first = next(pages)
     assert first and list(spool_dir.iterdir())  # the slices spool ahead of the reader
     pages.close()
@@ -241,11 +242,11 @@ def test_the_hook_pool_fits_the_slices(dataset, tmp_path):
 def test_under_a_rate_limit_the_slices_are_paced_and_the_export_is_still_exact(dataset, hook, emulator, capfd):
     """Eight slices against 20 requests/s (burst 5): refused a few times, then paced below the limit."""
     start, end = (datetime.fromisoformat(t.replace("Z", "+00:00")) for t in WINDOWS["banking77"])
-    serial = [c for page in hook.iter_window_pages(dataset, start, end, page_size=50) for c in page]
+    serial = [c for page in WindowExport(hook, dataset, start, end, page_size=50) for c in page]
     emulator.admin("POST", "faults", {"rate_limit": {"requests_per_second": 20, "burst": 5}})
     capfd.readouterr()
     try:
-        sliced = [c for page in hook.iter_window_pages(dataset, start, end, page_size=50, concurrency=8) for c in page]
+        sliced = [c for page in WindowExport(hook, dataset, start, end, page_size=50, concurrency=8) for c in page]
         refusals = emulator.stats()["throttled"]
     finally:
         emulator.admin("DELETE", "faults")

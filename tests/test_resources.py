@@ -9,6 +9,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_cm.exceptions import CommunicationsMiningConflictError, CommunicationsMiningNotFoundError
+from airflow_provider_cm.operators.if_exists import ensure_project, ensure_source
 from airflow_provider_cm.operators.resources import (
     CommunicationsMiningCreateDatasetOperator,
     CommunicationsMiningCreateProjectOperator,
@@ -375,7 +376,7 @@ def test_an_object_created_between_the_read_and_the_create_is_treated_as_existin
     project = unique()
     hook.create_project(project, title="First")
     first_read_misses(f"/projects/{project}")
-    ensured = hook.ensure_project(project, title="Second", if_exists="update")
+    ensured = ensure_project(hook, project, title="Second", if_exists="update")
     assert ensured["outcome"] == "updated" and ensured["differences"]["title"]["found"] == "First"
     assert hook.get_project(project)["title"] == "Second"
 
@@ -386,6 +387,6 @@ def test_fail_raises_the_conflict_when_the_create_finds_the_object(hook, context
     source = hook.create_source(f"{project}/inbox")
     first_read_misses(f"/sources/{project}/inbox")
     with pytest.raises(CommunicationsMiningConflictError, match="already exists") as raised:
-        hook.ensure_source(f"{project}/inbox", title="Other", if_exists="fail")
+        ensure_source(hook, f"{project}/inbox", title="Other", if_exists="fail")
     assert raised.value.status_code == 409
     assert hook.get_source(f"{project}/inbox") == source

@@ -1,53 +1,32 @@
-"""The Communications Mining hook: one method per API route over the provider's request pipeline.
+"""The Communications Mining hook: one thin method per API route over the base hook's request pipeline.
 
 API reference: https://docs.uipath.com/communications-mining/automation-cloud/latest/developer-guide/using-the-api
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime
-from functools import cached_property
-from typing import Any, TypedDict, TypeVar, overload
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, TypedDict
 from urllib.parse import quote
-
-import requests
-from airflow.sdk import BaseHook
 
 from airflow_provider_cm.exceptions import (
     CommunicationsMiningNotFoundError,
     CommunicationsMiningProtocolError,
     CommunicationsMiningTagError,
 )
-from airflow_provider_cm.hooks.auth import ClientCredentials
-from airflow_provider_cm.hooks.concurrency import is_throttling
-from airflow_provider_cm.hooks.export_slices import SlicedExport, check_concurrency
-from airflow_provider_cm.hooks.if_exists import EnsuredObject, Setup
-from airflow_provider_cm.hooks.pacing import RatePacer
-from airflow_provider_cm.hooks.retry import RetryPolicy
-from airflow_provider_cm.hooks.settings import ConnectionSettings, endpoint_from_connection
-from airflow_provider_cm.hooks.transport import (
-    ApiCall,
-    AsyncTransport,
-    AttemptObserver,
-    Params,
-    Reply,
-    SyncTransport,
-    encode_json,
-)
+from airflow_provider_cm.hooks.base import CommunicationsMiningBaseHook
+from airflow_provider_cm.hooks.settings import endpoint_from_connection
+from airflow_provider_cm.hooks.transport import AttemptObserver, encode_json
 from airflow_provider_cm.labels import label_levels, label_name
-from airflow_provider_cm.times import api_time
-from airflow_provider_cm.windows import before_end
 
 __all__ = [
+    "CommunicationsMiningBaseHook",
     "CommunicationsMiningHook",
     "SyncResult",
     "annotation_read_chunks",
     "endpoint_from_connection",
     "split_full_name",
 ]
-
-T = TypeVar("T")
 
 #: Most comments the ``sync`` route takes in one request.
 MAX_SYNC_COMMENTS = 16384
@@ -65,9 +44,6 @@ MAX_ANNOTATION_READ_QUERY = 4096
 #: Most comments one page of the source-wide annotation read returns (the emulator's bound; the
 #: API's is not published).
 MAX_ANNOTATION_PAGE = 1024
-#: ``test_connection`` answers within seconds: two attempts, at most 10 s connecting and 20 s reading.
-TEST_CONNECTION_POLICY = RetryPolicy(max_attempts=2, max_elapsed=15.0, initial_wait=0.5, max_wait=2.0)
-TEST_CONNECTION_TIMEOUTS = (10.0, 20.0)
 
 
 class SyncResult(TypedDict):
@@ -102,186 +78,17 @@ def resource_path(*segments: str) -> str:
     return "/".join(quote(str(segment), safe=":") for segment in segments)
 
 
-class CommunicationsMiningHook(BaseHook):
-    """Talk to the UiPath Communications Mining API.
+class CommunicationsMiningHook(CommunicationsMiningBaseHook):
+    """One thin method per route of the UiPath Communications Mining API, over the base hook's
+    connection and request pipeline (:class:`~airflow_provider_cm.hooks.base.CommunicationsMiningBaseHook`,
+    whose documentation describes the connection, the retries and the errors).
 
-    The connection (type ``communications_mining``) holds:
-
-    * ``host``: the API endpoint up to, not including, ``/api``, with any path prefix, e.g.
-      ``https://cloud.uipath.com/<organisation>/<tenant>/reinfer_`` or ``https://<tenant>.reinfer.io``.
-      Without a scheme, ``https`` is assumed.
-    * ``password``: the API token, sent as ``Authorization: Bearer``; or, for an Automation Cloud
-      external application, the extras ``client_id``, ``client_secret``, ``scope`` and optionally
-      ``token_url`` (default ``https://<host>/<organisation>/identity_/connect/token``): the hook
-      then fetches a client-credentials token, caches it until shortly before it expires, and
-      fetches a new one once when the API answers 401.
-    * extras, each a field of the Airflow UI's connection form
-      (:mod:`airflow_provider_cm.connection_form`): ``verify`` (true or false, default true),
-      ``ca_bundle`` (path of a CA bundle file or directory to verify with; a path in ``verify``
-      also still works), ``timeout`` (read timeout in seconds, default 120), ``connect_timeout``
-      (seconds, default 10), ``proxies`` (a requests proxy map such as
-      ``{"https": "http://proxy:3128"}``), and the retry settings ``retry_max_attempts``
-      (default 5), ``retry_max_elapsed`` (seconds, default 300), ``retry_initial_wait`` (seconds,
-      default 1), ``retry_max_wait`` (seconds, default 30) and ``retry_retry_after_cap`` (seconds,
-      default 120). An extra stored empty (``null`` or ``""``) means its default.
-
-    The settings are resolved once (:class:`~airflow_provider_cm.hooks.settings.ConnectionSettings`)
-    and serve both transports: :class:`~airflow_provider_cm.hooks.transport.SyncTransport` for the
-    route methods (workers) and :class:`~airflow_provider_cm.hooks.transport.AsyncTransport` for the
-    ``a``-prefixed ones (the triggerer). Requests, token requests included, are retried on HTTP 429
-    (waiting ``Retry-After`` when sent), 500/502/503/504, malformed bodies, dropped connections and
-    time-outs, with exponential backoff and jitter, but only where repeating the request is safe.
-    What no retry can fix (a host name that does not resolve, a TLS verification failure, an
-    ``https://`` endpoint on a plain-HTTP server, a connection without credentials) fails at once
-    with a message that says what to change. Every method returns plain Python data.
-
-    :param communications_mining_conn_id: the Airflow connection id.
-    :param timeout: read timeout in seconds, overriding the connection's ``timeout``.
-    :param retry_max_attempts: attempts per request, overriding the connection's setting.
-    :param retry_max_elapsed: seconds per request across attempts, overriding the connection's setting.
-    :param pool_size: HTTP connections kept open for concurrent calls from threads.
+    Every method returns plain Python data. Set-up that creates an object unless it exists is
+    :mod:`airflow_provider_cm.operators.if_exists`; the export of a time window in slices is
+    :class:`~airflow_provider_cm.hooks.window_export.WindowExport`.
     """
 
-    conn_name_attr = "communications_mining_conn_id"
-    default_conn_name = "communications_mining_default"
-    conn_type = "communications_mining"
-    hook_name = "UiPath Communications Mining"
-
-    def __init__(
-        self,
-        communications_mining_conn_id: str = default_conn_name,
-        *,
-        timeout: float | None = None,
-        retry_max_attempts: int | None = None,
-        retry_max_elapsed: float | None = None,
-        pool_size: int = 16,
-    ) -> None:
-        super().__init__()
-        self.communications_mining_conn_id = communications_mining_conn_id
-        self._timeout_override = timeout
-        self._retry_overrides = {"max_attempts": retry_max_attempts, "max_elapsed": retry_max_elapsed}
-        self.pool_size = pool_size
-        self._sync: SyncTransport | None = None
-        self._async: AsyncTransport | None = None
-
-    # -- connection -------------------------------------------------------------------------------
-
-    @cached_property
-    def settings(self) -> ConnectionSettings:
-        """The connection's settings, resolved and checked once; its secrets are masked in logs.
-
-        :raises CommunicationsMiningConfigError: for a connection that cannot work.
-        """
-        from airflow_provider_cm.compat import mask_secret
-
-        settings = self._resolve(self.get_connection(self.communications_mining_conn_id))
-        for secret in settings.secrets():
-            mask_secret(secret)
-        return settings
-
-    def _resolve(self, connection: Any) -> ConnectionSettings:
-        return ConnectionSettings.from_connection(
-            connection, timeout=self._timeout_override, retry_overrides=self._retry_overrides
-        )
-
-    @property
-    def endpoint(self) -> str:
-        """The API endpoint without a trailing slash, e.g. ``https://cloud.uipath.com/org/tenant/reinfer_``."""
-        return self.settings.endpoint
-
-    @property
-    def retry_policy(self) -> RetryPolicy:
-        """When and how requests are retried."""
-        return self.settings.retry_policy
-
-    @property
-    def client_credentials(self) -> ClientCredentials | None:
-        """The OAuth client credentials of the connection, or ``None`` when it holds an API token."""
-        return self.settings.credentials
-
-    @property
-    def transport(self) -> SyncTransport:
-        """The synchronous transport, built on first use."""
-        if self._sync is None:
-            self._sync = SyncTransport(self.settings, pool_size=self.pool_size, log=self.log)
-        return self._sync
-
-    def get_conn(self) -> requests.Session:
-        """The hook's one :class:`requests.Session`."""
-        return self.transport.session
-
-    def close(self) -> None:
-        """Close the HTTP session (a new one is opened on the next call)."""
-        if self._sync is not None:
-            self._sync.close()
-            self._sync = None
-
-    # -- requests ---------------------------------------------------------------------------------
-
-    def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        json_body: Any = None,
-        raw_body: bytes | None = None,
-        params: Params = None,
-        idempotent: bool = True,
-    ) -> ApiCall:
-        return ApiCall.to_api(
-            self.endpoint, method, path, json_body=json_body, raw_body=raw_body, params=params, idempotent=idempotent
-        )
-
-    def send(self, method: str, path: str, *, observer: AttemptObserver | None = None, **kwargs: Any) -> Reply:
-        """:meth:`request`, returning the :class:`~airflow_provider_cm.hooks.transport.Reply`
-        (payload, attempts, and whether an earlier attempt may have taken effect).
-
-        :param observer: called with the error of each failed attempt, retried or not, as it
-            happens (e.g. :meth:`~airflow_provider_cm.hooks.concurrency.Slot.observe`).
-        """
-        return self.transport.send(self._call(method, path, **kwargs), observer=observer)
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        json_body: Any = None,
-        raw_body: bytes | None = None,
-        params: Params = None,
-        idempotent: bool = True,
-    ) -> dict[str, Any]:
-        """Send one API request with the retry policy and return the parsed payload.
-
-        :param method: HTTP method.
-        :param path: path after the endpoint, e.g. ``api/v1/sources/project/name``.
-        :param json_body: JSON-serialisable request body.
-        :param raw_body: the request body as already-encoded JSON (instead of ``json_body``).
-        :param params: query parameters.
-        :param idempotent: whether sending the request twice has the same effect as once; only
-            such requests are retried after the server may have received them.
-        :raises CommunicationsMiningApiError: (a subclass by status) when the API answers an error.
-        :raises CommunicationsMiningConnectionError: when no response could be had.
-        :raises CommunicationsMiningConfigError: when the connection cannot work as configured.
-        """
-        reply = self.send(method, path, json_body=json_body, raw_body=raw_body, params=params, idempotent=idempotent)
-        return reply.payload
-
     # -- user, projects ---------------------------------------------------------------------------
-
-    def test_connection(self) -> tuple[bool, str]:
-        """Check the endpoint and credentials with one cheap read (``GET /auth/user``), within seconds.
-
-        Two attempts at most, 10 s to connect and 20 s to read, so the Airflow UI's Test button
-        answers quickly; the message says what failed and, where it can, what to change.
-        """
-        try:
-            call = self._call("GET", "auth/user")
-            user = self.transport.send(call, policy=TEST_CONNECTION_POLICY, timeouts=TEST_CONNECTION_TIMEOUTS)
-        except Exception as exc:
-            return False, str(exc)
-        found = user.payload.get("user") or {}
-        return True, f"Connected to {self.endpoint} as {found.get('username') or found.get('email') or 'user'}"
 
     def get_current_user(self) -> dict[str, Any]:
         """The token's user (``GET /auth/user``)."""
@@ -302,7 +109,7 @@ class CommunicationsMiningHook(BaseHook):
 
         :raises CommunicationsMiningConflictError: if it exists already.
         """
-        body = {"project": _without_none(title=title, description=description), "user_ids": []}
+        body = {"project": without_none(title=title, description=description), "user_ids": []}
         return self.request("PUT", f"api/_private/projects/{resource_path(project)}", json_body=body)["project"]
 
     # -- sources ----------------------------------------------------------------------------------
@@ -330,7 +137,7 @@ class CommunicationsMiningHook(BaseHook):
         :raises CommunicationsMiningConflictError: if it exists already.
         """
         project, name = split_full_name(source, "source")
-        body = {"source": _without_none(**fields)}
+        body = {"source": without_none(**fields)}
         return self.request("PUT", f"api/v1/sources/{resource_path(project, name)}", json_body=body)["source"]
 
     def sync_comments(self, source: str, comments: Sequence[Mapping[str, Any] | bytes]) -> SyncResult:
@@ -413,13 +220,13 @@ class CommunicationsMiningHook(BaseHook):
         :raises CommunicationsMiningConflictError: if it exists already.
         """
         project, name = split_full_name(dataset, "dataset")
-        body = {"dataset": {"source_ids": list(source_ids), **_without_none(**fields)}}
+        body = {"dataset": {"source_ids": list(source_ids), **without_none(**fields)}}
         return self.request("PUT", f"api/v1/datasets/{resource_path(project, name)}", json_body=body)["dataset"]
 
     def update_dataset(self, dataset: str, **fields: Any) -> dict[str, Any]:
         """Update a dataset, e.g. its ``source_ids`` (``POST /api/v1/datasets/<project>/<name>``)."""
         project, name = split_full_name(dataset, "dataset")
-        body = {"dataset": _without_none(**fields)}
+        body = {"dataset": without_none(**fields)}
         return self.request("POST", f"api/v1/datasets/{resource_path(project, name)}", json_body=body)["dataset"]
 
     def delete_dataset(self, dataset: str) -> None:
@@ -453,7 +260,7 @@ class CommunicationsMiningHook(BaseHook):
         :raises CommunicationsMiningNotFoundError: if the dataset or comment does not exist.
         """
         project, name = split_full_name(dataset, "dataset")
-        body = _without_none(labelling=labelling, entities=entities, moon_forms=moon_forms)
+        body = without_none(labelling=labelling, entities=entities, moon_forms=moon_forms)
         return self.send(
             "POST",
             f"api/_private/datasets/{resource_path(project, name, 'labellings', uid)}",
@@ -563,7 +370,7 @@ class CommunicationsMiningHook(BaseHook):
             body["comment_uids"] = list(comment_uids)
         else:
             body["order_by"] = order_by
-            body.update(_without_none(**{"from": start, "to": end}))
+            body.update(without_none(**{"from": start, "to": end}))
             if source_ids:
                 body["source_ids"] = list(source_ids)
         if continuation:
@@ -585,142 +392,13 @@ class CommunicationsMiningHook(BaseHook):
             next_continuation = page["continuation"]
             if not next_continuation:
                 return
-            _check_continuation(dataset, continuation, next_continuation)
+            check_continuation(dataset, continuation, next_continuation)
             continuation = next_continuation
 
     def iter_export(self, dataset: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
         """Yield every exported comment (arguments of :meth:`export_page`), one page in memory at a time."""
         for page in self.iter_export_pages(dataset, **kwargs):
             yield from page
-
-    @overload
-    def iter_window_pages(
-        self,
-        dataset: str,
-        start: datetime,
-        end: datetime,
-        *,
-        order_by: str = ...,
-        source_ids: Sequence[str] | None = ...,
-        page_size: int = ...,
-        concurrency: int = ...,
-        transform: None = ...,
-    ) -> Iterator[list[dict[str, Any]]]: ...
-
-    @overload
-    def iter_window_pages(
-        self,
-        dataset: str,
-        start: datetime,
-        end: datetime,
-        *,
-        order_by: str = ...,
-        source_ids: Sequence[str] | None = ...,
-        page_size: int = ...,
-        concurrency: int = ...,
-        transform: Callable[[list[dict[str, Any]]], T],
-    ) -> Iterator[T]: ...
-
-    def iter_window_pages(
-        self,
-        dataset: str,
-        start: datetime,
-        end: datetime,
-        *,
-        order_by: str = "timestamp",
-        source_ids: Sequence[str] | None = None,
-        page_size: int = MAX_EXPORT_LIMIT,
-        concurrency: int = 1,
-        transform: Callable[[list[dict[str, Any]]], Any] | None = None,
-    ) -> Iterator[Any]:
-        """Pages of the exported comments whose ``order_by`` time is in ``[start, end)``, in the export's order.
-
-        Calls ``POST /api/v1/datasets/<project>/<name>/export``
-        (https://docs.uipath.com/communications-mining/automation-cloud/latest/developer-guide/export-a-dataset).
-        The route's ``to`` is inclusive; the comments exactly at ``end`` are dropped
-        (:func:`~airflow_provider_cm.windows.before_end`), so consecutive windows hold each comment once.
-
-        With ``concurrency=1`` one ``continuation`` chain runs over the window and each page is
-        yielded as it comes (possibly shorter than ``page_size``, or empty, once the comments at
-        ``end`` are dropped). With ``concurrency=N`` the window is cut into time slices exported
-        ``N`` at a time (:class:`~airflow_provider_cm.hooks.export_slices.SlicedExport`); their
-        pages are yielded slice after slice in time order, so the comments come in exactly the
-        order, ties included, of the serial export; pages are not empty but may be shorter. The
-        slices' requests are paced after a refusal (HTTP 429/503): every slice waits out its
-        ``Retry-After`` and requests start below the rate the tenant was serving
-        (:class:`~airflow_provider_cm.hooks.pacing.RatePacer`).
-        Memory holds about one page per slice in flight; pages fetched ahead of the consumer wait
-        in temporary files (deleted as they are read, and when the iteration stops).
-
-        :param dataset: ``"project/dataset"``.
-        :param start: window start, inclusive (timezone-aware, or UTC).
-        :param end: window end, exclusive.
-        :param order_by: ``"timestamp"`` or ``"created_at"``: the time the window applies to.
-        :param source_ids: only comments of these source ids.
-        :param page_size: comments per request, 1 to 256.
-        :param concurrency: slices exported at once, 1 to 64.
-        :param transform: if given, each page (a list of exported comments) is passed through it
-            and its result yielded instead; with slices it runs in the worker threads, before the
-            page waits on disk (so it must be thread-safe and its result must pickle): render
-            output there, and what waits is the rendered text.
-        :raises ValueError: for a bad argument or an empty window.
-        :raises CommunicationsMiningApiError: (or another :class:`CommunicationsMiningError`) if a
-            request fails after retries; with slices, the first failure stops the others, and its
-            message names the slice, ``(export slice [<from>, <to>))``.
-        """
-        check_concurrency(concurrency)
-        if not 1 <= page_size <= MAX_EXPORT_LIMIT:
-            raise ValueError(f"page_size must be between 1 and {MAX_EXPORT_LIMIT}, got {page_size}")
-        sources = list(source_ids) if source_ids else None
-        apply = transform or _as_is
-        if concurrency == 1:
-            end_key = api_time(end)
-            for page in self.iter_export_pages(
-                dataset, start=api_time(start), end=end_key, order_by=order_by, source_ids=sources, limit=page_size
-            ):
-                yield apply(before_end(page, end, order_by, end_key))
-            return
-
-        pacer = RatePacer()
-
-        def refused(error: BaseException) -> None:
-            if is_throttling(error):
-                pacer.refused(getattr(error, "retry_after", None))
-
-        def fetch(low: datetime, high: datetime, continuation: str | None) -> dict[str, Any]:
-            pacer.wait()
-            page = self.export_page(
-                dataset,
-                start=api_time(low),
-                end=api_time(high),
-                order_by=order_by,
-                source_ids=sources,
-                limit=page_size,
-                continuation=continuation,
-                observer=refused,
-            )
-            pacer.served()
-            return page
-
-        def check(previous: str | None, following: str | None) -> None:
-            if following:
-                _check_continuation(dataset, previous, following)
-
-        try:
-            yield from SlicedExport(
-                fetch,
-                check,
-                start,
-                end,
-                order_by=order_by,
-                page_size=page_size,
-                concurrency=concurrency,
-                transform=apply,
-                log=self.log,
-            )
-        finally:
-            if pacer.report().refusals:
-                self.log.info("Export slices: %s", pacer.report().text())
 
     # -- streams --------------------------------------------------------------------------------
 
@@ -764,7 +442,7 @@ class CommunicationsMiningHook(BaseHook):
             their thresholds (0 to 1), are attached to results.
         :param comment_filter: e.g. ``{"user_properties": {"string:Channel": {"one_of": ["email"]}}}``.
         """
-        body: dict[str, Any] = {"name": stream, **_without_none(title=title, description=description)}
+        body: dict[str, Any] = {"name": stream, **without_none(title=title, description=description)}
         if comment_filter is not None:
             body["comment_filter"] = dict(comment_filter)
         if model_version is not None:
@@ -774,7 +452,17 @@ class CommunicationsMiningHook(BaseHook):
                     {"name": label_levels(name), "threshold": float(threshold)}
                     for name, threshold in label_thresholds.items()
                 ]
-        return self.request("PUT", self._stream_path(dataset), json_body={"stream": body})["stream"]
+        return self.put_stream_definition(dataset, body)
+
+    def put_stream_definition(self, dataset: str, definition: Mapping[str, Any]) -> dict[str, Any]:
+        """Create or replace a stream from its definition as the API takes it
+        (``PUT /api/v1/datasets/<project>/<dataset>/streams``): ``name``, and ``title``,
+        ``description``, ``comment_filter``, ``model`` (``{"version", "label_thresholds":
+        [{"name": [levels], "threshold"}]}``). :meth:`put_stream` builds one from arguments.
+
+        Docs: https://docs.uipath.com/communications-mining/automation-cloud/latest/developer-guide/create-a-stream
+        """
+        return self.request("PUT", self._stream_path(dataset), json_body={"stream": dict(definition)})["stream"]
 
     def delete_stream(self, dataset: str, stream: str) -> None:
         """Delete a stream (``DELETE .../streams/<stream>``)."""
@@ -794,7 +482,7 @@ class CommunicationsMiningHook(BaseHook):
         """
         if not 1 <= size <= MAX_STREAM_FETCH:
             raise ValueError(f"size must be between 1 and {MAX_STREAM_FETCH}, got {size}")
-        body = {"size": size, **_without_none(max_filtered=max_filtered)}
+        body = {"size": size, **without_none(max_filtered=max_filtered)}
         return parse_stream_batch(self.request("POST", self._stream_path(dataset, stream, "fetch"), json_body=body))
 
     def advance_stream(self, dataset: str, stream: str, sequence_id: str) -> None:
@@ -889,13 +577,13 @@ class CommunicationsMiningHook(BaseHook):
         path = f"api/v1/datasets/{resource_path(project, name, 'labellers', str(version))}/predict"
         return self.request("POST", path, json_body=body, idempotent=False)["predictions"]
 
-    # -- set-up: create unless it exists (if_exists) --------------------------------------------------
+    # -- updates --------------------------------------------------------------------------------------
 
     def update_project(
         self, project: str, *, title: str | None = None, description: str | None = None
     ) -> dict[str, Any]:
         """Change a project's title or description (``POST /api/_private/projects/<project>``, private)."""
-        body = {"project": _without_none(title=title, description=description)}
+        body = {"project": without_none(title=title, description=description)}
         return self.request("POST", f"api/_private/projects/{resource_path(project)}", json_body=body)["project"]
 
     def update_source(self, source: str, **fields: Any) -> dict[str, Any]:
@@ -905,7 +593,7 @@ class CommunicationsMiningHook(BaseHook):
         ``bucket_id`` and ``email_transform_tag``; ``language`` is set at creation only.
         """
         project, name = split_full_name(source, "source")
-        body = {"source": _without_none(**fields)}
+        body = {"source": without_none(**fields)}
         return self.request("POST", f"api/v1/sources/{resource_path(project, name)}", json_body=body)["source"]
 
     def source_id(self, source: str) -> str:
@@ -920,167 +608,6 @@ class CommunicationsMiningHook(BaseHook):
             raise CommunicationsMiningNotFoundError(
                 404, exc.route, f"source {source!r} does not exist: create it first (give 'project/name' or its id)"
             ) from None
-
-    def ensure_project(
-        self,
-        project: str,
-        *,
-        title: str | None = None,
-        description: str | None = None,
-        if_exists: str = "ignore",
-    ) -> EnsuredObject:
-        """Create a project unless it exists (``GET``, then ``PUT`` or ``POST /api/_private/projects/<project>``).
-
-        :param if_exists: ``"ignore"``, ``"fail"`` or ``"update"`` (see :mod:`~airflow_provider_cm.hooks.if_exists`).
-        :raises CommunicationsMiningConflictError: it exists and ``if_exists="fail"``.
-        """
-        asked = _without_none(title=title, description=description)
-        return Setup(
-            "project",
-            project,
-            asked,
-            get=lambda: self.get_project(project),
-            create=lambda fields: self.create_project(project, **fields),
-            update=lambda _, fields: self.update_project(project, **fields),
-            log=self.log,
-        ).run(if_exists, f"PUT /api/_private/projects/{project}")
-
-    def ensure_source(self, source: str, *, if_exists: str = "ignore", **fields: Any) -> EnsuredObject:
-        """Create a source unless it exists (``GET``, then ``PUT`` or ``POST /api/v1/sources/<project>/<name>``).
-
-        :param source: ``"project/name"``.
-        :param fields: ``title``, ``description``, ``language``, ``should_translate``,
-            ``sensitive_properties`` (``None`` values are left out).
-        :param if_exists: ``"ignore"``, ``"fail"`` or ``"update"`` (``language`` cannot be updated).
-        :raises CommunicationsMiningConflictError: it exists and ``if_exists="fail"``.
-        """
-        split_full_name(source, "source")
-        return Setup(
-            "source",
-            source,
-            _without_none(**fields),
-            get=lambda: self.get_source(source),
-            create=lambda asked: self.create_source(source, **asked),
-            update=lambda _, changed: self.update_source(source, **changed),
-            log=self.log,
-        ).run(if_exists, f"PUT /api/v1/sources/{source}")
-
-    def ensure_dataset(
-        self,
-        dataset: str,
-        *,
-        sources: Sequence[str] | None = None,
-        if_exists: str = "ignore",
-        **fields: Any,
-    ) -> EnsuredObject:
-        """Create a dataset unless it exists (``GET``, then ``PUT`` or ``POST /api/v1/datasets/<project>/<name>``).
-
-        :param dataset: ``"project/name"``.
-        :param sources: its sources, as ``"project/name"`` or ids (looked up first: each must exist).
-        :param fields: ``title``, ``description``, ``has_sentiment``, ``model_family``,
-            ``label_defs``, ``label_groups``, ``entity_defs`` (``None`` values are left out).
-        :param if_exists: ``"ignore"``, ``"fail"`` or ``"update"`` (only ``sources``, ``title``,
-            ``description`` and ``entity_defs`` can be updated).
-        :raises CommunicationsMiningConflictError: it exists and ``if_exists="fail"``.
-        :raises CommunicationsMiningNotFoundError: a source does not exist.
-        """
-        split_full_name(dataset, "dataset")
-        asked = _without_none(**fields)
-        if sources is not None:
-            asked["source_ids"] = list(dict.fromkeys(self.source_id(source) for source in sources))
-        return Setup(
-            "dataset",
-            dataset,
-            asked,
-            get=lambda: self.get_dataset(dataset),
-            create=lambda wanted: self.create_dataset(dataset, **wanted),
-            update=lambda _, changed: self.update_dataset(dataset, **changed),
-            log=self.log,
-        ).run(if_exists, f"PUT /api/v1/datasets/{dataset}")
-
-    def ensure_stream(
-        self,
-        dataset: str,
-        stream: str,
-        *,
-        model_version: int | None = None,
-        label_thresholds: Mapping[str, float] | None = None,
-        comment_filter: Mapping[str, Any] | None = None,
-        title: str | None = None,
-        description: str | None = None,
-        if_exists: str = "ignore",
-    ) -> EnsuredObject:
-        """Create a stream unless it exists (``GET .../streams/<stream>``, then ``PUT .../streams``).
-
-        The API's ``PUT`` creates or replaces, so ``"update"`` sends the existing definition with
-        the asked fields changed (fields left out keep their values; the stream's position stays).
-        Arguments as :meth:`put_stream`.
-
-        :param if_exists: ``"ignore"``, ``"fail"`` or ``"update"``.
-        :raises ValueError: ``label_thresholds`` without ``model_version``.
-        :raises CommunicationsMiningConflictError: it exists and ``if_exists="fail"``.
-        """
-        if label_thresholds is not None and model_version is None:
-            raise ValueError("label_thresholds apply to a model's predictions: give model_version too")
-        asked: dict[str, Any] = _without_none(title=title, description=description)
-        if comment_filter is not None:
-            asked["comment_filter"] = dict(comment_filter)
-        if model_version is not None:
-            thresholds = label_thresholds or {}
-            asked["model"] = {
-                "version": int(model_version),
-                "label_thresholds": [{"name": label_levels(n), "threshold": float(t)} for n, t in thresholds.items()],
-            }
-
-        def replace(existing: dict[str, Any], changed: dict[str, Any]) -> dict[str, Any]:
-            keep = {key: existing.get(key) for key in ("title", "description", "comment_filter", "model")}
-            body = {"name": stream, **_without_none(**keep), **changed}
-            return self.request("PUT", self._stream_path(dataset), json_body={"stream": body})["stream"]
-
-        return Setup(
-            "stream",
-            f"{dataset}/{stream}",
-            asked,
-            get=lambda: self.get_stream(dataset, stream),
-            create=lambda wanted: replace({}, wanted),
-            update=replace,
-            log=self.log,
-        ).run(if_exists, f"PUT /api/v1/datasets/{dataset}/streams")
-
-    # -- asynchronous (triggers) ------------------------------------------------------------------
-
-    async def atransport(self) -> AsyncTransport:
-        """The asynchronous transport, built on first use in the running event loop.
-
-        The connection is looked up asynchronously (unless the synchronous path has already
-        resolved it) and its secrets masked with the async masker. Both paths share one
-        :class:`~airflow_provider_cm.hooks.settings.ConnectionSettings`, so one OAuth token serves
-        both. The transport (one :class:`httpx.AsyncClient`) serves every later call of this hook;
-        close it with :meth:`aclose`.
-        """
-        if self._async is None:
-            settings = self.__dict__.get("settings")
-            if settings is None:
-                from airflow_provider_cm.compat import amask_secret
-
-                settings = self._resolve(await self.aget_connection(self.communications_mining_conn_id))
-                for secret in settings.secrets():
-                    await amask_secret(secret)
-                self.__dict__["settings"] = settings  # one settings and credentials object for both paths
-            self._async = AsyncTransport(settings, log=self.log)
-        return self._async
-
-    async def aclose(self) -> None:
-        """Close the asynchronous transport (a new one is built on the next call)."""
-        if self._async is not None:
-            await self._async.aclose()
-            self._async = None
-
-    async def arequest(self, method: str, path: str, *, json_body: Any = None) -> dict[str, Any]:
-        """:meth:`request` for the triggerer's event loop, on the hook's :class:`httpx.AsyncClient`."""
-        transport = await self.atransport()
-        call = ApiCall.to_api(transport.settings.endpoint, method, path, json_body=json_body)
-        return (await transport.send(call)).payload
 
     async def afetch_stream(self, dataset: str, stream: str, *, size: int = 16) -> dict[str, Any]:
         """:meth:`fetch_stream` for triggers."""
@@ -1137,11 +664,7 @@ def version_for_tag(tags: Any, tag: str, dataset: str) -> int:
     return int(version)
 
 
-def _as_is(page: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return page
-
-
-def _check_continuation(dataset: str, sent: str | None, received: str) -> None:
+def check_continuation(dataset: str, sent: str | None, received: str) -> None:
     """Raise if the export route answered a page with the continuation it was sent (it would loop)."""
     if received == sent:
         raise CommunicationsMiningProtocolError(
@@ -1171,5 +694,5 @@ def _name_path(name: str, kind: str) -> str:
     return resource_path(*split_full_name(name, kind))
 
 
-def _without_none(**values: Any) -> dict[str, Any]:
+def without_none(**values: Any) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}

@@ -14,6 +14,7 @@ from airflow_provider_cm.assets import export_asset, outlet_for, record_outlet_e
 from airflow_provider_cm.flat_comments import EXPORT_COLUMNS, flatten_exported_comment
 from airflow_provider_cm.hooks.communications_mining import MAX_EXPORT_LIMIT, split_full_name
 from airflow_provider_cm.hooks.export_slices import DEFAULT_EXPORT_CONCURRENCY, check_concurrency
+from airflow_provider_cm.hooks.window_export import WindowExport
 from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
 from airflow_provider_cm.operators.storage import atomic_write, path_as_given, to_storage_path
 from airflow_provider_cm.times import api_time
@@ -33,7 +34,7 @@ class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator
     page by page (``limit`` up to 256), following ``continuation`` to the end. With
     ``export_concurrency`` above 1 (the default is 8) the window is cut into time slices, each its
     own ``continuation`` chain, exported that many at a time
-    (:meth:`~airflow_provider_cm.hooks.communications_mining.CommunicationsMiningHook.iter_window_pages`):
+    (:class:`~airflow_provider_cm.hooks.window_export.WindowExport`):
     the file is written slice after slice in time order and is byte for byte the file one chain
     writes, comments in the route's order (``order_by`` time; comments sharing a time in the
     route's own order, by ``uid`` on the emulator). Pages fetched ahead of the writer wait in
@@ -173,7 +174,8 @@ class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator
                 csv.DictWriter(header, fieldnames=EXPORT_COLUMNS, lineterminator="\n").writeheader()
             head = header.getvalue()
             # One write per page: each write to an ObjectStoragePath file has a fixed cost.
-            for size, text in self.hook.iter_window_pages(
+            for size, text in WindowExport(
+                self.hook,
                 self.dataset,
                 start,
                 end,

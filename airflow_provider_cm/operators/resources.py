@@ -25,8 +25,15 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_cm.exceptions import CommunicationsMiningConflictError, CommunicationsMiningTagError
 from airflow_provider_cm.hooks.communications_mining import split_full_name
-from airflow_provider_cm.hooks.if_exists import EnsuredObject, check_if_exists
 from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
+from airflow_provider_cm.operators.if_exists import (
+    EnsuredObject,
+    check_if_exists,
+    ensure_dataset,
+    ensure_project,
+    ensure_source,
+    ensure_stream,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -100,8 +107,8 @@ class CommunicationsMiningCreateProjectOperator(_CreateOperator):
         self._check_if_exists({"title": title, "description": description})
 
     def _ensure(self) -> EnsuredObject:
-        return self.hook.ensure_project(
-            self.project, title=self.title, description=self.description, if_exists=self.if_exists
+        return ensure_project(
+            self.hook, self.project, title=self.title, description=self.description, if_exists=self.if_exists
         )
 
 
@@ -174,7 +181,7 @@ class CommunicationsMiningCreateSourceOperator(_CreateOperator):
 
     def _ensure(self) -> EnsuredObject:
         split_full_name(self.source, "source")
-        return self.hook.ensure_source(self.source, if_exists=self.if_exists, **self._fields())
+        return ensure_source(self.hook, self.source, if_exists=self.if_exists, **self._fields())
 
 
 def label_def(definition: LabelDef) -> dict[str, Any]:
@@ -312,7 +319,7 @@ class CommunicationsMiningCreateDatasetOperator(_CreateOperator):
     def _ensure(self) -> EnsuredObject:
         split_full_name(self.dataset, "dataset")
         fields = self._fields()
-        return self.hook.ensure_dataset(self.dataset, sources=self.sources, if_exists=self.if_exists, **fields)
+        return ensure_dataset(self.hook, self.dataset, sources=self.sources, if_exists=self.if_exists, **fields)
 
 
 def _given(value: Any) -> bool:
@@ -412,7 +419,8 @@ class CommunicationsMiningCreateStreamOperator(_CreateOperator):
         version = self._version()
         if self.label_thresholds and version is None:
             raise ValueError("label_thresholds apply to a model's predictions: give model_version or model_tag")
-        return self.hook.ensure_stream(
+        return ensure_stream(
+            self.hook,
             self.dataset,
             self.stream,
             model_version=version,

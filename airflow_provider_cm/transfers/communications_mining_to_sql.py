@@ -21,6 +21,7 @@ from airflow_provider_cm.assets import outlet_for, record_outlet_events, table_a
 from airflow_provider_cm.flat_comments import EXPORT_COLUMNS, flatten_exported_comment
 from airflow_provider_cm.hooks.communications_mining import MAX_EXPORT_LIMIT, MAX_STREAM_FETCH, split_full_name
 from airflow_provider_cm.hooks.export_slices import DEFAULT_EXPORT_CONCURRENCY, check_concurrency
+from airflow_provider_cm.hooks.window_export import WindowExport
 from airflow_provider_cm.labels import LEVEL_SEPARATOR
 from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
 from airflow_provider_cm.times import api_time
@@ -215,7 +216,8 @@ class CommunicationsMiningToSqlOperator(CommunicationsMiningBaseOperator):
     def _write_window(self, table: CommentTable, start: datetime, end: datetime) -> tuple[int, int]:
         """Upsert the window's comments page by page, uncommitted; return (rows, pages)."""
         written = pages = logged = 0
-        for rows in self.hook.iter_window_pages(
+        for rows in WindowExport(
+            self.hook,
             self.dataset,
             start,
             end,

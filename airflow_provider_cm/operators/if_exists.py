@@ -1,7 +1,7 @@
 """Create an object unless it exists: what ``if_exists`` means, and how an existing object is compared.
 
-The set-up methods of :class:`~airflow_provider_cm.hooks.communications_mining.CommunicationsMiningHook`
-(``ensure_project``, ``ensure_source``, ``ensure_dataset``, ``ensure_stream``) share one rule,
+The set-up functions here (:func:`ensure_project`, :func:`ensure_source`, :func:`ensure_dataset`,
+:func:`ensure_stream`), which the set-up operators call over the hook's routes, share one rule,
 following the BigQuery provider's ``if_exists``:
 
 * ``"ignore"`` (default): an existing object is left alone; the log says whether it equals what
@@ -17,11 +17,12 @@ compared as "holds what was asked".
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Literal, TypedDict
 
 from airflow_provider_cm.exceptions import CommunicationsMiningConflictError, CommunicationsMiningNotFoundError
-from airflow_provider_cm.labels import label_name
+from airflow_provider_cm.hooks.communications_mining import CommunicationsMiningHook, split_full_name, without_none
+from airflow_provider_cm.labels import label_levels, label_name
 
 IfExists = Literal["ignore", "fail", "update"]
 #: The values ``if_exists`` takes.
@@ -213,3 +214,138 @@ class Setup:
         self.log.info("%s; updating %s", describe(self.kind, self.name, found), ", ".join(found))
         updated = self.update(existing, {key: self.asked[key] for key in found})
         return {"object": updated, "outcome": "updated", "differences": found}
+
+
+# -- the set-up of each kind of object ---------------------------------------------------------
+
+
+def ensure_project(
+    hook: CommunicationsMiningHook,
+    project: str,
+    *,
+    title: str | None = None,
+    description: str | None = None,
+    if_exists: str = "ignore",
+) -> EnsuredObject:
+    """Create a project unless it exists (``GET``, then ``PUT`` or ``POST /api/_private/projects/<project>``).
+
+    :param if_exists: ``"ignore"``, ``"fail"`` or ``"update"`` (see the module).
+    :raises CommunicationsMiningConflictError: it exists and ``if_exists="fail"``.
+    """
+    asked = without_none(title=title, description=description)
+    return Setup(
+        "project",
+        project,
+        asked,
+        get=lambda: hook.get_project(project),
+        create=lambda fields: hook.create_project(project, **fields),
+        update=lambda _, fields: hook.update_project(project, **fields),
+        log=hook.log,
+    ).run(if_exists, f"PUT /api/_private/projects/{project}")
+
+
+def ensure_source(
+    hook: CommunicationsMiningHook, source: str, *, if_exists: str = "ignore", **fields: Any
+) -> EnsuredObject:
+    """Create a source unless it exists (``GET``, then ``PUT`` or ``POST /api/v1/sources/<project>/<name>``).
+
+    :param source: ``"project/name"``.
+    :param fields: ``title``, ``description``, ``language``, ``should_translate``,
+        ``sensitive_properties`` (``None`` values are left out).
+    :param if_exists: ``"ignore"``, ``"fail"`` or ``"update"`` (``language`` cannot be updated).
+    :raises CommunicationsMiningConflictError: it exists and ``if_exists="fail"``.
+    """
+    split_full_name(source, "source")
+    return Setup(
+        "source",
+        source,
+        without_none(**fields),
+        get=lambda: hook.get_source(source),
+        create=lambda asked: hook.create_source(source, **asked),
+        update=lambda _, changed: hook.update_source(source, **changed),
+        log=hook.log,
+    ).run(if_exists, f"PUT /api/v1/sources/{source}")
+
+
+def ensure_dataset(
+    hook: CommunicationsMiningHook,
+    dataset: str,
+    *,
+    sources: Sequence[str] | None = None,
+    if_exists: str = "ignore",
+    **fields: Any,
+) -> EnsuredObject:
+    """Create a dataset unless it exists (``GET``, then ``PUT`` or ``POST /api/v1/datasets/<project>/<name>``).
+
+    :param dataset: ``"project/name"``.
+    :param sources: its sources, as ``"project/name"`` or ids (looked up first: each must exist).
+    :param fields: ``title``, ``description``, ``has_sentiment``, ``model_family``,
+        ``label_defs``, ``label_groups``, ``entity_defs`` (``None`` values are left out).
+    :param if_exists: ``"ignore"``, ``"fail"`` or ``"update"`` (only ``sources``, ``title``,
+        ``description`` and ``entity_defs`` can be updated).
+    :raises CommunicationsMiningConflictError: it exists and ``if_exists="fail"``.
+    :raises CommunicationsMiningNotFoundError: a source does not exist.
+    """
+    split_full_name(dataset, "dataset")
+    asked = without_none(**fields)
+    if sources is not None:
+        asked["source_ids"] = list(dict.fromkeys(hook.source_id(source) for source in sources))
+    return Setup(
+        "dataset",
+        dataset,
+        asked,
+        get=lambda: hook.get_dataset(dataset),
+        create=lambda wanted: hook.create_dataset(dataset, **wanted),
+        update=lambda _, changed: hook.update_dataset(dataset, **changed),
+        log=hook.log,
+    ).run(if_exists, f"PUT /api/v1/datasets/{dataset}")
+
+
+def ensure_stream(
+    hook: CommunicationsMiningHook,
+    dataset: str,
+    stream: str,
+    *,
+    model_version: int | None = None,
+    label_thresholds: Mapping[str, float] | None = None,
+    comment_filter: Mapping[str, Any] | None = None,
+    title: str | None = None,
+    description: str | None = None,
+    if_exists: str = "ignore",
+) -> EnsuredObject:
+    """Create a stream unless it exists (``GET .../streams/<stream>``, then ``PUT .../streams``).
+
+    The API's ``PUT`` creates or replaces, so ``"update"`` sends the existing definition with
+    the asked fields changed (fields left out keep their values; the stream's position stays).
+    Arguments as :meth:`~airflow_provider_cm.hooks.communications_mining.CommunicationsMiningHook.put_stream`.
+
+    :param if_exists: ``"ignore"``, ``"fail"`` or ``"update"``.
+    :raises ValueError: ``label_thresholds`` without ``model_version``.
+    :raises CommunicationsMiningConflictError: it exists and ``if_exists="fail"``.
+    """
+    if label_thresholds is not None and model_version is None:
+        raise ValueError("label_thresholds apply to a model's predictions: give model_version too")
+    asked: dict[str, Any] = without_none(title=title, description=description)
+    if comment_filter is not None:
+        asked["comment_filter"] = dict(comment_filter)
+    if model_version is not None:
+        thresholds = label_thresholds or {}
+        asked["model"] = {
+            "version": int(model_version),
+            "label_thresholds": [{"name": label_levels(n), "threshold": float(t)} for n, t in thresholds.items()],
+        }
+
+    def replace(existing: dict[str, Any], changed: dict[str, Any]) -> dict[str, Any]:
+        keep = {key: existing.get(key) for key in ("title", "description", "comment_filter", "model")}
+        body = {"name": stream, **without_none(**keep), **changed}
+        return hook.put_stream_definition(dataset, body)
+
+    return Setup(
+        "stream",
+        f"{dataset}/{stream}",
+        asked,
+        get=lambda: hook.get_stream(dataset, stream),
+        create=lambda wanted: replace({}, wanted),
+        update=replace,
+        log=hook.log,
+    ).run(if_exists, f"PUT /api/v1/datasets/{dataset}/streams")
