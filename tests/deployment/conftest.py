@@ -501,25 +501,52 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-@pytest.fixture(scope="session")
-def deployment(request: pytest.FixtureRequest, report: Callable[[str], None]) -> Iterator[Deployment]:
-    """The deployment, started once for the session and taken down on success, failure, Ctrl-C or SIGTERM.
-
-    Its folder (component logs, task logs, exports) is removed after a green session and kept,
-    with its path printed, after a failure (or always with ``CM_DEPLOYMENT_KEEP=1``).
-    """
+def require_services() -> None:
+    """Skip (or, with ``CM_REQUIRE_POSTGRES=1`` as in CI, fail) without PostgreSQL; fail without the data."""
     if not Postgres.available():
         if os.environ.get("CM_REQUIRE_POSTGRES") == "1":
             pytest.fail(f"PostgreSQL is not reachable on {PG_HOST}:{PG_PORT}")
         pytest.skip(f"PostgreSQL is not reachable on {PG_HOST}:{PG_PORT}")
     if not BANKING77_JSONL.exists():
         pytest.fail(f"{BANKING77_JSONL} is missing")
+
+
+@contextlib.contextmanager
+def for_the_session(
+    deployment: Deployment, name: str, request: pytest.FixtureRequest, report: Callable[[str], None]
+) -> Iterator[None]:
+    """Run ``deployment`` for the test session and take it down on success, failure, Ctrl-C or SIGTERM.
+
+    Its folder (component logs, task logs, exports) is removed after a green session and kept,
+    with its path printed, after a failure (or always with ``CM_DEPLOYMENT_KEEP=1``).
+    """
     failed_before = request.session.testsfailed
     previous_handler = signal.signal(signal.SIGTERM, _interrupt)  # a CI time-out still stops everything
-    deployment = Deployment()
     _LIVE.append(deployment)
-    started = time.monotonic()
     try:
+        yield
+    except BaseException:
+        sys.stderr.write(f"\nThe {name} failed; its logs:\n{deployment.log_tails()}\n")
+        raise
+    finally:
+        stopping = time.monotonic()
+        deployment.close()
+        _LIVE.remove(deployment)
+        signal.signal(signal.SIGTERM, previous_handler)
+        report(f"{name}: stopped in {time.monotonic() - stopping:.0f} s")
+        if request.session.testsfailed == failed_before and not os.environ.get("CM_DEPLOYMENT_KEEP"):
+            shutil.rmtree(deployment.folder, ignore_errors=True)
+        else:
+            report(f"{name}: logs, task logs and exports kept in {deployment.folder}")
+
+
+@pytest.fixture(scope="session")
+def deployment(request: pytest.FixtureRequest, report: Callable[[str], None]) -> Iterator[Deployment]:
+    """The deployment, started once for the session (see :func:`for_the_session`)."""
+    require_services()
+    deployment = Deployment()
+    with for_the_session(deployment, "deployment", request, report):
+        started = time.monotonic()
         deployment.start_emulator()
         _seed(deployment)
         deployment.migrate()
@@ -531,19 +558,6 @@ def deployment(request: pytest.FixtureRequest, report: Callable[[str], None]) ->
             f"deployment: database migrated, four components up and the DAGs parsed in {deployment.started_in:.0f} s"
         )
         yield deployment
-    except BaseException:
-        sys.stderr.write(f"\nThe deployment failed to start; its logs:\n{deployment.log_tails()}\n")
-        raise
-    finally:
-        stopping = time.monotonic()
-        deployment.close()
-        _LIVE.remove(deployment)
-        signal.signal(signal.SIGTERM, previous_handler)
-        report(f"deployment: stopped in {time.monotonic() - stopping:.0f} s")
-        if request.session.testsfailed == failed_before and not os.environ.get("CM_DEPLOYMENT_KEEP"):
-            shutil.rmtree(deployment.folder, ignore_errors=True)
-        else:
-            report(f"deployment: logs, task logs and exports kept in {deployment.folder}")
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -23,9 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -35,17 +33,15 @@ import pytest
 import requests
 
 from tests.deployment.conftest import (
-    BANKING77_JSONL,
     BIN,
     PG_HOST,
     PG_PORT,
     PG_USER,
     Deployment,
-    Postgres,
-    _interrupt,
     _seed,
+    for_the_session,
     free_port,
-    stop_processes,
+    require_services,
     tail,
     wait_for,
 )
@@ -352,18 +348,11 @@ class CeleryDeployment(Deployment):
 
 @pytest.fixture(scope="session")
 def workers(request: pytest.FixtureRequest, report: Callable[[str], None]) -> Iterator[CeleryDeployment]:
-    """The Celery deployment, started once for the session and always taken down (see the module)."""
-    if not Postgres.available():
-        if os.environ.get("CM_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"PostgreSQL is not reachable on {PG_HOST}:{PG_PORT}")
-        pytest.skip(f"PostgreSQL is not reachable on {PG_HOST}:{PG_PORT}")
-    if not BANKING77_JSONL.exists():
-        pytest.fail(f"{BANKING77_JSONL} is missing")
-    failed_before = request.session.testsfailed
-    previous_handler = signal.signal(signal.SIGTERM, _interrupt)
+    """The Celery deployment, started once for the session (see :func:`~tests.deployment.conftest.for_the_session`)."""
+    require_services()
     deployment = CeleryDeployment()
-    started = time.monotonic()
-    try:
+    with for_the_session(deployment, "workers", request, report):
+        started = time.monotonic()
         deployment.start_s3()
         deployment.start_emulator()
         _seed(deployment)
@@ -375,18 +364,6 @@ def workers(request: pytest.FixtureRequest, report: Callable[[str], None]) -> It
             f"up in {deployment.started_in:.0f} s"
         )
         yield deployment
-    except BaseException:
-        sys.stderr.write(f"\nThe Celery deployment failed; its logs:\n{deployment.log_tails()}\n")
-        raise
-    finally:
-        stopping = time.monotonic()
-        deployment.close()
-        signal.signal(signal.SIGTERM, previous_handler)
-        report(f"workers: stopped in {time.monotonic() - stopping:.0f} s")
-        if request.session.testsfailed == failed_before and not os.environ.get("CM_DEPLOYMENT_KEEP"):
-            shutil.rmtree(deployment.folder, ignore_errors=True)
-        else:
-            report(f"workers: logs, task logs and files kept in {deployment.folder}")
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -397,6 +374,3 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     deployment = item.funcargs.get("workers") if hasattr(item, "funcargs") else None
     if report.failed and isinstance(deployment, CeleryDeployment):
         report.sections.append(("deployment logs", f"(folder {deployment.logs})\n{deployment.log_tails()}"))
-
-
-__all__ = ["CeleryDeployment", "stop_processes"]
