@@ -51,7 +51,7 @@ def split_corpus(input_path: Path, workdir: Path) -> tuple[Path, Path, list[date
 
     :return: (earlier file, later file, every day spanned, the split day).
     """
-    from airflow_provider_cm.operators.comment_files import detect_format, iter_records
+    from airflow_provider_cm.upload.comment_files import detect_format, iter_records
 
     fmt = detect_format(str(input_path), "auto")
     columns = {

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
-import threading
-from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timezone as dt_timezone
 from datetime import tzinfo
@@ -19,24 +15,17 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_cm import lineage
 from airflow_provider_cm.exceptions import (
-    CommunicationsMiningApiError,
-    CommunicationsMiningBadRequestError,
-    CommunicationsMiningError,
     CommunicationsMiningNotFoundError,
     CommunicationsMiningRejectedRecordsError,
 )
 from airflow_provider_cm.flags import as_bool
 from airflow_provider_cm.hooks.communications_mining import (
     MAX_SYNC_COMMENTS,
-    annotation_read_chunks,
     split_full_name,
 )
-from airflow_provider_cm.hooks.concurrency import AdaptiveConcurrency
-from airflow_provider_cm.hooks.pacing import RatePacer
-from airflow_provider_cm.hooks.retry import may_have_taken_effect
-from airflow_provider_cm.operators.annotation_changes import merged, needs_write
 from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
-from airflow_provider_cm.operators.comment_files import (
+from airflow_provider_cm.operators.storage import atomic_write, path_as_given, to_storage_path
+from airflow_provider_cm.upload.comment_files import (
     DEFAULT_CSV_COLUMNS,
     CommentRecord,
     CsvColumns,
@@ -45,10 +34,11 @@ from airflow_provider_cm.operators.comment_files import (
     iter_records,
     raise_for_problems,
 )
-from airflow_provider_cm.operators.comment_validation import TimestampRule
-from airflow_provider_cm.operators.id_hashes import IdHashes
-from airflow_provider_cm.operators.storage import atomic_write, path_as_given, to_storage_path
-from airflow_provider_cm.operators.upload_tally import UploadTally
+from airflow_provider_cm.upload.comment_validation import TimestampRule
+from airflow_provider_cm.upload.engine import UploadEngine, UploadSettings
+from airflow_provider_cm.upload.id_hashes import IdHashes
+from airflow_provider_cm.upload.spool import SpooledRecord
+from airflow_provider_cm.upload.upload_tally import UploadTally
 from airflow_provider_cm.workers import missing_input, warn_if_worker_local
 
 if TYPE_CHECKING:
@@ -57,32 +47,10 @@ if TYPE_CHECKING:
 
 #: Problems listed in the error for an invalid file (all are counted).
 MAX_PROBLEMS_SHOWN = 20
-#: Server statuses after which a ``sync`` may have been applied although it failed.
-_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
 #: Label-write requests in flight at the start, and at most, unless the parameters say otherwise.
 DEFAULT_ANNOTATION_CONCURRENCY = 16
 DEFAULT_MAX_ANNOTATION_CONCURRENCY = 64
-
-
-def _encoder() -> Callable[[Any], str]:
-    """``_JSON.encode``, with the C encoder built once rather than for every call when there is one.
-
-    ``JSONEncoder.encode`` builds its encoder on each call, a third of the cost of encoding a
-    short comment. The one built here has the same settings (compact, UTF-8 text, no NaN or
-    infinity); it skips the circular-reference check, which values read from JSON or CSV cannot need.
-    """
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:
-        return _JSON.encode
-    encode = make(None, _JSON.default, json.encoder.encode_basestring, None, ":", ",", False, False, False)
-
-    def encode_once(value: Any) -> str:
-        return "".join(encode(value, 0))
-
-    return encode_once
-
-
-_encode_json = _encoder()
 
 
 class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperator):
@@ -103,7 +71,7 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
     annotations are read in bulk (``GET .../labellings?id=<uid>&id=<uid>...``, a few dozen uids per
     request) and a comment is written only if a kind its record carries (labels, entities, field
     extractions) differs from what the dataset holds (see
-    :mod:`~airflow_provider_cm.operators.annotation_changes`); the others are counted as
+    :mod:`~airflow_provider_cm.upload.annotation_changes`); the others are counted as
     ``labels_unchanged``. A batch whose comments ``sync`` all created is not read: it has nothing yet.
 
     ``sync`` is an upsert by comment id, so rerunning the task is safe: comments already uploaded
@@ -114,7 +82,7 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
     fails (unless ``fail_on_rejected`` is false) naming the ids.
 
     Billed comments (created, or updated with a changed text) are reported exactly when they can
-    be known, else as a range with the reasons: see :mod:`~airflow_provider_cm.operators.upload_tally`.
+    be known, else as a range with the reasons: see :mod:`~airflow_provider_cm.upload.upload_tally`.
 
     :param source: ``"project/source"`` to upload into. Templated.
     :param input_path: the file: a local path or an ``ObjectStoragePath`` URI such as
@@ -262,7 +230,7 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
             if self.is_dry_run:
                 self.log.info("Dry run: %d comments would be uploaded to %s; nothing was sent", count, self.source)
                 return result
-            upload = _Upload(self, self._resolve_source_id(), count)
+            upload = self._engine(self._resolve_source_id(), count)
             spool.seek(0)
             result["dead_letter_path"] = self._run(upload, spool, plan.path, context, result)
         result.update(upload.tally.as_xcom())
@@ -377,6 +345,19 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
                 write(encoded)
         return checked
 
+    def _engine(self, source_id: str, total: int) -> UploadEngine:
+        settings = UploadSettings(
+            source=self.source,
+            dataset=self.dataset,
+            batch_size=self.batch_size,
+            max_batch_bytes=self.max_batch_bytes,
+            sync_concurrency=self.sync_concurrency,
+            annotation_concurrency=self.annotation_concurrency,
+            max_annotation_concurrency=self.max_annotation_concurrency,
+            allow_duplicate_ids=self.allow_duplicate_ids,
+        )
+        return UploadEngine(self.hook, settings, self.log, source_id=source_id, total=total)
+
     def _nothing_to_upload(self, result: dict[str, Any]) -> dict[str, Any]:
         message = f"{self.input_path} holds no comments (it is empty, blank or a CSV header only); nothing was sent"
         if self.fail_on_empty:
@@ -386,7 +367,7 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
 
     def _run(
         self,
-        upload: _Upload,
+        upload: UploadEngine,
         spool: IO[bytes],
         input_path: ObjectStoragePath,
         context: Context,
@@ -409,7 +390,7 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
                     self._report_stop(upload, context, {**result, "dead_letter_path": path})
         return path
 
-    def _report_stop(self, upload: _Upload, context: Context, result: dict[str, Any]) -> None:
+    def _report_stop(self, upload: UploadEngine, context: Context, result: dict[str, Any]) -> None:
         self.log.error(
             "The upload stopped after %d of %d comments: %s", upload.tally.done, upload.total, upload.tally.summary()
         )
@@ -572,276 +553,3 @@ def naive_zone(value: str | tzinfo | None) -> tzinfo | None:
         raise AirflowFailException(
             f"timezone {value!r} is not a time zone name such as 'UTC' or 'Europe/London'"
         ) from None
-
-
-@dataclass
-class SpooledRecord:
-    """A validated record as the upload sends it: the comment already JSON-encoded.
-
-    Spool line: ``<line>\t<id>\t<annotations as JSON, or empty>\t<comment as JSON>``; the id is
-    JSON-quoted when it holds a tab, newline, backslash or leading quote. JSON text holds no raw
-    tab or newline, so the fields split cleanly.
-    """
-
-    line: int
-    id: str
-    comment_json: bytes
-    annotations_json: bytes
-
-    @property
-    def annotations(self) -> dict[str, Any] | None:
-        """Labels, entities and forms to write, or ``None`` (decoded only when needed)."""
-        return json.loads(self.annotations_json) if self.annotations_json else None
-
-    @staticmethod
-    def encode(record: CommentRecord) -> bytes:
-        annotations = ""
-        if record.has_annotations:
-            values: dict[str, Any] = {}
-            if record.labelling is not None and not record.moon_forms:
-                values["labelling"] = record.labelling
-            if record.entities is not None:
-                values["entities"] = record.entities
-            if record.moon_forms is not None:
-                values["moon_forms"] = record.moon_forms
-            annotations = _encode_json(values)
-        cid = record.id
-        if not cid.isprintable() or "\\" in cid or cid.startswith('"'):
-            cid = _encode_json(cid)  # JSON-quoted only where it must be, to keep tabs and newlines out
-        line = f"{record.line}\t{cid}\t{annotations}\t{_encode_json(record.comment)}\n"
-        return line.encode("utf-8")
-
-    @classmethod
-    def decode(cls, raw: bytes) -> SpooledRecord:
-        line, cid, annotations, comment = raw[:-1].split(b"\t", 3)  # every spool line ends with one newline
-        text_id = json.loads(cid) if cid.startswith(b'"') else cid.decode("utf-8")
-        return cls(int(line), text_id, comment, annotations)
-
-    def as_input(self) -> dict[str, Any]:
-        """The record in the ``re create comments`` JSONL form, for the dead-letter file."""
-        return {"comment": json.loads(self.comment_json), **(self.annotations or {})}
-
-
-def _one_write_per_comment(records: list[SpooledRecord]) -> list[SpooledRecord]:
-    """The records, those of one id merged into the last (in file order, each kind from the last
-    record carrying it: what writing them one after the other would leave)."""
-    by_id: dict[str, list[SpooledRecord]] = {}
-    for record in records:
-        by_id.setdefault(record.id, []).append(record)
-    if len(by_id) == len(records):
-        return records
-    out = []
-    for same in by_id.values():
-        last = same[-1]
-        if len(same) > 1:
-            body = merged([r.annotations or {} for r in same])
-            last = SpooledRecord(last.line, last.id, last.comment_json, _JSON.encode(body).encode("utf-8"))
-        out.append(last)
-    return out
-
-
-class _Upload:
-    """One upload run: batching, bisection of rejected batches, annotations, counts."""
-
-    def __init__(self, operator: CommunicationsMiningUploadCommentsOperator, source_id: str, total: int) -> None:
-        self.op = operator
-        self.hook = operator.hook
-        self.source_id = source_id
-        self.total = total
-        self.tally = UploadTally()
-        self.lock = threading.Lock()
-        self.refused_ids: list[str] = []
-        self.unlabelled_ids: list[str] = []
-        self.dead_letters: Any = None
-        self.dead_lettered = 0
-        self.pool: ThreadPoolExecutor
-        #: How many label requests (reads and writes) go at once, and how fast they start after a refusal,
-        #: learned from the tenant's answers.
-        self.limiter = AdaptiveConcurrency(
-            operator.annotation_concurrency, operator.max_annotation_concurrency, pacer=RatePacer()
-        )
-
-    def run(self, records: Iterator[SpooledRecord]) -> None:
-        """Batch the records and upload them, ``sync_concurrency`` batches at a time.
-
-        Preparing the next batch overlaps sending the current ones; at most ``sync_concurrency + 1``
-        batches are held in memory. With ``allow_duplicate_ids`` one batch is sent at a time, in
-        file order, so a later line updates an earlier one.
-        """
-        senders = 1 if self.op.allow_duplicate_ids else self.op.sync_concurrency
-        in_flight: deque[Future[None]] = deque()
-        with (
-            ThreadPoolExecutor(max_workers=self.op.max_annotation_concurrency) as self.pool,
-            ThreadPoolExecutor(max_workers=senders, thread_name_prefix="cm-upload") as sender,
-        ):
-            try:
-                for batch in self._batches(records):
-                    in_flight.append(sender.submit(self._flush, batch))
-                    while len(in_flight) > senders:
-                        in_flight.popleft().result()
-                while in_flight:
-                    in_flight.popleft().result()
-            except BaseException:
-                for future in in_flight:
-                    future.cancel()
-                raise
-            finally:
-                self._log_label_concurrency()
-
-    def _batches(self, records: Iterator[SpooledRecord]) -> Iterator[list[SpooledRecord]]:
-        batch: list[SpooledRecord] = []
-        size = 0
-        for record in records:
-            batch.append(record)
-            size += len(record.comment_json) + 1
-            if len(batch) >= self.op.batch_size or size >= self.op.max_batch_bytes:
-                yield batch
-                batch, size = [], 0
-        if batch:
-            yield batch
-
-    def _flush(self, batch: list[SpooledRecord]) -> None:
-        """Send one batch and its annotations; add its counts to the run's in one step, then log them.
-
-        The batch's counts are kept apart until it is done, so a progress line never mixes
-        comments of a batch still in flight with those done.
-        """
-        tally = UploadTally()
-        try:
-            accepted = self._sync(batch, tally)
-            if self.op.dataset:
-                self._annotate([r for r in accepted if r.annotations_json], tally)
-        finally:
-            with self.lock:
-                self.tally.add(tally)
-                self.op.log.info(
-                    "Progress: %d of %d comments (%.0f%%): %s",
-                    self.tally.done,
-                    self.total,
-                    100.0 * self.tally.done / max(self.total, 1),
-                    self.tally.summary(),
-                )
-
-    def _sync(self, records: list[SpooledRecord], tally: UploadTally) -> list[SpooledRecord]:
-        """``sync`` the records, bisecting a refused batch; return those stored."""
-        try:
-            answer = self.hook.sync_comments(self.op.source, [r.comment_json for r in records])
-        except CommunicationsMiningBadRequestError as exc:
-            if len(records) == 1:
-                self._dead_letter(records[0], "sync", exc, stored=False)
-                tally.rejected += 1
-                return []
-            self.op.log.warning(
-                "The API rejected a batch of %d comments (%s); bisecting to find the records it refuses",
-                len(records),
-                exc.message,
-            )
-            middle = len(records) // 2
-            return self._sync(records[:middle], tally) + self._sync(records[middle:], tally)
-        except Exception as exc:
-            if may_have_taken_effect(exc):
-                tally.add_lost_sync(len(records))
-            raise
-        tally.add_sync(answer)
-        return records
-
-    def _annotate(self, records: list[SpooledRecord], tally: UploadTally) -> None:
-        """Write the annotations of stored records that the dataset does not hold yet; count the rest.
-
-        Counts are per comment: records of one id (``allow_duplicate_ids``) make one write with
-        the effect of theirs in file order.
-        """
-        writes = _one_write_per_comment(records)
-        if tally.new == tally.stored:
-            changed = writes  # sync created every comment of the batch: none has annotations yet
-        else:
-            changed = self._changed(writes)
-        tally.labels_unchanged += len(writes) - len(changed)
-        futures = [(record, self.pool.submit(self._write_annotations, record)) for record in changed]
-        failure: BaseException | None = None
-        for record, future in futures:
-            error = future.exception()
-            if error is None:
-                tally.labelled += 1
-            elif isinstance(error, CommunicationsMiningBadRequestError | CommunicationsMiningNotFoundError):
-                self._dead_letter(record, "annotations", error, stored=True)
-                tally.labels_rejected += 1
-            elif failure is None:
-                failure = error
-        if failure is not None:
-            raise failure
-
-    def _log_label_concurrency(self) -> None:
-        """Log what the label requests' limiter did (so far, if the upload stops on an error)."""
-        if self.op.dataset:
-            pacing = self.limiter.pacer.report().text() if self.limiter.pacer is not None else "not paced"
-            self.op.log.info("Label reads and writes: %s; %s", self.limiter.report().text(), pacing)
-
-    def _uid(self, record: SpooledRecord) -> str:
-        return f"{self.source_id}.{record.id}"
-
-    def _changed(self, records: list[SpooledRecord]) -> list[SpooledRecord]:
-        """The records whose annotations differ from the dataset's, read in bulk (a few dozen uids a request).
-
-        A comment whose current annotations could not be read counts as changed (it is written).
-        """
-        uids = [self._uid(record) for record in records]
-        reads = [self.pool.submit(self._read_annotations, chunk) for chunk in annotation_read_chunks(uids)]
-        current: dict[str, dict[str, Any]] = {}
-        for read in reads:
-            for annotated in read.result():
-                uid = annotated.get("comment", {}).get("uid")
-                if isinstance(uid, str):
-                    current[uid] = annotated
-        return [r for r, uid in zip(records, uids, strict=True) if needs_write(r.annotations or {}, current.get(uid))]
-
-    def _read_annotations(self, uids: list[str]) -> list[dict[str, Any]]:
-        """The dataset's annotations of ``uids``; none (so they are all written) if the read fails."""
-        try:
-            with self.limiter.slot() as slot:
-                return self.hook.get_annotations(self.op.dataset, uids, observer=slot.observe)  # type: ignore[arg-type]
-        except CommunicationsMiningError as exc:
-            self.op.log.warning(
-                "Could not read the current labels of %d comments (%s); writing all of them", len(uids), exc
-            )
-            return []
-
-    def _write_annotations(self, record: SpooledRecord) -> None:
-        with self.limiter.slot() as slot:
-            self.hook.update_annotations(
-                self.op.dataset,  # type: ignore[arg-type]
-                self._uid(record),
-                observer=slot.observe,
-                **(record.annotations or {}),
-            )
-
-    def _dead_letter(
-        self, record: SpooledRecord, stage: str, error: CommunicationsMiningApiError, *, stored: bool
-    ) -> None:
-        """Write a refused record to the dead-letter spool with what happened to it."""
-        if stored:
-            outcome = "stored in the source (billed if new or its text changed); its labels were not written"
-        else:
-            outcome = "not stored (not billed)"
-        entry = {
-            "line": record.line,
-            "id": record.id,
-            "stage": stage,
-            "stored": stored,
-            "outcome": outcome,
-            "status_code": error.status_code,
-            "error": error.message,
-            "record": record.as_input(),
-        }
-        with self.lock:
-            self.op.log.warning(
-                "The API refused comment %r (line %d) at %s: %s; the comment was %s",
-                record.id,
-                record.line,
-                stage,
-                error.message,
-                outcome,
-            )
-            (self.unlabelled_ids if stored else self.refused_ids).append(record.id)
-            self.dead_letters.write(json.dumps(entry, ensure_ascii=False) + "\n")
-            self.dead_lettered += 1

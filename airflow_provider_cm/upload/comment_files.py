@@ -1,7 +1,7 @@
 """Reading comment files for upload: JSONL in the ``re create comments`` format, or CSV with a column map.
 
 Records are read one at a time (constant memory) and checked against the API's rules
-(:mod:`~airflow_provider_cm.operators.comment_validation`), so that a bad line is reported with
+(:mod:`~airflow_provider_cm.upload.comment_validation`), so that a bad line is reported with
 its file, line and field before anything is sent. Nothing in a file makes the readers raise: a
 line they cannot read (bad UTF-8, bad JSON, nesting too deep to parse, a non-finite number, a lone
 surrogate) is reported like any other problem.
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from airflow_provider_cm.exceptions import CommunicationsMiningInputError
-from airflow_provider_cm.operators.comment_validation import (
+from airflow_provider_cm.upload.comment_validation import (
     RecordError,
     TimestampRule,
     check_sendable,
