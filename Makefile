@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INPUT ?=
 
-.PHONY: demo test test-deployment test-workers test-compat browser lint bench clean
+.PHONY: demo test test-all test-deployment test-workers test-compat browser lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,9 @@ demo: $(BIN)/.installed
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest
+
+# Every tier, as CI runs them (about 50 minutes on 2 cores).
+test-all: test test-compat test-deployment test-workers
 
 # The example DAGs in a real Airflow deployment (api-server, scheduler, dag-processor, triggerer;
 # LocalExecutor; PostgreSQL on 127.0.0.1:5432). Not part of `make test`: it takes a few minutes.
