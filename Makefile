@@ -19,7 +19,7 @@ demo: $(BIN)/.installed
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest
 
-# Every tier, as CI runs them (about 50 minutes on 2 cores).
+# Every test tier CI runs (CI also runs lint and the demo; about 50 minutes on 2 cores).
 test-all: test test-compat test-deployment test-workers
 
 # The example DAGs in a real Airflow deployment (api-server, scheduler, dag-processor, triggerer;

@@ -279,9 +279,9 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
 
         The spool is a local temporary file holding each record normalised and already encoded
         for the request, so the input is read once and nothing is parsed twice. Repeated ids are
-        found with 8 bytes per id (:class:`~.id_hashes.IdHashes`); only if some id hash repeats is
-        the file read a second time, to name each duplicate with the line of its first occurrence
-        (keeping only the ids whose hash repeats).
+        found with 8 bytes per id (:class:`~airflow_provider_cm.upload.id_hashes.IdHashes`); only
+        if some id hash repeats is the file read a second time, to name each duplicate with the line
+        of its first occurrence (keeping only the ids whose hash repeats).
 
         :return: the number of comments.
         :raises CommunicationsMiningInputError: listing the problems, if there are any.

@@ -59,7 +59,7 @@ class UploadSettings:
 class UploadEngine:
     """One upload run over the hook: batching, bisection of rejected batches, annotations, counts.
 
-    It needs no Airflow: the operator gives it a hook, the settings and a logger, runs it over
+    It needs no task context: the operator gives it a hook, the settings and a logger, runs it over
     the spooled records (:meth:`run`) and reads ``tally``, ``dead_lettered`` and the refused ids.
     Refused records are written to ``dead_letters`` (a text file the caller opens) as JSON lines.
     """

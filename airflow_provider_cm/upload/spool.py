@@ -35,7 +35,7 @@ def _encoder() -> Callable[[Any], str]:
     return encode_once
 
 
-encode_json = _encoder()
+encode_json_text = _encoder()
 
 
 @dataclass
@@ -68,11 +68,11 @@ class SpooledRecord:
                 values["entities"] = record.entities
             if record.moon_forms is not None:
                 values["moon_forms"] = record.moon_forms
-            annotations = encode_json(values)
+            annotations = encode_json_text(values)
         cid = record.id
         if not cid.isprintable() or "\\" in cid or cid.startswith('"'):
-            cid = encode_json(cid)  # JSON-quoted only where it must be, to keep tabs and newlines out
-        line = f"{record.line}\t{cid}\t{annotations}\t{encode_json(record.comment)}\n"
+            cid = encode_json_text(cid)  # JSON-quoted only where it must be, to keep tabs and newlines out
+        line = f"{record.line}\t{cid}\t{annotations}\t{encode_json_text(record.comment)}\n"
         return line.encode("utf-8")
 
     @classmethod
