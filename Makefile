@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INPUT ?=
 
-.PHONY: demo test test-all test-deployment test-workers test-compat browser lint bench clean
+.PHONY: demo test test-system test-all test-deployment test-workers test-compat browser lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,11 +16,16 @@ $(BIN)/.installed: pyproject.toml
 demo: $(BIN)/.installed
 	$(BIN)/python demo/run_demo.py $(if $(INPUT),--input $(INPUT))
 
+# Unit tests (the emulator's application in process) and integration tests (over HTTP to an emulator process).
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest tests/unit tests/integration
+
+# The example DAGs end to end with dag.test() on BANKING77, against an emulator process.
+test-system: $(BIN)/.installed
+	$(BIN)/python -m pytest tests/system
 
 # Every test tier CI runs (CI also runs lint and the demo; about 50 minutes on 2 cores).
-test-all: test test-compat test-deployment test-workers
+test-all: test test-system test-compat test-deployment test-workers
 
 # The example DAGs in a real Airflow deployment (api-server, scheduler, dag-processor, triggerer;
 # LocalExecutor; PostgreSQL on 127.0.0.1:5432). Not part of `make test`: it takes a few minutes.

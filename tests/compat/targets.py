@@ -53,9 +53,9 @@ TARGETS: tuple[Target, ...] = (
 
 #: Test files whose subject differs between Airflow minors, run on every target beside ``tests/compat``.
 VERSION_SENSITIVE = (
-    "tests/test_stream_events.py",
-    "tests/test_streams.py",
-    "tests/test_lineage.py",
-    "tests/test_connection_form.py",
-    "tests/test_transfers.py",
+    "tests/integration/test_stream_events.py",
+    "tests/integration/test_streams.py",
+    "tests/integration/test_lineage.py",
+    "tests/integration/test_connection_form.py",
+    "tests/integration/test_transfers.py",
 )

@@ -19,8 +19,8 @@ from airflow_provider_cm.exceptions import (
 )
 from airflow_provider_cm.hooks.communications_mining import CommunicationsMiningHook
 from tests.conftest import TOKEN, free_port
+from tests.integration.test_oauth import CLIENT_ID, CLIENT_SECRET
 from tests.relays import ForwardProxy, TlsRelay
-from tests.test_oauth import CLIENT_ID, CLIENT_SECRET
 
 PREFIX = "/acme/production/reinfer_"
 

@@ -17,7 +17,7 @@ from airflow_provider_cm.operators.resources import (
     CommunicationsMiningCreateStreamOperator,
 )
 from tests.conftest import make_record
-from tests.test_example_dags import load_dag, xcom_values
+from tests.system.test_example_dags import load_dag, xcom_values
 
 TRAINING = [
     ("my card was stolen yesterday", "Card > Lost"),

@@ -20,8 +20,8 @@ from airflow_provider_cm.exceptions import CommunicationsMiningConfigError, Comm
 from airflow_provider_cm.hooks import settings as settings_module
 from airflow_provider_cm.hooks.communications_mining import CommunicationsMiningHook
 from airflow_provider_cm.hooks.retry import RetryPolicy
-from tests import test_transport
-from tests.test_transport import PREFIX, both_paths, hook_with, oauth_extra
+from tests.integration import test_transport
+from tests.integration.test_transport import PREFIX, both_paths, hook_with, oauth_extra
 
 # The transport tests' fixtures: the OAuth client, a stream, the TLS relay and the forward proxy.
 oauth, stream, tls, proxy = test_transport.oauth, test_transport.stream, test_transport.tls, test_transport.proxy

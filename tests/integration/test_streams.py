@@ -622,7 +622,7 @@ def test_cm_stream_drain_records_its_tries_in_airflows_store_and_clears_them_whe
 ):
     """``cm_stream_drain`` with ``dag.test()``: the record goes through Airflow's own store (the task state
     store from 3.3, a Variable on 3.2), is there after a failed try, and is gone after a successful run."""
-    from tests.test_example_dags import load_dag, xcom_values
+    from tests.system.test_example_dags import load_dag, xcom_values
 
     ws = model_workspace
     hook.put_stream(ws.dataset, "in-a-run", model_version=1)

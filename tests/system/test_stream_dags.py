@@ -19,7 +19,7 @@ import requests
 
 from airflow_provider_cm.operators.comments import CommunicationsMiningUploadCommentsOperator
 from tests.conftest import BANKING77_JSONL, TOKEN, connection_json, new_workspace, read_jsonl, write_jsonl
-from tests.test_example_dags import load_dag, xcom_values
+from tests.system.test_example_dags import load_dag, xcom_values
 
 SPLIT = "2026-10-21T00:00:00Z"
 

@@ -91,7 +91,7 @@ def test_example_dags_with_short_lived_oauth_tokens_leak_no_secret(
 ):
     """Every example DAG on BANKING77 with tokens living 2 s: they expire and are replaced mid-run."""
     from tests.conftest import BANKING77_JSONL
-    from tests.test_example_dags import DAY, Pipeline, load_dag, rendered_fields, xcom_values
+    from tests.system.test_example_dags import DAY, Pipeline, load_dag, rendered_fields, xcom_values
 
     oauth.admin("POST", "oauth", {"token_lifetime": 2})
     oauth_conn = json.dumps(
