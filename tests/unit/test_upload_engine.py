@@ -1,0 +1,73 @@
+"""The upload engine on its own: a hook, its settings and a logger, no operator and no task context."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+from airflow_provider_cm.upload.comment_files import CommentRecord
+from airflow_provider_cm.upload.engine import UploadEngine, UploadSettings
+from airflow_provider_cm.upload.spool import SpooledRecord
+
+
+def settings(workspace, **overrides) -> UploadSettings:
+    values = {
+        "source": workspace.source,
+        "dataset": workspace.dataset,
+        "batch_size": 2,
+        "max_batch_bytes": 1 << 20,
+        "sync_concurrency": 2,
+        "annotation_concurrency": 4,
+        "max_annotation_concurrency": 8,
+        "allow_duplicate_ids": False,
+    }
+    return UploadSettings(**{**values, **overrides})
+
+
+def spooled(count: int) -> list[SpooledRecord]:
+    records = [
+        CommentRecord(
+            line=n + 1,
+            comment={
+                "id": f"e{n}",
+                "timestamp": f"2026-10-01T00:00:{n:02d}Z",
+                "messages": [{"body": {"text": f"card {n} lost"}}],
+            },
+            labelling=[{"assigned": [{"name": ["Card", "Lost"]}]}],
+        )
+        for n in range(count)
+    ]
+    return [SpooledRecord.decode(SpooledRecord.encode(record)) for record in records]
+
+
+def run(hook, workspace, records: list[SpooledRecord]) -> UploadEngine:
+    engine = UploadEngine(
+        hook, settings(workspace), logging.getLogger("tests.upload"), source_id=workspace.source_id, total=len(records)
+    )
+    engine.dead_letters = io.StringIO()
+    engine.run(iter(records))
+    return engine
+
+
+def test_the_engine_uploads_and_labels_then_a_rerun_changes_nothing(hook, workspace, emulator):
+    billed = emulator.billed()
+    first = run(hook, workspace, spooled(5))
+    assert (first.tally.new, first.tally.labelled, first.tally.rejected) == (5, 5, 0)
+    assert emulator.billed() - billed == 5
+
+    again = run(hook, workspace, spooled(5))
+    assert (again.tally.unchanged, again.tally.labelled, again.tally.labels_unchanged) == (5, 0, 5)
+    assert emulator.billed() - billed == 5  # nothing billed twice
+
+
+def test_a_refused_comment_is_dead_lettered_with_its_line_and_the_rest_arrive(hook, workspace, emulator):
+    emulator.admin("POST", "faults", {"reject_comment_ids": {"e3": "bad comment"}})
+    try:
+        engine = run(hook, workspace, spooled(6))
+    finally:
+        emulator.admin("DELETE", "faults")
+    assert (engine.tally.new, engine.tally.rejected, engine.dead_lettered) == (5, 1, 1)
+    assert engine.refused_ids == ["e3"]
+    entry = json.loads(engine.dead_letters.getvalue())
+    assert (entry["line"], entry["id"], entry["stage"], entry["stored"]) == (4, "e3", "sync", False)
