@@ -24,7 +24,7 @@ test: $(BIN)/.installed
 test-system: $(BIN)/.installed
 	$(BIN)/python -m pytest tests/system
 
-# Every test tier CI runs (CI also runs lint and the demo; about 50 minutes on 2 cores).
+# Every test tier CI runs (CI also runs lint and the demo; about 30 minutes on 2 cores).
 test-all: test test-system test-compat test-deployment test-workers
 
 # The example DAGs in a real Airflow deployment (api-server, scheduler, dag-processor, triggerer;
