@@ -486,6 +486,16 @@ def deployment_hook() -> Any:
     return CommunicationsMiningHook("cm_deployment_api")
 
 
+def upload_comments(deployment: Deployment, comments: list[dict[str, Any]], batch: int = 500) -> None:
+    """Store ``comments`` in the deployment's source straight through the API, ``batch`` per ``sync``."""
+    hook = deployment_hook()
+    try:
+        for start in range(0, len(comments), batch):
+            hook.sync_comments(deployment.source, comments[start : start + batch])
+    finally:
+        hook.close()
+
+
 _BANKING77: list[dict[str, Any]] = []
 
 

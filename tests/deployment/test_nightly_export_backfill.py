@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.deployment.conftest import Deployment, Postgres, deployment_hook, read_banking77, wait_for
+from tests.deployment.conftest import Deployment, Postgres, read_banking77, upload_comments, wait_for
 
 pytestmark = pytest.mark.deployment
 
@@ -34,12 +34,7 @@ def upload_days(deployment: Deployment) -> dict[str, set[str]]:
     """Upload UPLOADED's comments to the source (in batches); return the ids of each day."""
     wanted = {day.isoformat() for day in UPLOADED}
     comments = [r["comment"] for r in read_banking77() if r["comment"]["timestamp"][:10] in wanted]
-    hook = deployment_hook()
-    try:
-        for start in range(0, len(comments), 500):
-            hook.sync_comments(deployment.source, comments[start : start + 500])
-    finally:
-        hook.close()
+    upload_comments(deployment, comments)
     expected = ids_by_day([{"comment": c} for c in comments])
     assert sorted(expected) == sorted(wanted) and all(len(ids) > 100 for ids in expected.values())
     return expected

@@ -14,7 +14,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from tests.deployment.conftest import deployment_hook, read_banking77
+from tests.deployment.conftest import read_banking77, upload_comments
 from tests.workers.conftest import BUCKET, WORKERS, CeleryDeployment
 
 pytestmark = pytest.mark.workers
@@ -28,12 +28,7 @@ def test_fourteen_day_backfill_over_both_workers_exports_each_day_exactly(worker
     comments = [r["comment"] for r in read_banking77() if r["comment"]["timestamp"][:10] in DAYS]
     for comment in comments:
         expected[comment["timestamp"][:10]].add(comment["id"])
-    hook = deployment_hook()
-    try:
-        for start in range(0, len(comments), 500):
-            hook.sync_comments(workers.source, comments[start : start + 500])
-    finally:
-        hook.close()
+    upload_comments(workers, comments)
 
     backfill = workers.backfill(DAG_ID, DAYS[0], DAYS[-1])
     runs = {

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.deployment.conftest import STREAM, Postgres, deployment_hook, read_banking77
+from tests.deployment.conftest import STREAM, Postgres, deployment_hook, read_banking77, upload_comments
 from tests.workers.conftest import BUCKET, SQLITE_FILE, WORKERS, CeleryDeployment
 
 pytestmark = pytest.mark.workers
@@ -101,7 +101,7 @@ def test_stream_drain_writes_one_object_through_part_objects(workers: CeleryDepl
     hook = deployment_hook()
     try:
         comments = [r["comment"] for r in day_records(DRAIN_DAY)]
-        hook.sync_comments(workers.source, comments)
+        upload_comments(workers, comments)
         run_id = workers.start_run(dag_id)
         assert_succeeded(workers, dag_id, run_id)
         drained = workers.xcom(dag_id, run_id, "drain")
@@ -134,11 +134,7 @@ def test_nightly_export_loads_a_server_warehouse_and_warns_about_sqlite(workers:
     # The README's first warehouse, SQLite: a file on the worker that runs the load. It works, and says why
     # it will not add up across workers.
     sqlite_ids = {r["comment"]["id"] for r in day_records(SQLITE_DAY)}
-    hook = deployment_hook()
-    try:
-        hook.sync_comments(workers.source, [r["comment"] for r in day_records(SQLITE_DAY)])
-    finally:
-        hook.close()
+    upload_comments(workers, [r["comment"] for r in day_records(SQLITE_DAY)])
     workers.backfill(dag_id, SQLITE_DAY, SQLITE_DAY, conf={"warehouse_conn_id": "cm_sqlite"})
     runs = workers.run_ids(dag_id, run_type="backfill").items()
     run_id = next(run_id for run_id, run in runs if run["data_interval_start"].startswith(SQLITE_DAY))

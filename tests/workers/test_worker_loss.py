@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_cm.exceptions import CommunicationsMiningNotFoundError
-from tests.deployment.conftest import STREAM, deployment_hook, read_banking77, wait_for
+from tests.deployment.conftest import STREAM, deployment_hook, read_banking77, upload_comments, wait_for
 from tests.workers.conftest import BUCKET, CeleryDeployment
 
 pytestmark = pytest.mark.workers
@@ -92,10 +92,9 @@ def caught_up_stream(workers: CeleryDeployment) -> None:
 def upload_to_stream(workers: CeleryDeployment, days: tuple[str, ...]) -> list[str]:
     """Upload ``days`` to the source (so to the stream); return their comment ids."""
     comments = [r["comment"] for r in records_of(days)]
+    upload_comments(workers, comments)
     hook = deployment_hook()
     try:
-        for start in range(0, len(comments), 500):
-            hook.sync_comments(workers.source, comments[start : start + 500])
         assert hook.fetch_stream(workers.dataset, STREAM, size=1)["results"], "nothing in the stream"
     finally:
         hook.close()
