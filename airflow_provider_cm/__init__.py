@@ -42,6 +42,7 @@ def get_provider_info() -> dict[str, Any]:
                 "integration-name": "UiPath Communications Mining",
                 "python-modules": [
                     "airflow_provider_cm.operators.comments",
+                    "airflow_provider_cm.operators.emails",
                     "airflow_provider_cm.operators.datasets",
                     "airflow_provider_cm.operators.streams",
                     "airflow_provider_cm.operators.models",

@@ -4,6 +4,8 @@
   uri="communications-mining://<project>/<dataset>")`` (:func:`export_asset`);
 * a warehouse table loaded by a transfer: ``Asset(name="communications_mining_table/<conn_id>/<table>",
   uri="communications-mining-sql://<conn_id>/<table>")`` (:func:`table_asset`);
+* a source an upload wrote to: ``Asset(name="communications_mining_source/<project>/<source>",
+  uri="communications-mining-source://<project>/<source>")`` (:func:`source_asset`);
 * a stream, for event-driven scheduling with an ``AssetWatcher``:
   ``Asset(name="communications_mining_stream/<project>/<dataset>/<stream>",
   uri="communications-mining-stream://<project>/<dataset>/<stream>")`` (:func:`stream_asset`).
@@ -24,6 +26,11 @@ from airflow.sdk import Asset, AssetAlias, AssetWatcher
 def export_asset(dataset: str) -> Asset:
     """The Asset of ``dataset``'s exports (``"project/dataset"``)."""
     return Asset(name=f"communications_mining_export/{dataset}", uri=f"communications-mining://{dataset}")
+
+
+def source_asset(source: str) -> Asset:
+    """The Asset of the comments of ``source`` (``"project/source"``), which uploads update."""
+    return Asset(name=f"communications_mining_source/{source}", uri=f"communications-mining-source://{source}")
 
 
 def table_asset(sql_conn_id: str, table: str) -> Asset:

@@ -173,5 +173,35 @@ class CommunicationsMiningRejectedRecordsError(AirflowFailException):
         return (type(self), (self.dead_letter_path, self.refused_ids, self.unlabelled_ids))
 
 
+class CommunicationsMiningRejectedEmailsError(AirflowFailException):
+    """Some e-mails were not uploaded; every other one was.
+
+    :param dead_letter_path: the file that holds each e-mail not uploaded (file, message index,
+        reason), or ``None`` if it could not be written.
+    :param unreadable: ``"<file>#<index>"`` of e-mails that could not be read or break the API's
+        limits (found before anything was sent).
+    :param refused_ids: comment ids of e-mails the API refused: not stored, not billed.
+    """
+
+    def __init__(self, dead_letter_path: str | None, unreadable: list[str], refused_ids: list[str]) -> None:
+        self.dead_letter_path = dead_letter_path
+        self.unreadable = unreadable
+        self.refused_ids = refused_ids
+        parts = []
+        if unreadable:
+            parts.append(
+                f"{len(unreadable)} e-mail(s) could not be read or break the API's limits ({_some(unreadable)})"
+            )
+        if refused_ids:
+            parts.append(f"the API refused {len(refused_ids)} e-mail(s) ({_some(refused_ids)}), which were not stored")
+        super().__init__(
+            f"{'; '.join(parts)}. Every other e-mail was uploaded. The e-mails and the reasons are in "
+            f"{dead_letter_path}."
+        )
+
+    def __reduce__(self):  # keep the fields when the error is pickled
+        return (type(self), (self.dead_letter_path, self.unreadable, self.refused_ids))
+
+
 def _some(ids: list[str]) -> str:
     return ", ".join(ids[:10]) + (", ..." if len(ids) > 10 else "")

@@ -9,6 +9,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TypedDict
 from urllib.parse import quote
 
+from airflow_provider_cm.emails.limits import DEFAULT_TRANSFORM_TAG, MAX_SYNC_DOCUMENTS
+from airflow_provider_cm.emails.limits import MAX_PREDICT_DOCUMENTS as MAX_PREDICT_EMAILS
 from airflow_provider_cm.exceptions import (
     CommunicationsMiningNotFoundError,
     CommunicationsMiningProtocolError,
@@ -22,6 +24,7 @@ from airflow_provider_cm.labels import label_levels, label_name
 __all__ = [
     "CommunicationsMiningBaseHook",
     "CommunicationsMiningHook",
+    "RawEmailsSyncResult",
     "SyncResult",
     "annotation_read_chunks",
     "endpoint_from_connection",
@@ -58,6 +61,12 @@ class SyncResult(TypedDict):
     updated: int
     unchanged: int
     maybe_committed_earlier: bool
+
+
+class RawEmailsSyncResult(SyncResult):
+    """What ``sync-raw-emails`` answers: :class:`SyncResult` and the comments made, when asked for."""
+
+    comments: list[dict[str, Any]]
 
 
 def split_full_name(full_name: str, kind: str) -> tuple[str, str]:
@@ -171,6 +180,49 @@ class CommunicationsMiningHook(CommunicationsMiningBaseHook):
             "updated": body.get("updated", 0),
             "unchanged": body.get("unchanged", 0),
             "maybe_committed_earlier": reply.maybe_committed_earlier,
+        }
+
+    def sync_raw_emails(
+        self,
+        source: str,
+        documents: Sequence[Mapping[str, Any] | bytes],
+        *,
+        transform_tag: str = DEFAULT_TRANSFORM_TAG,
+        include_comments: bool = False,
+    ) -> RawEmailsSyncResult:
+        """Create or update comments from raw e-mails (``POST /api/v1/sources/<project>/<name>/sync-raw-emails``).
+
+        An upsert by comment id billed like :meth:`sync_comments` (created comments, and updated
+        ones whose text changed), so it is retried like ``sync``.
+        Docs (billing): https://docs.uipath.com/communications-mining/automation-cloud/latest/developer-guide/introduction
+
+        :param source: ``"project/name"``.
+        :param documents: at most 16,384 raw-e-mail documents (see
+            :mod:`airflow_provider_cm.emails`), or their UTF-8 JSON encodings as ``bytes``.
+        :param transform_tag: the tag of the e-mail integration (default the official CLI's).
+        :param include_comments: ask the API for the comments it made.
+        :return: ``{"new", "updated", "unchanged", "maybe_committed_earlier", "comments"}``
+            (``comments`` empty unless asked for).
+        :raises ValueError: for more than 16,384 documents.
+        :raises CommunicationsMiningBadRequestError: if the API refuses the batch.
+        """
+        if len(documents) > MAX_SYNC_DOCUMENTS:
+            raise ValueError(f"sync-raw-emails takes at most {MAX_SYNC_DOCUMENTS} documents, got {len(documents)}")
+        project, name = split_full_name(source, "source")
+        encoded = b",".join(d if isinstance(d, bytes) else encode_json(d) for d in documents)
+        options = encode_json({"transform_tag": transform_tag, "include_comments": include_comments})
+        reply = self.send(
+            "POST",
+            f"api/v1/sources/{resource_path(project, name)}/sync-raw-emails",
+            raw_body=b'{"documents":[' + encoded + b"]," + options[1:],
+        )
+        body = reply.payload
+        return {
+            "new": body.get("new", 0),
+            "updated": body.get("updated", 0),
+            "unchanged": body.get("unchanged", 0),
+            "maybe_committed_earlier": reply.maybe_committed_earlier,
+            "comments": body.get("comments") or [],
         }
 
     def put_comments(self, source: str, comments: Sequence[Mapping[str, Any]]) -> None:
@@ -575,6 +627,40 @@ class CommunicationsMiningHook(CommunicationsMiningBaseHook):
         if labels:
             body["labels"] = [{"name": label_levels(n), "threshold": float(t)} for n, t in labels.items()]
         path = f"api/v1/datasets/{resource_path(project, name, 'labellers', str(version))}/predict"
+        return self.request("POST", path, json_body=body, idempotent=False)["predictions"]
+
+    def predict_raw_emails(
+        self,
+        dataset: str,
+        version: int | str,
+        documents: Sequence[Mapping[str, Any]],
+        *,
+        transform_tag: str = DEFAULT_TRANSFORM_TAG,
+        threshold: float | str | None = None,
+        labels: Mapping[str, float] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Predict labels for raw e-mails that are not in the platform.
+
+        ``POST /api/v1/datasets/<project>/<dataset>/labellers/<version>/predict-raw-emails``;
+        billed per e-mail, so not retried once sent.
+        Docs: https://docs.uipath.com/communications-mining/automation-cloud/latest/developer-guide/introduction
+
+        :param version: a pinned version number, or ``"live"`` / ``"staging"``.
+        :param documents: 1 to 4,096 raw-e-mail documents (see :mod:`airflow_provider_cm.emails`).
+        :param transform_tag: the tag of the e-mail integration (default the official CLI's).
+        :param threshold: 0 to 1 (API default 0.25), or ``"auto"``.
+        :param labels: per-label thresholds ``{"Parent > Child": 0.5}``, restricting the labels.
+        :return: one prediction per document, in order: ``{"labels": [...], "entities": [...]}``.
+        """
+        if not documents or len(documents) > MAX_PREDICT_EMAILS:
+            raise ValueError(f"predict-raw-emails takes 1 to {MAX_PREDICT_EMAILS} documents, got {len(documents)}")
+        project, name = split_full_name(dataset, "dataset")
+        body: dict[str, Any] = {"documents": list(documents), "transform_tag": transform_tag}
+        if threshold is not None:
+            body["threshold"] = threshold
+        if labels:
+            body["labels"] = [{"name": label_levels(n), "threshold": float(t)} for n, t in labels.items()]
+        path = f"api/v1/datasets/{resource_path(project, name, 'labellers', str(version))}/predict-raw-emails"
         return self.request("POST", path, json_body=body, idempotent=False)["predictions"]
 
     # -- updates --------------------------------------------------------------------------------------
