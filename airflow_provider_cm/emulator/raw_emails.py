@@ -155,12 +155,9 @@ def _addresses(message: Any, name: str) -> list[str]:
     if header is None:
         return []
     try:
-        found = [str(address) for address in getattr(header, "addresses", ())]
-    except Exception:
-        found = []
-    if not found and str(header).strip():
-        found = [part.strip() for part in str(header).split(",") if part.strip()]
-    return [address for address in found if address]
+        return [text for text in (str(address) for address in header.addresses) if text]
+    except Exception:  # not an address header the policy can read: its comma-separated text
+        return [part.strip() for part in str(header).split(",") if part.strip()]
 
 
 def email_comment(document: dict[str, Any], stored: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -89,10 +89,13 @@ class CommunicationsMiningUploadEmailsOperator(CommunicationsMiningBaseOperator)
     :param max_emails: refuse to start (before sending anything) if the input holds more
         uploadable e-mails than this: each new e-mail costs an AI Unit. Templated.
     :param communications_mining_conn_id: the Airflow connection.
-    :return: (XCom) ``{"read", "new", "updated", "unchanged", "rejected", "invalid", "truncated",
-        "billed", "dead_letter_path", "dry_run"}``. ``read`` counts the e-mails found plus each
-        file that held none; ``read == new + updated + unchanged + rejected`` once everything
-        was sent; ``invalid`` is the part of ``rejected`` found before sending; ``billed`` is
+    :return: (XCom) ``{"read", "new", "updated", "unchanged", "rejected", "invalid", "duplicates",
+        "truncated", "billed", "dead_letter_path", "dry_run"}``. ``read`` counts the e-mails found
+        plus each file that held none; ``read == new + updated + unchanged + rejected + duplicates``
+        once everything was sent; ``invalid`` is the part of ``rejected`` found before sending;
+        ``duplicates`` are e-mails whose comment id (Message-ID) an e-mail read later also has:
+        only the last one read is sent (so one run stores each id once, and a rerun bills
+        nothing), the others are logged, not sent, not billed; ``billed`` is
         ``{"at_least", "at_most", "exact", "why"}`` as for the comment upload.
     :raises AirflowFailException: if the source does not exist, ``user_properties`` are invalid,
         the input exceeds ``max_emails``, or it is empty with ``fail_on_empty``.
@@ -222,12 +225,12 @@ class CommunicationsMiningUploadEmailsOperator(CommunicationsMiningBaseOperator)
             )
         for note, count in sorted(run.notes.items()):
             self.log.info("Read leniently: %s (%d e-mail(s))", note, count)
-        repeated = sum(n - 1 for n in run.ids.values() if n > 1)
-        if repeated:
+        if run.duplicates:
             self.log.warning(
-                "%d e-mail(s) repeat the comment id of an earlier one (the same Message-ID): the later one updates "
-                "the comment, counted as updated or unchanged",
-                repeated,
+                "%d e-mail(s) have the comment id (the Message-ID) of an e-mail read later, which alone is sent: "
+                "counted as duplicates, not sent, not billed; e.g. %s",
+                len(run.duplicates),
+                "; ".join(f"{earlier} (superseded by {later})" for earlier, later in run.duplicates[:5]),
             )
         self.log.info(
             "%s holds %d e-mail(s) to upload and %d that cannot be", self.input_path, run.valid, run.tally.rejected
@@ -241,9 +244,15 @@ class CommunicationsMiningUploadEmailsOperator(CommunicationsMiningBaseOperator)
             more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
             self._reject(run, item.file, item.index, email.comment_id, "check", field_name, reason + more)
             return
-        run.valid += 1
+        where = f"{item.file}#{item.index}"
+        earlier = run.last.get(email.comment_id)
+        if earlier is not None:
+            run.duplicates.append((earlier[1], where))
+        else:
+            run.valid += 1
+        run.last[email.comment_id] = (run.spooled, where)
+        run.spooled += 1
         run.truncated += email.truncated
-        run.ids[email.comment_id] += 1
         for note in email.notes:
             run.notes[note.split(" (")[0]] += 1
         entry = {"file": item.file, "index": item.index, "id": email.comment_id, "document": email.document}
@@ -280,11 +289,13 @@ class CommunicationsMiningUploadEmailsOperator(CommunicationsMiningBaseOperator)
         run.dead_letters.write(json.dumps(entry, ensure_ascii=False) + "\n")
         self.log.warning("Not uploaded: %s (%s%s): %s", where, stage, f", {field_name}" if field_name else "", reason)
 
-    def _batches(self, spool: IO[str]) -> Iterator[list[_Spooled]]:
+    def _batches(self, spool: IO[str], run: _Run) -> Iterator[list[_Spooled]]:
         batch: list[_Spooled] = []
         size = 0
-        for line in spool:
+        for position, line in enumerate(spool):
             entry = json.loads(line)
+            if run.last[entry["id"]][0] != position:
+                continue  # superseded by a later e-mail with the same comment id
             item = _Spooled(entry["file"], entry["index"], entry["id"], encode_json(entry["document"]))
             batch.append(item)
             size += len(item.encoded) + 1
@@ -295,7 +306,7 @@ class CommunicationsMiningUploadEmailsOperator(CommunicationsMiningBaseOperator)
             yield batch
 
     def _send(self, spool: IO[str], run: _Run) -> None:
-        for batch in self._batches(spool):
+        for batch in self._batches(spool, run):
             self._sync(batch, run)
             self.log.info(
                 "Progress: %d of %d e-mails (%.0f%%): %s",
@@ -342,6 +353,7 @@ class CommunicationsMiningUploadEmailsOperator(CommunicationsMiningBaseOperator)
             "unchanged": tally["unchanged"],
             "rejected": tally["rejected"],
             "invalid": len(run.unreadable),
+            "duplicates": len(run.duplicates),
             "truncated": run.truncated,
             "billed": tally["billed"],
             "dead_letter_path": None,
@@ -456,7 +468,11 @@ class _Run:
     truncated: int = 0
     dead_lettered: int = 0
     tally: UploadTally = field(default_factory=UploadTally)
-    ids: Counter[str] = field(default_factory=Counter)
+    spooled: int = 0
+    #: comment id -> (position in the spool, "file#index") of the last e-mail read with it
+    last: dict[str, tuple[int, str]] = field(default_factory=dict)
+    #: ("file#index" of an e-mail, of the later one with the same id that replaces it)
+    duplicates: list[tuple[str, str]] = field(default_factory=list)
     notes: Counter[str] = field(default_factory=Counter)
     unreadable: list[str] = field(default_factory=list)
     refused_ids: list[str] = field(default_factory=list)
