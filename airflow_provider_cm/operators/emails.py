@@ -34,7 +34,7 @@ from airflow_provider_cm.hooks.communications_mining import split_full_name
 from airflow_provider_cm.hooks.retry import may_have_taken_effect
 from airflow_provider_cm.hooks.transport import encode_json
 from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
-from airflow_provider_cm.operators.storage import atomic_write, path_as_given, to_storage_path
+from airflow_provider_cm.operators.storage import atomic_write, path_as_given, shown_under, to_storage_path
 from airflow_provider_cm.upload.upload_tally import UploadTally
 from airflow_provider_cm.workers import missing_input, warn_if_worker_local
 
@@ -208,7 +208,7 @@ class CommunicationsMiningUploadEmailsOperator(CommunicationsMiningBaseOperator)
         except FileNotFoundError:
             raise missing_input(path_as_given(self.input_path), "input_path", self) from None
         self.log.info("Reading %d file(s) under %s", len(files), self.input_path)
-        shown = _shown_under(root, path_as_given(self.input_path))
+        shown = shown_under(root, path_as_given(self.input_path))
         for item in iter_emails(files, properties, shown):
             run.read += 1
             if isinstance(item, EmailProblem):
@@ -477,19 +477,3 @@ class _Run:
     unreadable: list[str] = field(default_factory=list)
     refused_ids: list[str] = field(default_factory=list)
     dead_letters: Any = None
-
-
-def _shown_under(root: ObjectStoragePath, given: str) -> Any:
-    """How a file under ``root`` is named in dead letters and logs: in the form the input was given."""
-    base = str(root).rstrip("/")
-    prefix = given.rstrip("/")
-
-    def shown(path: Any) -> str:
-        text = str(path)
-        if text == base:
-            return given
-        if text.startswith(base + "/"):
-            return prefix + text[len(base) :]
-        return text
-
-    return shown

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -77,3 +77,20 @@ def atomic_write(final: ObjectStoragePath, *, binary: bool = False) -> Iterator[
         with contextlib.suppress(Exception):
             temporary.unlink()
         raise
+
+
+def shown_under(root: ObjectStoragePath, given: str) -> Callable[[Any], str]:
+    """How a file found under ``root`` is named in logs, errors and dead letters: in the form ``root`` was
+    given (``given``, from :func:`path_as_given`), so a local folder's files stay local paths."""
+    base = str(root).rstrip("/")
+    prefix = given.rstrip("/")
+
+    def shown(path: Any) -> str:
+        text = str(path)
+        if text == base:
+            return given
+        if text.startswith(base + "/"):
+            return prefix + text[len(base) :]
+        return text
+
+    return shown
