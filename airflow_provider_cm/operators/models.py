@@ -138,7 +138,7 @@ class CommunicationsMiningPredictOperator(CommunicationsMiningBaseOperator):
         try:
             opened = source.open("r", encoding="utf-8")
         except FileNotFoundError:
-            raise missing_input(path_as_given(self.input_path), "input_path", self) from None
+            raise missing_input(path_as_given(str(self.input_path)), "input_path", self) from None
         with opened as handle:
             for line_number, line in enumerate(handle, 1):
                 if not line.strip():
