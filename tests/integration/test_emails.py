@@ -1,0 +1,75 @@
+"""Raw e-mails over real HTTP against an emulator process: upload through faults, predict, the 400s."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from airflow_provider_cm.emails import parse_eml, parse_msg
+from airflow_provider_cm.exceptions import CommunicationsMiningBadRequestError
+from airflow_provider_cm.operators.emails import CommunicationsMiningUploadEmailsOperator
+from tests.conftest import make_record
+from tests.emails_data import CLI_EML, CLI_MSG, CLI_SAMPLE_ID, NOT_EMAILS, copy_as_eml, cpython_messages
+
+
+def test_sync_raw_emails_over_http_returns_the_comments_it_made(hook, workspace, emulator):
+    documents = [parse_eml(CLI_EML.read_bytes()).document, parse_msg(CLI_MSG.read_bytes()).document]
+    answer = hook.sync_raw_emails(workspace.source, documents[:1], include_comments=True)
+    assert (answer["new"], answer["updated"], answer["unchanged"]) == (1, 0, 0)
+    [comment] = answer["comments"]
+    assert comment["id"] == CLI_SAMPLE_ID and comment["timestamp"] == "2023-10-25T17:03:22.000000Z"
+    message = comment["messages"][0]
+    assert message["from"] == "Joe Prosser <joe.prosser@uipath.com>"
+    assert message["to"] == ["Andra Buica <andra.buica@uipath.com>"]
+    without = dict(documents[0])
+    del without["comment_id"]  # the emulator derives the same id from the Message-ID
+    again = hook.sync_raw_emails(workspace.source, [without])
+    assert again["unchanged"] == 1 and again["comments"] == []
+    with pytest.raises(CommunicationsMiningBadRequestError, match=r"documents\[0\]\.raw_email\.body"):
+        hook.sync_raw_emails(workspace.source, [{"raw_email": {"headers": {"raw": ""}, "body": {}}}])
+
+
+def test_upload_through_dropped_connections_bills_each_email_once(hook, workspace, emulator, tmp_path, context):
+    folder = tmp_path / "mail"
+    copy_as_eml([p for p in cpython_messages() if p.name not in NOT_EMAILS], folder)
+    rule = {"kind": "drop_after", "path_contains": "/sync-raw-emails", "method": "POST", "every": 2}
+    emulator.admin("POST", "faults", {"faults": [rule]})
+    before = emulator.billed()
+    try:
+        result = CommunicationsMiningUploadEmailsOperator(
+            task_id="upload", source=workspace.source, input_path=str(folder), batch_size=8
+        ).execute(context)
+    finally:
+        emulator.admin("DELETE", "faults")
+    unique = len({parse_eml(p.read_bytes()).comment_id for p in folder.iterdir()})
+    billed = emulator.billed() - before
+    assert result["new"] + result["unchanged"] == unique and result["rejected"] == 0
+    assert billed == unique  # each e-mail once, however often a batch was resent
+    assert result["billed"]["at_least"] <= billed <= result["billed"]["at_most"]
+    assert not result["billed"]["exact"] and result["billed"]["why"]  # resent after a possible commit: said
+
+
+TRAINING = [
+    ("please check that the attachments work", "Support > Attachments"),
+    ("the attachment is missing", "Support > Attachments"),
+    ("send me the invoice", "Billing > Invoice"),
+    ("the invoice total is wrong", "Billing > Invoice"),
+]
+
+
+def test_predict_raw_emails_over_http_is_billed_per_email(hook, workspace, emulator):
+    records = [make_record(f"t{i}", "2026-10-01T00:00:00Z", text, label) for i, (text, label) in enumerate(TRAINING)]
+    hook.sync_comments(workspace.source, [r["comment"] for r in records])
+    for record in records:
+        uid = f"{workspace.source_id}.{record['comment']['id']}"
+        hook.update_annotations(workspace.dataset, uid, labelling=record["labelling"])
+    emulator.admin("POST", f"datasets/{workspace.dataset}/models", {"tag": "live"})
+    documents: list[dict[str, Any]] = [parse_eml(CLI_EML.read_bytes()).document] * 3
+    before = emulator.stats()["billed_predictions"]
+    predictions = hook.predict_raw_emails(workspace.dataset, "live", documents, threshold="auto")
+    assert len(predictions) == 3 and emulator.stats()["billed_predictions"] - before == 3
+    assert all("auto_thresholds" in label for label in predictions[0]["labels"])
+    with pytest.raises(CommunicationsMiningBadRequestError, match="raw_email"):
+        hook.predict_raw_emails(workspace.dataset, 1, [{"user_properties": {}}])
+    assert emulator.stats()["billed_predictions"] - before == 3  # a refused request bills nothing
