@@ -10,7 +10,8 @@ latency); a ratio is the operator's throughput over the baseline's.
 
 Parts (``--only``, comma-separated): ``upload`` (comments only), ``labels`` (with labels, and
 the rerun of the unchanged file), ``throttle`` (under a token bucket, at each latency), ``export``,
-``stream``, ``drainbytes`` (bytes an object-store drain of 100 batches sends), ``memory`` (one
+``stream``, ``emails`` (e-mails per second over ``sync-raw-emails``),
+``drainbytes`` (bytes an object-store drain of 100 batches sends), ``memory`` (one
 million comments uploaded). ``--quick`` runs everything small, once, to check
 the harness; its figures are not for the README.
 """
@@ -26,10 +27,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import bench_drain_bytes, bench_export, bench_memory, bench_stream, bench_upload
+from benchmarks import bench_drain_bytes, bench_emails, bench_export, bench_memory, bench_stream, bench_upload
 from benchmarks.harness import Emulator, configure_airflow, machine
 
-PARTS = ("upload", "labels", "throttle", "export", "stream", "drainbytes", "memory")
+PARTS = ("upload", "labels", "throttle", "export", "stream", "emails", "drainbytes", "memory")
 
 
 def _parts(text: str) -> set[str]:
@@ -64,12 +65,13 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--throttled", type=int, default=1_000, help="labelled upload size under the token bucket")
     parser.add_argument("--rate", type=float, default=50.0, help="token bucket: requests per second (default 50)")
     parser.add_argument("--burst", type=float, default=50.0, help="token bucket: burst (default 50)")
+    parser.add_argument("--emails", type=int, default=5_000, help="e-mail upload size (default 5,000 .eml files)")
     parser.add_argument("--memory-comments", type=int, default=1_000_000, help="memory case size (default 1,000,000)")
     parser.add_argument("--tracemalloc", action="store_true", help="memory case: also trace Python allocations")
     args = parser.parse_args()
     if args.quick:
         args.runs = 1
-        args.comments, args.labelled, args.throttled = 10_003, 500, 300
+        args.comments, args.labelled, args.throttled, args.emails = 10_003, 500, 300, 1_000
         args.export_comments, args.export_remote_comments, args.memory_comments = 20_000, 5_000, 50_000
     return args
 
@@ -112,6 +114,8 @@ def main() -> int:
             )
         if "stream" in args.only:
             rows += bench_stream.run(emulator, args.runs, args.latency)
+        if "emails" in args.only:
+            rows += bench_emails.run(emulator, args.runs, args.latency, args.emails)
         if "drainbytes" in args.only:
             rows += bench_drain_bytes.run(emulator)
     finally:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections import Counter
+import threading
+from collections import Counter, deque
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
@@ -80,6 +82,8 @@ class CommunicationsMiningUploadEmailsOperator(CommunicationsMiningBaseOperator)
     :param batch_size: documents per request (1 to 16,384).
     :param max_batch_bytes: approximate bytes per request; a batch is sent early when its
         documents' encoded size reaches it.
+    :param sync_concurrency: requests in flight at once (each comment id is sent in one batch
+        only, so their order does not matter).
     :param dead_letter_path: the JSONL file for the e-mails not uploaded; default beside the
         input, ``<name>.rejected.jsonl``. Written only if there are some (in a dry run too). Templated.
     :param fail_on_rejected: fail the task at the end if any e-mail was not uploaded (every other
@@ -123,6 +127,7 @@ class CommunicationsMiningUploadEmailsOperator(CommunicationsMiningBaseOperator)
         transform_tag: str = DEFAULT_TRANSFORM_TAG,
         batch_size: int = 256,
         max_batch_bytes: int = 8 * 1024 * 1024,
+        sync_concurrency: int = 2,
         dead_letter_path: str | None = None,
         fail_on_rejected: bool = True,
         fail_on_empty: bool = False,
@@ -132,6 +137,8 @@ class CommunicationsMiningUploadEmailsOperator(CommunicationsMiningBaseOperator)
     ) -> None:
         if not 1 <= batch_size <= MAX_SYNC_DOCUMENTS:
             raise ValueError(f"batch_size must be between 1 and {MAX_SYNC_DOCUMENTS}, got {batch_size}")
+        if sync_concurrency < 1:
+            raise ValueError("sync_concurrency must be at least 1")
         if not kwargs.get("outlets"):
             kwargs["outlets"] = [
                 outlet_for("source", str(kwargs.get("task_id")), [source], lambda: source_asset(source))
@@ -143,6 +150,7 @@ class CommunicationsMiningUploadEmailsOperator(CommunicationsMiningBaseOperator)
         self.transform_tag = transform_tag
         self.batch_size = batch_size
         self.max_batch_bytes = max_batch_bytes
+        self.sync_concurrency = sync_concurrency
         self.dead_letter_path = dead_letter_path
         self.fail_on_rejected = fail_on_rejected
         self.fail_on_empty = fail_on_empty
@@ -306,14 +314,34 @@ class CommunicationsMiningUploadEmailsOperator(CommunicationsMiningBaseOperator)
             yield batch
 
     def _send(self, spool: IO[str], run: _Run) -> None:
-        for batch in self._batches(spool, run):
-            self._sync(batch, run)
+        """Send the batches, ``sync_concurrency`` at a time (each comment id is in one batch only)."""
+        in_flight: deque[Future[None]] = deque()
+        with ThreadPoolExecutor(max_workers=self.sync_concurrency, thread_name_prefix="cm-emails") as pool:
+            try:
+                for batch in self._batches(spool, run):
+                    in_flight.append(pool.submit(self._flush, batch, run))
+                    while len(in_flight) > self.sync_concurrency:
+                        in_flight.popleft().result()
+                while in_flight:
+                    in_flight.popleft().result()
+            except BaseException:
+                for future in in_flight:
+                    future.cancel()
+                raise
+
+    def _flush(self, batch: list[_Spooled], run: _Run) -> None:
+        self._sync(batch, run)
+        with run.lock:
             self.log.info(
-                "Progress: %d of %d e-mails (%.0f%%): %s",
+                "Progress: %d of %d e-mails (%.0f%%): new=%d updated=%d unchanged=%d rejected=%d; %s",
                 run.sent,
                 run.valid,
                 100.0 * run.sent / max(run.valid, 1),
-                run.tally.summary().split(" labelled=")[0] + "; " + run.tally.billed_text(),
+                run.tally.new,
+                run.tally.updated,
+                run.tally.unchanged,
+                run.tally.rejected,
+                run.tally.billed_text(),
             )
 
     def _sync(self, batch: list[_Spooled], run: _Run) -> None:
@@ -325,8 +353,11 @@ class CommunicationsMiningUploadEmailsOperator(CommunicationsMiningBaseOperator)
         except CommunicationsMiningBadRequestError as exc:
             if len(batch) == 1:
                 item = batch[0]
-                self._reject(run, item.file, item.index, item.id, "sync-raw-emails", None, exc.message, exc.status_code)
-                run.sent += 1
+                with run.lock:
+                    self._reject(
+                        run, item.file, item.index, item.id, "sync-raw-emails", None, exc.message, exc.status_code
+                    )
+                    run.sent += 1
                 return
             self.log.warning(
                 "The API refused a batch of %d e-mails (%s); bisecting to find the e-mails it refuses",
@@ -339,10 +370,12 @@ class CommunicationsMiningUploadEmailsOperator(CommunicationsMiningBaseOperator)
             return
         except Exception as exc:
             if may_have_taken_effect(exc):
-                run.tally.add_lost_sync(len(batch))
+                with run.lock:
+                    run.tally.add_lost_sync(len(batch))
             raise
-        run.tally.add_sync(answer)
-        run.sent += len(batch)
+        with run.lock:
+            run.tally.add_sync(answer)
+            run.sent += len(batch)
 
     def _result(self, run: _Run) -> dict[str, Any]:
         tally = run.tally.as_xcom()
@@ -477,3 +510,4 @@ class _Run:
     unreadable: list[str] = field(default_factory=list)
     refused_ids: list[str] = field(default_factory=list)
     dead_letters: Any = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
