@@ -73,3 +73,34 @@ def test_predict_raw_emails_over_http_is_billed_per_email(hook, workspace, emula
     with pytest.raises(CommunicationsMiningBadRequestError, match="raw_email"):
         hook.predict_raw_emails(workspace.dataset, 1, [{"user_properties": {}}])
     assert emulator.stats()["billed_predictions"] - before == 3  # a refused request bills nothing
+
+
+def test_lineage_reads_the_files_and_writes_the_source_and_the_dead_letters(hook, workspace, emulator, tmp_path):
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    from airflow_provider_cm.lineage import api_namespace
+    from tests.conftest import FakeTaskInstance
+
+    folder = tmp_path / "mail"
+    folder.mkdir()
+    (folder / "a.eml").write_bytes(CLI_EML.read_bytes())
+    (folder / "b.eml").write_bytes(b"")
+    operator = CommunicationsMiningUploadEmailsOperator(
+        task_id="upload",
+        source=workspace.source,
+        input_path=str(folder),
+        fail_on_rejected=False,
+        dead_letter_path=str(tmp_path / "rejected.jsonl"),
+    )
+    events: defaultdict[Any, SimpleNamespace] = defaultdict(SimpleNamespace)
+    result = operator.execute({"ti": FakeTaskInstance(), "outlet_events": events})
+    lineage = operator.get_openlineage_facets_on_complete(None)
+    assert [(d.namespace, d.name) for d in lineage.inputs] == [("file", str(folder))]
+    rows = [(d.namespace, d.name, d.outputFacets["outputStatistics"].rowCount) for d in lineage.outputs]
+    assert rows == [
+        (api_namespace(hook.endpoint), f"sources/{workspace.source}", 1),
+        ("file", str(tmp_path / "rejected.jsonl"), 1),
+    ]
+    [outlet] = operator.outlets
+    assert events[outlet].extra == result and result["new"] == 1 and result["rejected"] == 1

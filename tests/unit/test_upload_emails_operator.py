@@ -218,3 +218,36 @@ def test_declares_the_source_asset_and_is_registered():
     modules = get_provider_info()["operators"][0]["python-modules"]
     assert "airflow_provider_cm.operators.emails" in modules
     assert json.dumps(operator.template_fields)
+
+
+def test_encoded_words_charsets_and_missing_headers_are_stored_as_the_stdlib_reads_them(
+    workspace, hook, tmp_path, context
+):
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    (folder / "latin.eml").write_bytes(
+        b"From: =?iso-8859-1?q?Andr=E9?= <andre@example.com>\r\nTo: =?utf-8?b?w4lsaXNl?= <elise@example.com>\r\n"
+        b"Cc: a@example.com, B <b@example.com>\r\nSubject: =?utf-8?b?w6l0w6k=?= report\r\n"
+        b"Date: Tue, 6 Oct 2026 23:30:00 -0200\r\nMessage-ID: <latin-1@example.com>\r\n"
+        b"Content-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: 8bit\r\n\r\ncaf\xe9 cr\xe8me\r\n"
+    )
+    (folder / "bare.eml").write_bytes(b"Subject: no sender, no date, no id\n\nhello\n")
+    (folder / "html.eml").write_bytes(
+        b"From: c@example.com\nMessage-ID: <html-only@example.com>\nContent-Type: text/html; charset=utf-8\n\n"
+        b"<html><head><style>p {color: red}</style></head><body><p>Hello&nbsp;there</p><p>Second</p></body></html>\n"
+    )
+    result = upload(workspace, folder).execute(context)
+    assert result["new"] == 3 and result["rejected"] == 0
+    latin = hook.get_comment(workspace.source, "latin-1@example.com")
+    stored_matches(latin, expected_comment(folder / "latin.eml"))
+    message = latin["messages"][0]
+    assert message["from"] == "André <andre@example.com>" and message["to"] == ["Élise <elise@example.com>"]
+    assert message["subject"] == {"text": "été report"} and message["body"] == {"text": "café crème\r\n"}
+    assert message["sent_at"] == "2026-10-07T01:30:00.000000Z"  # the Date in UTC
+    bare_id = upload_id(folder / "bare.eml")
+    bare = hook.get_comment(workspace.source, bare_id)
+    assert bare_id.startswith("sha256-") and "from" not in bare["messages"][0] and "sent_at" not in bare["messages"][0]
+    html = hook.get_comment(workspace.source, "html-only@example.com")
+    assert html["messages"][0]["body"] == {"text": "Hello there\n\nSecond"}  # the text of the HTML body
+    again = upload(workspace, folder).execute(context)
+    assert again["unchanged"] == 3  # the one without a Date keeps its first timestamp: nothing changes
