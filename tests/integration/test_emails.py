@@ -104,3 +104,56 @@ def test_lineage_reads_the_files_and_writes_the_source_and_the_dead_letters(hook
     ]
     [outlet] = operator.outlets
     assert events[outlet].extra == result and result["new"] == 1 and result["rejected"] == 1
+
+
+@pytest.fixture(scope="module")
+def s3_bucket() -> Any:
+    """S3 on moto's server in this process, reached through an Airflow connection named in the URIs."""
+    import json
+    import os
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    extra = {"endpoint_url": url, "region_name": "us-east-1"}
+    os.environ["AIRFLOW_CONN_AWS_CM_EMAILS"] = json.dumps(
+        {"conn_type": "aws", "login": "testing", "password": "testing", "extra": extra}
+    )
+    client = boto3.client("s3", aws_access_key_id="testing", aws_secret_access_key="testing", **extra)
+    client.create_bucket(Bucket="mail")
+    try:
+        yield "s3://aws_cm_emails@mail"
+    finally:
+        server.stop()
+        os.environ.pop("AIRFLOW_CONN_AWS_CM_EMAILS", None)
+
+
+def test_upload_from_an_object_storage_prefix(hook, workspace, emulator, s3_bucket, tmp_path, context):
+    import mailbox
+
+    from airflow.sdk import ObjectStoragePath
+
+    day = ObjectStoragePath(f"{s3_bucket}/gateway/2026-10-05/")
+    (day / "a.eml").write_bytes(CLI_EML.read_bytes())
+    (day / "nested" / "b.msg").write_bytes(CLI_MSG.read_bytes())
+    (day / "nested" / "empty.eml").write_bytes(b"")
+    messages = [p for p in cpython_messages() if p.name not in NOT_EMAILS][:6]
+    box = mailbox.mbox(tmp_path / "archive.mbox")
+    for path in messages:
+        box.add(path.read_bytes())
+    box.close()
+    (day / "archive.mbox").write_bytes((tmp_path / "archive.mbox").read_bytes())
+    result = CommunicationsMiningUploadEmailsOperator(
+        task_id="upload", source=workspace.source, input_path=f"{s3_bucket}/gateway/2026-10-05/", fail_on_rejected=False
+    ).execute(context)
+    unique = {parse_eml(p.read_bytes()).comment_id for p in messages} | {CLI_SAMPLE_ID}
+    assert result["read"] == 1 + 1 + 1 + len(messages) and result["rejected"] == result["invalid"] == 1
+    # The .msg is the .eml's e-mail; CPython's msg_01 and msg_03 share a Message-ID.
+    assert result["new"] == len(unique) and result["duplicates"] == len(messages) + 2 - len(unique)
+    assert result["dead_letter_path"] == f"{s3_bucket}/gateway/2026-10-05.rejected.jsonl"
+    [dead] = [line for line in ObjectStoragePath(result["dead_letter_path"]).read_text().splitlines() if line]
+    assert '"file": "s3://aws_cm_emails@mail/gateway/2026-10-05/nested/empty.eml"' in dead
