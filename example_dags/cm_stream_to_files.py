@@ -125,6 +125,7 @@ with DAG(
     )
     # [END howto_operator_cm_stream_advance]
 
+    # [START howto_operator_cm_tag_exceptions]
     tag_exceptions = CommunicationsMiningTagExceptionsOperator(
         task_id="tag_exceptions",
         communications_mining_conn_id=CONN_ID,
@@ -133,6 +134,7 @@ with DAG(
         uids="{{ ti.xcom_pull(task_ids='deliver')['refused_uids'] | tojson }}",
         exception_type="Refused by the outbox: empty message",
     )
+    # [END howto_operator_cm_tag_exceptions]
 
     wait_for_results >> fetch_results
     delivered >> advance_stream
