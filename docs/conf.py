@@ -17,7 +17,7 @@ from airflow_provider_cm import __version__  # noqa: E402
 
 project = "airflow-provider-cm"
 author = "airflow-provider-cm contributors"
-copyright = "the airflow-provider-cm contributors, Apache License 2.0"  # noqa: A001
+copyright = "the airflow-provider-cm contributors, Apache License 2.0"
 version = release = __version__
 
 extensions = [
