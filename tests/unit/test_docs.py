@@ -112,3 +112,72 @@ def test_every_marker_in_the_example_dags_is_shown_in_the_docs():
     for dag in sorted((ROOT / "example_dags").glob("*.py")):
         for marker in re.findall(r"# (\[START howto_\w+\])", dag.read_text(encoding="utf-8")):
             assert marker in shown, f"{dag.name}: {marker} is included by no docs page"
+
+
+def connection_examples() -> list[tuple[str, str]]:
+    """``(title, value)`` of each ``export AIRFLOW_CONN_...`` on the connection page, titled by its comment."""
+    text = (DOCS / "connection.md").read_text(encoding="utf-8")
+    found = []
+    for match in re.finditer(r"^# (?P<title>.+)\nexport AIRFLOW_CONN_\w+='(?P<value>[^']*)'", text, re.M):
+        found.append((match.group("title"), match.group("value")))
+    return found
+
+
+def test_every_connection_example_resolves_to_the_endpoint_and_credentials_it_claims(tmp_path):
+    from airflow.models.connection import Connection
+
+    from airflow_provider_cm.hooks.settings import ConnectionSettings
+
+    examples = connection_examples()
+    assert {value[0] for _, value in examples} == {"{", "c"} and len(examples) >= 8  # JSON and URI forms
+    bundle = tmp_path / "corporate-root.pem"
+    bundle.write_text("")
+    endpoints = {
+        "Automation Cloud": "https://cloud.uipath.com/acme/production/reinfer_",
+        "Legacy tenant": "https://acme.reinfer.io",
+        "A private certificate authority": "https://acme.reinfer.io",
+        "The local emulator": "http://127.0.0.1:8765",
+    }
+    by_title: dict[str, list[ConnectionSettings]] = {}
+    for title, value in examples:
+        value = value.replace("/etc/ssl/certs/corporate-root.pem", str(bundle))
+        value = value.replace("<API token>", "the-token").replace("<app id>", "app").replace("<app secret>", "secret")
+        value = value.replace("<scopes>", "Reinfer.Api")
+        if value.startswith("{"):
+            conn = Connection.from_json(value, conn_id="communications_mining_default")
+        else:
+            conn = Connection(conn_id="communications_mining_default", uri=value)
+        assert conn.conn_type == "communications_mining", title
+        settings = ConnectionSettings.from_connection(conn)
+        [expected] = [url for start, url in endpoints.items() if title.startswith(start)] or [None]
+        if "external application" in title:
+            expected = endpoints["Automation Cloud"]
+            assert settings.credentials is not None and settings.api_token is None, title
+            assert (settings.credentials.client_id, settings.credentials.client_secret) == ("app", "secret"), title
+        else:
+            assert settings.api_token in ("the-token", "my-local-token"), title
+        assert settings.endpoint == expected, title
+        if "time-out" in title or (title == "Legacy tenant"):
+            assert settings.read_timeout == 240, title
+        by_title.setdefault(title.split(",")[0], []).append(settings)
+    # The JSON and URI forms of the same connection say the same thing.
+    for title, settings in by_title.items():
+        said = {(s.endpoint, s.api_token, s.read_timeout, credentials_of(s)) for s in settings}
+        assert len(said) == 1, (title, said)
+
+
+def credentials_of(settings) -> tuple[str, ...] | None:
+    c = settings.credentials
+    return None if c is None else (c.client_id, c.client_secret, str(c.scope), c.token_url)
+
+
+def test_the_connection_page_describes_every_field_of_the_form():
+    from airflow_provider_cm.connection_form import CONN_FIELDS, UI_FIELD_BEHAVIOUR
+
+    page = (DOCS / "connection.md").read_text(encoding="utf-8")
+    for name, spec in CONN_FIELDS.items():
+        row = re.search(rf"^\| extra `{name}` \| (?P<label>[^|]+) \|", page, re.M)
+        assert row, f"the connection page has no row for the {name} extra"
+        assert row.group("label").strip() == spec["label"], name
+    for field, label in UI_FIELD_BEHAVIOUR["relabeling"].items():
+        assert re.search(rf"^\| {field.capitalize()} \| {label} \|", page, re.M), field
