@@ -3,11 +3,24 @@
 Every API error carries the HTTP status code, the route (method and path, never the host's
 credentials) and the server's message, so callers can catch precisely and logs say what failed.
 No message ever contains the API token.
+
+With Airflow installed they are :class:`AirflowException` (and :class:`AirflowFailException` for
+errors a retry cannot fix, so a task fails at once). The client code and the emulator also run
+where Airflow is not installed (a gateway, a test harness): there the same classes derive from
+stand-ins, so ``except CommunicationsMiningError`` works the same way everywhere.
 """
 
 from __future__ import annotations
 
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+try:
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+except ImportError:  # the client code and the emulator, without Airflow
+
+    class AirflowException(Exception):  # type: ignore[no-redef]
+        """Stand-in for Airflow's base exception where Airflow is not installed."""
+
+    class AirflowFailException(AirflowException):  # type: ignore[no-redef]
+        """Stand-in for Airflow's "fail without retrying" exception where Airflow is not installed."""
 
 
 class CommunicationsMiningError(AirflowException):
