@@ -24,7 +24,7 @@ from airflow_provider_cm.hooks.communications_mining import (
     split_full_name,
 )
 from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
-from airflow_provider_cm.operators.storage import atomic_write, path_as_given, to_storage_path
+from airflow_provider_cm.storage import atomic_write, path_as_given, to_storage_path
 from airflow_provider_cm.upload.comment_files import (
     DEFAULT_CSV_COLUMNS,
     CommentRecord,
