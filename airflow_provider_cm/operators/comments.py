@@ -67,12 +67,12 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
     ``POST /api/_private/datasets/<project>/<dataset>/labellings/<uid>`` (one comment per request,
     many in flight: see ``max_annotation_concurrency``).
 
-    Label writes send only what changed: for each batch of stored comments the dataset's current
+    Annotation writes send only what changed: for each batch of stored comments the dataset's current
     annotations are read in bulk (``GET .../labellings?id=<uid>&id=<uid>...``, a few dozen uids per
     request) and a comment is written only if a kind its record carries (labels, entities, field
     extractions) differs from what the dataset holds (see
     :mod:`~airflow_provider_cm.upload.annotation_changes`); the others are counted as
-    ``labels_unchanged``. A batch whose comments ``sync`` all created is not read: it has nothing yet.
+    ``annotations_unchanged``. A batch whose comments ``sync`` all created is not read: it has nothing yet.
 
     ``sync`` is an upsert by comment id, so rerunning the task is safe: comments already uploaded
     come back as ``unchanged`` and are not billed again. If the API refuses a batch, the batch is
@@ -126,12 +126,14 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
     :param communications_mining_conn_id: the Airflow connection.
     :param retry_max_attempts: attempts per API request (default: the connection's, else 5).
     :param retry_max_elapsed: seconds per API request across attempts (default: the connection's, else 300).
-    :return: (XCom) ``{"read", "new", "updated", "unchanged", "rejected", "labelled",
-        "labels_unchanged", "labels_rejected", "billed", "dead_letter_path", "dry_run"}``; counts
-        are comments; ``labelled`` counts the comments whose annotations were written,
-        ``labels_unchanged`` those the dataset already held as the file gives them,
-        ``labels_rejected`` those the API refused; ``billed`` is
-        ``{"at_least": int, "at_most": int, "exact": bool, "why": [str]}``.
+    :return: (XCom) ``{"read", "new", "updated", "unchanged", "rejected", "annotated",
+        "annotations_unchanged", "annotations_rejected", "billed", "dead_letter_path", "dry_run"}``;
+        counts are comments; ``annotated`` counts the comments whose annotations were written,
+        ``annotations_unchanged`` those the dataset already held as the file gives them,
+        ``annotations_rejected`` those the API refused; ``billed`` is
+        ``{"at_least": int, "at_most": int, "exact": bool, "why": [str]}``. The deprecated keys
+        ``labelled``, ``labels_unchanged`` and ``labels_rejected`` (0.1's names) carry the same
+        values until 0.3.
     :raises CommunicationsMiningInputError: if any record is invalid (nothing is sent).
     :raises AirflowFailException: if ``csv_columns`` or ``timezone`` cannot work, the file exceeds
         ``max_comments`` or is empty with ``fail_on_empty``, or the source or dataset does not
@@ -235,10 +237,10 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
             result["dead_letter_path"] = self._run(upload, spool, plan.path, context, result)
         result.update(upload.tally.as_xcom())
         self._log_outcome(count, upload.tally)
-        if (upload.tally.rejected or upload.tally.labels_rejected) and self.fail_on_rejected:
+        if (upload.tally.rejected or upload.tally.annotations_rejected) and self.fail_on_rejected:
             context["ti"].xcom_push(key="return_value", value=result)
             raise CommunicationsMiningRejectedRecordsError(
-                result["dead_letter_path"], upload.refused_ids, upload.unlabelled_ids
+                result["dead_letter_path"], upload.refused_ids, upload.unannotated_ids
             )
         return result
 
@@ -401,7 +403,8 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
     def _log_outcome(self, count: int, tally: UploadTally) -> None:
         self.log.info(
             "Uploaded %d comments to %s: %d stored (%d new, %d updated, %d unchanged), %d rejected; "
-            "%d with labels written to %s, %d whose labels were already there, %d whose labels were refused; %s",
+            "%d with annotations written to %s, %d whose annotations were already there, %d whose annotations "
+            "were refused; %s",
             count,
             self.source,
             tally.stored,
@@ -409,10 +412,10 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
             tally.updated,
             tally.unchanged,
             tally.rejected,
-            tally.labelled,
+            tally.annotated,
             self.dataset or "no dataset",
-            tally.labels_unchanged,
-            tally.labels_rejected,
+            tally.annotations_unchanged,
+            tally.annotations_rejected,
             tally.billed_text(),
         )
         self._log_billing_range(tally)
@@ -474,11 +477,11 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
         stored = lineage.count(result, "new", "updated", "unchanged")
         outputs = [lineage.written(lineage.source_dataset(self.hook, self.source), stored)]
         if self.dataset:
-            labelled = lineage.count(result, "labelled")
-            outputs.append(lineage.written(lineage.cm_dataset(self.hook, self.dataset), labelled))
+            annotated = lineage.count(result, "annotated")
+            outputs.append(lineage.written(lineage.cm_dataset(self.hook, self.dataset), annotated))
         dead_letter_path = result.get("dead_letter_path") if isinstance(result, Mapping) else None
         if dead_letter_path:
-            lines = lineage.count(result, "rejected", "labels_rejected")
+            lines = lineage.count(result, "rejected", "annotations_rejected")
             outputs.append(lineage.written(lineage.file_dataset(to_storage_path(dead_letter_path)), lines))
         return lineage.operator_lineage(inputs, outputs)
 

@@ -81,7 +81,7 @@ class UploadEngine:
         self.tally = UploadTally()
         self.lock = threading.Lock()
         self.refused_ids: list[str] = []
-        self.unlabelled_ids: list[str] = []
+        self.unannotated_ids: list[str] = []
         self.dead_letters: Any = None
         self.dead_lettered = 0
         self.pool: ThreadPoolExecutor
@@ -186,16 +186,16 @@ class UploadEngine:
             changed = writes  # sync created every comment of the batch: none has annotations yet
         else:
             changed = self._changed(writes)
-        tally.labels_unchanged += len(writes) - len(changed)
+        tally.annotations_unchanged += len(writes) - len(changed)
         futures = [(record, self.pool.submit(self._write_annotations, record)) for record in changed]
         failure: BaseException | None = None
         for record, future in futures:
             error = future.exception()
             if error is None:
-                tally.labelled += 1
+                tally.annotated += 1
             elif isinstance(error, CommunicationsMiningBadRequestError | CommunicationsMiningNotFoundError):
                 self._dead_letter(record, "annotations", error, stored=True)
-                tally.labels_rejected += 1
+                tally.annotations_rejected += 1
             elif failure is None:
                 failure = error
         if failure is not None:
@@ -272,6 +272,6 @@ class UploadEngine:
                 error.message,
                 outcome,
             )
-            (self.unlabelled_ids if stored else self.refused_ids).append(record.id)
+            (self.unannotated_ids if stored else self.refused_ids).append(record.id)
             self.dead_letters.write(json.dumps(entry, ensure_ascii=False) + "\n")
             self.dead_lettered += 1
