@@ -32,11 +32,10 @@ from airflow_provider_cm.upload.comment_files import (
     CsvColumnsError,
     detect_format,
     iter_records,
-    raise_for_problems,
 )
 from airflow_provider_cm.upload.comment_validation import TimestampRule
-from airflow_provider_cm.upload.engine import UploadEngine, UploadSettings
-from airflow_provider_cm.upload.id_hashes import IdHashes
+from airflow_provider_cm.upload.engine import UploadEngine, UploadSettings, annotation_limits
+from airflow_provider_cm.upload.file_check import check_and_spool
 from airflow_provider_cm.upload.spool import SpooledRecord
 from airflow_provider_cm.upload.upload_tally import UploadTally
 from airflow_provider_cm.workers import missing_input, warn_if_worker_local
@@ -44,13 +43,6 @@ from airflow_provider_cm.workers import missing_input, warn_if_worker_local
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context, ObjectStoragePath
-
-#: Problems listed in the error for an invalid file (all are counted).
-MAX_PROBLEMS_SHOWN = 20
-
-#: Label-write requests in flight at the start, and at most, unless the parameters say otherwise.
-DEFAULT_ANNOTATION_CONCURRENCY = 16
-DEFAULT_MAX_ANNOTATION_CONCURRENCY = 64
 
 
 class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperator):
@@ -277,29 +269,19 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
             )
 
     def _validate(self, plan: _Plan, spool: IO[bytes]) -> int:
-        """Read and check every record, spooling the valid ones; raise listing every invalid record.
-
-        The spool is a local temporary file holding each record normalised and already encoded
-        for the request, so the input is read once and nothing is parsed twice. Repeated ids are
-        found with 8 bytes per id (:class:`~airflow_provider_cm.upload.id_hashes.IdHashes`); only
-        if some id hash repeats is the file read a second time, to name each duplicate with the line
-        of its first occurrence (keeping only the ids whose hash repeats).
+        """Check every record, spooling the valid ones (:func:`~airflow_provider_cm.upload.file_check.check_and_spool`).
 
         :return: the number of comments.
         :raises CommunicationsMiningInputError: listing the problems, if there are any.
         """
         self.log.info("Validating %s (%s)", self.input_path, plan.fmt)
-        ids = None if self.allow_duplicate_ids else IdHashes()
-        checked = self._check_and_spool(plan, spool, ids, None)
-        repeated = ids.repeated() if ids is not None else frozenset()
-        del ids
-        if repeated:
-            spool.seek(0)
-            spool.truncate()
-            plan.timestamps.naive = 0
-            checked = self._check_and_spool(plan, spool, None, repeated)
-        problems = checked.problems
-        raise_for_problems(str(self.input_path), problems.shown, problems.total)
+        checked = check_and_spool(
+            lambda: self._records(plan),
+            spool,
+            where=str(self.input_path),
+            timestamps=plan.timestamps,
+            allow_duplicate_ids=self.allow_duplicate_ids,
+        )
         if plan.timestamps.naive:
             self.log.info(
                 "%d timestamps had no UTC offset and were read in %s (the timezone parameter)",
@@ -310,42 +292,6 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
             "%s holds %d valid comments, %d with annotations", self.input_path, checked.count, checked.annotated
         )
         return checked.count
-
-    def _check_and_spool(
-        self, plan: _Plan, spool: IO[bytes], ids: IdHashes | None, repeated: frozenset[int] | None
-    ) -> _Checked:
-        """One pass over the file: check each record, spool it while no problem was found.
-
-        :param ids: where to add each valid record's id hash (first pass), or ``None``.
-        :param repeated: id hashes seen more than once (second pass): records with these ids are
-            compared exactly, and a later line with the same id is a problem.
-        """
-        checked = _Checked(_Problems())
-        problems = checked.problems
-        first_line: dict[str, int] = {}
-        write = spool.write
-        encode = SpooledRecord.encode
-        for item in self._records(plan):
-            if isinstance(item, tuple):
-                problems.add(item)
-                continue
-            if ids is not None:
-                ids.add(item.id)
-            elif repeated and IdHashes.hash_of(item.id) in repeated:
-                seen = first_line.setdefault(item.id, item.line)
-                if seen != item.line:
-                    problems.add((item.line, "comment.id", f"duplicate id {item.id!r} (first on line {seen})"))
-                    continue
-            try:
-                encoded = encode(item)
-            except (ValueError, RecursionError) as exc:
-                problems.add((item.line, "(record)", f"cannot be sent as JSON: {exc}"))
-                continue
-            checked.count += 1
-            checked.annotated += item.has_annotations
-            if not problems.total:
-                write(encoded)
-        return checked
 
     def _engine(self, source_id: str, total: int) -> UploadEngine:
         settings = UploadSettings(
@@ -494,51 +440,6 @@ class _Plan:
     fmt: str
     columns: CsvColumns | None
     timestamps: TimestampRule
-
-
-@dataclass
-class _Checked:
-    """What one pass over the file found: the problems, and the comments that passed."""
-
-    problems: _Problems
-    count: int = 0
-    annotated: int = 0
-
-
-class _Problems:
-    """Problems found in a file: all counted, the first :data:`MAX_PROBLEMS_SHOWN` kept."""
-
-    def __init__(self) -> None:
-        self.shown: list[tuple[int, str, str]] = []
-        self.total = 0
-
-    def add(self, problem: tuple[int, str, str]) -> None:
-        self.total += 1
-        if len(self.shown) < MAX_PROBLEMS_SHOWN:
-            self.shown.append(problem)
-
-
-def annotation_limits(start: int | None, most: int | None) -> tuple[int, int]:
-    """The label-write limits: ``(requests in flight at the start, the most in flight)``.
-
-    Neither given: 16 growing to 64. ``start`` alone: that many, never more (it still halves on
-    429 or 503, then grows back). ``most`` alone: ``min(16, most)`` growing to ``most``.
-
-    :raises ValueError: for a value below 1, or a start above the most.
-    """
-    if (start is not None and start < 1) or (most is not None and most < 1):
-        raise ValueError("annotation_concurrency and max_annotation_concurrency must be at least 1")
-    if start is None:
-        most = DEFAULT_MAX_ANNOTATION_CONCURRENCY if most is None else most
-        return min(DEFAULT_ANNOTATION_CONCURRENCY, most), most
-    if most is None:
-        return start, start
-    if start > most:
-        raise ValueError(
-            f"annotation_concurrency ({start}) is the number of label writes in flight at the start: "
-            f"it cannot exceed max_annotation_concurrency ({most})"
-        )
-    return start, most
 
 
 def naive_zone(value: str | tzinfo | None) -> tzinfo | None:

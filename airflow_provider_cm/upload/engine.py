@@ -31,6 +31,33 @@ from airflow_provider_cm.upload.annotation_changes import needs_write
 from airflow_provider_cm.upload.spool import SpooledRecord, one_write_per_comment
 from airflow_provider_cm.upload.upload_tally import UploadTally
 
+#: Annotation-write requests in flight at the start, and at most, unless the settings say otherwise.
+DEFAULT_ANNOTATION_CONCURRENCY = 16
+DEFAULT_MAX_ANNOTATION_CONCURRENCY = 64
+
+
+def annotation_limits(start: int | None, most: int | None) -> tuple[int, int]:
+    """The annotation-write limits: ``(requests in flight at the start, the most in flight)``.
+
+    Neither given: 16 growing to 64. ``start`` alone: that many, never more (it still halves on
+    429 or 503, then grows back). ``most`` alone: ``min(16, most)`` growing to ``most``.
+
+    :raises ValueError: for a value below 1, or a start above the most.
+    """
+    if (start is not None and start < 1) or (most is not None and most < 1):
+        raise ValueError("annotation_concurrency and max_annotation_concurrency must be at least 1")
+    if start is None:
+        most = DEFAULT_MAX_ANNOTATION_CONCURRENCY if most is None else most
+        return min(DEFAULT_ANNOTATION_CONCURRENCY, most), most
+    if most is None:
+        return start, start
+    if start > most:
+        raise ValueError(
+            f"annotation_concurrency ({start}) is the number of annotation writes in flight at the start: "
+            f"it cannot exceed max_annotation_concurrency ({most})"
+        )
+    return start, most
+
 
 @dataclass(frozen=True)
 class UploadSettings:
