@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INPUT ?=
 
-.PHONY: demo test test-system test-all test-deployment test-workers test-compat browser lint bench clean
+.PHONY: demo test test-system test-all test-deployment test-workers test-compat browser lint docs bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,8 +53,13 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# The documentation (docs/, Sphinx) into docs/_build/html: offline (no intersphinx), every warning an error.
+docs: $(BIN)/.installed
+	rm -rf docs/_api
+	$(BIN)/python -m sphinx -b html -W --keep-going -q docs docs/_build/html
+
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) .compat .demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .compat .demo .pytest_cache .mypy_cache .ruff_cache docs/_build docs/_api

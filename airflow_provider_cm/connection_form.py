@@ -11,7 +11,8 @@ input (``minimum`` is enforced), ``string`` a one-line input, ``object`` a JSON 
 ``"format": "password"`` a masked input whose value the API returns redacted and the secrets
 masker hides in logs. A schema with two non-null types (``["boolean", "string"]``) renders as a
 free-form multi-line box, so every field has exactly one type, plus ``"null"`` where the field may
-be left empty.
+be left empty. Every field allows ``"null"``: the UI marks a field whose type does not as required
+(a red ``*``), and no setting is; a field left empty means its default.
 
 This module is data only and imports nothing, so ``get_provider_info()`` stays cheap.
 """
@@ -65,7 +66,9 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
     "verify": {
         "label": "Verify TLS certificates",
         "description": "Check the server's TLS certificate (on by default). Turn off only for a test server.",
-        "schema": {"type": "boolean", "default": True},
+        # "null" beside the type keeps the UI from marking the switch required (it marks every field whose
+        # type does not allow null); a cleared value reads as the default, on.
+        "schema": {"type": ["boolean", "null"], "default": True},
     },
     "ca_bundle": _text(
         "CA bundle path",

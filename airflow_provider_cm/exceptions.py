@@ -3,11 +3,24 @@
 Every API error carries the HTTP status code, the route (method and path, never the host's
 credentials) and the server's message, so callers can catch precisely and logs say what failed.
 No message ever contains the API token.
+
+With Airflow installed they are :class:`AirflowException` (and :class:`AirflowFailException` for
+errors a retry cannot fix, so a task fails at once). The client code and the emulator also run
+where Airflow is not installed (a gateway, a test harness): there the same classes derive from
+stand-ins, so ``except CommunicationsMiningError`` works the same way everywhere.
 """
 
 from __future__ import annotations
 
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+try:
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+except ImportError:  # the client code and the emulator, without Airflow
+
+    class AirflowException(Exception):  # type: ignore[no-redef]
+        """Stand-in for Airflow's base exception where Airflow is not installed."""
+
+    class AirflowFailException(AirflowException):  # type: ignore[no-redef]
+        """Stand-in for Airflow's "fail without retrying" exception where Airflow is not installed."""
 
 
 class CommunicationsMiningError(AirflowException):
@@ -141,28 +154,31 @@ class CommunicationsMiningInputError(AirflowFailException):
 
 
 class CommunicationsMiningRejectedRecordsError(AirflowFailException):
-    """The API refused some comments, or the labels of some stored comments; every other record was uploaded.
+    """The API refused some comments, or the annotations of some stored comments; every other record was uploaded.
 
     :param dead_letter_path: the file that holds the refused records with the server's reasons.
     :param refused_ids: ids of comments the API refused: not stored, not billed.
-    :param unlabelled_ids: ids of comments that were stored (and billed if new or their text
-        changed) but whose labels the API refused, so they were not written.
+    :param unannotated_ids: ids of comments that were stored (and billed if new or their text
+        changed) but whose annotations (labels, general fields) the API refused, so they were not written.
+
+    ``unlabelled_ids`` and ``labels_rejected`` are the deprecated 0.1 names of ``unannotated_ids``
+    and ``annotations_rejected`` (removed in 0.3).
     """
 
-    def __init__(self, dead_letter_path: str, refused_ids: list[str], unlabelled_ids: list[str]) -> None:
+    def __init__(self, dead_letter_path: str, refused_ids: list[str], unannotated_ids: list[str]) -> None:
         self.dead_letter_path = dead_letter_path
         self.refused_ids = refused_ids
-        self.unlabelled_ids = unlabelled_ids
+        self.unannotated_ids = unannotated_ids
         self.rejected = len(refused_ids)
-        self.labels_rejected = len(unlabelled_ids)
-        self.sample_ids = refused_ids + unlabelled_ids
+        self.annotations_rejected = len(unannotated_ids)
+        self.sample_ids = refused_ids + unannotated_ids
         parts = []
         if refused_ids:
             parts.append(f"the API refused {len(refused_ids)} comment(s) ({_some(refused_ids)}), which were not stored")
-        if unlabelled_ids:
+        if unannotated_ids:
             parts.append(
-                f"{len(unlabelled_ids)} comment(s) ({_some(unlabelled_ids)}) were stored (and billed if new or "
-                "their text changed) but the API refused their labels, which were not written"
+                f"{len(unannotated_ids)} comment(s) ({_some(unannotated_ids)}) were stored (and billed if new or "
+                "their text changed) but the API refused their annotations, which were not written"
             )
         super().__init__(
             f"{'; '.join(parts)}. Every other record was uploaded. The records and the reasons are in "
@@ -170,7 +186,17 @@ class CommunicationsMiningRejectedRecordsError(AirflowFailException):
         )
 
     def __reduce__(self):  # keep the fields when the error is pickled
-        return (type(self), (self.dead_letter_path, self.refused_ids, self.unlabelled_ids))
+        return (type(self), (self.dead_letter_path, self.refused_ids, self.unannotated_ids))
+
+    @property
+    def unlabelled_ids(self) -> list[str]:
+        """Deprecated (removed in 0.3): :attr:`unannotated_ids`."""
+        return self.unannotated_ids
+
+    @property
+    def labels_rejected(self) -> int:
+        """Deprecated (removed in 0.3): :attr:`annotations_rejected`."""
+        return self.annotations_rejected
 
 
 class CommunicationsMiningRejectedEmailsError(AirflowFailException):

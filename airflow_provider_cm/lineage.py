@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from airflow_provider_cm.hooks.communications_mining import split_full_name
-from airflow_provider_cm.operators.storage import location
+from airflow_provider_cm.storage import location
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.openlineage.facet import Dataset

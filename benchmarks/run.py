@@ -1,4 +1,4 @@
-"""Run the benchmarks and print the table for the README.
+"""Run the benchmarks and print the table for the docs (docs/benchmarks.md).
 
     python benchmarks/run.py [--runs 3] [--only upload,labels,...] [--latency 0,0.1] [--quick]
 
@@ -13,7 +13,7 @@ the rerun of the unchanged file), ``throttle`` (under a token bucket, at each la
 ``stream``, ``emails`` (e-mails per second over ``sync-raw-emails``),
 ``drainbytes`` (bytes an object-store drain of 100 batches sends), ``memory`` (one
 million comments uploaded). ``--quick`` runs everything small, once, to check
-the harness; its figures are not for the README.
+the harness; its figures are not for the docs.
 """
 
 from __future__ import annotations

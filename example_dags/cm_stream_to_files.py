@@ -37,13 +37,13 @@ from typing import Any
 import pendulum
 from airflow.sdk import DAG, task
 
-from airflow_provider_cm.operators.storage import to_storage_path
 from airflow_provider_cm.operators.streams import (
     CommunicationsMiningStreamAdvanceOperator,
     CommunicationsMiningStreamFetchOperator,
     CommunicationsMiningTagExceptionsOperator,
 )
 from airflow_provider_cm.sensors.streams import CommunicationsMiningStreamSensor
+from airflow_provider_cm.storage import to_storage_path
 
 DATASET = os.environ.get("CM_DATASET", "demo/support")
 STREAM = os.environ.get("CM_STREAM", "new-messages")
@@ -125,6 +125,7 @@ with DAG(
     )
     # [END howto_operator_cm_stream_advance]
 
+    # [START howto_operator_cm_tag_exceptions]
     tag_exceptions = CommunicationsMiningTagExceptionsOperator(
         task_id="tag_exceptions",
         communications_mining_conn_id=CONN_ID,
@@ -133,6 +134,7 @@ with DAG(
         uids="{{ ti.xcom_pull(task_ids='deliver')['refused_uids'] | tojson }}",
         exception_type="Refused by the outbox: empty message",
     )
+    # [END howto_operator_cm_tag_exceptions]
 
     wait_for_results >> fetch_results
     delivered >> advance_stream

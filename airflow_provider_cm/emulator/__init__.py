@@ -12,10 +12,13 @@ Layout: one module per API resource, each with its routes (a FastAPI ``APIRouter
 logic: :mod:`.projects`, :mod:`.sources`, :mod:`.comments`, :mod:`.datasets`, :mod:`.labellings`
 (annotations), :mod:`.export`, :mod:`.streams` (definitions, exceptions), :mod:`.stream_batches`
 (fetch, results, advance, reset), :mod:`.model_versions`, :mod:`.predictions`, :mod:`.oauth` (the
-identity server) and :mod:`.admin` (the emulator-only ``/_emulator/...`` routes). :mod:`.store`
-owns the data, its lock, reset and persistence (:mod:`.journal`, :mod:`.persistence`);
-:mod:`.records` holds the stored dataclasses; :mod:`.checks` the body schemas' building blocks;
-:mod:`.app` only assembles routers and the layers of :mod:`.middleware` and :mod:`.faults`.
+identity server) and :mod:`.admin` (the emulator-only ``/_emulator/...`` routes). Each resource
+module parses and checks a request, then changes the tenant only through :mod:`.tenant`'s methods
+(which mark what they change); :mod:`.store` runs that under its lock and journals and saves it
+(:mod:`.journal`, :mod:`.persistence`); :mod:`.knobs` holds the test knobs (faults, rate limit,
+latency, OAuth tokens, request counters) apart from the data; :mod:`.records` holds the stored
+dataclasses; :mod:`.checks` the body schemas' building blocks; :mod:`.app` only assembles routers
+and the layers of :mod:`.middleware` and :mod:`.faults`.
 
 The OpenAPI document (``GET /openapi.json``, with the token) describes every API route: its
 body rule as JSON Schema, built by the same :mod:`.checks` builders the route enforces, its query

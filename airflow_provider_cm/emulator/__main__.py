@@ -54,15 +54,15 @@ def main(argv: list[str] | None = None) -> int:
     if not args.token:
         parser.error("--token (or $CM_EMULATOR_TOKEN) is required")
     state = Store(args.state)
-    state.latency = args.latency
-    state.oauth.lifetime = args.token_lifetime
+    state.knobs.latency = args.latency
+    state.knobs.oauth.lifetime = args.token_lifetime
     if args.client_id:
         if not args.client_secret:
             parser.error("--client-id needs --client-secret (or $CM_EMULATOR_CLIENT_SECRET)")
-        state.oauth.clients[args.client_id] = args.client_secret
+        state.knobs.oauth.clients[args.client_id] = args.client_secret
     try:
-        state.fault_rules = [FaultRule.parse(json.loads(rule), f"--fault {rule}") for rule in args.fault]
-        state.rate_limit = TokenBucket(args.rate_limit) if args.rate_limit else None
+        state.knobs.fault_rules = [FaultRule.parse(json.loads(rule), f"--fault {rule}") for rule in args.fault]
+        state.knobs.rate_limit = TokenBucket(args.rate_limit) if args.rate_limit else None
     except (FaultError, ValueError) as exc:
         parser.error(f"bad --fault or --rate-limit: {exc}")
     app = create_app(args.token, state)

@@ -76,26 +76,24 @@ def configure_faults(store: Store, body: dict[str, Any]) -> None:
         bucket = TokenBucket.parse(limit) if limit else None
     except FaultError as exc:
         raise bad_request(f"bad fault rule: {exc}") from None
-    store.reject_comment_ids.update(body.get("reject_comment_ids") or {})
-    if body.get("latency") is not None:
-        store.latency = float(body["latency"])
-    store.fault_rules.extend(rules)
-    if limit is not None:
-        store.rate_limit = bucket
+    store.knobs.configure(
+        rules=rules,
+        reject_comment_ids=body.get("reject_comment_ids"),
+        latency=None if body.get("latency") is None else float(body["latency"]),
+        rate_limit=bucket,
+        set_rate_limit=limit is not None,
+    )
 
 
 def clear_faults(store: Store) -> None:
     """Remove every fault rule, comment rejection, rate limit and latency."""
-    store.reject_comment_ids.clear()
-    store.fault_rules.clear()
-    store.rate_limit = None
-    store.latency = 0.0
+    store.knobs.clear_faults()
 
 
 def configure_oauth(store: Store, body: dict[str, Any]) -> dict[str, Any]:
     """Register clients, set the token lifetime, revoke or list tokens."""
     OAUTH_BODY(body, "body")
-    oauth = store.oauth
+    oauth = store.knobs.oauth
     oauth.clients.update(body.get("clients") or {})
     if body.get("token_lifetime") is not None:
         oauth.lifetime = float(body["token_lifetime"])

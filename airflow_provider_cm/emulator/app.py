@@ -113,7 +113,7 @@ def create_app(token: str, store: Store | None = None) -> Any:
     for resource in _RESOURCES:
         app.include_router(resource.router(store))
     app.include_router(predictions.router(store))
-    app.include_router(oauth.router(store.oauth))
+    app.include_router(oauth.router(store.knobs.oauth))
     app.include_router(admin.router(store))
     install(app)
-    return RawPathRouting(TokenCheck(FaultInjection(ErrorEnvelope(app), store), token, store))
+    return RawPathRouting(TokenCheck(FaultInjection(ErrorEnvelope(app), store.knobs), token, store.knobs))

@@ -107,7 +107,7 @@ def comment_batch(store: Store, body: dict[str, Any]) -> list[dict[str, Any]]:
         raise bad_request(f"at most {MAX_SYNC_COMMENTS} comments per request, got {len(comments)}")
     for index, comment in enumerate(comments):
         check_comment(index, comment)
-        reason = store.reject_comment_ids.get(comment["id"])
+        reason = store.knobs.reject_comment_ids.get(comment["id"])
         if reason:
             raise bad_request(f"comments[{index}] (id {comment['id']!r}): {reason}")
     return comments
@@ -131,23 +131,18 @@ def _message_texts(messages: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     return [tuple((m.get(part) or {}).get("text") for part in ("subject", "body", "signature")) for m in messages]
 
 
-def _store_comment(store: Store, source: Source, stored: dict[str, Any]) -> None:
-    source.comments[stored["id"]] = store.indexed_comment(stored)
-    store.touch("comment", source.id, stored["id"])
-
-
 def _upsert_one(store: Store, source: Source, stored: dict[str, Any], created_at: str) -> tuple[str, bool]:
     """Store one comment: ``(outcome, billed)`` where outcome is ``new``, ``updated`` or ``unchanged``."""
     old = source.comments.get(stored["id"])
     if old is None:
-        _store_comment(store, source, {**stored, "uid": f"{source.id}.{stored['id']}", "created_at": created_at})
+        store.put_comment(source, {**stored, "uid": f"{source.id}.{stored['id']}", "created_at": created_at})
         return "new", True
     if _comparable(old) == _comparable(stored):
         return "unchanged", False
     billed = _message_texts(old.get("messages", [])) != _message_texts(stored.get("messages", []))
-    _store_comment(store, source, {**stored, "uid": old["uid"], "created_at": old["created_at"]})
+    store.put_comment(source, {**stored, "uid": old["uid"], "created_at": old["created_at"]})
     if old.get("messages") != stored.get("messages"):
-        _drop_assigned_entities(store, old["uid"])
+        store.drop_assigned_entities(old["uid"])
     return "updated", billed
 
 
@@ -160,19 +155,8 @@ def upsert(store: Store, source: Source, comments: list[dict[str, Any]]) -> dict
         outcome, charge = _upsert_one(store, source, stored_form(comment), created_at)
         counts[outcome] += 1
         billed += charge
-    if billed:
-        store.billed_comments += billed
-        store.billed_by_source[source.id] = store.billed_by_source.get(source.id, 0) + billed
-        store.touch("billing")
+    store.bill_comments(source, billed)
     return counts
-
-
-def _drop_assigned_entities(store: Store, uid: str) -> None:
-    for dataset in store.datasets.values():
-        annotation = dataset.annotations.get(uid)
-        if annotation and annotation.get("entities"):
-            annotation["entities"]["assigned"] = []
-            store.touch("annotation", dataset.id, uid)
 
 
 def sync(store: Store, project: str, name: str, body: dict[str, Any]) -> dict[str, int]:
@@ -199,13 +183,7 @@ def delete_comments(store: Store, project: str, name: str, ids: list[str]) -> No
     source = store.source(project, name)
     DELETE_IDS(ids, "the ?id= values")
     for comment_id in ids:
-        comment = source.comments.pop(comment_id, None)
-        if comment is None:
-            continue
-        store.touch("comment", source.id, comment_id)
-        for dataset in store.datasets.values():
-            if dataset.annotations.pop(comment["uid"], None) is not None:
-                store.touch("annotation", dataset.id, comment["uid"])
+        store.delete_comment(source, comment_id)
 
 
 def get_comment(store: Store, project: str, name: str, comment_id: str) -> dict[str, Any]:

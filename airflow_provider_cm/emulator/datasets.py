@@ -107,16 +107,19 @@ def _check_source_ids(store: Store, source_ids: list[str]) -> list[str]:
     return list(dict.fromkeys(source_ids))
 
 
-def _apply_fields(store: Store, dataset: Dataset, fields: dict[str, Any]) -> None:
+def _checked_fields(store: Store, fields: dict[str, Any]) -> dict[str, Any]:
+    """The given fields as stored (400 for a source id that does not exist)."""
     fields = {k: v for k, v in fields.items() if v is not None}
     if "source_ids" in fields:
-        dataset.source_ids = _check_source_ids(store, fields.pop("source_ids"))
+        fields["source_ids"] = _check_source_ids(store, fields["source_ids"])
     if "entity_defs" in fields:
         fields["entity_defs"] = _entity_defs(fields["entity_defs"])
-    for name in _label_names(fields):
-        if name not in dataset.label_names:
-            dataset.label_names.append(name)
-    dataset.fields.update(fields)
+    return fields
+
+
+def _apply_fields(store: Store, dataset: Dataset, fields: dict[str, Any], updated_at: str | None = None) -> None:
+    store.update_dataset(dataset, fields, updated_at)
+    store.learn_label_names(dataset, _label_names(fields))
 
 
 def create_dataset(store: Store, project: str, name: str, body: dict[str, Any]) -> Dataset:
@@ -124,31 +127,26 @@ def create_dataset(store: Store, project: str, name: str, body: dict[str, Any]) 
     RESOURCE_NAME(name, "dataset name")
     fields = body_field(body, "dataset", DATASET_FIELDS)
     store.require_project(project)
+    fields = _checked_fields(store, fields)
     if store.find_dataset(project, name) is not None:
         raise conflict(f"dataset '{project}/{name}' already exists")
     stamp = format_time(now_utc())
-    dataset = Dataset(new_id(), project, name, {}, [], stamp, stamp)
+    dataset = store.put_dataset(Dataset(new_id(), project, name, {}, [], stamp, stamp))
     _apply_fields(store, dataset, fields)
-    store.datasets[dataset.id] = dataset
-    store.touch("dataset", dataset.id)
     return dataset
 
 
 def update_dataset(store: Store, project: str, name: str, body: dict[str, Any]) -> Dataset:
     """Update the fields given (e.g. ``source_ids``); 400 for a field the update route does not take."""
     dataset = store.dataset(project, name)
-    fields = body_field(body, "dataset", DATASET_UPDATE)
-    _apply_fields(store, dataset, fields)
-    dataset.last_modified = format_time(now_utc())
-    store.touch("dataset", dataset.id)
+    fields = _checked_fields(store, body_field(body, "dataset", DATASET_UPDATE))
+    _apply_fields(store, dataset, fields, format_time(now_utc()))
     return dataset
 
 
 def delete_dataset(store: Store, project: str, name: str) -> None:
     """Delete a dataset with its annotations, models and streams; its sources stay."""
-    dataset = store.dataset(project, name)
-    del store.datasets[dataset.id]
-    store.touch("dataset", dataset.id)
+    store.delete_dataset(store.dataset(project, name))
 
 
 def list_datasets(store: Store, project: str | None) -> list[dict[str, Any]]:

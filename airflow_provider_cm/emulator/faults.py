@@ -1,4 +1,4 @@
-"""Fault injection: the ASGI layer applying the store's fault rules and rate limit to requests.
+"""Fault injection: the ASGI layer applying the test knobs' fault rules and rate limit to requests.
 
 See :mod:`airflow_provider_cm.emulator.fault_rules` for the rules. Emulator-only routes
 (``/_emulator/...``) are never faulted; the API's routes and the identity server's token route are.
@@ -11,14 +11,15 @@ import json
 from typing import Any
 
 from airflow_provider_cm.emulator.fault_rules import FaultRule, TokenBucket
+from airflow_provider_cm.emulator.knobs import Knobs
 
 
 class FaultInjection:
-    """ASGI middleware applying the store's fault rules and rate limit."""
+    """ASGI middleware applying the knobs' fault rules and rate limit."""
 
-    def __init__(self, app: Any, store: Any) -> None:
+    def __init__(self, app: Any, knobs: Knobs) -> None:
         self.app = app
-        self.store = store
+        self.knobs = knobs
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Throttle, inject the first matching rule's fault, or pass the request on."""
@@ -27,20 +28,17 @@ class FaultInjection:
             return
         if await self._throttled(scope, send):
             return
-        rule = next((r for r in self.store.fault_rules if r.matches(scope["method"], scope["path"])), None)
-        if rule is None or not rule.fires():
+        rule = self.knobs.take_fault(scope["method"], scope["path"])
+        if rule is None:
             await self.app(scope, receive, send)
             return
-        if rule.exhausted:
-            self.store.fault_rules.remove(rule)
-        self.store.faults_injected[rule.kind] = self.store.faults_injected.get(rule.kind, 0) + 1
         if rule.kind in ("truncate", "drop_after"):
             await self._cut_response(rule, scope, receive, send)
         else:
             await self._before_route(rule, scope, receive, send)
 
     async def _throttled(self, scope: dict[str, Any], send: Any) -> bool:
-        limiter: TokenBucket | None = self.store.rate_limit
+        limiter: TokenBucket | None = self.knobs.rate_limit
         if limiter is None:
             return False
         key = next((v for k, v in scope["headers"] if k == b"authorization"), b"")

@@ -65,14 +65,8 @@ def _clean_group(group: dict[str, Any]) -> dict[str, Any]:
     return clean
 
 
-def _learn_labels(dataset: Dataset, groups: list[dict[str, Any]]) -> bool:
-    learned = False
-    for group in groups:
-        for label in group.get("assigned", []):
-            if label["name"] not in dataset.label_names:
-                dataset.label_names.append(label["name"])
-                learned = True
-    return learned
+def _assigned_names(groups: list[dict[str, Any]]) -> list[str]:
+    return [label["name"] for group in groups for label in group.get("assigned", [])]
 
 
 def update_annotations(store: Store, dataset: Dataset, uid: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -82,8 +76,7 @@ def update_annotations(store: Store, dataset: Dataset, uid: str, body: dict[str,
     annotation = dict(dataset.annotations.get(uid, {}))
     if body.get("labelling") is not None:
         annotation["labelling"] = [_clean_group(group) for group in body["labelling"]]
-        if _learn_labels(dataset, annotation["labelling"]):
-            store.touch("dataset", dataset.id)
+        store.learn_label_names(dataset, _assigned_names(annotation["labelling"]))
     if body.get("entities") is not None:
         entities = body["entities"]
         annotation["entities"] = {
@@ -92,8 +85,7 @@ def update_annotations(store: Store, dataset: Dataset, uid: str, body: dict[str,
         }
     if body.get("moon_forms") is not None:
         annotation["moon_forms"] = body["moon_forms"]
-    dataset.annotations[uid] = annotation
-    store.touch("annotation", dataset.id, uid)
+    store.put_annotation(dataset, uid, annotation)
     return annotated_comment(store, dataset, comment)
 
 

@@ -14,6 +14,7 @@ import logging
 from typing import Any
 from urllib.parse import quote, unquote
 
+from airflow_provider_cm.emulator.knobs import Knobs
 from airflow_provider_cm.emulator.oauth import TOKEN_PATH
 from airflow_provider_cm.emulator.wire import error
 
@@ -55,10 +56,10 @@ class RawPathRouting:
 class TokenCheck:
     """Answer 401 unless ``Authorization: Bearer <token>``; apply latency; count requests per route."""
 
-    def __init__(self, app: Any, token: str, store: Any) -> None:
+    def __init__(self, app: Any, token: str, knobs: Knobs) -> None:
         self.app = app
         self.expected = f"Bearer {token}".encode()
-        self.store = store
+        self.knobs = knobs
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Check the token (the identity server's token route takes none), then pass it on."""
@@ -66,16 +67,15 @@ class TokenCheck:
             await self.app(scope, receive, send)
             return
         authorization = next((v for k, v in scope["headers"] if k == b"authorization"), None)
-        if authorization != self.expected and not self.store.oauth.accepts(authorization):
+        if authorization != self.expected and not self.knobs.oauth.accepts(authorization):
             await error(401, "401 Unauthorized: missing or invalid API token")(scope, receive, send)
             return
-        if self.store.latency and not scope["path"].startswith("/_emulator/"):
-            await asyncio.sleep(self.store.latency)
+        if self.knobs.latency and not scope["path"].startswith("/_emulator/"):
+            await asyncio.sleep(self.knobs.latency)
         await self.app(scope, receive, send)
         route = scope.get("route")
         key = f"{scope['method']} {getattr(route, 'path', 'unknown')}"
-        counts = self.store.requests_by_route
-        counts[key] = counts.get(key, 0) + 1
+        self.knobs.count_request(key)
 
 
 class ErrorEnvelope:

@@ -50,10 +50,9 @@ def train_version(store: Store, dataset: Dataset, tag: str | None = None) -> dic
     if not examples:
         raise bad_request(f"dataset '{dataset.project}/{dataset.name}' has no assigned labels to train on")
     version = max(dataset.models, default=0) + 1
-    dataset.models[version] = ModelVersion(
-        version, format_time(now_utc()), len(examples), NaiveBayesModel.train(examples)
+    store.put_model_version(
+        dataset, ModelVersion(version, format_time(now_utc()), len(examples), NaiveBayesModel.train(examples))
     )
-    store.touch("model", dataset.id, version)
     if tag:
         set_tag(store, dataset, tag, version)
     return {"version": version, "trained_on": len(examples), "tag": tag}
@@ -67,8 +66,7 @@ def set_tag(store: Store, dataset: Dataset, tag: str, version: Any) -> None:
         raise bad_request("version must be an integer")
     if version not in dataset.models:
         raise bad_request(f"model version {version} is not pinned")
-    dataset.model_tags[tag] = {"version": version, "updated_at": format_time(now_utc())}
-    store.touch("tags", dataset.id)
+    store.set_model_tag(dataset, tag, version, format_time(now_utc()))
 
 
 def model_tags(dataset: Dataset) -> list[dict[str, Any]]:

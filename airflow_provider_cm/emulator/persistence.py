@@ -11,12 +11,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow_provider_cm.emulator.records import Dataset, ModelVersion, Source, Stream
-
-if TYPE_CHECKING:
-    from airflow_provider_cm.emulator.store import Store
+from airflow_provider_cm.emulator.tenant import Tenant
 
 BILLING = ("billed_comments", "billed_predictions", "billed_by_source")
 
@@ -26,7 +24,7 @@ def stored_comment(comment: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in comment.items() if k != "_keys"}
 
 
-def current_value(store: Store, key: tuple[Any, ...]) -> Any:
+def current_value(store: Tenant, key: tuple[Any, ...]) -> Any:
     """The stored form of the object at ``key`` now (``None`` if it no longer exists)."""
     kind, *ids = key
     if kind == "project":
@@ -41,7 +39,7 @@ def current_value(store: Store, key: tuple[Any, ...]) -> Any:
     return _dataset_value(store, kind, ids)
 
 
-def _dataset_value(store: Store, kind: str, ids: list[Any]) -> Any:
+def _dataset_value(store: Tenant, kind: str, ids: list[Any]) -> Any:
     dataset = store.datasets.get(ids[0])
     if dataset is None:
         return None
@@ -58,7 +56,7 @@ def _dataset_value(store: Store, kind: str, ids: list[Any]) -> Any:
     return dict(dataset.model_tags)  # "tags"
 
 
-def journal_record(store: Store, keys: list[tuple[Any, ...]]) -> dict[str, Any]:
+def journal_record(store: Tenant, keys: list[tuple[Any, ...]]) -> dict[str, Any]:
     """The journal record of a write that changed the objects at ``keys``."""
     record: dict[str, Any] = {"puts": [[*key, current_value(store, key)] for key in keys if key != ("billing",)]}
     if ("billing",) in keys:
@@ -66,7 +64,7 @@ def journal_record(store: Store, keys: list[tuple[Any, ...]]) -> dict[str, Any]:
     return record
 
 
-def apply_record(store: Store, record: dict[str, Any]) -> None:
+def apply_record(store: Tenant, record: dict[str, Any]) -> None:
     """Replay one journal record onto the store."""
     for put in record.get("puts", []):
         kind, *ids, value = put
@@ -76,7 +74,7 @@ def apply_record(store: Store, record: dict[str, Any]) -> None:
             setattr(store, name, value)
 
 
-def _apply_put(store: Store, kind: str, ids: list[Any], value: Any) -> None:
+def _apply_put(store: Tenant, kind: str, ids: list[Any], value: Any) -> None:
     if kind == "project":
         _put(store.projects, ids[0], value)
     elif kind == "source":
@@ -98,7 +96,7 @@ def _put(container: dict[Any, Any], key: Any, value: Any) -> None:
         container[key] = value
 
 
-def _apply_source(store: Store, source_id: str, value: Any) -> None:
+def _apply_source(store: Tenant, source_id: str, value: Any) -> None:
     if value is None:
         store.sources.pop(source_id, None)
         return
@@ -109,7 +107,7 @@ def _apply_source(store: Store, source_id: str, value: Any) -> None:
     store.sources[source_id] = source
 
 
-def _apply_dataset(store: Store, dataset_id: str, value: Any) -> None:
+def _apply_dataset(store: Tenant, dataset_id: str, value: Any) -> None:
     if value is None:
         store.datasets.pop(dataset_id, None)
         return
@@ -121,7 +119,7 @@ def _apply_dataset(store: Store, dataset_id: str, value: Any) -> None:
     store.datasets[dataset_id] = dataset
 
 
-def _apply_dataset_part(store: Store, kind: str, ids: list[Any], value: Any) -> None:
+def _apply_dataset_part(store: Tenant, kind: str, ids: list[Any], value: Any) -> None:
     dataset = store.datasets.get(ids[0])
     if dataset is None:
         return
@@ -152,7 +150,7 @@ def _dataset_from_json(data: dict[str, Any]) -> Dataset:
     )
 
 
-def snapshot(store: Store) -> dict[str, Any]:
+def snapshot(store: Tenant) -> dict[str, Any]:
     """The whole tenant in stored form."""
     return {
         "projects": store.projects,
@@ -174,7 +172,7 @@ def snapshot(store: Store) -> dict[str, Any]:
     }
 
 
-def load_snapshot(store: Store, data: dict[str, Any]) -> None:
+def load_snapshot(store: Tenant, data: dict[str, Any]) -> None:
     """Fill an empty store from a snapshot."""
     store.projects = dict(data.get("projects", {}))
     for s in data.get("sources", []):

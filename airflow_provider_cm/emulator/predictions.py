@@ -148,8 +148,7 @@ def predict(store: Store, dataset: Dataset, version: Any, body: dict[str, Any]) 
     predictions = [
         {"labels": _labels(probabilities(dataset, number_, document), body), "entities": []} for document in documents
     ]
-    store.billed_predictions += len(documents)
-    store.touch("billing")
+    store.bill_predictions(len(documents))
     return {"predictions": predictions, "model": {"version": number_}}
 
 

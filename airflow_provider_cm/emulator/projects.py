@@ -38,16 +38,16 @@ def create_project(store: Store, name: str, body: dict[str, Any]) -> dict[str, A
         raise conflict(f"project '{name}' already exists")
     fields = body.get("project") or {}
     stamp = format_time(now_utc())
-    store.projects[name] = {
-        "id": new_id(),
-        "name": name,
-        "title": fields.get("title") or "",
-        "description": fields.get("description") or "",
-        "created_at": stamp,
-        "updated_at": stamp,
-    }
-    store.touch("project", name)
-    return store.projects[name]
+    return store.put_project(
+        {
+            "id": new_id(),
+            "name": name,
+            "title": fields.get("title") or "",
+            "description": fields.get("description") or "",
+            "created_at": stamp,
+            "updated_at": stamp,
+        }
+    )
 
 
 def update_project(store: Store, name: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -56,14 +56,10 @@ def update_project(store: Store, name: str, body: dict[str, Any]) -> dict[str, A
     The body is ``{"project": {"title"?, "description"?}}``, as the official client's
     ``UpdateProjectRequest`` sends it; other fields are refused.
     """
-    project = get_project(store, name)
+    get_project(store, name)
     fields = body_field(body, "project", PROJECT_UPDATE)
-    for key in ("title", "description"):
-        if fields.get(key) is not None:
-            project[key] = fields[key]
-    project["updated_at"] = format_time(now_utc())
-    store.touch("project", name)
-    return project
+    given = {key: fields[key] for key in ("title", "description") if fields.get(key) is not None}
+    return store.update_project(name, given, format_time(now_utc()))
 
 
 def get_project(store: Store, name: str) -> dict[str, Any]:

@@ -220,7 +220,7 @@ def _comments(store: Store, source: Any, documents: list[dict[str, Any]]) -> lis
         stored = source.comments.get(comment_id_of(document, message)) if source is not None else None
         comment = email_comment(document, stored)
         comment_routes.check_comment(index, comment)
-        reason = store.reject_comment_ids.get(comment["id"])  # the fault-injection knob of ``sync``
+        reason = store.knobs.reject_comment_ids.get(comment["id"])  # the fault-injection knob of ``sync``
         if reason:
             raise bad_request(f"documents[{index}] (comment id {comment['id']!r}): {reason}")
         made.append(comment)

@@ -56,20 +56,14 @@ def create_source(store: Store, project: str, name: str, body: dict[str, Any]) -
     if store.find_source(project, name) is not None:
         raise conflict(f"source '{project}/{name}' already exists")
     stamp = format_time(now_utc())
-    source = Source(new_id(), project, name, fields, stamp, stamp)
-    store.sources[source.id] = source
-    store.touch("source", source.id)
-    return source
+    return store.put_source(Source(new_id(), project, name, fields, stamp, stamp))
 
 
 def update_source(store: Store, project: str, name: str, body: dict[str, Any]) -> Source:
     """Update a source's fields (those given); 400 for a field the update route does not take."""
     source = store.source(project, name)
     fields = body_field(body, "source", SOURCE_UPDATE)
-    source.fields.update(fields)
-    source.updated_at = format_time(now_utc())
-    store.touch("source", source.id)
-    return source
+    return store.update_source(source, fields, format_time(now_utc()))
 
 
 def list_sources(store: Store, project: str | None) -> list[dict[str, Any]]:

@@ -108,8 +108,7 @@ def advance(store: Store, dataset: Dataset, name: str, body: dict[str, Any]) -> 
     """Set the cursor to a ``sequence_id``."""
     stream = find_stream(dataset, name)
     ADVANCE_BODY(body, "body")
-    stream.cursor = decode_position(body["sequence_id"], "sequence_id")
-    store.touch("stream", dataset.id, name)
+    store.move_stream_cursor(dataset, stream, decode_position(body["sequence_id"], "sequence_id"))
 
 
 def reset(store: Store, dataset: Dataset, name: str, body: dict[str, Any], noun: str = "stream") -> dict[str, Any]:
@@ -117,8 +116,7 @@ def reset(store: Store, dataset: Dataset, name: str, body: dict[str, Any], noun:
     stream = find_stream(dataset, name)
     RESET_BODY(body, "body")
     moment = time_key(parse_time(body["to_comment_created_at"], "to_comment_created_at"))
-    stream.cursor = (moment - 1, "\uffff")
-    store.touch("stream", dataset.id, name)
+    store.move_stream_cursor(dataset, stream, (moment - 1, "\uffff"))
     return {"sequence_id": encode_position(*stream.cursor), noun: stream.to_api()}
 
 

@@ -112,16 +112,13 @@ def put_stream(
         cursor=existing.cursor if existing else (time_key(now_utc()), "\uffff"),
         exceptions=existing.exceptions if existing else {},
     )
-    dataset.streams[stream.name] = stream
-    store.touch("stream", dataset.id, stream.name)
-    return stream
+    return store.put_stream(dataset, stream)
 
 
 def delete_stream(store: Store, dataset: Dataset, name: str) -> None:
     """Delete a stream and its cursor."""
     find_stream(dataset, name)
-    del dataset.streams[name]
-    store.touch("stream", dataset.id, name)
+    store.delete_stream(dataset, name)
 
 
 def tag_exceptions(store: Store, dataset: Dataset, name: str, body: dict[str, Any]) -> None:
@@ -130,17 +127,12 @@ def tag_exceptions(store: Store, dataset: Dataset, name: str, body: dict[str, An
     EXCEPTIONS_BODY(body, "body")
     for item in body["exceptions"]:
         store.comment_by_uid(dataset, item["uid"])
-    for item in body["exceptions"]:
-        stream.exceptions[item["uid"]] = dict(item["metadata"])
-    store.touch("stream", dataset.id, name)
+    store.tag_stream_exceptions(dataset, stream, {item["uid"]: dict(item["metadata"]) for item in body["exceptions"]})
 
 
 def untag_exceptions(store: Store, dataset: Dataset, name: str, uids: list[str]) -> None:
     """Remove exception tags (unknown uids are ignored)."""
-    stream = find_stream(dataset, name)
-    for uid in uids:
-        stream.exceptions.pop(uid, None)
-    store.touch("stream", dataset.id, name)
+    store.untag_stream_exceptions(dataset, find_stream(dataset, name), uids)
 
 
 def _register(routes: APIRouter, store: Store, plural: str, singular: str) -> None:

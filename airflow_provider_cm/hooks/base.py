@@ -127,7 +127,9 @@ class CommunicationsMiningBaseHook(BaseHook):
     def transport(self) -> SyncTransport:
         """The synchronous transport, built on first use."""
         if self._sync is None:
-            self._sync = SyncTransport(self.settings, pool_size=self.pool_size, log=self.log)
+            from airflow_provider_cm.compat import mask_secret
+
+            self._sync = SyncTransport(self.settings, pool_size=self.pool_size, log=self.log, mask=mask_secret)
         return self._sync
 
     def get_conn(self) -> requests.Session:
@@ -227,7 +229,9 @@ class CommunicationsMiningBaseHook(BaseHook):
                 for secret in settings.secrets():
                     await amask_secret(secret)
                 self.__dict__["settings"] = settings  # one settings and credentials object for both paths
-            self._async = AsyncTransport(settings, log=self.log)
+            from airflow_provider_cm.compat import amask_secret
+
+            self._async = AsyncTransport(settings, log=self.log, amask=amask_secret)
         return self._async
 
     async def aclose(self) -> None:

@@ -93,7 +93,7 @@ class CommunicationsMiningHook(CommunicationsMiningBaseHook):
     whose documentation describes the connection, the retries and the errors).
 
     Every method returns plain Python data. Set-up that creates an object unless it exists is
-    :mod:`airflow_provider_cm.operators.if_exists`; the export of a time window in slices is
+    :mod:`airflow_provider_cm.if_exists`; the export of a time window in slices is
     :class:`~airflow_provider_cm.hooks.window_export.WindowExport`.
     """
 

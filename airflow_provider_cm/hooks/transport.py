@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import ssl
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -290,10 +290,20 @@ class SyncTransport(_Pipeline):
     :param settings: the resolved connection.
     :param pool_size: HTTP connections kept open for concurrent calls from threads.
     :param log: the logger retries and warnings go to.
+    :param mask: called with every OAuth token fetched, to keep it out of logs (the hook passes
+        Airflow's secrets masker; without Airflow nothing is masked).
     """
 
-    def __init__(self, settings: ConnectionSettings, *, pool_size: int = 16, log: Any) -> None:
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        *,
+        pool_size: int = 16,
+        log: Any,
+        mask: Callable[[str], None] = lambda secret: None,
+    ) -> None:
         super().__init__(settings, log)
+        self.mask = mask
         session = requests.Session()
         adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(pool_size, 1))
         session.mount("https://", adapter)
@@ -358,9 +368,7 @@ class SyncTransport(_Pipeline):
                     token = tenacity.Retrying(**self.retrying_kwargs(call, policy))(attempt)
                 except CommunicationsMiningError as exc:
                     raise mark_exhausted(exc) from None
-                from airflow_provider_cm.compat import mask_secret
-
-                mask_secret(token)
+                self.mask(token)
         return token
 
     def _exchange(
@@ -405,12 +413,17 @@ class AsyncTransport(_Pipeline):
 
     :param settings: the resolved connection.
     :param log: the logger retries and warnings go to.
+    :param amask: awaited with every OAuth token fetched, to keep it out of logs (the hook passes
+        Airflow's asynchronous secrets masker; without Airflow nothing is masked).
     """
 
-    def __init__(self, settings: ConnectionSettings, *, log: Any) -> None:
+    def __init__(
+        self, settings: ConnectionSettings, *, log: Any, amask: Callable[[str], Awaitable[None]] | None = None
+    ) -> None:
         import httpx
 
         super().__init__(settings, log)
+        self.amask = amask
         verify = httpx_verify(settings.verify)
         mounts = {
             proxy_pattern(key): httpx.AsyncHTTPTransport(proxy=url, verify=verify)
@@ -468,12 +481,12 @@ class AsyncTransport(_Pipeline):
                     return credentials.accept(*await self._exchange(call, None, timeouts))
 
                 try:
-                    token = await tenacity.AsyncRetrying(**self.retrying_kwargs(call, policy))(attempt)
+                    fetched: str = await tenacity.AsyncRetrying(**self.retrying_kwargs(call, policy))(attempt)
                 except CommunicationsMiningError as exc:
                     raise mark_exhausted(exc) from None
-                from airflow_provider_cm.compat import amask_secret
-
-                await amask_secret(token)
+                if self.amask is not None:
+                    await self.amask(fetched)
+                token = fetched
         return token
 
     async def _exchange(

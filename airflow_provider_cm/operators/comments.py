@@ -24,7 +24,7 @@ from airflow_provider_cm.hooks.communications_mining import (
     split_full_name,
 )
 from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
-from airflow_provider_cm.operators.storage import atomic_write, path_as_given, to_storage_path
+from airflow_provider_cm.storage import atomic_write, path_as_given, to_storage_path
 from airflow_provider_cm.upload.comment_files import (
     DEFAULT_CSV_COLUMNS,
     CommentRecord,
@@ -32,11 +32,10 @@ from airflow_provider_cm.upload.comment_files import (
     CsvColumnsError,
     detect_format,
     iter_records,
-    raise_for_problems,
 )
 from airflow_provider_cm.upload.comment_validation import TimestampRule
-from airflow_provider_cm.upload.engine import UploadEngine, UploadSettings
-from airflow_provider_cm.upload.id_hashes import IdHashes
+from airflow_provider_cm.upload.engine import UploadEngine, UploadSettings, annotation_limits
+from airflow_provider_cm.upload.file_check import check_and_spool
 from airflow_provider_cm.upload.spool import SpooledRecord
 from airflow_provider_cm.upload.upload_tally import UploadTally
 from airflow_provider_cm.workers import missing_input, warn_if_worker_local
@@ -44,13 +43,6 @@ from airflow_provider_cm.workers import missing_input, warn_if_worker_local
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context, ObjectStoragePath
-
-#: Problems listed in the error for an invalid file (all are counted).
-MAX_PROBLEMS_SHOWN = 20
-
-#: Label-write requests in flight at the start, and at most, unless the parameters say otherwise.
-DEFAULT_ANNOTATION_CONCURRENCY = 16
-DEFAULT_MAX_ANNOTATION_CONCURRENCY = 64
 
 
 class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperator):
@@ -67,12 +59,12 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
     ``POST /api/_private/datasets/<project>/<dataset>/labellings/<uid>`` (one comment per request,
     many in flight: see ``max_annotation_concurrency``).
 
-    Label writes send only what changed: for each batch of stored comments the dataset's current
+    Annotation writes send only what changed: for each batch of stored comments the dataset's current
     annotations are read in bulk (``GET .../labellings?id=<uid>&id=<uid>...``, a few dozen uids per
     request) and a comment is written only if a kind its record carries (labels, entities, field
     extractions) differs from what the dataset holds (see
     :mod:`~airflow_provider_cm.upload.annotation_changes`); the others are counted as
-    ``labels_unchanged``. A batch whose comments ``sync`` all created is not read: it has nothing yet.
+    ``annotations_unchanged``. A batch whose comments ``sync`` all created is not read: it has nothing yet.
 
     ``sync`` is an upsert by comment id, so rerunning the task is safe: comments already uploaded
     come back as ``unchanged`` and are not billed again. If the API refuses a batch, the batch is
@@ -126,12 +118,14 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
     :param communications_mining_conn_id: the Airflow connection.
     :param retry_max_attempts: attempts per API request (default: the connection's, else 5).
     :param retry_max_elapsed: seconds per API request across attempts (default: the connection's, else 300).
-    :return: (XCom) ``{"read", "new", "updated", "unchanged", "rejected", "labelled",
-        "labels_unchanged", "labels_rejected", "billed", "dead_letter_path", "dry_run"}``; counts
-        are comments; ``labelled`` counts the comments whose annotations were written,
-        ``labels_unchanged`` those the dataset already held as the file gives them,
-        ``labels_rejected`` those the API refused; ``billed`` is
-        ``{"at_least": int, "at_most": int, "exact": bool, "why": [str]}``.
+    :return: (XCom) ``{"read", "new", "updated", "unchanged", "rejected", "annotated",
+        "annotations_unchanged", "annotations_rejected", "billed", "dead_letter_path", "dry_run"}``;
+        counts are comments; ``annotated`` counts the comments whose annotations were written,
+        ``annotations_unchanged`` those the dataset already held as the file gives them,
+        ``annotations_rejected`` those the API refused; ``billed`` is
+        ``{"at_least": int, "at_most": int, "exact": bool, "why": [str]}``. The deprecated keys
+        ``labelled``, ``labels_unchanged`` and ``labels_rejected`` (0.1's names) carry the same
+        values until 0.3.
     :raises CommunicationsMiningInputError: if any record is invalid (nothing is sent).
     :raises AirflowFailException: if ``csv_columns`` or ``timezone`` cannot work, the file exceeds
         ``max_comments`` or is empty with ``fail_on_empty``, or the source or dataset does not
@@ -235,10 +229,10 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
             result["dead_letter_path"] = self._run(upload, spool, plan.path, context, result)
         result.update(upload.tally.as_xcom())
         self._log_outcome(count, upload.tally)
-        if (upload.tally.rejected or upload.tally.labels_rejected) and self.fail_on_rejected:
+        if (upload.tally.rejected or upload.tally.annotations_rejected) and self.fail_on_rejected:
             context["ti"].xcom_push(key="return_value", value=result)
             raise CommunicationsMiningRejectedRecordsError(
-                result["dead_letter_path"], upload.refused_ids, upload.unlabelled_ids
+                result["dead_letter_path"], upload.refused_ids, upload.unannotated_ids
             )
         return result
 
@@ -275,29 +269,19 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
             )
 
     def _validate(self, plan: _Plan, spool: IO[bytes]) -> int:
-        """Read and check every record, spooling the valid ones; raise listing every invalid record.
-
-        The spool is a local temporary file holding each record normalised and already encoded
-        for the request, so the input is read once and nothing is parsed twice. Repeated ids are
-        found with 8 bytes per id (:class:`~airflow_provider_cm.upload.id_hashes.IdHashes`); only
-        if some id hash repeats is the file read a second time, to name each duplicate with the line
-        of its first occurrence (keeping only the ids whose hash repeats).
+        """Check every record, spooling the valid ones (:func:`~airflow_provider_cm.upload.file_check.check_and_spool`).
 
         :return: the number of comments.
         :raises CommunicationsMiningInputError: listing the problems, if there are any.
         """
         self.log.info("Validating %s (%s)", self.input_path, plan.fmt)
-        ids = None if self.allow_duplicate_ids else IdHashes()
-        checked = self._check_and_spool(plan, spool, ids, None)
-        repeated = ids.repeated() if ids is not None else frozenset()
-        del ids
-        if repeated:
-            spool.seek(0)
-            spool.truncate()
-            plan.timestamps.naive = 0
-            checked = self._check_and_spool(plan, spool, None, repeated)
-        problems = checked.problems
-        raise_for_problems(str(self.input_path), problems.shown, problems.total)
+        checked = check_and_spool(
+            lambda: self._records(plan),
+            spool,
+            where=str(self.input_path),
+            timestamps=plan.timestamps,
+            allow_duplicate_ids=self.allow_duplicate_ids,
+        )
         if plan.timestamps.naive:
             self.log.info(
                 "%d timestamps had no UTC offset and were read in %s (the timezone parameter)",
@@ -308,42 +292,6 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
             "%s holds %d valid comments, %d with annotations", self.input_path, checked.count, checked.annotated
         )
         return checked.count
-
-    def _check_and_spool(
-        self, plan: _Plan, spool: IO[bytes], ids: IdHashes | None, repeated: frozenset[int] | None
-    ) -> _Checked:
-        """One pass over the file: check each record, spool it while no problem was found.
-
-        :param ids: where to add each valid record's id hash (first pass), or ``None``.
-        :param repeated: id hashes seen more than once (second pass): records with these ids are
-            compared exactly, and a later line with the same id is a problem.
-        """
-        checked = _Checked(_Problems())
-        problems = checked.problems
-        first_line: dict[str, int] = {}
-        write = spool.write
-        encode = SpooledRecord.encode
-        for item in self._records(plan):
-            if isinstance(item, tuple):
-                problems.add(item)
-                continue
-            if ids is not None:
-                ids.add(item.id)
-            elif repeated and IdHashes.hash_of(item.id) in repeated:
-                seen = first_line.setdefault(item.id, item.line)
-                if seen != item.line:
-                    problems.add((item.line, "comment.id", f"duplicate id {item.id!r} (first on line {seen})"))
-                    continue
-            try:
-                encoded = encode(item)
-            except (ValueError, RecursionError) as exc:
-                problems.add((item.line, "(record)", f"cannot be sent as JSON: {exc}"))
-                continue
-            checked.count += 1
-            checked.annotated += item.has_annotations
-            if not problems.total:
-                write(encoded)
-        return checked
 
     def _engine(self, source_id: str, total: int) -> UploadEngine:
         settings = UploadSettings(
@@ -401,7 +349,8 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
     def _log_outcome(self, count: int, tally: UploadTally) -> None:
         self.log.info(
             "Uploaded %d comments to %s: %d stored (%d new, %d updated, %d unchanged), %d rejected; "
-            "%d with labels written to %s, %d whose labels were already there, %d whose labels were refused; %s",
+            "%d with annotations written to %s, %d whose annotations were already there, %d whose annotations "
+            "were refused; %s",
             count,
             self.source,
             tally.stored,
@@ -409,10 +358,10 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
             tally.updated,
             tally.unchanged,
             tally.rejected,
-            tally.labelled,
+            tally.annotated,
             self.dataset or "no dataset",
-            tally.labels_unchanged,
-            tally.labels_rejected,
+            tally.annotations_unchanged,
+            tally.annotations_rejected,
             tally.billed_text(),
         )
         self._log_billing_range(tally)
@@ -474,11 +423,11 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
         stored = lineage.count(result, "new", "updated", "unchanged")
         outputs = [lineage.written(lineage.source_dataset(self.hook, self.source), stored)]
         if self.dataset:
-            labelled = lineage.count(result, "labelled")
-            outputs.append(lineage.written(lineage.cm_dataset(self.hook, self.dataset), labelled))
+            annotated = lineage.count(result, "annotated")
+            outputs.append(lineage.written(lineage.cm_dataset(self.hook, self.dataset), annotated))
         dead_letter_path = result.get("dead_letter_path") if isinstance(result, Mapping) else None
         if dead_letter_path:
-            lines = lineage.count(result, "rejected", "labels_rejected")
+            lines = lineage.count(result, "rejected", "annotations_rejected")
             outputs.append(lineage.written(lineage.file_dataset(to_storage_path(dead_letter_path)), lines))
         return lineage.operator_lineage(inputs, outputs)
 
@@ -491,51 +440,6 @@ class _Plan:
     fmt: str
     columns: CsvColumns | None
     timestamps: TimestampRule
-
-
-@dataclass
-class _Checked:
-    """What one pass over the file found: the problems, and the comments that passed."""
-
-    problems: _Problems
-    count: int = 0
-    annotated: int = 0
-
-
-class _Problems:
-    """Problems found in a file: all counted, the first :data:`MAX_PROBLEMS_SHOWN` kept."""
-
-    def __init__(self) -> None:
-        self.shown: list[tuple[int, str, str]] = []
-        self.total = 0
-
-    def add(self, problem: tuple[int, str, str]) -> None:
-        self.total += 1
-        if len(self.shown) < MAX_PROBLEMS_SHOWN:
-            self.shown.append(problem)
-
-
-def annotation_limits(start: int | None, most: int | None) -> tuple[int, int]:
-    """The label-write limits: ``(requests in flight at the start, the most in flight)``.
-
-    Neither given: 16 growing to 64. ``start`` alone: that many, never more (it still halves on
-    429 or 503, then grows back). ``most`` alone: ``min(16, most)`` growing to ``most``.
-
-    :raises ValueError: for a value below 1, or a start above the most.
-    """
-    if (start is not None and start < 1) or (most is not None and most < 1):
-        raise ValueError("annotation_concurrency and max_annotation_concurrency must be at least 1")
-    if start is None:
-        most = DEFAULT_MAX_ANNOTATION_CONCURRENCY if most is None else most
-        return min(DEFAULT_ANNOTATION_CONCURRENCY, most), most
-    if most is None:
-        return start, start
-    if start > most:
-        raise ValueError(
-            f"annotation_concurrency ({start}) is the number of label writes in flight at the start: "
-            f"it cannot exceed max_annotation_concurrency ({most})"
-        )
-    return start, most
 
 
 def naive_zone(value: str | tzinfo | None) -> tzinfo | None:

@@ -16,7 +16,7 @@ from airflow_provider_cm.hooks.communications_mining import MAX_EXPORT_LIMIT, sp
 from airflow_provider_cm.hooks.export_slices import DEFAULT_EXPORT_CONCURRENCY, check_concurrency
 from airflow_provider_cm.hooks.window_export import WindowExport
 from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
-from airflow_provider_cm.operators.storage import atomic_write, path_as_given, to_storage_path
+from airflow_provider_cm.storage import atomic_write, path_as_given, to_storage_path
 from airflow_provider_cm.times import api_time
 from airflow_provider_cm.windows import check_order_by, export_window
 from airflow_provider_cm.workers import warn_if_worker_local

@@ -36,7 +36,7 @@ from airflow_provider_cm.hooks.communications_mining import split_full_name
 from airflow_provider_cm.hooks.retry import may_have_taken_effect
 from airflow_provider_cm.hooks.transport import encode_json
 from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
-from airflow_provider_cm.operators.storage import atomic_write, path_as_given, shown_under, to_storage_path
+from airflow_provider_cm.storage import atomic_write, path_as_given, shown_under, to_storage_path
 from airflow_provider_cm.upload.upload_tally import UploadTally
 from airflow_provider_cm.workers import missing_input, warn_if_worker_local
 

@@ -14,7 +14,7 @@ from airflow_provider_cm.exceptions import CommunicationsMiningModelDriftError, 
 from airflow_provider_cm.hooks.communications_mining import MAX_PREDICT_DOCUMENTS, split_full_name
 from airflow_provider_cm.labels import label_name
 from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
-from airflow_provider_cm.operators.storage import atomic_write, path_as_given, shown_under, to_storage_path
+from airflow_provider_cm.storage import atomic_write, path_as_given, shown_under, to_storage_path
 from airflow_provider_cm.upload.comment_validation import RecordError, validate_comment
 from airflow_provider_cm.workers import missing_input, warn_if_worker_local
 

@@ -127,6 +127,7 @@ class CommunicationsMiningToSqlOperator(CommunicationsMiningBaseOperator):
         upserted (the window's comments), ``rows_deleted`` rows of the window removed first
         (the previous run's, ``-1`` if the driver does not count), ``pages`` the inserts made (one
         per export page; with slices, a page cut at a slice edge makes two).
+
     The table is declared as an Asset outlet (:func:`~airflow_provider_cm.assets.table_asset`,
     ``communications-mining-sql://<sql_conn_id>/<table>``; an AssetAlias when either is
     templated) whose event carries the result in its ``extra``.
@@ -339,6 +340,7 @@ class CommunicationsMiningStreamToSqlOperator(CommunicationsMiningBaseOperator):
         out and tagged, ``filtered`` comments the stream's filter skipped, ``sequence_id`` the last
         position advanced to (``None`` if none), ``caught_up`` whether the stream was drained
         (false when the run stopped at ``max_results`` or ``max_batches`` before the end).
+
     The outlet is an ``AssetAlias("communications_mining_table:<task_id>")`` that resolves to the
     table's Asset (:func:`~airflow_provider_cm.assets.table_asset`) only in a run that committed
     rows: a DAG scheduled on the table runs when new rows landed, not after every empty drain.

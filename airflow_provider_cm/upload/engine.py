@@ -31,6 +31,33 @@ from airflow_provider_cm.upload.annotation_changes import needs_write
 from airflow_provider_cm.upload.spool import SpooledRecord, one_write_per_comment
 from airflow_provider_cm.upload.upload_tally import UploadTally
 
+#: Annotation-write requests in flight at the start, and at most, unless the settings say otherwise.
+DEFAULT_ANNOTATION_CONCURRENCY = 16
+DEFAULT_MAX_ANNOTATION_CONCURRENCY = 64
+
+
+def annotation_limits(start: int | None, most: int | None) -> tuple[int, int]:
+    """The annotation-write limits: ``(requests in flight at the start, the most in flight)``.
+
+    Neither given: 16 growing to 64. ``start`` alone: that many, never more (it still halves on
+    429 or 503, then grows back). ``most`` alone: ``min(16, most)`` growing to ``most``.
+
+    :raises ValueError: for a value below 1, or a start above the most.
+    """
+    if (start is not None and start < 1) or (most is not None and most < 1):
+        raise ValueError("annotation_concurrency and max_annotation_concurrency must be at least 1")
+    if start is None:
+        most = DEFAULT_MAX_ANNOTATION_CONCURRENCY if most is None else most
+        return min(DEFAULT_ANNOTATION_CONCURRENCY, most), most
+    if most is None:
+        return start, start
+    if start > most:
+        raise ValueError(
+            f"annotation_concurrency ({start}) is the number of annotation writes in flight at the start: "
+            f"it cannot exceed max_annotation_concurrency ({most})"
+        )
+    return start, most
+
 
 @dataclass(frozen=True)
 class UploadSettings:
@@ -81,7 +108,7 @@ class UploadEngine:
         self.tally = UploadTally()
         self.lock = threading.Lock()
         self.refused_ids: list[str] = []
-        self.unlabelled_ids: list[str] = []
+        self.unannotated_ids: list[str] = []
         self.dead_letters: Any = None
         self.dead_lettered = 0
         self.pool: ThreadPoolExecutor
@@ -186,16 +213,16 @@ class UploadEngine:
             changed = writes  # sync created every comment of the batch: none has annotations yet
         else:
             changed = self._changed(writes)
-        tally.labels_unchanged += len(writes) - len(changed)
+        tally.annotations_unchanged += len(writes) - len(changed)
         futures = [(record, self.pool.submit(self._write_annotations, record)) for record in changed]
         failure: BaseException | None = None
         for record, future in futures:
             error = future.exception()
             if error is None:
-                tally.labelled += 1
+                tally.annotated += 1
             elif isinstance(error, CommunicationsMiningBadRequestError | CommunicationsMiningNotFoundError):
                 self._dead_letter(record, "annotations", error, stored=True)
-                tally.labels_rejected += 1
+                tally.annotations_rejected += 1
             elif failure is None:
                 failure = error
         if failure is not None:
@@ -272,6 +299,6 @@ class UploadEngine:
                 error.message,
                 outcome,
             )
-            (self.unlabelled_ids if stored else self.refused_ids).append(record.id)
+            (self.unannotated_ids if stored else self.refused_ids).append(record.id)
             self.dead_letters.write(json.dumps(entry, ensure_ascii=False) + "\n")
             self.dead_lettered += 1

@@ -33,6 +33,17 @@ _REASONS = {
 }
 
 
+#: XCom keys of 0.1, kept for one release with the same values: old name -> new name.
+DEPRECATED_XCOM_KEYS = {
+    "labelled": "annotated",
+    "labels_unchanged": "annotations_unchanged",
+    "labels_rejected": "annotations_rejected",
+}
+
+
+_COUNTS = ("new", "updated", "unchanged", "rejected", "annotated", "annotations_unchanged", "annotations_rejected")
+
+
 @dataclass
 class UploadTally:
     """Counts of one batch or of a whole upload.
@@ -41,10 +52,10 @@ class UploadTally:
     :param updated: comments ``sync`` updated (text or metadata).
     :param unchanged: comments ``sync`` found identical.
     :param rejected: comments the API refused; not stored, not billed.
-    :param labelled: stored comments whose labels and entities were written.
-    :param labels_unchanged: stored comments whose labels and entities the dataset already held
-        as the file gives them (not written again).
-    :param labels_rejected: stored (and possibly billed) comments whose labels the API refused.
+    :param annotated: stored comments whose annotations (labels and general fields) were written.
+    :param annotations_unchanged: stored comments whose annotations the dataset already held as
+        the file gives them (not written again).
+    :param annotations_rejected: stored (and possibly billed) comments whose annotations the API refused.
     :param billed_at_least: comments certainly billed.
     :param billed_at_most: comments possibly billed.
     :param reasons: why the two differ: reason key -> comments concerned.
@@ -54,9 +65,9 @@ class UploadTally:
     updated: int = 0
     unchanged: int = 0
     rejected: int = 0
-    labelled: int = 0
-    labels_unchanged: int = 0
-    labels_rejected: int = 0
+    annotated: int = 0
+    annotations_unchanged: int = 0
+    annotations_rejected: int = 0
     billed_at_least: int = 0
     billed_at_most: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
@@ -94,7 +105,15 @@ class UploadTally:
 
     def add(self, other: UploadTally) -> None:
         """Add another tally (a finished batch) to this one."""
-        for name in ("new", "updated", "unchanged", "rejected", "labelled", "labels_unchanged", "labels_rejected"):
+        for name in (
+            "new",
+            "updated",
+            "unchanged",
+            "rejected",
+            "annotated",
+            "annotations_unchanged",
+            "annotations_rejected",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.billed_at_least += other.billed_at_least
         self.billed_at_most += other.billed_at_most
@@ -118,20 +137,26 @@ class UploadTally:
         """Every count on one line; all of them cover the same comments."""
         return (
             f"new={self.new} updated={self.updated} unchanged={self.unchanged} rejected={self.rejected} "
-            f"labelled={self.labelled} labels_unchanged={self.labels_unchanged} "
-            f"labels_rejected={self.labels_rejected}; {self.billed_text()}"
+            f"annotated={self.annotated} annotations_unchanged={self.annotations_unchanged} "
+            f"annotations_rejected={self.annotations_rejected}; {self.billed_text()}"
         )
 
     def as_xcom(self) -> dict[str, Any]:
-        """The counts for XCom; ``billed`` is ``{"at_least", "at_most", "exact", "why"}``."""
+        """The counts for XCom; ``billed`` is ``{"at_least", "at_most", "exact", "why"}``.
+
+        ``labelled``, ``labels_unchanged`` and ``labels_rejected`` are the 0.1 names of
+        ``annotated``, ``annotations_unchanged`` and ``annotations_rejected``: deprecated, with the
+        same values, and removed in 0.3 (:data:`DEPRECATED_XCOM_KEYS`).
+        """
         return {
             "new": self.new,
             "updated": self.updated,
             "unchanged": self.unchanged,
             "rejected": self.rejected,
-            "labelled": self.labelled,
-            "labels_unchanged": self.labels_unchanged,
-            "labels_rejected": self.labels_rejected,
+            "annotated": self.annotated,
+            "annotations_unchanged": self.annotations_unchanged,
+            "annotations_rejected": self.annotations_rejected,
+            **{old: getattr(self, new) for old, new in DEPRECATED_XCOM_KEYS.items()},
             "billed": {
                 "at_least": self.billed_at_least,
                 "at_most": self.billed_at_most,

@@ -1,4 +1,4 @@
-"""The Airflow and Python targets of the compatibility tier: what ``pyproject.toml`` and the README claim.
+"""The Airflow and Python targets of the compatibility tier: what ``pyproject.toml`` and ``docs/index.md`` claim.
 
 Every Airflow minor released in the last 12 months (the official providers' policy), on Python
 3.11, and the newest supported minor's patch on the oldest and newest Python. The oldest patch of
@@ -8,8 +8,8 @@ a minor is taken where it lacks something a newer patch has (3.3.0: the asset st
 ``requires-python`` in ``pyproject.toml`` are the oldest target's (a test checks it).
 
 ``pins`` are what Airflow's constraints file would fix and a plain resolve gets wrong: users
-install Airflow with its constraints file (the README says so); the tier, which cannot reach it,
-pins those few packages instead.
+install Airflow with its constraints file (the docs' install section says so); the tier, which cannot
+reach it, pins those few packages instead.
 """
 
 from __future__ import annotations

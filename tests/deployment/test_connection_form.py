@@ -134,9 +134,10 @@ def test_connection_form_stores_every_field_and_the_stored_connection_tests_ok(
     dialog.locator("input[name=host]").fill(host)
 
     dialog.get_by_role("button", name="Extra Fields", exact=True).click()
-    for name, spec in CONN_FIELDS.items():  # every label ("*" marks the switch, which is never empty)
+    for name, spec in CONN_FIELDS.items():  # every label, none marked required ("*"): each has a default
         label = dialog.locator("label").filter(has_text=re.compile(rf"^{re.escape(spec['label'])}\s*\*?$"))
         assert label.count() == 1 and label.is_visible(), name
+        assert label.inner_text().strip() == spec["label"], f"{name} is marked required: {label.inner_text()!r}"
     for name in ("client_id", "client_secret", "scope", "token_url", "ca_bundle"):
         dialog.locator(f"#element_{name}").fill(typed[name])
     for name, value in typed.items():

@@ -47,7 +47,9 @@ def test_every_setting_the_hook_reads_is_a_form_field_with_one_widget_type():
         # Two non-null types render as a free-form multi-line box in the Airflow 3.3 UI.
         assert len([kind for kind in kinds if kind != "null"]) == 1, name
         assert spec["label"] and spec["description"], name
-    assert CONN_FIELDS["verify"]["schema"]["type"] == "boolean"
+        # The UI marks a field whose type does not allow null as required: no setting is (the hook has a default).
+        assert "null" in kinds, f"{name} would be marked required in the connection form"
+    assert CONN_FIELDS["verify"]["schema"]["type"] == ["boolean", "null"]
     assert CONN_FIELDS[CLIENT_SECRET_FIELD]["schema"]["format"] == "password"
     assert [name for name, spec in CONN_FIELDS.items() if spec["schema"].get("format") == "password"] == [
         CLIENT_SECRET_FIELD

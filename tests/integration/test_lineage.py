@@ -413,7 +413,7 @@ def test_the_namespace_comes_from_the_connection_as_the_hook_resolves_it(monkeyp
 )
 def test_files_follow_openlineage_naming_for_files_and_object_storage(uri, namespace, name):
     from airflow_provider_cm.lineage import file_dataset
-    from airflow_provider_cm.operators.storage import to_storage_path
+    from airflow_provider_cm.storage import to_storage_path
 
     dataset = file_dataset(to_storage_path(uri))
     assert (dataset.namespace, dataset.name) == (namespace, name)

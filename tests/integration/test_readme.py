@@ -1,55 +1,80 @@
-"""The README's Python snippets run as written: no undefined name, no unused import, and each one
-executes (operators and DAGs are built with the arguments shown, so a renamed parameter fails here)."""
+"""The README is the way in: what and why, the two commands, one quick start whose steps name what
+exists, and links that all lead somewhere. What it used to hold lives in docs/ (checked by
+tests/unit/test_docs.py, tests/unit/test_support_matrix.py and test_docs_snippets.py)."""
 
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-import textwrap
+import shlex
 from pathlib import Path
 
-import pytest
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+_LINK = re.compile(r"\]\((?P<target>[^)\s]+)\)")
+_BASH = re.compile(r"^```bash\n(?P<code>.*?)^```", re.M | re.S)
 
-README = Path(__file__).resolve().parents[2] / "README.md"
-_BLOCK = re.compile(r"^(?P<indent>[ \t]*)```python\n(?P<code>.*?)^(?P=indent)```", re.M | re.S)
 
-
-def snippets() -> list[tuple[int, str]]:
-    text = README.read_text(encoding="utf-8")
-    found = []
-    for match in _BLOCK.finditer(text):
-        line = text.count("\n", 0, match.start()) + 1
-        found.append((line, textwrap.dedent(match.group("code"))))
+def anchors(page: Path) -> set[str]:
+    """GitHub's (and MyST's) anchors of a Markdown page's headings, plus its explicit ``(name)=`` targets."""
+    text = page.read_text(encoding="utf-8")
+    text = re.sub(r"^```.*?^```", "", text, flags=re.M | re.S)  # headings only, not comments in code
+    found = set(re.findall(r"^\((?P<name>[\w-]+)\)=$", text, re.M))
+    for heading in re.findall(r"^#{1,6} (.+)$", text, re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        found.add(slug)
     return found
 
 
-def test_the_readme_has_snippets():
-    assert len(snippets()) >= 6
+def test_the_readme_is_short_and_says_what_and_why():
+    assert len(README.splitlines()) < 150
+    assert README.startswith("# airflow-provider-cm\n")
+    assert "UiPath Communications Mining" in README and "Why a provider" in README
 
 
-@pytest.fixture(scope="module")
-def acme(emulator) -> None:
-    """The project, source and dataset the snippets name, in the emulator (their calls are real)."""
-    from airflow_provider_cm.exceptions import CommunicationsMiningConflictError
-    from airflow_provider_cm.hooks.communications_mining import CommunicationsMiningHook
-
-    hook = CommunicationsMiningHook()
-    try:
-        hook.create_project("acme")
-        source = hook.create_source("acme/inbox", title="Inbox")
-        hook.create_dataset("acme/support", source_ids=[source["id"]], title="Support")
-    except CommunicationsMiningConflictError:
-        pass
+def test_the_two_commands_come_first():
+    first = _BASH.search(README)
+    assert first, "no bash block"
+    commands = [line.split("#")[0].strip() for line in first.group("code").splitlines() if line.strip()]
+    assert commands == ["make demo", "make test"]
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    for target in ("demo", "test", "docs", "lint", "bench", "test-system"):
+        assert re.search(rf"^{re.escape(target)}:", makefile, re.M), f"the Makefile has no {target} target"
 
 
-@pytest.mark.parametrize(("line", "code"), snippets(), ids=[f"README.md:{line}" for line, _ in snippets()])
-def test_snippet_is_clean_and_runs(line, code, acme):
-    lint = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "--isolated", "--select", "F", "--stdin-filename", f"README_{line}.py"],
-        input=code,
-        capture_output=True,
-        text=True,
-    )
-    assert lint.returncode == 0, f"README.md:{line}: {lint.stdout}"
-    exec(compile(code, f"README.md:{line}", "exec"), {"__name__": f"readme_snippet_{line}"})
+def test_the_quick_start_names_example_dags_and_settings_that_exist():
+    quick = README[README.index("## Quick start") :]
+    code = _BASH.search(quick).group("code")
+    dags = re.findall(r"airflow dags test (\w+)", code)
+    assert dags == ["cm_setup", "cm_upload_comments", "cm_nightly_export"]
+    for dag in dags:
+        source = (ROOT / "example_dags" / f"{dag}.py").read_text(encoding="utf-8")
+        assert f'dag_id="{dag}"' in source
+    # The connection ids the quick start exports are the ones the example DAGs read by default.
+    nightly = (ROOT / "example_dags" / "cm_nightly_export.py").read_text(encoding="utf-8")
+    assert '"CM_WAREHOUSE_CONN_ID", "cm_warehouse"' in nightly and "AIRFLOW_CONN_CM_WAREHOUSE=" in code
+    assert "AIRFLOW_CONN_COMMUNICATIONS_MINING_DEFAULT=" in code
+    for line in code.splitlines():
+        if line.startswith("python -m airflow_provider_cm.emulator"):
+            args = shlex.split(line.rstrip("&"))
+            assert args[args.index("--token") + 1] == "my-local-token"
+
+
+def test_every_link_of_the_readme_leads_somewhere():
+    targets = [m.group("target") for m in _LINK.finditer(README)]
+    local = [t for t in targets if not re.match(r"https?://", t)]
+    assert len(local) >= 20, local  # the README hands over to the docs
+    for target in local:
+        path, _, anchor = target.partition("#")
+        page = ROOT / path
+        assert page.exists(), f"README links to {target}, which does not exist"
+        if anchor:
+            assert anchor in anchors(page), f"README links to {target}: no such heading"
+
+
+def test_every_docs_page_is_reachable_from_the_readme_or_the_docs_index():
+    linked = {(ROOT / m.group("target").partition("#")[0]).resolve() for m in _LINK.finditer(README)}
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        if page.resolve() in linked:
+            continue
+        index = (ROOT / "docs" / "index.md").read_text(encoding="utf-8")
+        assert re.search(rf"^{re.escape(page.stem)}$", index, re.M), f"docs/{page.name}: in no toctree, no README link"

@@ -603,7 +603,7 @@ def stored_drain_record(dag_id: str, run_id: str) -> dict | None:
     from airflow.utils.session import create_session
 
     from airflow_provider_cm.compat import HAS_TASK_STATE_STORE
-    from airflow_provider_cm.operators.drain_ledger import STATE_KEY
+    from airflow_provider_cm.drain.ledger import STATE_KEY
 
     with create_session() as session:
         if HAS_TASK_STATE_STORE:

@@ -19,7 +19,7 @@ from tests.conftest import TOKEN, make_record, new_workspace, read_jsonl, write_
 
 PROGRESS = re.compile(
     r"Progress: (\d+) of (\d+) comments \([^)]*\): new=(\d+) updated=(\d+) unchanged=(\d+) rejected=(\d+) "
-    r"labelled=(\d+)"
+    r"annotated=(\d+)"
 )
 FAST_CONN = "cm_upload_counts"
 
@@ -159,10 +159,10 @@ def test_a_refused_label_write_reports_the_comment_as_stored(workspace, emulator
     finally:
         emulator.admin("DELETE", "faults")
     result = context["ti"].xcom["return_value"]
-    assert (result["new"], result["rejected"], result["labelled"], result["labels_rejected"]) == (10, 0, 9, 1)
+    assert (result["new"], result["rejected"], result["annotated"], result["annotations_rejected"]) == (10, 0, 9, 1)
     assert billed_range(result) == (10, 10) and emulator.billed() - before == 10
     message = str(info.value)
-    assert "lab3" in message and "were stored" in message and "labels" in message
+    assert "lab3" in message and "were stored" in message and "annotations" in message
     assert "rejected 1 record" not in message
     [dead] = read_jsonl(info.value.dead_letter_path)
     assert (dead["id"], dead["stage"], dead["stored"]) == ("lab3", "annotations", True)
@@ -178,7 +178,7 @@ def test_a_refused_comment_is_reported_as_not_stored(workspace, emulator, tmp_pa
     finally:
         emulator.admin("DELETE", "faults")
     result = context["ti"].xcom["return_value"]
-    assert (result["new"], result["rejected"], result["labelled"], result["labels_rejected"]) == (9, 1, 9, 0)
+    assert (result["new"], result["rejected"], result["annotated"], result["annotations_rejected"]) == (9, 1, 9, 0)
     [dead] = read_jsonl(info.value.dead_letter_path)
     assert (dead["id"], dead["stage"], dead["stored"]) == ("ref4", "sync", False)
 
@@ -188,7 +188,7 @@ def test_an_id_with_a_slash_is_stored_and_labelled(workspace, hook, tmp_path, co
     ids = ["order/123", "a?b#c", "100%"]
     path = write_jsonl(tmp_path / "in.jsonl", [make_record(i, "2026-10-01T00:00:00Z", label="A") for i in ids])
     result = upload(workspace, path).execute(context)
-    assert (result["new"], result["labelled"], result["rejected"], result["labels_rejected"]) == (3, 3, 0, 0)
+    assert (result["new"], result["annotated"], result["rejected"], result["annotations_rejected"]) == (3, 3, 0, 0)
     assert hook.get_comment(workspace.source, "order/123")["id"] == "order/123"
     [annotated] = hook.get_annotations(workspace.dataset, [f"{workspace.source_id}.order/123"])
     assert annotated["labelling"][0]["assigned"][0]["name"] == "A"

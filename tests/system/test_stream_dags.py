@@ -204,3 +204,22 @@ def test_model_tag_gate_dag(stream_setup, monkeypatch, tmp_path, emulator):
     assert drifted.state == "failed"
     assert drifted.get_task_instance("predict_new_messages").state in ("upstream_failed", None)
     assert emulator.stats()["billed_predictions"] - before == 50
+
+
+def test_replay_dag_moves_a_stream_back_and_refuses_to_skip_unread_results(stream_setup, monkeypatch):
+    setup = stream_setup
+    hook, dataset = setup["hook"], setup["workspace"].dataset
+    hook.put_stream(dataset, "replay", model_version=setup["version"])  # starts now: nothing to read yet
+    monkeypatch.setenv("CM_DATASET", dataset)
+    monkeypatch.setenv("CM_STREAM", "replay")
+    assert hook.fetch_stream(dataset, "replay", size=1)["results"] == []
+
+    back = load_dag("cm_stream_replay").test(run_conf={"to_comment_created_at": "2000-01-01T00:00:00Z"})
+    assert back.state == "success"
+    assert xcom_values(back)["reset_stream"]["to_comment_created_at"].startswith("2000-01-01T00:00:00")
+    assert len(hook.fetch_stream(dataset, "replay", size=16)["results"]) == 16  # every upload comes again
+
+    # Forward past the results now waiting would drop them unread: refused, the stream stays where it is.
+    forward = load_dag("cm_stream_replay").test(run_conf={"to_comment_created_at": "2100-01-01T00:00:00Z"})
+    assert forward.state == "failed"
+    assert len(hook.fetch_stream(dataset, "replay", size=16)["results"]) == 16

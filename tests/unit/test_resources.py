@@ -9,7 +9,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_cm.exceptions import CommunicationsMiningConflictError, CommunicationsMiningNotFoundError
-from airflow_provider_cm.operators.if_exists import ensure_project, ensure_source
+from airflow_provider_cm.if_exists import ensure_project, ensure_source
 from airflow_provider_cm.operators.resources import (
     CommunicationsMiningCreateDatasetOperator,
     CommunicationsMiningCreateProjectOperator,

@@ -1,4 +1,4 @@
-"""Declared = tested: ``pyproject.toml`` and the README claim exactly what the compatibility tier runs."""
+"""Declared = tested: ``pyproject.toml``, the docs and the README claim exactly what the compatibility tier runs."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from tests.conftest import ROOT
 
 PYPROJECT = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
 README = (ROOT / "README.md").read_text(encoding="utf-8")
+DOCS_INDEX = (ROOT / "docs" / "index.md").read_text(encoding="utf-8")
 
 
 def version_key(version: str) -> tuple[int, ...]:
@@ -35,9 +36,16 @@ def test_every_python_classifier_is_between_the_tested_minors():
     assert declared[0] == tested[0] and declared[-1] == tested[-1], (declared, tested)
 
 
-def test_the_readme_support_table_names_every_target():
-    table = README[README.index("### Supported Airflow and Python") :]
-    table = table[: table.index("\n## ")]
+def test_the_docs_support_table_names_every_target():
+    table = DOCS_INDEX[DOCS_INDEX.index("### Supported Airflow and Python") :]
+    table = table[: table.index("```{toctree}")]
     for target in TARGETS:
-        assert target.airflow in table, f"the README's support table does not name Airflow {target.airflow}"
-        assert f"Python {target.python}" in table, f"the README's support table does not name Python {target.python}"
+        assert target.airflow in table, f"the docs' support table does not name Airflow {target.airflow}"
+        assert f"Python {target.python}" in table, f"the docs' support table does not name Python {target.python}"
+
+
+def test_the_readme_states_the_supported_range_and_links_the_table():
+    oldest_airflow = ".".join(min((t.airflow for t in TARGETS), key=version_key).split(".")[:2])
+    pythons = sorted({t.python for t in TARGETS}, key=version_key)
+    assert f"Apache Airflow {oldest_airflow} or newer and Python {pythons[0]} to {pythons[-1]}" in README
+    assert "(docs/index.md#supported-airflow-and-python)" in README

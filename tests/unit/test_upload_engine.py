@@ -53,11 +53,11 @@ def run(hook, workspace, records: list[SpooledRecord]) -> UploadEngine:
 def test_the_engine_uploads_and_labels_then_a_rerun_changes_nothing(hook, workspace, emulator):
     billed = emulator.billed()
     first = run(hook, workspace, spooled(5))
-    assert (first.tally.new, first.tally.labelled, first.tally.rejected) == (5, 5, 0)
+    assert (first.tally.new, first.tally.annotated, first.tally.rejected) == (5, 5, 0)
     assert emulator.billed() - billed == 5
 
     again = run(hook, workspace, spooled(5))
-    assert (again.tally.unchanged, again.tally.labelled, again.tally.labels_unchanged) == (5, 0, 5)
+    assert (again.tally.unchanged, again.tally.annotated, again.tally.annotations_unchanged) == (5, 0, 5)
     assert emulator.billed() - billed == 5  # nothing billed twice
 
 
@@ -71,3 +71,24 @@ def test_a_refused_comment_is_dead_lettered_with_its_line_and_the_rest_arrive(ho
     assert engine.refused_ids == ["e3"]
     entry = json.loads(engine.dead_letters.getvalue())
     assert (entry["line"], entry["id"], entry["stage"], entry["stored"]) == (4, "e3", "sync", False)
+
+
+def test_xcom_carries_the_deprecated_label_keys_with_the_annotation_counts():
+    """0.1's ``labelled``/``labels_unchanged``/``labels_rejected`` stay for one release, equal to the new keys."""
+    from airflow_provider_cm.exceptions import CommunicationsMiningRejectedRecordsError
+    from airflow_provider_cm.upload.upload_tally import DEPRECATED_XCOM_KEYS, UploadTally
+
+    tally = UploadTally(annotated=3, annotations_unchanged=2, annotations_rejected=1)
+    xcom = tally.as_xcom()
+    assert (xcom["annotated"], xcom["annotations_unchanged"], xcom["annotations_rejected"]) == (3, 2, 1)
+    assert {old: xcom[old] for old in DEPRECATED_XCOM_KEYS} == {
+        "labelled": 3,
+        "labels_unchanged": 2,
+        "labels_rejected": 1,
+    }
+    assert "annotated=3 annotations_unchanged=2 annotations_rejected=1" in tally.summary()
+
+    error = CommunicationsMiningRejectedRecordsError("dead.jsonl", ["a"], ["b", "c"])
+    assert (error.annotations_rejected, error.unannotated_ids) == (2, ["b", "c"])
+    assert (error.labels_rejected, error.unlabelled_ids) == (2, ["b", "c"])
+    assert "refused their annotations" in str(error)

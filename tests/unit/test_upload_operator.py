@@ -32,8 +32,9 @@ def test_uploads_comments_and_labels(workspace, hook, emulator, tmp_path, contex
     path = write_jsonl(tmp_path / "in.jsonl", good_records(25))
     result = upload(workspace, path, batch_size=10).execute(context)
     assert result == {
-        "read": 25, "new": 25, "updated": 0, "unchanged": 0, "rejected": 0, "labelled": 25,
-        "labels_unchanged": 0, "labels_rejected": 0,
+        "read": 25, "new": 25, "updated": 0, "unchanged": 0, "rejected": 0, "annotated": 25,
+        "annotations_unchanged": 0, "annotations_rejected": 0,
+        "labelled": 25, "labels_unchanged": 0, "labels_rejected": 0,  # deprecated aliases until 0.3
         "billed": {"at_least": 25, "at_most": 25, "exact": True, "why": []},
         "dead_letter_path": None, "dry_run": False,
     }  # fmt: skip

@@ -131,7 +131,7 @@ def test_nightly_export_loads_a_server_warehouse_and_warns_about_sqlite(workers:
         loaded.setdefault(str(timestamp)[:10], set()).add(comment_id)
     assert loaded == expected
 
-    # The README's first warehouse, SQLite: a file on the worker that runs the load. It works, and says why
+    # The docs' first warehouse, SQLite: a file on the worker that runs the load. It works, and says why
     # it will not add up across workers.
     sqlite_ids = {r["comment"]["id"] for r in day_records(SQLITE_DAY)}
     upload_comments(workers, [r["comment"] for r in day_records(SQLITE_DAY)])

@@ -27,7 +27,7 @@ from typing import IO
 
 from airflow.sdk import ObjectStoragePath
 
-from airflow_provider_cm.operators.storage import atomic_write
+from airflow_provider_cm.storage import atomic_write
 
 _CHUNK = 1 << 20
 
