@@ -28,6 +28,10 @@ WITHOUT_AIRFLOW = (
     "airflow_provider_cm.upload.spool",
     "airflow_provider_cm.upload.upload_tally",
     "airflow_provider_cm.upload.id_hashes",
+    "airflow_provider_cm.emails",
+    "airflow_provider_cm.emails.documents",
+    "airflow_provider_cm.emails.readers",
+    "airflow_provider_cm.emails.limits",
 )
 
 #: Emulator modules allowed to change the tenant's objects directly.
