@@ -16,6 +16,11 @@ it by feature, not by version number, and says once in the log what it does inst
   (``aget``/``aset``) arrived in 3.3.2; on 3.3.0 and 3.3.1 :func:`astore_get` and
   :func:`astore_set` call the synchronous ones in a worker thread, which the triggerer's
   channel serves without blocking its event loop.
+* **a dict argument of an event trigger**: Airflow 3.2 stores the arguments of an ``AssetWatcher``'s
+  trigger encoded twice (its ``BaseSerialization`` inside the task SDK's ``serde``) and the
+  triggerer undoes only the outer layer, so a dict argument such as ``hook_params`` reaches the
+  trigger as ``{"Encoding.VAR": {...}, "Encoding.TYPE": "dict"}``; 3.3 hands it back as given.
+  :func:`trigger_dict_argument` undoes the inner layer where it is left.
 * **reading an XCom from an operator link**: ``get_link`` runs in the task runner when a task
   ends; the task SDK's XCom class is not exported from ``airflow.sdk`` (3.2 to 3.4 keep it in
   ``airflow.sdk.execution_time.xcom``). :func:`xcom_value` takes it from ``airflow.sdk`` where a
@@ -45,6 +50,7 @@ __all__ = [
     "astore_set",
     "has_message_queue_trigger",
     "mask_secret",
+    "trigger_dict_argument",
     "xcom_value",
 ]
 
@@ -180,3 +186,30 @@ def has_message_queue_trigger() -> bool:
     except ImportError:
         return False
     return hasattr(BaseMessageQueueProvider, "scheme_matches")
+
+
+#: The keys of a value Airflow's ``BaseSerialization`` encoded: as it writes them, and as Airflow
+#: 3.2's triggerer hands them back (the ``str()`` of its ``Encoding`` members).
+_ENCODED_KEYS = ({"__var", "__type"}, {"Encoding.VAR", "Encoding.TYPE"})
+
+
+def trigger_dict_argument(value: Any) -> Any:
+    """A dict argument of a trigger as the DAG gave it, whichever way the triggerer handed it back.
+
+    On Airflow 3.2, a dict argument of an ``AssetWatcher``'s trigger arrives still encoded by
+    Airflow's ``BaseSerialization`` (``{"Encoding.VAR": {...}, "Encoding.TYPE": "dict"}``): this
+    decodes it, and says so once in the log. Any other value (a plain dict, ``None``) is returned as is.
+    """
+    if not isinstance(value, dict) or {str(key) for key in value} not in _ENCODED_KEYS:
+        return value
+    from airflow.serialization.serialized_objects import BaseSerialization
+
+    names = {"Encoding.VAR": "__var", "Encoding.TYPE": "__type"}
+    plain = {names.get(str(key), str(key)): item for key, item in value.items()}
+    _announce(
+        "trigger_dict_argument",
+        "Airflow %s handed a trigger argument back still encoded (%s); it is decoded here",
+        AIRFLOW_VERSION,
+        plain["__type"],
+    )
+    return BaseSerialization.deserialize(plain)
