@@ -70,4 +70,8 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "connection-types": [connection_type()],
+        # The "Communications Mining" link of every task (see airflow_provider_cm.links).
+        "extra-links": ["airflow_provider_cm.links.CommunicationsMiningTenantLink"],
+        # MessageQueueTrigger(scheme="communications-mining"); needs the `messaging` extra, skipped without it.
+        "queues": ["airflow_provider_cm.queues.communications_mining.CommunicationsMiningMessageQueueProvider"],
     }

@@ -16,6 +16,19 @@ it by feature, not by version number, and says once in the log what it does inst
   (``aget``/``aset``) arrived in 3.3.2; on 3.3.0 and 3.3.1 :func:`astore_get` and
   :func:`astore_set` call the synchronous ones in a worker thread, which the triggerer's
   channel serves without blocking its event loop.
+* **a dict argument of an event trigger**: Airflow 3.2 stores the arguments of an ``AssetWatcher``'s
+  trigger encoded twice (its ``BaseSerialization`` inside the task SDK's ``serde``) and the
+  triggerer undoes only the outer layer, so a dict argument such as ``hook_params`` reaches the
+  trigger as ``{"Encoding.VAR": {...}, "Encoding.TYPE": "dict"}``; 3.3 hands it back as given.
+  :func:`trigger_dict_argument` undoes the inner layer where it is left.
+* **reading an XCom from an operator link**: ``get_link`` runs in the task runner when a task
+  ends; the task SDK's XCom class is not exported from ``airflow.sdk`` (3.2 to 3.4 keep it in
+  ``airflow.sdk.execution_time.xcom``). :func:`xcom_value` takes it from ``airflow.sdk`` where a
+  minor exports it, else from there.
+* **``MessageQueueTrigger``**: not part of Airflow but of the optional
+  ``apache-airflow-providers-common-messaging`` (the ``messaging`` extra, 2.1+ on every supported
+  minor). :func:`has_message_queue_trigger` says whether it is installed with scheme-based
+  dispatch (``BaseMessageQueueProvider.scheme_matches``), which the provider's queue scheme needs.
 """
 
 from __future__ import annotations
@@ -35,7 +48,10 @@ __all__ = [
     "asset_state_store",
     "astore_get",
     "astore_set",
+    "has_message_queue_trigger",
     "mask_secret",
+    "trigger_dict_argument",
+    "xcom_value",
 ]
 
 log = logging.getLogger(__name__)
@@ -147,3 +163,53 @@ def _announce_sync_store() -> None:
         "Airflow %s's asset state store has no aget/aset (3.3.2+): its get/set are called in a worker thread",
         AIRFLOW_VERSION,
     )
+
+
+def xcom_value(*, ti_key: Any, key: str) -> Any:
+    """The value of XCom ``key`` of the task instance ``ti_key`` (``XCom.get_value``), ``None`` if there is none."""
+    try:
+        from airflow.sdk import XCom  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        from airflow.sdk.execution_time.xcom import XCom
+    return XCom.get_value(ti_key=ti_key, key=key)
+
+
+def has_message_queue_trigger() -> bool:
+    """Whether ``MessageQueueTrigger(scheme=...)`` can reach the provider's queue scheme.
+
+    True when the optional common-messaging provider is installed with scheme-based dispatch
+    (``BaseMessageQueueProvider.scheme_matches``, 2.1+). A function, not a constant, so that
+    importing this module never imports common-messaging.
+    """
+    try:
+        from airflow.providers.common.messaging.providers.base_provider import BaseMessageQueueProvider
+    except ImportError:
+        return False
+    return hasattr(BaseMessageQueueProvider, "scheme_matches")
+
+
+#: The keys of a value Airflow's ``BaseSerialization`` encoded: as it writes them, and as Airflow
+#: 3.2's triggerer hands them back (the ``str()`` of its ``Encoding`` members).
+_ENCODED_KEYS = ({"__var", "__type"}, {"Encoding.VAR", "Encoding.TYPE"})
+
+
+def trigger_dict_argument(value: Any) -> Any:
+    """A dict argument of a trigger as the DAG gave it, whichever way the triggerer handed it back.
+
+    On Airflow 3.2, a dict argument of an ``AssetWatcher``'s trigger arrives still encoded by
+    Airflow's ``BaseSerialization`` (``{"Encoding.VAR": {...}, "Encoding.TYPE": "dict"}``): this
+    decodes it, and says so once in the log. Any other value (a plain dict, ``None``) is returned as is.
+    """
+    if not isinstance(value, dict) or {str(key) for key in value} not in _ENCODED_KEYS:
+        return value
+    from airflow.serialization.serialized_objects import BaseSerialization
+
+    names = {"Encoding.VAR": "__var", "Encoding.TYPE": "__type"}
+    plain = {names.get(str(key), str(key)): item for key, item in value.items()}
+    _announce(
+        "trigger_dict_argument",
+        "Airflow %s handed a trigger argument back still encoded (%s); it is decoded here",
+        AIRFLOW_VERSION,
+        plain["__type"],
+    )
+    return BaseSerialization.deserialize(plain)

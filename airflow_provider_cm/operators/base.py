@@ -2,17 +2,21 @@
 
 :class:`CommunicationsMiningHookMixin` is the one place that owns the hook's parameters and builds
 the hook; its :attr:`~CommunicationsMiningHookMixin.hook_params` are also what the sensor hands to
-its trigger, so a task and its trigger talk to the API with the same settings.
+its trigger, so a task and its trigger talk to the API with the same settings. It also gives every
+task the "Communications Mining" extra link to its tenant's web UI
+(:class:`~airflow_provider_cm.links.CommunicationsMiningTenantLink`), stored before the task runs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from functools import cached_property
 from typing import Any
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import BaseOperator, BaseOperatorLink
 
 from airflow_provider_cm.hooks.communications_mining import CommunicationsMiningHook
+from airflow_provider_cm.links import CommunicationsMiningTenantLink
 
 
 class CommunicationsMiningHookMixin:
@@ -26,6 +30,8 @@ class CommunicationsMiningHookMixin:
 
     #: HTTP connections the hook keeps open (operators that send concurrently raise it).
     hook_pool_size: int = 16
+    #: The task's extra links (Airflow's ``BaseOperator.operator_extra_links``).
+    operator_extra_links: Collection[BaseOperatorLink] = (CommunicationsMiningTenantLink(),)
 
     def __init__(
         self,
@@ -54,6 +60,21 @@ class CommunicationsMiningHookMixin:
     def hook(self) -> CommunicationsMiningHook:
         """The task's hook, built once."""
         return CommunicationsMiningHook(**self.hook_params)
+
+    def pre_execute(self, context: Any) -> None:
+        """Before ``execute`` (and before a deferred task resumes): store what the extra links need.
+
+        Airflow calls it (it is ``BaseOperator.pre_execute``); a connection that cannot be read is
+        logged here as a warning, without the link, and fails the task in ``execute`` as it would
+        without links.
+        """
+        super().pre_execute(context)  # type: ignore[misc]
+        try:
+            CommunicationsMiningTenantLink.persist(context, endpoint=self.hook.endpoint)
+        except Exception as exc:
+            self.log.warning(  # type: ignore[attr-defined]
+                "No Communications Mining link for this task: %s: %s", type(exc).__name__, exc
+            )
 
 
 class CommunicationsMiningBaseOperator(CommunicationsMiningHookMixin, BaseOperator):

@@ -16,7 +16,14 @@ from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 
-from airflow_provider_cm.compat import AIRFLOW_VERSION, HAS_ASSET_STATE_STORE, asset_state_store, astore_get, astore_set
+from airflow_provider_cm.compat import (
+    AIRFLOW_VERSION,
+    HAS_ASSET_STATE_STORE,
+    asset_state_store,
+    astore_get,
+    astore_set,
+    trigger_dict_argument,
+)
 from airflow_provider_cm.exceptions import CommunicationsMiningApiError, CommunicationsMiningConnectionError
 from airflow_provider_cm.hooks.communications_mining import (
     MAX_STREAM_FETCH,
@@ -241,7 +248,8 @@ class CommunicationsMiningStreamEventTrigger(_TriggerHookMixin, BaseEventTrigger
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.redelivery_timeout = redelivery_timeout
-        self.hook_params = dict(hook_params or {})
+        # Airflow 3.2 hands a watcher's dict argument back encoded (see compat.trigger_dict_argument).
+        self.hook_params = dict(trigger_dict_argument(hook_params) or {})
         self._fired: dict[str, Any] | None = None
         self._state_loaded = False
         self._announced: str | None = None

@@ -29,7 +29,7 @@ from tests.compat.targets import TARGETS, VERSION_SENSITIVE, Target
 ROOT = Path(__file__).resolve().parents[2]
 HOME = ROOT / ".compat"
 #: What a target's environment holds beside Airflow: the provider's extras the tests use, and the test tools.
-EXTRAS = "sqlite,postgres,openlineage,test"
+EXTRAS = "sqlite,postgres,openlineage,messaging,test"
 
 
 def uv() -> str:

@@ -43,8 +43,15 @@ TRIGGERER_CASES = (
     "tests/deployment/test_secrets.py",
 )
 
+#: The extra link read back through the REST API, and MessageQueueTrigger in a real triggerer (on the
+#: oldest target, whose event trigger has no asset state store).
+LINK_AND_QUEUE_CASES = (
+    "tests/deployment/test_extra_links.py",
+    "tests/deployment/test_message_queue_trigger.py",
+)
+
 TARGETS: tuple[Target, ...] = (
-    Target("3.2.0", "3.11", pins=AIRFLOW_3_2_PINS, deployment=TRIGGERER_CASES),
+    Target("3.2.0", "3.11", pins=AIRFLOW_3_2_PINS, deployment=TRIGGERER_CASES + LINK_AND_QUEUE_CASES),
     Target("3.3.0", "3.11"),
     Target("3.4.0b2", "3.11"),
     Target("3.3.2", "3.10"),

@@ -92,6 +92,25 @@ def test_airflow_lists_the_connection_type_and_its_hook():
     assert ours and ours[0]["class"] == "airflow_provider_cm.hooks.communications_mining.CommunicationsMiningHook"
 
 
+def test_airflow_loads_the_extra_link_and_the_queue_scheme_from_the_provider_info():
+    """``extra-links`` as ``airflow providers links`` lists them; ``queues`` as ``MessageQueueTrigger`` finds them."""
+    output = airflow("providers", "links", "--output", "json")
+    assert "Error when importing" not in output
+    links = json.loads(output[output.index("[") :])
+    assert {"extra_link_class_name": "airflow_provider_cm.links.CommunicationsMiningTenantLink"} in links
+
+    from airflow.providers.common.messaging.triggers.msg_queue import MessageQueueTrigger
+
+    from airflow_provider_cm.compat import has_message_queue_trigger
+    from airflow_provider_cm.queues.communications_mining import SCHEME
+
+    assert has_message_queue_trigger()
+    trigger = MessageQueueTrigger(scheme=SCHEME, dataset="demo/support", stream="new-messages", poll_interval=5.0)
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "airflow_provider_cm.triggers.streams.CommunicationsMiningStreamEventTrigger"
+    assert (kwargs["dataset"], kwargs["stream"], kwargs["poll_interval"]) == ("demo/support", "new-messages", 5.0)
+
+
 def test_setup_upload_and_nightly_export_run_with_airflow_dags_test(airflow_db, emulator, hook, tmp_path):
     """``cm_setup``, then ``cm_upload_comments`` with one day of BANKING77, then ``cm_nightly_export`` of that day."""
     project = "p" + uuid.uuid4().hex[:10]

@@ -47,6 +47,8 @@ STREAM = "new-messages"
 EVENTS_STREAM, EVENTS_TABLE = "events", "cm_stream_events"
 #: Its batch size and poll interval: small batches, frequent polls, so that several runs take seconds.
 EVENTS_BATCH_SIZE, EVENTS_POLL_INTERVAL = 4, 2
+#: The stream and table of ``cm_stream_queue_events`` (``MessageQueueTrigger``), with the same batch size and polls.
+QUEUE_STREAM, QUEUE_TABLE = "queue-events", "cm_stream_queue_events"
 #: Seconds a process gets to stop after SIGTERM before it is killed.
 GRACE = 15.0
 
@@ -237,6 +239,8 @@ class Deployment:
                 "CM_EVENTS_BATCH_SIZE": str(EVENTS_BATCH_SIZE),
                 "CM_EVENTS_POLL_INTERVAL": str(EVENTS_POLL_INTERVAL),
                 "CM_EVENTS_REDELIVERY_TIMEOUT": "900",
+                "CM_QUEUE_STREAM": QUEUE_STREAM,
+                "CM_QUEUE_TABLE": QUEUE_TABLE,
                 "PYTHONUNBUFFERED": "1",
                 # The provider and the emulator from this tree, whatever the virtualenv has installed.
                 "PYTHONPATH": str(ROOT),

@@ -12,6 +12,7 @@ is in ``tests/deployment/test_stream_events.py``.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import time
 import uuid
@@ -333,6 +334,37 @@ class SyncOnlyStore:
     def set(self, key: str, value: Any) -> None:
         self.calls.append("set")
         self._store.set(key, value)
+
+
+@pytest.mark.parametrize("form", ["AssetWatcher", "MessageQueueTrigger"])
+def test_the_trigger_the_triggerer_builds_has_the_arguments_the_dag_gave(form: str):
+    """Through Airflow's own path: the DAG's trigger encoded (DAG serialisation, then the dag processor's
+    trigger rows), its kwargs encrypted and decrypted, the trigger built from them as the triggerer does.
+    On Airflow 3.2 the dict argument ``hook_params`` comes back still encoded; the trigger decodes it.
+    """
+    from airflow.models.trigger import Trigger
+    from airflow.serialization.encoders import encode_trigger
+
+    arguments: dict[str, Any] = {
+        "dataset": "demo/support",
+        "stream": "new-messages",
+        "poll_interval": 5.0,
+        "hook_params": {"retry_max_attempts": 2, "retry_max_elapsed": 30.0},
+    }
+    if form == "MessageQueueTrigger":
+        from airflow.providers.common.messaging.triggers.msg_queue import MessageQueueTrigger
+
+        trigger: Any = MessageQueueTrigger(scheme="communications-mining", **arguments)
+    else:
+        trigger = CommunicationsMiningStreamEventTrigger(**arguments)
+    row = encode_trigger(encode_trigger(trigger))
+    kwargs = Trigger._decrypt_kwargs(Trigger.encrypt_kwargs(row["kwargs"]))
+    module, _, name = row["classpath"].rpartition(".")
+    built = getattr(importlib.import_module(module), name)(**kwargs)
+    assert isinstance(built, CommunicationsMiningStreamEventTrigger)
+    assert built.hook_params == arguments["hook_params"]
+    assert built.hook_kwargs()["retry_max_attempts"] == 2
+    assert built.serialize() == CommunicationsMiningStreamEventTrigger(**arguments).serialize()
 
 
 @needs_asset_state_store

@@ -1,0 +1,1 @@
+"""Message queue providers of Airflow's common-messaging provider (``MessageQueueTrigger(scheme=...)``)."""
