@@ -76,6 +76,7 @@ ATTACHMENT = {"name": "a", "size": 1, "content_type": "text/plain"}
 #: ``(record, field, words)``: a comment the schema refuses (in files and in requests alike).
 COMMENT_CASES: list[tuple[dict[str, Any], str, str]] = [
     *((comment_with(timestamp=t), "comment.timestamp", "") for t in NOT_RFC3339),
+    (comment_with(timestamp=5), "comment.timestamp", "must be a string"),
     (message_with(sent_at="2026-10-01 12:00:00Z"), "comment.messages[0].sent_at", "RFC 3339"),
     (message_with(sent_at="yesterday"), "comment.messages[0].sent_at", "RFC 3339"),
     *((comment_with(id=i), "comment.id", "") for i in BAD_IDS),
