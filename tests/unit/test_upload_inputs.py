@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
@@ -211,3 +212,23 @@ def test_empty_input_warns_and_returns_zero_counts_or_fails_on_request(
     with pytest.raises(AirflowFailException, match="holds no comments"):
         upload(workspace, path, fail_on_empty=True).execute(context)
     assert syncs(emulator, workspace) == before
+
+
+# -- the official CLI's samples -------------------------------------------------------------------
+
+CLI_SAMPLES = Path(__file__).resolve().parents[1] / "data" / "reinfer-cli-samples"
+
+
+def test_the_cli_basic_sample_uploads_with_its_markup(workspace, hook, context):
+    result = upload(workspace, CLI_SAMPLES / "basic.jsonl").execute(context)
+    assert result["new"] == 2
+    written = json.loads((CLI_SAMPLES / "basic.jsonl").read_text(encoding="utf-8").splitlines()[0])["comment"]
+    stored = hook.get_comment(workspace.source, "1")
+    assert stored["messages"][0]["body"] == written["messages"][0]["body"]
+    assert stored["messages"][0]["signature"] == written["messages"][0]["signature"]
+
+
+def test_an_audio_path_is_read_and_said_not_uploaded(workspace, context, capsys):
+    result = upload(workspace, CLI_SAMPLES / "audio.jsonl").execute(context)
+    assert result["new"] == 2
+    assert "1 records name an audio_path" in capsys.readouterr().out

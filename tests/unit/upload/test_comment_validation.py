@@ -141,6 +141,54 @@ def test_a_timestamp_error_says_what_rfc_3339_is():
     assert field == "comment.timestamp" and "is not an RFC 3339 date-time" in message
 
 
+def line_with(**changes: Any) -> str:
+    """A JSONL line: a good record with some top-level or comment fields changed (None removes)."""
+    record = make_record("other", "2026-10-01T00:00:00Z")
+    for key, value in changes.items():
+        target = record if key in ("labelling", "entities") else record["comment"]
+        if value is None:
+            target.pop(key, None)
+        else:
+            target[key] = value
+    return json.dumps(record)
+
+
+@pytest.mark.parametrize(
+    ("line", "field", "words"),
+    [
+        ('{"comment": {"id": "x",', "(line)", "not valid JSON"),
+        (line_with(id=None), "comment.id", "is missing"),
+        (line_with(timestamp="01/10/2026"), "comment.timestamp", "is not an RFC 3339 date-time"),
+        (line_with(labelling={"labels": ["A"]}), "labelling", "unknown labelling shape"),
+        (line_with(labelling="A"), "labelling", "unknown labelling shape"),
+        (
+            line_with(labelling=[{"group": "default", "assigned": [{"sentiment": "positive"}]}]),
+            "labelling[0].assigned[0].name",
+            "must be a non-empty string",
+        ),
+        (line_with(id=42), "comment.id", "must be a string"),
+        (line_with(messages=[{"body": "plain text"}]), "comment.messages[0].body", "must be an object"),
+        (line_with(messages=[{"body": {"text": "x" * 65537}}]), "comment.messages[0].body.text", "at most 65536"),
+        (line_with(user_properties={"Channel": "x"}), "comment.user_properties['Channel']", "'string:'"),
+    ],
+    ids=[
+        "broken-json",
+        "no-id",
+        "bad-timestamp",
+        "labelling-object",
+        "labelling-string",
+        "label-without-name",
+        "id-wrong-type",
+        "body-wrong-type",
+        "huge-text",
+        "property-prefix",
+    ],
+)
+def test_a_bad_line_names_its_line_and_field(line, field, words):
+    found_field, message = refused(line)
+    assert found_field == field and words in message, (found_field, message)
+
+
 # -- timestamps without an offset -----------------------------------------------------------------
 
 
