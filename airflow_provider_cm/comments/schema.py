@@ -406,8 +406,14 @@ def check_comment_rules(comment: NewComment, rule: TimestampRule, root: str = "c
     cid = comment.id
     if not cid.isprintable() or cid.isspace() or cid in (".", ".."):
         check_comment_id(cid, f"{root}.id")
-    comment.timestamp = rule.normalise(comment.timestamp, f"{root}.timestamp")
-    check_messages_rules(comment.messages, rule, f"{root}.messages")
+    timestamp = comment.timestamp
+    normalised = rule.normalise(timestamp, f"{root}.timestamp")
+    if normalised is not timestamp:
+        comment.timestamp = normalised
+    for message in comment.messages:
+        if message.sent_at is not UNSET and message.sent_at is not None:
+            check_messages_rules(comment.messages, rule, f"{root}.messages")
+            break
     properties = comment.user_properties
     if properties is not UNSET and properties is not None:
         comment.user_properties = validate_user_properties(properties, f"{root}.user_properties")

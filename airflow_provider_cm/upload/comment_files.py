@@ -108,8 +108,10 @@ class CommentRecord:
 
     @property
     def id(self) -> str:
-        comment = self.comment
-        return comment.id if isinstance(comment, NewComment) else comment["id"]
+        try:
+            return self.comment.id  # type: ignore[union-attr]
+        except AttributeError:  # a plain dict
+            return self.comment["id"]  # type: ignore[index]
 
     @property
     def has_annotations(self) -> bool:
