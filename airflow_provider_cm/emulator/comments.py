@@ -3,7 +3,8 @@
 Comments are upserted by id within a source; ``uid`` is ``<source_id>.<id>``; ``created_at`` is
 set on first insert; billing counts created comments and updated ones whose text changed; when a
 comment's messages change, the entities assigned to it are dropped. Every comment is checked
-against the fields and limits of the API's comment object before anything is stored.
+against the one schema of a comment (:mod:`airflow_provider_cm.comments.schema`, which the
+client's validator uses too) before anything is stored.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from airflow_provider_cm.emulator.checks import anything, array, integer, obj, string, timestamp
+from airflow_provider_cm.comments import schema
+from airflow_provider_cm.emulator.checks import array, custom, obj, string
 from airflow_provider_cm.emulator.errors import bad_request, conflict, not_found
 from airflow_provider_cm.emulator.labellings import public_comment
 from airflow_provider_cm.emulator.openapi import doc, query_list
@@ -22,63 +24,30 @@ from airflow_provider_cm.emulator.schemas import COMMENT as COMMENT_ANSWER
 from airflow_provider_cm.emulator.schemas import U32, envelope
 from airflow_provider_cm.emulator.store import Store
 from airflow_provider_cm.emulator.times import format_time, now_utc, parse_time
-from airflow_provider_cm.emulator.user_properties import USER_PROPERTIES
 from airflow_provider_cm.emulator.wire import json_body, ok, segment
 
 MAX_SYNC_COMMENTS = 16384
-MAX_MESSAGES = 2048
-MAX_TEXT = 65536
-MAX_ADDRESS = 512
 MAX_DELETE_IDS = 32
 
-TEXT = obj(
-    {
-        "text": string(max_len=MAX_TEXT),
-        "translated_from": string(max_len=MAX_TEXT),
-        "text_markup": anything(),
-        "translated_from_markup": anything(),
-    },
-    required=("text",),
-)
-ADDRESS = string(min_len=1, max_len=MAX_ADDRESS)
-ADDRESSES = array(ADDRESS, max_items=2048)
-MESSAGE = obj(
-    {
-        "body": TEXT,
-        "subject": TEXT,
-        "signature": TEXT,
-        "from": ADDRESS,
-        "to": ADDRESSES,
-        "cc": ADDRESSES,
-        "bcc": ADDRESSES,
-        "sent_at": timestamp(),
-        "language": string(min_len=1, max_len=8),
-    },
-    required=("body",),
-)
-MESSAGES = array(MESSAGE, min_items=1, max_items=MAX_MESSAGES)
-ATTACHMENT = obj(
-    {
-        "name": string(max_len=256),
-        "size": integer(minimum=0),
-        "content_type": string(max_len=256),
-        "attachment_reference": string(),
-        "content_hash": string(),
-    },
-    required=("name", "size", "content_type"),
-)
-COMMENT = obj(
-    {
-        "id": string(min_len=1),
-        "timestamp": timestamp(),
-        "messages": MESSAGES,
-        "thread_id": string(),
-        "user_properties": USER_PROPERTIES,
-        "attachments": array(ATTACHMENT, max_items=128),
-        "text_format": string(choices=("markdown", "plain")),
-    },
-    required=("id", "timestamp", "messages"),
-)
+
+def _check_comment(value: Any, where: str) -> None:
+    try:
+        schema.check_comment(value, root=where)
+    except schema.RecordError as exc:
+        raise bad_request(f"{exc.field}: {exc.message}") from None
+
+
+def _check_messages(value: Any, where: str) -> None:
+    try:
+        schema.check_messages(value, root=where)
+    except schema.RecordError as exc:
+        raise bad_request(f"{exc.field}: {exc.message}") from None
+
+
+#: A comment, checked against the one schema the client's validator uses too.
+COMMENT = custom(_check_comment, schema.comment_json_schema())
+#: A comment's (or a predicted document's) messages, by the same schema.
+MESSAGES = custom(_check_messages, schema.messages_json_schema())
 
 #: The body of ``sync`` and the create-only upload (as :func:`comment_batch` reads it).
 BATCH_BODY = obj({"comments": array(COMMENT, max_items=MAX_SYNC_COMMENTS)}, required=("comments",))

@@ -291,6 +291,12 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
         self.log.info(
             "%s holds %d valid comments, %d with annotations", self.input_path, checked.count, checked.annotated
         )
+        if checked.audio:
+            self.log.warning(
+                "%d records name an audio_path (a recording the official CLI uploads with the comment): their "
+                "comments and annotations are uploaded, their recordings are not",
+                checked.audio,
+            )
         return checked.count
 
     def _engine(self, source_id: str, total: int) -> UploadEngine:

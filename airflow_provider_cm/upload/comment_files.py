@@ -29,6 +29,16 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
+import msgspec
+
+from airflow_provider_cm.comments.schema import (
+    RECORD_DECODER,
+    UNSET,
+    NewAnnotatedComment,
+    NewComment,
+    check_comment_rules,
+    convert,
+)
 from airflow_provider_cm.exceptions import CommunicationsMiningInputError
 from airflow_provider_cm.upload.comment_validation import (
     RecordError,
@@ -37,7 +47,6 @@ from airflow_provider_cm.upload.comment_validation import (
     normalise_entities,
     normalise_labelling,
     property_kind,
-    validate_comment,
 )
 
 __all__ = [
@@ -54,7 +63,7 @@ __all__ = [
     "record_from_object",
 ]
 
-_TOP_LEVEL = frozenset({"comment", "labelling", "entities", "moon_forms"})
+_TOP_LEVEL = frozenset(NewAnnotatedComment.__struct_fields__)
 #: A ``\\uD800``-``\\uDFFF`` escape in JSON text: the only way a lone surrogate gets in.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 #: A number in a CSV cell (ASCII digits only: ``int()`` would also take ``"1_000"`` and ``"٣"``).
@@ -82,21 +91,27 @@ class CommentRecord:
     """One validated record: the comment to ``sync`` and the annotations to write, if any.
 
     :param line: 1-based line where the record starts in the input file.
-    :param comment: the comment object, normalised.
+    :param comment: the comment, normalised: the schema's struct (a plain dict in tests).
     :param labelling: label groups, or ``None`` if the record has none.
     :param entities: ``{"assigned": [...], "dismissed": [...]}``, or ``None``.
     :param moon_forms: field-extraction annotations, or ``None``.
+    :param audio_path: the CLI's path of an audio recording of the comment, or ``None``; read
+        and checked, not uploaded (the upload sends comments and annotations only).
     """
 
     line: int
-    comment: dict[str, Any]
+    comment: NewComment | dict[str, Any]
     labelling: list[dict[str, Any]] | None = None
     entities: dict[str, Any] | None = None
     moon_forms: list[Any] | None = None
+    audio_path: str | None = None
 
     @property
     def id(self) -> str:
-        return self.comment["id"]
+        try:
+            return self.comment.id  # type: ignore[union-attr]
+        except AttributeError:  # a plain dict
+            return self.comment["id"]  # type: ignore[index]
 
     @property
     def has_annotations(self) -> bool:
@@ -110,7 +125,7 @@ ReadResult = Iterator["CommentRecord | tuple[int, str, str]"]
 
 
 def record_from_object(obj: Any, line: int, timestamps: TimestampRule | None = None) -> CommentRecord:
-    """Validate one JSONL object and build its :class:`CommentRecord`.
+    """Validate one JSONL object (as JSON decodes it) and build its :class:`CommentRecord`.
 
     :raises RecordError: naming the first offending field.
     """
@@ -120,15 +135,19 @@ def record_from_object(obj: Any, line: int, timestamps: TimestampRule | None = N
         raise RecordError("comment", "is missing: each line must be {'comment': {...}, 'labelling'?: ...}")
     if not _TOP_LEVEL.issuperset(obj):
         raise RecordError(", ".join(sorted(set(obj) - _TOP_LEVEL)), "unsupported field(s) in this record")
-    moon_forms = obj.get("moon_forms")
-    if moon_forms is not None and not isinstance(moon_forms, list):
-        raise RecordError("moon_forms", "must be a list")
+    return _checked_record(convert(obj, NewAnnotatedComment, ""), line, timestamps)
+
+
+def _checked_record(record: NewAnnotatedComment, line: int, timestamps: TimestampRule | None) -> CommentRecord:
+    """A record whose types the schema checked, with the rules no type can say applied."""
+    moon_forms = record.moon_forms
     return CommentRecord(
         line=line,
-        comment=validate_comment(obj["comment"], timestamps),
-        labelling=normalise_labelling(obj.get("labelling")),
-        entities=normalise_entities(obj.get("entities")),
-        moon_forms=moon_forms,
+        comment=check_comment_rules(record.comment, timestamps or TimestampRule()),
+        labelling=None if record.labelling is UNSET else normalise_labelling(record.labelling),
+        entities=None if record.entities is UNSET else normalise_entities(record.entities),
+        moon_forms=None if moon_forms is UNSET else moon_forms,
+        audio_path=None if record.audio_path is UNSET else record.audio_path,
     )
 
 
@@ -192,13 +211,24 @@ def read_jsonl(handle: IO[bytes], *, timestamps: TimestampRule | None = None) ->
     :param handle: the file, opened in binary mode.
     :param timestamps: how timestamps are read (default: RFC 3339, no offset meaning UTC).
     """
+    decode = RECORD_DECODER.decode
+    timestamps = timestamps or TimestampRule()
     for line_number, raw_line in enumerate(handle, 1):
         if line_number == 1 and raw_line.startswith(codecs.BOM_UTF8):
             raw_line = raw_line[len(codecs.BOM_UTF8) :]
         try:
-            obj = parse_json_line(raw_line)
-            if obj is not None:
-                yield record_from_object(obj, line_number, timestamps)
+            try:
+                # Decoded and checked against the schema's types in one pass (the common case).
+                record = decode(raw_line)
+            except msgspec.DecodeError:
+                # A blank line, or one the schema refuses: read again with the standard library
+                # to say exactly why (the JSON reader's words, the field of a value JSON cannot
+                # carry, every unsupported field), through the same schema.
+                obj = parse_json_line(raw_line)
+                if obj is not None:
+                    yield record_from_object(obj, line_number, timestamps)
+                continue
+            yield _checked_record(record, line_number, timestamps)
         except RecordError as exc:
             yield line_number, exc.field, exc.message
 

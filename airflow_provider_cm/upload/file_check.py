@@ -45,11 +45,14 @@ class CheckedFile:
     :param problems: every problem (the first few kept for the error).
     :param count: comments that passed (spooled only if no problem was found).
     :param annotated: of those, comments that carry annotations (labels, general fields).
+    :param audio: of those, records naming an ``audio_path`` (a recording the official CLI
+        uploads with the comment; the upload does not).
     """
 
     problems: Problems = field(default_factory=Problems)
     count: int = 0
     annotated: int = 0
+    audio: int = 0
 
 
 def check_and_spool(
@@ -120,6 +123,7 @@ def _one_pass(
             continue
         checked.count += 1
         checked.annotated += item.has_annotations
+        checked.audio += item.audio_path is not None
         if not problems.total:
             write(encoded)
     return checked

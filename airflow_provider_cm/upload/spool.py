@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from airflow_provider_cm.upload.annotation_changes import merged
 from airflow_provider_cm.upload.comment_files import CommentRecord
 
@@ -36,6 +38,7 @@ def _encoder() -> Callable[[Any], str]:
 
 
 encode_json_text = _encoder()
+_encode_comment = msgspec.json.Encoder().encode
 
 
 @dataclass
@@ -72,8 +75,9 @@ class SpooledRecord:
         cid = record.id
         if not cid.isprintable() or "\\" in cid or cid.startswith('"'):
             cid = encode_json_text(cid)  # JSON-quoted only where it must be, to keep tabs and newlines out
-        line = f"{record.line}\t{cid}\t{annotations}\t{encode_json_text(record.comment)}\n"
-        return line.encode("utf-8")
+        # msgspec writes the same compact UTF-8 JSON as the standard library, several times faster;
+        # the schema has refused every number JSON cannot carry.
+        return f"{record.line}\t{cid}\t{annotations}\t".encode() + _encode_comment(record.comment) + b"\n"
 
     @classmethod
     def decode(cls, raw: bytes) -> SpooledRecord:

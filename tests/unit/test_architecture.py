@@ -22,6 +22,7 @@ WITHOUT_AIRFLOW = (
     "airflow_provider_cm.hooks.pacing",
     "airflow_provider_cm.hooks.concurrency",
     "airflow_provider_cm.hooks.export_slices",
+    "airflow_provider_cm.comments.schema",
     "airflow_provider_cm.upload.comment_files",
     "airflow_provider_cm.upload.comment_validation",
     "airflow_provider_cm.upload.annotation_changes",
@@ -163,3 +164,14 @@ def test_operators_sensors_and_triggers_never_speak_http_themselves(layer):
         names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         names |= {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
         assert not names & {"requests", "httpx", "urllib3"}, f"{path.name} imports {names & {'requests', 'httpx'}}"
+
+
+def test_the_comment_schema_needs_neither_the_emulator_nor_fastapi():
+    """The client and the emulator share ``comments/schema.py``: it must belong to neither."""
+    path = PACKAGE / "comments" / "schema.py"
+    modules = {module_name(p) for p in PACKAGE.rglob("*.py")}
+    assert not {m for m in imports_of(path, modules) if not m.startswith("airflow_provider_cm.comments")}
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert not {m for m in imported if m.split(".")[0] in ("fastapi", "starlette", "airflow")}

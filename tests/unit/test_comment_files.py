@@ -11,6 +11,7 @@ import json
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -66,9 +67,10 @@ records = st.fixed_dictionaries({}, optional={"comment": comments | json_values,
 def check(items: list, lines: int) -> None:
     for item in items:
         if isinstance(item, CommentRecord):
-            assert isinstance(item.comment["id"], str) and item.comment["id"].strip()
-            assert item.comment["timestamp"].endswith("Z")
-            assert isinstance(item.comment["messages"], list) and item.comment["messages"]
+            comment = msgspec.to_builtins(item.comment)
+            assert isinstance(comment["id"], str) and comment["id"].strip()
+            assert comment["timestamp"].endswith("Z")
+            assert isinstance(comment["messages"], list) and comment["messages"]
         else:
             line, field, message = item
             assert 1 <= line <= lines and field and message
@@ -133,7 +135,8 @@ def test_every_accepted_record_is_strict_utf8_json(values):
     line = json.dumps(record).encode("utf-8", "surrogatepass")
     [item] = list(read_jsonl(io.BytesIO(line)))
     if isinstance(item, CommentRecord):
-        json.dumps([item.comment, item.labelling], allow_nan=False, ensure_ascii=False).encode("utf-8")
+        values = [msgspec.to_builtins(item.comment), item.labelling]
+        json.dumps(values, allow_nan=False, ensure_ascii=False).encode("utf-8")
     else:
         assert item[0] == 1 and item[1] and item[2]
 
