@@ -16,9 +16,12 @@ $(BIN)/.installed: pyproject.toml
 demo: $(BIN)/.installed
 	$(BIN)/python demo/run_demo.py $(if $(INPUT),--input $(INPUT))
 
-# Unit tests (the emulator's application in process) and integration tests (over HTTP to an emulator process).
+# Unit tests (the emulator's application in process) and integration tests (over HTTP to an emulator process),
+# on TEST_WORKERS pytest-xdist workers, each with its own emulator process, Airflow home and temp dirs; a test
+# file stays on one worker (--dist loadfile), so module fixtures and in-file order are as in a serial run.
+TEST_WORKERS ?= 2
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest tests/unit tests/integration
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests/unit tests/integration
 
 # The example DAGs end to end with dag.test() on BANKING77, against an emulator process.
 test-system: $(BIN)/.installed

@@ -23,7 +23,7 @@ and the layers of :mod:`.middleware` and :mod:`.faults`.
 The OpenAPI document (``GET /openapi.json``, with the token) describes every API route: its
 body rule as JSON Schema, built by the same :mod:`.checks` builders the route enforces, its query
 and path parameters, the bearer-token scheme, its ``200`` envelope (:mod:`.schemas`) and the
-error envelope under each status it answers (:mod:`.openapi`). ``tests/test_emulator_schema.py``
+error envelope under each status it answers (:mod:`.openapi`). ``tests/unit/emulator/test_schema.py``
 fuzzes every operation against it with schemathesis.
 
 Responses follow the vendor's own contracts: the official CLI's response types (``reinfer/cli``,

@@ -1,7 +1,7 @@
 """What the routes answer, as JSON Schema: the envelopes and the API's objects.
 
 The objects carry the fields the vendor's contracts require (the official CLI's response types
-and the Power Automate connector's Swagger, as ``tests/test_emulator_contracts.py`` checks them):
+and the Power Automate connector's Swagger, as ``tests/unit/emulator/test_contracts.py`` checks them):
 a required field is listed in ``required``; an optional one (``Option<T>`` in the CLI) may be
 absent or ``null``. Objects stay open to further fields, as the API adds fields over time and
 the clients ignore those they do not know.

@@ -5,48 +5,33 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 from typing import Any
 
 import pytest
 
 from airflow_provider_cm.operators.comments import CommunicationsMiningUploadCommentsOperator
-from tests.conftest import BANKING77_JSONL, ROOT, new_workspace, read_jsonl, write_jsonl
-
-RUNNER = """
-import json, sys
-from airflow_provider_cm.operators.{module} import {cls}
-print(json.dumps({cls}(task_id="crash", **json.loads(sys.argv[1])).execute({{}})))
-"""
+from tests import operator_runner
+from tests.conftest import BANKING77_JSONL, new_workspace, read_jsonl, write_jsonl
 
 
 def run_operator(
     module: str, cls: str, kwargs: dict[str, Any], kill_when: tuple[Any, str, int] | None = None
 ) -> dict[str, Any] | None:
-    """Run an operator in a subprocess; with ``kill_when=(emulator, route, n)``, SIGKILL it as soon
-    as the emulator has served ``n`` more requests on ``route`` (a point in its work, not a time)."""
+    """Run an operator in a process of its own (:mod:`tests.operator_runner`); with ``kill_when=(emulator,
+    route, n)``, SIGKILL it as soon as the emulator has served ``n`` more requests on ``route`` (a point
+    in its work, not a time)."""
     if kill_when is not None:
         emulator, route, n = kill_when
         start = emulator.requests_to(route)
-    process = subprocess.Popen(
-        [sys.executable, "-c", RUNNER.format(module=module, cls=cls), json.dumps(kwargs)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env=os.environ.copy(),
-    )
+    process, results = operator_runner.start(module, cls, kwargs)
     if kill_when is None:
-        out, _ = process.communicate(timeout=600)
-        assert process.returncode == 0
-        return json.loads(out.decode().strip().splitlines()[-1])
+        return operator_runner.result(process, results, timeout=600)
     deadline = time.monotonic() + 300
-    while process.poll() is None and time.monotonic() < deadline:
+    while process.is_alive() and time.monotonic() < deadline:
         if emulator.requests_to(route) - start >= n:
-            process.send_signal(signal.SIGKILL)
-            process.wait()
+            process.kill()  # SIGKILL
+            process.join()
             return None
         time.sleep(0.01)
     process.kill()

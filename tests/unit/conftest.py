@@ -36,6 +36,15 @@ def emulator() -> Iterator[Emulator]:
             os.environ["AIRFLOW_CONN_COMMUNICATIONS_MINING_DEFAULT"] = previous
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _default_connection_in_process(emulator: Emulator) -> Iterator[None]:
+    """The default connection points at the in-process application for every module-scoped fixture too,
+    whatever ran before in this pytest process (under pytest-xdist, an integration module may have)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AIRFLOW_CONN_COMMUNICATIONS_MINING_DEFAULT", CONNECTION)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _default_connection(monkeypatch: pytest.MonkeyPatch) -> Any:
     """The default connection points at the in-process application during each unit test."""

@@ -2,7 +2,7 @@
 
 The write's rules (reference 3.5): a kind left out is unchanged, a kind given replaces what is
 stored, an empty list removes it. Every doubt answers "write". The end-to-end behaviour (real
-HTTP, counted writes) is in ``test_upload_labels.py``.
+HTTP, counted writes) is in ``tests/unit/operators/test_upload_labels.py``.
 """
 
 from __future__ import annotations
