@@ -5,7 +5,9 @@
 * :mod:`.readers`: a file or a folder (any ``pathlib``-like path) -> each e-mail or the problem
   in its place (file, message index, reason);
 * :mod:`.limits`: the one check of a document against the API's shape and limits, used by the
-  operators before sending and by the emulator's routes on what they receive.
+  operators before sending and by the emulator's routes on what they receive;
+* :mod:`.upload`: the e-mail upload engine (read, check, batch, send, bisect refused batches)
+  over a hook the caller gives; not imported here, so the emulator never loads it.
 """
 
 from __future__ import annotations

@@ -2,50 +2,28 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
-import threading
-from collections import Counter, deque
-from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_cm import lineage
 from airflow_provider_cm.assets import outlet_for, record_outlet_events, source_asset
-from airflow_provider_cm.emails import (
-    DEFAULT_TRANSFORM_TAG,
-    MAX_SYNC_DOCUMENTS,
-    EmailItem,
-    EmailProblem,
-    document_problems,
-    email_files,
-    iter_emails,
-)
+from airflow_provider_cm.emails import DEFAULT_TRANSFORM_TAG, MAX_SYNC_DOCUMENTS, email_files
 from airflow_provider_cm.emails.limits import user_properties_problems
-from airflow_provider_cm.exceptions import (
-    CommunicationsMiningBadRequestError,
-    CommunicationsMiningNotFoundError,
-    CommunicationsMiningRejectedEmailsError,
-)
+from airflow_provider_cm.emails.upload import EmailUploadEngine, EmailUploadRun, EmailUploadSettings
+from airflow_provider_cm.exceptions import CommunicationsMiningNotFoundError, CommunicationsMiningRejectedEmailsError
 from airflow_provider_cm.flags import as_bool
 from airflow_provider_cm.hooks.communications_mining import split_full_name
-from airflow_provider_cm.hooks.retry import may_have_taken_effect
-from airflow_provider_cm.hooks.transport import encode_json
 from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
 from airflow_provider_cm.storage import atomic_write, path_as_given, shown_under, to_storage_path
-from airflow_provider_cm.upload.upload_tally import UploadTally
 from airflow_provider_cm.workers import missing_input, warn_if_worker_local
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context, ObjectStoragePath
-
-#: E-mails between two progress lines while the input is read.
-READ_PROGRESS_EVERY = 1000
 
 
 class CommunicationsMiningUploadEmailsOperator(CommunicationsMiningBaseOperator):
@@ -172,13 +150,13 @@ class CommunicationsMiningUploadEmailsOperator(CommunicationsMiningBaseOperator)
             )
         root = to_storage_path(self.input_path)
         warn_if_worker_local(self, root, "input_path")
-        run = _Run()
         with (
             tempfile.TemporaryFile("w+", encoding="utf-8") as spool,
             tempfile.TemporaryFile("w+", encoding="utf-8") as dead_letters,
         ):
-            run.dead_letters = dead_letters
-            self._read(root, properties, spool, run)
+            upload = self._engine(properties, EmailUploadRun(dead_letters=dead_letters))
+            run = upload.run
+            self._read(root, spool, upload)
             if not run.valid:
                 self._nothing_to_upload(run)
             elif self.max_emails not in (None, "", "None") and run.valid > int(self.max_emails):  # type: ignore[arg-type]
@@ -193,7 +171,7 @@ class CommunicationsMiningUploadEmailsOperator(CommunicationsMiningBaseOperator)
                 spool.seek(0)
                 stopped = True
                 try:
-                    self._send(spool, run)
+                    upload.send(spool)
                     stopped = False
                 finally:
                     if stopped:
@@ -209,175 +187,27 @@ class CommunicationsMiningUploadEmailsOperator(CommunicationsMiningBaseOperator)
             raise CommunicationsMiningRejectedEmailsError(result["dead_letter_path"], run.unreadable, run.refused_ids)
         return result
 
-    def _read(self, root: ObjectStoragePath, properties: dict[str, Any], spool: IO[str], run: _Run) -> None:
-        """Parse and check every e-mail; spool the uploadable ones, dead-letter the others."""
+    def _engine(self, properties: dict[str, Any], run: EmailUploadRun) -> EmailUploadEngine:
+        settings = EmailUploadSettings(
+            source=self.source,
+            user_properties=properties,
+            transform_tag=self.transform_tag,
+            batch_size=self.batch_size,
+            max_batch_bytes=self.max_batch_bytes,
+            sync_concurrency=self.sync_concurrency,
+        )
+        return EmailUploadEngine(self.hook, settings, self.log, run)
+
+    def _read(self, root: ObjectStoragePath, spool: IO[str], upload: EmailUploadEngine) -> None:
+        """Find the e-mail files under ``root``; the engine parses and checks them into ``spool``."""
         try:
             files = email_files(root)
         except FileNotFoundError:
             raise missing_input(path_as_given(self.input_path), "input_path", self) from None
         self.log.info("Reading %d file(s) under %s", len(files), self.input_path)
-        shown = shown_under(root, path_as_given(self.input_path))
-        for item in iter_emails(files, properties, shown):
-            run.read += 1
-            if isinstance(item, EmailProblem):
-                self._reject(run, item.file, item.index, None, "read", None, item.reason)
-            else:
-                self._check(item, spool, run)
-            if run.read % READ_PROGRESS_EVERY == 0:
-                self.log.info(
-                    "Read %d e-mails: %d to upload, %d not uploadable", run.read, run.valid, run.tally.rejected
-                )
-        if run.truncated:
-            self.log.warning(
-                "%d e-mail(s) had a plain body longer than the API's 65,536 characters: truncated to it", run.truncated
-            )
-        for note, count in sorted(run.notes.items()):
-            self.log.info("Read leniently: %s (%d e-mail(s))", note, count)
-        if run.duplicates:
-            self.log.warning(
-                "%d e-mail(s) have the comment id (the Message-ID) of an e-mail read later, which alone is sent: "
-                "counted as duplicates, not sent, not billed; e.g. %s",
-                len(run.duplicates),
-                "; ".join(f"{earlier} (superseded by {later})" for earlier, later in run.duplicates[:5]),
-            )
-        self.log.info(
-            "%s holds %d e-mail(s) to upload and %d that cannot be", self.input_path, run.valid, run.tally.rejected
-        )
+        upload.read(files, shown_under(root, path_as_given(self.input_path)), spool, str(self.input_path))
 
-    def _check(self, item: EmailItem, spool: IO[str], run: _Run) -> None:
-        email = item.email
-        problems = document_problems(email.document)
-        if problems:
-            field_name, reason = problems[0]
-            more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
-            self._reject(run, item.file, item.index, email.comment_id, "check", field_name, reason + more)
-            return
-        where = f"{item.file}#{item.index}"
-        earlier = run.last.get(email.comment_id)
-        if earlier is not None:
-            run.duplicates.append((earlier[1], where))
-        else:
-            run.valid += 1
-        run.last[email.comment_id] = (run.spooled, where)
-        run.spooled += 1
-        run.truncated += email.truncated
-        for note in email.notes:
-            run.notes[note.split(" (")[0]] += 1
-        entry = {"file": item.file, "index": item.index, "id": email.comment_id, "document": email.document}
-        spool.write(json.dumps(entry, ensure_ascii=False) + "\n")
-
-    def _reject(
-        self,
-        run: _Run,
-        file: str,
-        index: int | None,
-        comment_id: str | None,
-        stage: str,
-        field_name: str | None,
-        reason: str,
-        status_code: int | None = None,
-    ) -> None:
-        """Dead-letter one e-mail (or file) with where it is and why; count it as rejected."""
-        entry = {
-            "file": file,
-            "index": index,
-            "id": comment_id,
-            "stage": stage,
-            "field": field_name,
-            "reason": reason,
-            "status_code": status_code,
-        }
-        where = file if index is None else f"{file}#{index}"
-        if stage == "sync-raw-emails":
-            run.refused_ids.append(comment_id or where)
-        else:
-            run.unreadable.append(where)
-        run.tally.rejected += 1
-        run.dead_lettered += 1
-        run.dead_letters.write(json.dumps(entry, ensure_ascii=False) + "\n")
-        self.log.warning("Not uploaded: %s (%s%s): %s", where, stage, f", {field_name}" if field_name else "", reason)
-
-    def _batches(self, spool: IO[str], run: _Run) -> Iterator[list[_Spooled]]:
-        batch: list[_Spooled] = []
-        size = 0
-        for position, line in enumerate(spool):
-            entry = json.loads(line)
-            if run.last[entry["id"]][0] != position:
-                continue  # superseded by a later e-mail with the same comment id
-            item = _Spooled(entry["file"], entry["index"], entry["id"], encode_json(entry["document"]))
-            batch.append(item)
-            size += len(item.encoded) + 1
-            if len(batch) >= self.batch_size or size >= self.max_batch_bytes:
-                yield batch
-                batch, size = [], 0
-        if batch:
-            yield batch
-
-    def _send(self, spool: IO[str], run: _Run) -> None:
-        """Send the batches, ``sync_concurrency`` at a time (each comment id is in one batch only)."""
-        in_flight: deque[Future[None]] = deque()
-        with ThreadPoolExecutor(max_workers=self.sync_concurrency, thread_name_prefix="cm-emails") as pool:
-            try:
-                for batch in self._batches(spool, run):
-                    in_flight.append(pool.submit(self._flush, batch, run))
-                    while len(in_flight) > self.sync_concurrency:
-                        in_flight.popleft().result()
-                while in_flight:
-                    in_flight.popleft().result()
-            except BaseException:
-                for future in in_flight:
-                    future.cancel()
-                raise
-
-    def _flush(self, batch: list[_Spooled], run: _Run) -> None:
-        self._sync(batch, run)
-        with run.lock:
-            self.log.info(
-                "Progress: %d of %d e-mails (%.0f%%): new=%d updated=%d unchanged=%d rejected=%d; %s",
-                run.sent,
-                run.valid,
-                100.0 * run.sent / max(run.valid, 1),
-                run.tally.new,
-                run.tally.updated,
-                run.tally.unchanged,
-                run.tally.rejected,
-                run.tally.billed_text(),
-            )
-
-    def _sync(self, batch: list[_Spooled], run: _Run) -> None:
-        """Upsert a batch; bisect a refused one to dead-letter exactly the documents the API refuses."""
-        try:
-            answer = self.hook.sync_raw_emails(
-                self.source, [item.encoded for item in batch], transform_tag=self.transform_tag
-            )
-        except CommunicationsMiningBadRequestError as exc:
-            if len(batch) == 1:
-                item = batch[0]
-                with run.lock:
-                    self._reject(
-                        run, item.file, item.index, item.id, "sync-raw-emails", None, exc.message, exc.status_code
-                    )
-                    run.sent += 1
-                return
-            self.log.warning(
-                "The API refused a batch of %d e-mails (%s); bisecting to find the e-mails it refuses",
-                len(batch),
-                exc.message,
-            )
-            middle = len(batch) // 2
-            self._sync(batch[:middle], run)
-            self._sync(batch[middle:], run)
-            return
-        except Exception as exc:
-            if may_have_taken_effect(exc):
-                with run.lock:
-                    run.tally.add_lost_sync(len(batch))
-            raise
-        with run.lock:
-            run.tally.add_sync(answer)
-            run.sent += len(batch)
-
-    def _result(self, run: _Run) -> dict[str, Any]:
+    def _result(self, run: EmailUploadRun) -> dict[str, Any]:
         tally = run.tally.as_xcom()
         return {
             "read": run.read,
@@ -393,7 +223,7 @@ class CommunicationsMiningUploadEmailsOperator(CommunicationsMiningBaseOperator)
             "dry_run": self.is_dry_run,
         }
 
-    def _nothing_to_upload(self, run: _Run) -> None:
+    def _nothing_to_upload(self, run: EmailUploadRun) -> None:
         message = (
             f"{self.input_path} holds no e-mail to upload ({run.read} file(s) or message(s) read); nothing was sent"
         )
@@ -407,7 +237,7 @@ class CommunicationsMiningUploadEmailsOperator(CommunicationsMiningBaseOperator)
         except CommunicationsMiningNotFoundError:
             raise AirflowFailException(f"source {self.source!r} does not exist") from None
 
-    def _report_stop(self, run: _Run, root: ObjectStoragePath, context: Context) -> None:
+    def _report_stop(self, run: EmailUploadRun, root: ObjectStoragePath, context: Context) -> None:
         self.log.error("The upload stopped after %d of %d e-mails: %s", run.sent, run.valid, run.tally.billed_text())
         for reason in run.tally.why:
             self.log.info("Billed e-mails are a range because %s", reason)
@@ -417,7 +247,7 @@ class CommunicationsMiningUploadEmailsOperator(CommunicationsMiningBaseOperator)
         if context.get("ti") is not None:
             context["ti"].xcom_push(key="return_value", value=result)
 
-    def _log_outcome(self, run: _Run) -> None:
+    def _log_outcome(self, run: EmailUploadRun) -> None:
         tally = run.tally
         self.log.info(
             "%s %d e-mails from %s to %s: %d stored (%d new, %d updated, %d unchanged), %d not uploaded "
@@ -439,7 +269,7 @@ class CommunicationsMiningUploadEmailsOperator(CommunicationsMiningBaseOperator)
         for reason in tally.why:
             self.log.info("Billed e-mails are a range because %s", reason)
 
-    def _write_dead_letters(self, root: ObjectStoragePath, run: _Run) -> str:
+    def _write_dead_letters(self, root: ObjectStoragePath, run: EmailUploadRun) -> str:
         if self.dead_letter_path:
             target = to_storage_path(self.dead_letter_path)
         else:
@@ -479,35 +309,3 @@ class CommunicationsMiningUploadEmailsOperator(CommunicationsMiningBaseOperator)
             lines = lineage.count(result, "rejected")
             outputs.append(lineage.written(lineage.file_dataset(to_storage_path(dead_letter_path)), lines))
         return lineage.operator_lineage(inputs, outputs)
-
-
-@dataclass
-class _Spooled:
-    """A checked document waiting to be sent: where it came from, its id, its JSON."""
-
-    file: str
-    index: int
-    id: str
-    encoded: bytes
-
-
-@dataclass
-class _Run:
-    """What one run found and did."""
-
-    read: int = 0
-    valid: int = 0
-    sent: int = 0
-    truncated: int = 0
-    dead_lettered: int = 0
-    tally: UploadTally = field(default_factory=UploadTally)
-    spooled: int = 0
-    #: comment id -> (position in the spool, "file#index") of the last e-mail read with it
-    last: dict[str, tuple[int, str]] = field(default_factory=dict)
-    #: ("file#index" of an e-mail, of the later one with the same id that replaces it)
-    duplicates: list[tuple[str, str]] = field(default_factory=list)
-    notes: Counter[str] = field(default_factory=Counter)
-    unreadable: list[str] = field(default_factory=list)
-    refused_ids: list[str] = field(default_factory=list)
-    dead_letters: Any = None
-    lock: threading.Lock = field(default_factory=threading.Lock)

@@ -33,6 +33,7 @@ WITHOUT_AIRFLOW = (
     "airflow_provider_cm.emails.documents",
     "airflow_provider_cm.emails.readers",
     "airflow_provider_cm.emails.limits",
+    "airflow_provider_cm.emails.upload",
 )
 
 #: Emulator modules allowed to change the tenant's objects directly.
