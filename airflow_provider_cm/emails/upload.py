@@ -17,15 +17,16 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
 from airflow_provider_cm.emails.limits import document_problems
 from airflow_provider_cm.emails.readers import EmailItem, EmailProblem, iter_emails
 from airflow_provider_cm.exceptions import CommunicationsMiningBadRequestError
+from airflow_provider_cm.hooks.concurrency import run_bounded
 from airflow_provider_cm.hooks.retry import may_have_taken_effect
 from airflow_provider_cm.hooks.transport import encode_json
 from airflow_provider_cm.upload.upload_tally import UploadTally
@@ -216,19 +217,8 @@ class EmailUploadEngine:
             (a refused document is dead-lettered instead); what was sent before is counted.
         """
         concurrency = self.settings.sync_concurrency
-        in_flight: deque[Future[None]] = deque()
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="cm-emails") as pool:
-            try:
-                for batch in self._batches(spool):
-                    in_flight.append(pool.submit(self._flush, batch))
-                    while len(in_flight) > concurrency:
-                        in_flight.popleft().result()
-                while in_flight:
-                    in_flight.popleft().result()
-            except BaseException:
-                for future in in_flight:
-                    future.cancel()
-                raise
+            run_bounded(pool, self._flush, self._batches(spool), concurrency)
 
     def _batches(self, spool: IO[str]) -> Iterator[list[SpooledEmail]]:
         batch: list[SpooledEmail] = []

@@ -621,11 +621,7 @@ class CommunicationsMiningHook(CommunicationsMiningBaseHook):
         if not documents or len(documents) > MAX_PREDICT_DOCUMENTS:
             raise ValueError(f"predict takes 1 to {MAX_PREDICT_DOCUMENTS} documents, got {len(documents)}")
         project, name = split_full_name(dataset, "dataset")
-        body: dict[str, Any] = {"documents": list(documents)}
-        if threshold is not None:
-            body["threshold"] = threshold
-        if labels:
-            body["labels"] = [{"name": label_levels(n), "threshold": float(t)} for n, t in labels.items()]
+        body = {"documents": list(documents), **prediction_options(threshold, labels)}
         path = f"api/v1/datasets/{resource_path(project, name, 'labellers', str(version))}/predict"
         return self.request("POST", path, json_body=body, idempotent=False)["predictions"]
 
@@ -655,11 +651,7 @@ class CommunicationsMiningHook(CommunicationsMiningBaseHook):
         if not documents or len(documents) > MAX_PREDICT_EMAILS:
             raise ValueError(f"predict-raw-emails takes 1 to {MAX_PREDICT_EMAILS} documents, got {len(documents)}")
         project, name = split_full_name(dataset, "dataset")
-        body: dict[str, Any] = {"documents": list(documents), "transform_tag": transform_tag}
-        if threshold is not None:
-            body["threshold"] = threshold
-        if labels:
-            body["labels"] = [{"name": label_levels(n), "threshold": float(t)} for n, t in labels.items()]
+        body = {"documents": list(documents), "transform_tag": transform_tag, **prediction_options(threshold, labels)}
         path = f"api/v1/datasets/{resource_path(project, name, 'labellers', str(version))}/predict-raw-emails"
         return self.request("POST", path, json_body=body, idempotent=False)["predictions"]
 
@@ -756,6 +748,16 @@ def check_continuation(dataset: str, sent: str | None, received: str) -> None:
         raise CommunicationsMiningProtocolError(
             200, f"POST /api/v1/datasets/{dataset}/export", "continuation did not advance"
         )
+
+
+def prediction_options(threshold: float | str | None, labels: Mapping[str, float] | None) -> dict[str, Any]:
+    """The ``threshold`` and per-label ``labels`` of a predict body, where given."""
+    options: dict[str, Any] = {}
+    if threshold is not None:
+        options["threshold"] = threshold
+    if labels:
+        options["labels"] = [{"name": label_levels(n), "threshold": float(t)} for n, t in labels.items()]
+    return options
 
 
 def annotation_read_chunks(uids: Sequence[str]) -> Iterator[list[str]]:

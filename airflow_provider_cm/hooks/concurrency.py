@@ -26,12 +26,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from types import TracebackType
+from typing import TypeVar
 
 from airflow_provider_cm.exceptions import CommunicationsMiningRateLimitError, CommunicationsMiningServerError
 from airflow_provider_cm.hooks.pacing import RatePacer
+
+T = TypeVar("T")
 
 #: Statuses that mean "send less": rate limited, and unavailable (overloaded or in maintenance).
 THROTTLING_STATUSES = frozenset({429, 503})
@@ -283,3 +288,26 @@ class Slot:
         if exc is not None and exc is not self._observed:
             self.observe(exc)
         self.limiter._release(self, succeeded=exc is None)
+
+
+def run_bounded(pool: Executor, work: Callable[[T], object], items: Iterable[T], limit: int) -> None:
+    """Run ``work(item)`` on ``pool`` for each item, at most ``limit`` at a time, in item order.
+
+    Items are drawn only as a slot frees up, so a generator of batches is never read far ahead.
+    The first error cancels what has not started and is raised once what is running has ended
+    (an executor's ``with`` block waits for them).
+
+    :raises BaseException: the first error of ``work`` (or of the iteration).
+    """
+    in_flight: deque[Future[object]] = deque()
+    try:
+        for item in items:
+            in_flight.append(pool.submit(work, item))
+            while len(in_flight) > limit:
+                in_flight.popleft().result()
+        while in_flight:
+            in_flight.popleft().result()
+    except BaseException:
+        for future in in_flight:
+            future.cancel()
+        raise

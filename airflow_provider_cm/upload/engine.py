@@ -11,9 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +23,7 @@ from airflow_provider_cm.exceptions import (
     CommunicationsMiningNotFoundError,
 )
 from airflow_provider_cm.hooks.communications_mining import CommunicationsMiningHook, annotation_read_chunks
-from airflow_provider_cm.hooks.concurrency import AdaptiveConcurrency
+from airflow_provider_cm.hooks.concurrency import AdaptiveConcurrency, run_bounded
 from airflow_provider_cm.hooks.pacing import RatePacer
 from airflow_provider_cm.hooks.retry import may_have_taken_effect
 from airflow_provider_cm.upload.annotation_changes import needs_write
@@ -126,22 +125,12 @@ class UploadEngine:
         file order, so a later line updates an earlier one.
         """
         senders = 1 if self.settings.allow_duplicate_ids else self.settings.sync_concurrency
-        in_flight: deque[Future[None]] = deque()
         with (
             ThreadPoolExecutor(max_workers=self.settings.max_annotation_concurrency) as self.pool,
             ThreadPoolExecutor(max_workers=senders, thread_name_prefix="cm-upload") as sender,
         ):
             try:
-                for batch in self._batches(records):
-                    in_flight.append(sender.submit(self._flush, batch))
-                    while len(in_flight) > senders:
-                        in_flight.popleft().result()
-                while in_flight:
-                    in_flight.popleft().result()
-            except BaseException:
-                for future in in_flight:
-                    future.cancel()
-                raise
+                run_bounded(sender, self._flush, self._batches(records), senders)
             finally:
                 self._log_label_concurrency()
 
