@@ -216,7 +216,7 @@ def test_empty_input_warns_and_returns_zero_counts_or_fails_on_request(
 
 # -- the official CLI's samples -------------------------------------------------------------------
 
-CLI_SAMPLES = Path(__file__).resolve().parents[1] / "data" / "reinfer-cli-samples"
+CLI_SAMPLES = Path(__file__).resolve().parents[2] / "data" / "reinfer-cli-samples"
 
 
 def test_the_cli_basic_sample_uploads_with_its_markup(workspace, hook, context):
