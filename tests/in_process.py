@@ -25,11 +25,11 @@ HOST = "http://emulator.test"
 class AsgiAdapter(BaseAdapter):
     """A ``requests`` transport adapter that answers from an ASGI application in this process."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, host: str = HOST) -> None:
         from starlette.testclient import TestClient
 
         super().__init__()
-        self.client = TestClient(app, base_url=HOST, raise_server_exceptions=False)
+        self.client = TestClient(app, base_url=host, raise_server_exceptions=False)
         self.client.__enter__()  # runs the application's lifespan, and keeps its event loop
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
@@ -55,13 +55,15 @@ class AsgiAdapter(BaseAdapter):
 
 
 @contextlib.contextmanager
-def served_in_process(app: Any) -> Iterator[AsgiAdapter]:
-    """Route every ``requests`` call to :data:`HOST`, from any :class:`requests.Session`, to ``app``."""
-    adapter = AsgiAdapter(app)
+def served_in_process(app: Any, host: str = HOST) -> Iterator[AsgiAdapter]:
+    """Route every ``requests`` call to ``host`` (an address never resolved, :data:`HOST` unless
+    given), from any :class:`requests.Session`, to ``app``. Nested, the innermost routes its host
+    and hands every other address to the one around it."""
+    adapter = AsgiAdapter(app, host)
     original = requests.Session.get_adapter
 
     def get_adapter(session: requests.Session, url: str) -> BaseAdapter:
-        if url.lower().startswith(HOST):
+        if url.lower().startswith(host + "/") or url.lower() == host:
             return adapter
         return original(session, url)
 

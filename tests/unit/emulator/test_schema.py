@@ -6,10 +6,11 @@ a status the operation documents, with the documented content type and a body th
 documented schema. The run is bounded (examples per operation), seeded and derandomized, so it
 finds the same cases every time.
 
-The fuzz runs against an emulator process of its own, stopped at the end, so nothing it creates
-lingers in the session's emulator. Most requests name a project, source, dataset, comment,
-stream and model version that exist (see :func:`_aim`), so bodies reach the routes' logic rather
-than stopping at a 404; one in four keeps the generated names.
+The fuzz runs against an emulator application of its own, in this process (schemathesis's ASGI
+client, a ``requests`` session whose transport calls the application: no socket, no server
+process), so nothing it creates lingers in the session's emulator. Most requests name a project,
+source, dataset, comment, stream and model version that exist (see :func:`_aim`), so bodies
+reach the routes' logic rather than stopping at a 404; one in four keeps the generated names.
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ from datetime import date
 from typing import Any
 
 import pytest
-import requests
 import schemathesis
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.config import SchemathesisConfig
 from schemathesis.generation import GenerationMode
+from schemathesis.python.asgi import get_client
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     negative_data_rejection,
@@ -34,7 +35,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.conftest import TOKEN, free_port, make_record, start_emulator_process
+from tests.conftest import TOKEN, make_record
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 SEED = 20261122
@@ -47,11 +48,14 @@ PROJECT, SOURCE, DATASET, COMMENT, STREAM = "fuzz", "inbox", "support", "c1", "w
 
 
 class Target:
-    """The fuzz's own emulator and the objects requests are aimed at."""
+    """The fuzz's own emulator application (in this process) and the objects requests are aimed at."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.session = requests.Session()
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        #: Only schemathesis's ASGI client answers for this address: it is never resolved.
+        self.url = "http://testserver"
+        #: A ``requests`` session whose transport hands each request to ``app`` in this process.
+        self.session = get_client(app).__enter__()
         self.session.headers.update(AUTH)
         self.source_id = ""
         #: How many fuzz requests got each status.
@@ -85,12 +89,11 @@ class Target:
 
 
 @pytest.fixture(scope="module")
-def target(tmp_path_factory: pytest.TempPathFactory, report: Any) -> Iterator[Target]:
-    port = free_port()
-    log = tmp_path_factory.mktemp("fuzz") / "emulator.log"
-    process = start_emulator_process(port, log_path=str(log))
+def target(report: Any) -> Iterator[Target]:
+    from airflow_provider_cm.emulator.app import create_app
+
+    target = Target(create_app(TOKEN))
     try:
-        target = Target(f"http://127.0.0.1:{port}")
         target.ensure()
         yield target
         if target.statuses:
@@ -98,8 +101,7 @@ def target(tmp_path_factory: pytest.TempPathFactory, report: Any) -> Iterator[Ta
                 f"schema fuzz: {sum(target.statuses.values())} requests, by status {sorted(target.statuses.items())}"
             )
     finally:
-        process.terminate()
-        process.wait(timeout=15)
+        target.session.__exit__(None, None, None)
 
 
 def _times() -> Any:
@@ -128,16 +130,22 @@ def _document() -> dict[str, Any]:
     return app.openapi()
 
 
-def _schema() -> Any:
+def _config() -> SchemathesisConfig:
     config = SchemathesisConfig()
     config.update(seed=SEED, max_failures=None)
     config.projects.default.update(headers=AUTH)
     config.projects.default.generation.update(max_examples=EXAMPLES_WITH_INPUT, deterministic=True)
-    return schemathesis.openapi.from_dict(DOCUMENT, config=config)
+    return config
 
 
 DOCUMENT = _document()
-OPERATIONS = {op.label: op for op in (result.ok() for result in _schema().get_all_operations())}
+#: Not bound to an application (``from_asgi`` would bind them): schemathesis then generates other
+#: cases, and these are the cases the fuzz always sent. They reach the application through
+#: :attr:`Target.session` instead.
+OPERATIONS = {
+    op.label: op
+    for op in (r.ok() for r in schemathesis.openapi.from_dict(DOCUMENT, config=_config()).get_all_operations())
+}
 
 
 #: Path parameters aimed at existing objects; the create routes keep generated names.
@@ -197,7 +205,7 @@ def test_every_operation_answers_as_documented(label: str, mode: GenerationMode,
     def fuzz(case: Any) -> None:
         _aim(case, target)
         checks = CHECKS if mode is GenerationMode.POSITIVE else [*CHECKS, negative_data_rejection]
-        response = case.call_and_validate(base_url=target.url, headers=AUTH, checks=checks)
+        response = case.call_and_validate(session=target.session, base_url=target.url, headers=AUTH, checks=checks)
         target.statuses[response.status_code] = target.statuses.get(response.status_code, 0) + 1
         if case.method.upper() == "DELETE" or operation.path == "/api/v1/datasets/{project}/{name}":
             target.ensure()
@@ -206,7 +214,7 @@ def test_every_operation_answers_as_documented(label: str, mode: GenerationMode,
 
 
 def test_the_document_covers_every_api_route_and_hides_the_emulator_routes(target: Target) -> None:
-    document = requests.get(f"{target.url}/openapi.json", headers=AUTH, timeout=30).json()
+    document = target.session.get(f"{target.url}/openapi.json", timeout=30).json()
     assert document == DOCUMENT
     assert document["components"]["securitySchemes"]["bearerToken"] == {"type": "http", "scheme": "bearer"}
     assert not [path for path in document["paths"] if path.startswith("/_emulator")]
@@ -233,7 +241,7 @@ def test_every_operation_the_document_secures_refuses_a_request_without_the_toke
             if operation.get("security", DOCUMENT["security"]) == []:
                 open_operations.append(f"{method.upper()} {path}")
                 continue
-            response = requests.request(method, url, headers={"Authorization": "Bearer wrong"}, timeout=30)
+            response = target.session.request(method, url, headers={"Authorization": "Bearer wrong"}, timeout=30)
             assert response.status_code == 401, (method, path, response.status_code)
             assert response.json()["status"] == "error"
     assert open_operations == ["POST /{organisation}/identity_/connect/token"]

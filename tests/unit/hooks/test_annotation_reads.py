@@ -1,18 +1,17 @@
-"""Reading annotations back, over real HTTP against the emulator: by uid (chunked so URLs stay
+"""Reading annotations back, against the emulator (in process, see tests.in_process): by uid (chunked so URLs stay
 short) and a source's reviewed comments page by page (the CLI's bulk read); and the attempt
 observer that lets a caller see 429s the retry policy absorbs."""
 
 from __future__ import annotations
 
-import json
-import os
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 import requests
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from airflow_provider_cm.exceptions import (
     CommunicationsMiningNotFoundError,
@@ -26,6 +25,7 @@ from airflow_provider_cm.hooks.communications_mining import (
     annotation_read_chunks,
 )
 from tests.conftest import TOKEN, connection_json, make_record
+from tests.in_process import served_in_process
 
 READ_ROUTE = "GET /api/_private/datasets/{project}/{name}/labellings"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -139,36 +139,23 @@ def test_a_source_outside_the_dataset_is_not_found(hook, workspace):
         list(hook.iter_annotations(workspace.dataset, other))
 
 
-class _StuckPages(BaseHTTPRequestHandler):
-    """A server whose bulk read answers the same non-empty page with the same cursor forever."""
-
-    def do_GET(self) -> None:
-        body = json.dumps({"status": "ok", "results": [{"comment": {"id": "c1"}}], "after": "same"}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+async def _same_page(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok", "results": [{"comment": {"id": "c1"}}], "after": "same"})
 
 
-def test_a_cursor_that_does_not_move_on_is_a_protocol_error():
+#: A service whose bulk read answers the same non-empty page with the same cursor forever.
+_STUCK_PAGES = Starlette(routes=[Route("/{path:path}", _same_page)])
+
+
+def test_a_cursor_that_does_not_move_on_is_a_protocol_error(monkeypatch):
     """The CLI aborts when ``after`` does not change while results keep coming; so does the hook."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _StuckPages)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        os.environ["AIRFLOW_CONN_CM_STUCK"] = connection_json(f"http://127.0.0.1:{server.server_address[1]}")
+    with served_in_process(_STUCK_PAGES, "http://stuck.test"):
+        monkeypatch.setenv("AIRFLOW_CONN_CM_STUCK", connection_json("http://stuck.test"))
         hook = CommunicationsMiningHook("cm_stuck")
         pages = hook.iter_annotations("p/d", "source")
         assert next(pages)["comment"]["id"] == "c1"
         with pytest.raises(CommunicationsMiningProtocolError, match="after"):
             next(pages)
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_the_observer_sees_each_429_the_retry_policy_absorbs(hook, workspace, emulator):
