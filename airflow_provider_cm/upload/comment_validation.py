@@ -47,8 +47,6 @@ __all__ = [
     "MAX_MESSAGES",
     "MAX_RECIPIENTS",
     "MAX_TEXT",
-    "RecordError",
-    "TimestampRule",
     "check_comment_id",
     "check_sendable",
     "checked_label_name",
