@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any, NoReturn
 
 import psutil
@@ -71,14 +71,28 @@ def _refuse(what: str) -> Any:
     return refuse
 
 
-def listening_children() -> list[str]:
-    """The processes this one started (at any depth) that listen on a TCP or UDP port, described."""
+#: Listening processes this one had started before the current unit module began: under
+#: pytest-xdist a worker that ran an integration module first keeps that module's emulator process.
+_BEFORE_MODULE: set[int] = set()
+
+
+def listening_children(ignore: Collection[int] = ()) -> list[str]:
+    """The processes this one started (at any depth) that listen on a TCP or UDP port, described.
+
+    :param ignore: pids to leave out (servers that were running before the unit module started).
+    """
+    return [description for pid, description in _listening(ignore)]
+
+
+def _listening(ignore: Collection[int] = ()) -> list[tuple[int, str]]:
     found = []
     for child in psutil.Process().children(recursive=True):
+        if child.pid in ignore:
+            continue
         try:
             ports = [c.laddr for c in child.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
             if ports:
-                found.append(f"pid {child.pid} ({' '.join(child.cmdline())[:200]}) listens on {ports}")
+                found.append((child.pid, f"pid {child.pid} ({' '.join(child.cmdline())[:200]}) listens on {ports}"))
         except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
             continue
     return found
@@ -92,6 +106,8 @@ def _no_server() -> Iterator[None]:
     which binds nothing). Module-scoped, so a pytest-xdist worker that runs integration modules
     after unit modules has its sockets back. Server processes are caught by :func:`_no_server_process`.
     """
+    _BEFORE_MODULE.clear()
+    _BEFORE_MODULE.update(pid for pid, _ in _listening())
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(socket.socket, "bind", _refuse("bind"))
         patch.setattr(socket.socket, "listen", _refuse("listen"))
@@ -102,7 +118,9 @@ def _no_server() -> Iterator[None]:
 def _no_server_process() -> Iterator[None]:
     """After each unit test, no process this one started listens on a port: a server process (the
     emulator's, uvicorn, Airflow's api-server) started by the test or by any fixture still alive
-    at that point (module- and session-scoped ones included) fails the test."""
+    at that point (module- and session-scoped ones included) fails the test. Servers an
+    integration module of the same pytest-xdist worker started before this module are not the
+    unit tests' and are left out."""
     yield
-    listening = listening_children()
+    listening = listening_children(ignore=_BEFORE_MODULE)
     assert not listening, "a unit test started a server process: " + "; ".join(listening)

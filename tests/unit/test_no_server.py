@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.conftest import ServerInUnitTestError, listening_children
+from tests.unit.conftest import _BEFORE_MODULE, ServerInUnitTestError, listening_children
 
 UNIT = Path(__file__).resolve().parent
 
@@ -44,12 +44,12 @@ def test_a_child_process_listening_on_a_port_is_found():
     child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None and child.stdout.readline() == "listening\n"
-        [found] = listening_children()
+        [found] = listening_children(ignore=_BEFORE_MODULE)
         assert f"pid {child.pid} " in found and "127.0.0.1" in found
     finally:
         child.kill()
         child.wait(timeout=15)
-    assert listening_children() == []
+    assert listening_children(ignore=_BEFORE_MODULE) == []
 
 
 def _server_names(path: Path) -> set[str]:
