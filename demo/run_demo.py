@@ -68,7 +68,7 @@ def split_corpus(input_path: Path, workdir: Path) -> tuple[Path, Path, list[date
         for item in iter_records(handle, fmt, csv_columns=columns):
             if isinstance(item, tuple):
                 raise SystemExit(f"{input_path}:{item[0]}: {item[1]}: {item[2]}")
-            record: dict = {"comment": item.comment}
+            record: dict = {"comment": item.comment_dict()}
             if item.labelling:
                 record["labelling"] = item.labelling
             if item.entities:

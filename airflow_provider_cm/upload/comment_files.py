@@ -113,6 +113,12 @@ class CommentRecord:
         except AttributeError:  # a plain dict
             return self.comment["id"]  # type: ignore[index]
 
+    def comment_dict(self) -> dict[str, Any]:
+        """The comment as plain JSON data (``{"id", "timestamp", "messages", ...}``), as it is sent."""
+        if isinstance(self.comment, dict):
+            return self.comment
+        return msgspec.to_builtins(self.comment)  # type: ignore[no-any-return]
+
     @property
     def has_annotations(self) -> bool:
         """Whether the record carries anything to write to a dataset (the CLI's rule)."""
