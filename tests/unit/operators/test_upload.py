@@ -134,18 +134,6 @@ def test_dataset_must_cover_source(workspace, hook, tmp_path, context):
 GOOD = json.dumps(make_record("ok", "2026-10-01T00:00:00Z"))
 
 
-def line_with(**changes) -> str:
-    """A JSONL line: a good record with some top-level or comment fields changed (None removes)."""
-    record = make_record("other", "2026-10-01T00:00:00Z")
-    for key, value in changes.items():
-        target = record if key in ("labelling", "entities") else record["comment"]
-        if value is None:
-            target.pop(key, None)
-        else:
-            target[key] = value
-    return json.dumps(record)
-
-
 @pytest.mark.parametrize(
     ("second_line", "field", "message"),
     [
