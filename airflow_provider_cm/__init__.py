@@ -15,7 +15,7 @@ __all__ = ["__version__", "get_provider_info"]
 
 def get_provider_info() -> dict[str, Any]:
     """Describe the provider to Airflow's ProvidersManager (entry point ``apache_airflow_provider``)."""
-    from airflow_provider_cm.connection_form import connection_type
+    from airflow_provider_cm.common.connection_form import connection_type
 
     return {
         "package-name": "airflow-provider-cm",
@@ -70,8 +70,8 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "connection-types": [connection_type()],
-        # The "Communications Mining" link of every task (see airflow_provider_cm.links).
-        "extra-links": ["airflow_provider_cm.links.CommunicationsMiningTenantLink"],
+        # The "Communications Mining" link of every task (see airflow_provider_cm.common.links).
+        "extra-links": ["airflow_provider_cm.common.links.CommunicationsMiningTenantLink"],
         # MessageQueueTrigger(scheme="communications-mining"); needs the `messaging` extra, skipped without it.
         "queues": ["airflow_provider_cm.queues.communications_mining.CommunicationsMiningMessageQueueProvider"],
     }

@@ -53,7 +53,7 @@ def split_corpus(input_path: Path, workdir: Path) -> tuple[Path, Path, list[date
 
     :return: (earlier file, later file, every day spanned, the split day).
     """
-    from airflow_provider_cm.upload.comment_files import detect_format, iter_records
+    from airflow_provider_cm.pipelines.comments.comment_files import detect_format, iter_records
 
     fmt = detect_format(str(input_path), "auto")
     columns = {

@@ -33,8 +33,8 @@ from typing import Any
 import pendulum
 from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, task
 
+from airflow_provider_cm.common.storage import location, to_storage_path
 from airflow_provider_cm.operators.datasets import CommunicationsMiningExportDatasetOperator
-from airflow_provider_cm.storage import location, to_storage_path
 
 DATASET = os.environ.get("CM_DATASET", "demo/support")
 CONN_ID = os.environ.get("CM_CONN_ID", "communications_mining_default")

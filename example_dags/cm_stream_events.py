@@ -46,7 +46,7 @@ import os
 import pendulum
 from airflow.sdk import DAG, AssetWatcher
 
-from airflow_provider_cm.assets import stream_asset
+from airflow_provider_cm.common.assets import stream_asset
 from airflow_provider_cm.transfers.communications_mining_to_sql import CommunicationsMiningStreamToSqlOperator
 from airflow_provider_cm.transfers.sql_table import check_table_name
 from airflow_provider_cm.triggers.streams import CommunicationsMiningStreamEventTrigger

@@ -42,7 +42,7 @@ import pendulum
 from airflow.providers.common.messaging.triggers.msg_queue import MessageQueueTrigger
 from airflow.sdk import DAG, AssetWatcher
 
-from airflow_provider_cm.assets import stream_asset
+from airflow_provider_cm.common.assets import stream_asset
 from airflow_provider_cm.transfers.communications_mining_to_sql import CommunicationsMiningStreamToSqlOperator
 from airflow_provider_cm.transfers.sql_table import check_table_name
 

@@ -37,13 +37,13 @@ from typing import Any
 import pendulum
 from airflow.sdk import DAG, task
 
+from airflow_provider_cm.common.storage import to_storage_path
 from airflow_provider_cm.operators.streams import (
     CommunicationsMiningStreamAdvanceOperator,
     CommunicationsMiningStreamFetchOperator,
     CommunicationsMiningTagExceptionsOperator,
 )
 from airflow_provider_cm.sensors.streams import CommunicationsMiningStreamSensor
-from airflow_provider_cm.storage import to_storage_path
 
 DATASET = os.environ.get("CM_DATASET", "demo/support")
 STREAM = os.environ.get("CM_STREAM", "new-messages")

@@ -1,6 +1,6 @@
 """Airflow internals the tests reach into, found where each supported minor keeps them.
 
-The provider itself reaches only public APIs, through ``airflow_provider_cm.compat`` where they
+The provider itself reaches only public APIs, through ``airflow_provider_cm.common.compat`` where they
 differ; the tests also drive internals (the triggerer's in-process execution API), which move
 between minors. Each lookup tries the locations newest-first and names them all when none works.
 """

@@ -10,8 +10,8 @@ import sys
 import uvicorn
 
 from airflow_provider_cm.emulator.app import create_app
-from airflow_provider_cm.emulator.fault_rules import FaultError, FaultRule, TokenBucket
-from airflow_provider_cm.emulator.store import Store
+from airflow_provider_cm.emulator.fault_injection.rules import FaultError, FaultRule, TokenBucket
+from airflow_provider_cm.emulator.state.store import Store
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from airflow_provider_cm.emulator import (
+from airflow_provider_cm.emulator.errors import ApiError
+from airflow_provider_cm.emulator.fault_injection.layer import FaultInjection
+from airflow_provider_cm.emulator.middleware import ErrorEnvelope, RawPathRouting, TokenCheck, internal_error
+from airflow_provider_cm.emulator.openapi import doc, install
+from airflow_provider_cm.emulator.routes import (
     admin,
     comments,
     datasets,
@@ -34,12 +38,8 @@ from airflow_provider_cm.emulator import (
     stream_batches,
     streams,
 )
-from airflow_provider_cm.emulator.errors import ApiError
-from airflow_provider_cm.emulator.faults import FaultInjection
-from airflow_provider_cm.emulator.middleware import ErrorEnvelope, RawPathRouting, TokenCheck, internal_error
-from airflow_provider_cm.emulator.openapi import doc, install
 from airflow_provider_cm.emulator.schemas import USER, envelope
-from airflow_provider_cm.emulator.store import Store
+from airflow_provider_cm.emulator.state.store import Store
 from airflow_provider_cm.emulator.wire import error, ok
 
 log = logging.getLogger(__name__)

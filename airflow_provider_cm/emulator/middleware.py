@@ -14,8 +14,8 @@ import logging
 from typing import Any
 from urllib.parse import quote, unquote
 
-from airflow_provider_cm.emulator.knobs import Knobs
-from airflow_provider_cm.emulator.oauth import TOKEN_PATH
+from airflow_provider_cm.emulator.fault_injection.knobs import Knobs
+from airflow_provider_cm.emulator.routes.oauth import TOKEN_PATH
 from airflow_provider_cm.emulator.wire import error
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 Routes read raw bodies (so that a malformed one gets the API's 400 envelope rather than
 FastAPI's 422), so the document is written from the same rules instead: each route's decorator
-takes :func:`doc`, which publishes the request body's :class:`~airflow_provider_cm.emulator.checks.Check`
+takes :func:`doc`, which publishes the request body's :class:`~airflow_provider_cm.emulator.rules.checks.Check`
 as its JSON Schema, the query parameters the route reads, its ``200`` envelope and the errors it
 answers. :func:`install` adds the bearer-token security scheme and drops the ``422`` FastAPI
 would otherwise list (the emulator never answers it). The document is served at
@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from airflow_provider_cm.emulator.checks import Check
+from airflow_provider_cm.emulator.rules.checks import Check
 from airflow_provider_cm.emulator.schemas import ERROR
 
 JSON = "application/json"

@@ -9,7 +9,7 @@ from typing import Any
 import uvicorn
 
 from airflow_provider_cm.emulator.app import create_app
-from airflow_provider_cm.emulator.store import Store
+from airflow_provider_cm.emulator.state.store import Store
 
 
 class EmulatorServer:

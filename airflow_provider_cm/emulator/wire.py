@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import datetime
 from typing import Any
 from urllib.parse import unquote
 
 from fastapi import Request
 from fastapi.responses import Response
 
+from airflow_provider_cm.api import times
 from airflow_provider_cm.emulator.errors import bad_request
 
 
@@ -91,3 +93,14 @@ def _encodable(body: Any) -> bool:
 def segment(value: str) -> str:
     """A path segment as sent, percent-decoded (routes match on the raw, encoded path)."""
     return unquote(value)
+
+
+def parse_time(value: Any, what: str) -> datetime:
+    """An ISO-8601 time of a request (:func:`airflow_provider_cm.api.times.parse_time`), as UTC.
+
+    :raises ApiError: 400 naming ``what`` if the value is not such a time.
+    """
+    try:
+        return times.parse_time(value, what)
+    except ValueError as problem:
+        raise bad_request(str(problem)) from None

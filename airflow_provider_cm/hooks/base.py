@@ -16,10 +16,10 @@ from typing import Any
 import requests
 from airflow.sdk import BaseHook
 
-from airflow_provider_cm.hooks.auth import ClientCredentials
-from airflow_provider_cm.hooks.retry import RetryPolicy
-from airflow_provider_cm.hooks.settings import ConnectionSettings
-from airflow_provider_cm.hooks.transport import ApiCall, AsyncTransport, AttemptObserver, Params, Reply, SyncTransport
+from airflow_provider_cm.client.auth import ClientCredentials
+from airflow_provider_cm.client.retry import RetryPolicy
+from airflow_provider_cm.client.settings import ConnectionSettings
+from airflow_provider_cm.client.transport import ApiCall, AsyncTransport, AttemptObserver, Params, Reply, SyncTransport
 
 #: ``test_connection`` answers within seconds: two attempts, at most 10 s connecting and 20 s reading.
 TEST_CONNECTION_POLICY = RetryPolicy(max_attempts=2, max_elapsed=15.0, initial_wait=0.5, max_wait=2.0)
@@ -40,7 +40,7 @@ class CommunicationsMiningBaseHook(BaseHook):
       then fetches a client-credentials token, caches it until shortly before it expires, and
       fetches a new one once when the API answers 401.
     * extras, each a field of the Airflow UI's connection form
-      (:mod:`airflow_provider_cm.connection_form`): ``verify`` (true or false, default true),
+      (:mod:`airflow_provider_cm.common.connection_form`): ``verify`` (true or false, default true),
       ``ca_bundle`` (path of a CA bundle file or directory to verify with; a path in ``verify``
       also still works), ``timeout`` (read timeout in seconds, default 120), ``connect_timeout``
       (seconds, default 10), ``proxies`` (a requests proxy map such as
@@ -49,9 +49,9 @@ class CommunicationsMiningBaseHook(BaseHook):
       default 1), ``retry_max_wait`` (seconds, default 30) and ``retry_retry_after_cap`` (seconds,
       default 120). An extra stored empty (``null`` or ``""``) means its default.
 
-    The settings are resolved once (:class:`~airflow_provider_cm.hooks.settings.ConnectionSettings`)
-    and serve both transports: :class:`~airflow_provider_cm.hooks.transport.SyncTransport` for the
-    route methods (workers) and :class:`~airflow_provider_cm.hooks.transport.AsyncTransport` for the
+    The settings are resolved once (:class:`~airflow_provider_cm.client.settings.ConnectionSettings`)
+    and serve both transports: :class:`~airflow_provider_cm.client.transport.SyncTransport` for the
+    route methods (workers) and :class:`~airflow_provider_cm.client.transport.AsyncTransport` for the
     ``a``-prefixed ones (the triggerer). Requests, token requests included, are retried on HTTP 429
     (waiting ``Retry-After`` when sent), 500/502/503/504, malformed bodies, dropped connections and
     time-outs, with exponential backoff and jitter, but only where repeating the request is safe.
@@ -96,7 +96,7 @@ class CommunicationsMiningBaseHook(BaseHook):
 
         :raises CommunicationsMiningConfigError: for a connection that cannot work.
         """
-        from airflow_provider_cm.compat import mask_secret
+        from airflow_provider_cm.common.compat import mask_secret
 
         settings = self._resolve(self.get_connection(self.communications_mining_conn_id))
         for secret in settings.secrets():
@@ -127,7 +127,7 @@ class CommunicationsMiningBaseHook(BaseHook):
     def transport(self) -> SyncTransport:
         """The synchronous transport, built on first use."""
         if self._sync is None:
-            from airflow_provider_cm.compat import mask_secret
+            from airflow_provider_cm.common.compat import mask_secret
 
             self._sync = SyncTransport(self.settings, pool_size=self.pool_size, log=self.log, mask=mask_secret)
         return self._sync
@@ -159,11 +159,11 @@ class CommunicationsMiningBaseHook(BaseHook):
         )
 
     def send(self, method: str, path: str, *, observer: AttemptObserver | None = None, **kwargs: Any) -> Reply:
-        """:meth:`request`, returning the :class:`~airflow_provider_cm.hooks.transport.Reply`
+        """:meth:`request`, returning the :class:`~airflow_provider_cm.client.transport.Reply`
         (payload, attempts, and whether an earlier attempt may have taken effect).
 
         :param observer: called with the error of each failed attempt, retried or not, as it
-            happens (e.g. :meth:`~airflow_provider_cm.hooks.concurrency.Slot.observe`).
+            happens (e.g. :meth:`~airflow_provider_cm.client.concurrency.Slot.observe`).
         """
         return self.transport.send(self._call(method, path, **kwargs), observer=observer)
 
@@ -216,20 +216,20 @@ class CommunicationsMiningBaseHook(BaseHook):
 
         The connection is looked up asynchronously (unless the synchronous path has already
         resolved it) and its secrets masked with the async masker. Both paths share one
-        :class:`~airflow_provider_cm.hooks.settings.ConnectionSettings`, so one OAuth token serves
+        :class:`~airflow_provider_cm.client.settings.ConnectionSettings`, so one OAuth token serves
         both. The transport (one :class:`httpx.AsyncClient`) serves every later call of this hook;
         close it with :meth:`aclose`.
         """
         if self._async is None:
             settings = self.__dict__.get("settings")
             if settings is None:
-                from airflow_provider_cm.compat import amask_secret
+                from airflow_provider_cm.common.compat import amask_secret
 
                 settings = self._resolve(await self.aget_connection(self.communications_mining_conn_id))
                 for secret in settings.secrets():
                     await amask_secret(secret)
                 self.__dict__["settings"] = settings  # one settings and credentials object for both paths
-            from airflow_provider_cm.compat import amask_secret
+            from airflow_provider_cm.common.compat import amask_secret
 
             self._async = AsyncTransport(settings, log=self.log, amask=amask_secret)
         return self._async

@@ -9,17 +9,17 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TypedDict
 from urllib.parse import quote
 
-from airflow_provider_cm.emails.limits import DEFAULT_TRANSFORM_TAG, MAX_SYNC_DOCUMENTS
-from airflow_provider_cm.emails.limits import MAX_PREDICT_DOCUMENTS as MAX_PREDICT_EMAILS
+from airflow_provider_cm.api.email_limits import DEFAULT_TRANSFORM_TAG, MAX_SYNC_DOCUMENTS
+from airflow_provider_cm.api.email_limits import MAX_PREDICT_DOCUMENTS as MAX_PREDICT_EMAILS
+from airflow_provider_cm.api.labels import label_levels, label_name
+from airflow_provider_cm.client.settings import endpoint_from_connection
+from airflow_provider_cm.client.transport import AttemptObserver, encode_json
 from airflow_provider_cm.exceptions import (
     CommunicationsMiningNotFoundError,
     CommunicationsMiningProtocolError,
     CommunicationsMiningTagError,
 )
 from airflow_provider_cm.hooks.base import CommunicationsMiningBaseHook
-from airflow_provider_cm.hooks.settings import endpoint_from_connection
-from airflow_provider_cm.hooks.transport import AttemptObserver, encode_json
-from airflow_provider_cm.labels import label_levels, label_name
 
 __all__ = [
     "CommunicationsMiningBaseHook",
@@ -93,7 +93,7 @@ class CommunicationsMiningHook(CommunicationsMiningBaseHook):
     whose documentation describes the connection, the retries and the errors).
 
     Every method returns plain Python data. Set-up that creates an object unless it exists is
-    :mod:`airflow_provider_cm.if_exists`; the export of a time window in slices is
+    :mod:`airflow_provider_cm.common.if_exists`; the export of a time window in slices is
     :class:`~airflow_provider_cm.hooks.window_export.WindowExport`.
     """
 
@@ -198,7 +198,7 @@ class CommunicationsMiningHook(CommunicationsMiningBaseHook):
 
         :param source: ``"project/name"``.
         :param documents: at most 16,384 raw-e-mail documents (see
-            :mod:`airflow_provider_cm.emails`), or their UTF-8 JSON encodings as ``bytes``.
+            :mod:`airflow_provider_cm.pipelines.emails`), or their UTF-8 JSON encodings as ``bytes``.
         :param transform_tag: the tag of the e-mail integration (default the official CLI's).
         :param include_comments: ask the API for the comments it made.
         :return: ``{"new", "updated", "unchanged", "maybe_committed_earlier", "comments"}``
@@ -642,7 +642,7 @@ class CommunicationsMiningHook(CommunicationsMiningBaseHook):
         Docs: https://docs.uipath.com/communications-mining/automation-cloud/latest/developer-guide/introduction
 
         :param version: a pinned version number, or ``"live"`` / ``"staging"``.
-        :param documents: 1 to 4,096 raw-e-mail documents (see :mod:`airflow_provider_cm.emails`).
+        :param documents: 1 to 4,096 raw-e-mail documents (see :mod:`airflow_provider_cm.pipelines.emails`).
         :param transform_tag: the tag of the e-mail integration (default the official CLI's).
         :param threshold: 0 to 1 (API default 0.25), or ``"auto"``.
         :param labels: per-label thresholds ``{"Parent > Child": 0.5}``, restricting the labels.

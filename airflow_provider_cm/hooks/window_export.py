@@ -4,7 +4,7 @@ Calls ``POST /api/v1/datasets/<project>/<name>/export``
 (https://docs.uipath.com/communications-mining/automation-cloud/latest/developer-guide/export-a-dataset)
 through :meth:`~airflow_provider_cm.hooks.communications_mining.CommunicationsMiningHook.export_page`.
 The route's ``to`` is inclusive; the comments exactly at the window's end are dropped
-(:func:`~airflow_provider_cm.windows.before_end`), so consecutive windows hold each comment once.
+(:func:`~airflow_provider_cm.client.windows.before_end`), so consecutive windows hold each comment once.
 """
 
 from __future__ import annotations
@@ -13,16 +13,16 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
+from airflow_provider_cm.api.times import api_time
+from airflow_provider_cm.client.concurrency import is_throttling
+from airflow_provider_cm.client.export_slices import SlicedExport, check_concurrency
+from airflow_provider_cm.client.pacing import RatePacer
+from airflow_provider_cm.client.windows import before_end
 from airflow_provider_cm.hooks.communications_mining import (
     MAX_EXPORT_LIMIT,
     CommunicationsMiningHook,
     check_continuation,
 )
-from airflow_provider_cm.hooks.concurrency import is_throttling
-from airflow_provider_cm.hooks.export_slices import SlicedExport, check_concurrency
-from airflow_provider_cm.hooks.pacing import RatePacer
-from airflow_provider_cm.times import api_time
-from airflow_provider_cm.windows import before_end
 
 T = TypeVar("T")
 Page = list[dict[str, Any]]
@@ -43,12 +43,12 @@ class WindowExport(Generic[T]):
     With ``concurrency=1`` one ``continuation`` chain runs over the window and each page is
     yielded as it comes (possibly shorter than ``page_size``, or empty, once the comments at
     ``end`` are dropped). With ``concurrency=N`` the window is cut into time slices exported
-    ``N`` at a time (:class:`~airflow_provider_cm.hooks.export_slices.SlicedExport`); their
+    ``N`` at a time (:class:`~airflow_provider_cm.client.export_slices.SlicedExport`); their
     pages are yielded slice after slice in time order, so the comments come in exactly the
     order, ties included, of the serial export; pages are not empty but may be shorter. The
     slices' requests are paced after a refusal (HTTP 429/503): every slice waits out its
     ``Retry-After`` and requests start below the rate the tenant was serving
-    (:class:`~airflow_provider_cm.hooks.pacing.RatePacer`).
+    (:class:`~airflow_provider_cm.client.pacing.RatePacer`).
     Memory holds about one page per slice in flight; pages fetched ahead of the consumer wait
     in temporary files (deleted as they are read, and when the iteration stops).
 

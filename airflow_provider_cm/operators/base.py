@@ -4,7 +4,7 @@
 the hook; its :attr:`~CommunicationsMiningHookMixin.hook_params` are also what the sensor hands to
 its trigger, so a task and its trigger talk to the API with the same settings. It also gives every
 task the "Communications Mining" extra link to its tenant's web UI
-(:class:`~airflow_provider_cm.links.CommunicationsMiningTenantLink`), stored before the task runs.
+(:class:`~airflow_provider_cm.common.links.CommunicationsMiningTenantLink`), stored before the task runs.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, BaseOperatorLink
 
+from airflow_provider_cm.common.links import CommunicationsMiningTenantLink
 from airflow_provider_cm.hooks.communications_mining import CommunicationsMiningHook
-from airflow_provider_cm.links import CommunicationsMiningTenantLink
 
 
 class CommunicationsMiningHookMixin:

@@ -13,19 +13,20 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_provider_cm import lineage
+from airflow_provider_cm.client.flags import as_bool
+from airflow_provider_cm.common import lineage
+from airflow_provider_cm.common.storage import atomic_write, path_as_given, to_storage_path
+from airflow_provider_cm.common.workers import missing_input, warn_if_worker_local
 from airflow_provider_cm.exceptions import (
     CommunicationsMiningNotFoundError,
     CommunicationsMiningRejectedRecordsError,
 )
-from airflow_provider_cm.flags import as_bool
 from airflow_provider_cm.hooks.communications_mining import (
     MAX_SYNC_COMMENTS,
     split_full_name,
 )
 from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
-from airflow_provider_cm.storage import atomic_write, path_as_given, to_storage_path
-from airflow_provider_cm.upload.comment_files import (
+from airflow_provider_cm.pipelines.comments.comment_files import (
     DEFAULT_CSV_COLUMNS,
     CommentRecord,
     CsvColumns,
@@ -33,12 +34,11 @@ from airflow_provider_cm.upload.comment_files import (
     detect_format,
     iter_records,
 )
-from airflow_provider_cm.upload.comment_validation import TimestampRule
-from airflow_provider_cm.upload.engine import UploadEngine, UploadSettings, annotation_limits
-from airflow_provider_cm.upload.file_check import check_and_spool
-from airflow_provider_cm.upload.spool import SpooledRecord
-from airflow_provider_cm.upload.upload_tally import UploadTally
-from airflow_provider_cm.workers import missing_input, warn_if_worker_local
+from airflow_provider_cm.pipelines.comments.comment_validation import TimestampRule
+from airflow_provider_cm.pipelines.comments.engine import UploadEngine, UploadSettings, annotation_limits
+from airflow_provider_cm.pipelines.comments.file_check import check_and_spool
+from airflow_provider_cm.pipelines.comments.spool import SpooledRecord
+from airflow_provider_cm.pipelines.comments.upload_tally import UploadTally
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
@@ -63,7 +63,7 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
     annotations are read in bulk (``GET .../labellings?id=<uid>&id=<uid>...``, a few dozen uids per
     request) and a comment is written only if a kind its record carries (labels, entities, field
     extractions) differs from what the dataset holds (see
-    :mod:`~airflow_provider_cm.upload.annotation_changes`); the others are counted as
+    :mod:`~airflow_provider_cm.pipelines.comments.annotation_changes`); the others are counted as
     ``annotations_unchanged``. A batch whose comments ``sync`` all created is not read: it has nothing yet.
 
     ``sync`` is an upsert by comment id, so rerunning the task is safe: comments already uploaded
@@ -74,7 +74,7 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
     fails (unless ``fail_on_rejected`` is false) naming the ids.
 
     Billed comments (created, or updated with a changed text) are reported exactly when they can
-    be known, else as a range with the reasons: see :mod:`~airflow_provider_cm.upload.upload_tally`.
+    be known, else as a range with the reasons: see :mod:`~airflow_provider_cm.pipelines.comments.upload_tally`.
 
     :param source: ``"project/source"`` to upload into. Templated.
     :param input_path: the file: a local path or an ``ObjectStoragePath`` URI such as
@@ -100,7 +100,7 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
         Given alone, it is also the most (the behaviour before the limit adapted).
     :param max_annotation_concurrency: the most label-write requests in flight (default 64, or
         ``annotation_concurrency`` when only that is given). Between 1 and this, the number in
-        flight adapts (AIMD, :class:`~airflow_provider_cm.hooks.concurrency.AdaptiveConcurrency`):
+        flight adapts (AIMD, :class:`~airflow_provider_cm.client.concurrency.AdaptiveConcurrency`):
         it grows by 2 a round trip while latency stays flat and the tenant answers no 429 or 503,
         and halves when it does. The most reached is logged.
     :param sync_concurrency: ``sync`` requests in flight at once (1 with ``allow_duplicate_ids``).
@@ -269,7 +269,8 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
             )
 
     def _validate(self, plan: _Plan, spool: IO[bytes]) -> int:
-        """Check every record, spooling the valid ones (:func:`~airflow_provider_cm.upload.file_check.check_and_spool`).
+        """Check every record, spooling the valid ones
+        (:func:`~airflow_provider_cm.pipelines.comments.file_check.check_and_spool`).
 
         :return: the number of comments.
         :raises CommunicationsMiningInputError: listing the problems, if there are any.
@@ -420,7 +421,7 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
 
         Output statistics: the comments the source stored in this run (new, updated and unchanged)
         and the comments whose labels the dataset took. A dry run writes nothing, so it reports
-        the file only. Names as in :mod:`airflow_provider_cm.lineage`; called by the OpenLineage listener.
+        the file only. Names as in :mod:`airflow_provider_cm.common.lineage`; called by the OpenLineage listener.
         """
         result = lineage.task_result(self)
         inputs = [lineage.file_dataset(to_storage_path(self.input_path))]

@@ -9,17 +9,17 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_cm import lineage
-from airflow_provider_cm.assets import export_asset, outlet_for, record_outlet_events
-from airflow_provider_cm.flat_comments import EXPORT_COLUMNS, flatten_exported_comment
+from airflow_provider_cm.api.times import api_time
+from airflow_provider_cm.client.export_slices import DEFAULT_EXPORT_CONCURRENCY, check_concurrency
+from airflow_provider_cm.client.windows import check_order_by, export_window
+from airflow_provider_cm.common import lineage
+from airflow_provider_cm.common.assets import export_asset, outlet_for, record_outlet_events
+from airflow_provider_cm.common.storage import atomic_write, path_as_given, to_storage_path
+from airflow_provider_cm.common.workers import warn_if_worker_local
 from airflow_provider_cm.hooks.communications_mining import MAX_EXPORT_LIMIT, split_full_name
-from airflow_provider_cm.hooks.export_slices import DEFAULT_EXPORT_CONCURRENCY, check_concurrency
 from airflow_provider_cm.hooks.window_export import WindowExport
 from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
-from airflow_provider_cm.storage import atomic_write, path_as_given, to_storage_path
-from airflow_provider_cm.times import api_time
-from airflow_provider_cm.windows import check_order_by, export_window
-from airflow_provider_cm.workers import warn_if_worker_local
+from airflow_provider_cm.pipelines.warehouse.flat_comments import EXPORT_COLUMNS, flatten_exported_comment
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
@@ -123,14 +123,14 @@ class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator
     def hook_pool_size(self) -> int:  # type: ignore[override]
         return max(16, self.export_concurrency)
 
-    #: The Asset of a dataset's exports (see :func:`airflow_provider_cm.assets.export_asset`).
+    #: The Asset of a dataset's exports (see :func:`airflow_provider_cm.common.assets.export_asset`).
     export_asset = staticmethod(export_asset)
 
     def window(self, context: Context) -> tuple[datetime, datetime]:
         """``(start, end)`` in UTC: the operator's arguments, else the run's data interval.
 
         :raises ValueError: if neither gives a window, or the window is empty or reversed (see
-            :func:`~airflow_provider_cm.windows.export_window`).
+            :func:`~airflow_provider_cm.client.windows.export_window`).
         """
         return export_window(self.start, self.end, context)
 
@@ -208,7 +208,7 @@ class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
         """OpenLineage: the dataset read; the file written, with the comments written and, for CSV, its columns.
 
-        Names as in :mod:`airflow_provider_cm.lineage`; called by the OpenLineage listener.
+        Names as in :mod:`airflow_provider_cm.common.lineage`; called by the OpenLineage listener.
         """
         columns = EXPORT_COLUMNS if self.output_format == "csv" else None
         written = lineage.count(lineage.task_result(self), "count")

@@ -9,17 +9,17 @@ from typing import IO, TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_provider_cm import lineage
-from airflow_provider_cm.assets import outlet_for, record_outlet_events, source_asset
-from airflow_provider_cm.emails import DEFAULT_TRANSFORM_TAG, MAX_SYNC_DOCUMENTS, email_files
-from airflow_provider_cm.emails.limits import user_properties_problems
-from airflow_provider_cm.emails.upload import EmailUploadEngine, EmailUploadRun, EmailUploadSettings
+from airflow_provider_cm.api.email_limits import user_properties_problems
+from airflow_provider_cm.client.flags import as_bool
+from airflow_provider_cm.common import lineage
+from airflow_provider_cm.common.assets import outlet_for, record_outlet_events, source_asset
+from airflow_provider_cm.common.storage import atomic_write, path_as_given, shown_under, to_storage_path
+from airflow_provider_cm.common.workers import missing_input, warn_if_worker_local
 from airflow_provider_cm.exceptions import CommunicationsMiningNotFoundError, CommunicationsMiningRejectedEmailsError
-from airflow_provider_cm.flags import as_bool
 from airflow_provider_cm.hooks.communications_mining import split_full_name
 from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
-from airflow_provider_cm.storage import atomic_write, path_as_given, shown_under, to_storage_path
-from airflow_provider_cm.workers import missing_input, warn_if_worker_local
+from airflow_provider_cm.pipelines.emails import DEFAULT_TRANSFORM_TAG, MAX_SYNC_DOCUMENTS, email_files
+from airflow_provider_cm.pipelines.emails.upload import EmailUploadEngine, EmailUploadRun, EmailUploadSettings
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
@@ -30,7 +30,7 @@ class CommunicationsMiningUploadEmailsOperator(CommunicationsMiningBaseOperator)
     """Upload e-mails from ``.eml``, Outlook ``.msg`` and mbox files into a source.
 
     Every e-mail of the input (one file, or every file under a folder or object-storage prefix,
-    recursively, in the order of their paths) is parsed first (:mod:`airflow_provider_cm.emails`:
+    recursively, in the order of their paths) is parsed first (:mod:`airflow_provider_cm.pipelines.emails`:
     the standard library's ``email`` and ``mailbox``, extract-msg for ``.msg``) into the document
     the API takes (raw headers, the plain or else the HTML body, attachment metadata, never
     attachment content) and checked against the API's limits with the same function the
@@ -48,7 +48,7 @@ class CommunicationsMiningUploadEmailsOperator(CommunicationsMiningBaseOperator)
     the dead-letter file (``{"file", "index", "id", "stage", "field", "reason", "status_code"}``,
     ``index`` the message's 0-based position in its file, ``null`` for a whole file) and count as
     ``rejected``. A plain body longer than the API's 65,536 characters is truncated to it, counted
-    (``truncated``) and logged, not refused: see :mod:`airflow_provider_cm.emails.documents`.
+    (``truncated``) and logged, not refused: see :mod:`airflow_provider_cm.pipelines.emails.documents`.
 
     :param source: ``"project/source"`` to upload into. Templated.
     :param input_path: a local path or an ``ObjectStoragePath`` URI (``s3://bucket/mail/``): one

@@ -8,15 +8,21 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_provider_cm import lineage
-from airflow_provider_cm.emails import DEFAULT_TRANSFORM_TAG, EmailProblem, document_problems, email_files, iter_emails
+from airflow_provider_cm.api.labels import label_name
+from airflow_provider_cm.common import lineage
+from airflow_provider_cm.common.storage import atomic_write, path_as_given, shown_under, to_storage_path
+from airflow_provider_cm.common.workers import missing_input, warn_if_worker_local
 from airflow_provider_cm.exceptions import CommunicationsMiningModelDriftError, CommunicationsMiningTagError
 from airflow_provider_cm.hooks.communications_mining import MAX_PREDICT_DOCUMENTS, split_full_name
-from airflow_provider_cm.labels import label_name
 from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
-from airflow_provider_cm.storage import atomic_write, path_as_given, shown_under, to_storage_path
-from airflow_provider_cm.upload.comment_validation import RecordError, validate_comment
-from airflow_provider_cm.workers import missing_input, warn_if_worker_local
+from airflow_provider_cm.pipelines.comments.comment_validation import RecordError, validate_comment
+from airflow_provider_cm.pipelines.emails import (
+    DEFAULT_TRANSFORM_TAG,
+    EmailProblem,
+    document_problems,
+    email_files,
+    iter_emails,
+)
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
@@ -271,7 +277,7 @@ class CommunicationsMiningPredictOperator(CommunicationsMiningBaseOperator):
         """OpenLineage: the messages file and the dataset (its model made the labels) read; the predictions file
         written, with the documents predicted.
 
-        Names as in :mod:`airflow_provider_cm.lineage`; called by the OpenLineage listener.
+        Names as in :mod:`airflow_provider_cm.common.lineage`; called by the OpenLineage listener.
         """
         written = lineage.count(lineage.task_result(self), "count")
         messages = lineage.file_dataset(to_storage_path(self.emails_path or self.input_path or ""))

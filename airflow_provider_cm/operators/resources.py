@@ -23,9 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_provider_cm.exceptions import CommunicationsMiningConflictError, CommunicationsMiningTagError
-from airflow_provider_cm.hooks.communications_mining import split_full_name
-from airflow_provider_cm.if_exists import (
+from airflow_provider_cm.common.if_exists import (
     EnsuredObject,
     check_if_exists,
     ensure_dataset,
@@ -33,6 +31,8 @@ from airflow_provider_cm.if_exists import (
     ensure_source,
     ensure_stream,
 )
+from airflow_provider_cm.exceptions import CommunicationsMiningConflictError, CommunicationsMiningTagError
+from airflow_provider_cm.hooks.communications_mining import split_full_name
 from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
 
 if TYPE_CHECKING:

@@ -15,14 +15,15 @@ from typing import IO, TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_provider_cm import lineage
-from airflow_provider_cm.drain.ledger import DrainLedger
-from airflow_provider_cm.drain.output import DrainOutput
+from airflow_provider_cm.api.times import api_time
+from airflow_provider_cm.client.user_times import to_utc
+from airflow_provider_cm.common import lineage
+from airflow_provider_cm.common.drain.ledger import DrainLedger
+from airflow_provider_cm.common.drain.output import DrainOutput
+from airflow_provider_cm.common.storage import atomic_write, path_as_given, to_storage_path
+from airflow_provider_cm.common.workers import warn_if_worker_local
 from airflow_provider_cm.hooks.communications_mining import MAX_STREAM_FETCH, split_full_name
 from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
-from airflow_provider_cm.storage import atomic_write, path_as_given, to_storage_path
-from airflow_provider_cm.times import api_time, to_utc
-from airflow_provider_cm.workers import warn_if_worker_local
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
@@ -77,7 +78,7 @@ class CommunicationsMiningStreamFetchOperator(_StreamOperator):
     * ``advance=True``: batches are fetched until the stream is caught up or ``max_results`` is
       reached; each batch is written durably (appended and flushed to disk) before the stream is
       advanced past it, so a crash at any point loses nothing, and the complete file appears at
-      ``output_path`` at the end (see :mod:`~airflow_provider_cm.drain.output`: a
+      ``output_path`` at the end (see :mod:`~airflow_provider_cm.common.drain.output`: a
       local spool ``.<name>.drain`` beside it; an object store target is rewritten per batch).
       What an earlier try of the same task wrote (its spool or its finished file) is kept and
       extended, so template the path per run (``{{ run_id }}``).
@@ -86,7 +87,7 @@ class CommunicationsMiningStreamFetchOperator(_StreamOperator):
     the local spool of the try before it. So each try records, before every advance, what it
     acknowledged (its host and spool, the ``created_at`` of its first acknowledged comment, the
     sequence ids, the count) in Airflow's task state store (Airflow 3.3+) or an Airflow Variable
-    (3.2; see :mod:`~airflow_provider_cm.drain.ledger`). A try that finds fewer results
+    (3.2; see :mod:`~airflow_provider_cm.common.drain.ledger`). A try that finds fewer results
     on its disk than the earlier tries acknowledged never succeeds with them missing: with
     ``on_lost_output="redeliver"`` (the default) it resets the stream to the first comment the
     earlier tries acknowledged (``POST .../streams/<stream>/reset``, only backwards: never past
@@ -283,7 +284,7 @@ class CommunicationsMiningStreamFetchOperator(_StreamOperator):
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
         """OpenLineage: the stream read; the file written, with the results it holds.
 
-        Names as in :mod:`airflow_provider_cm.lineage`; called by the OpenLineage listener.
+        Names as in :mod:`airflow_provider_cm.common.lineage`; called by the OpenLineage listener.
         """
         written = lineage.count(lineage.task_result(self), "count")
         return lineage.operator_lineage(
@@ -400,7 +401,7 @@ class CommunicationsMiningTagExceptionsOperator(_StreamOperator):
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
         """OpenLineage: the stream written (its exceptions), with the comments tagged; nothing when none were.
 
-        Names as in :mod:`airflow_provider_cm.lineage`; called by the OpenLineage listener.
+        Names as in :mod:`airflow_provider_cm.common.lineage`; called by the OpenLineage listener.
         """
         tagged = lineage.task_result(self)
         if not isinstance(tagged, int) or isinstance(tagged, bool) or tagged < 1:

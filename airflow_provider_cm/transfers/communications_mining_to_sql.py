@@ -16,15 +16,17 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import AssetAlias
 
-from airflow_provider_cm import lineage
-from airflow_provider_cm.assets import outlet_for, record_outlet_events, table_asset
-from airflow_provider_cm.flat_comments import EXPORT_COLUMNS, flatten_exported_comment
+from airflow_provider_cm.api.labels import LEVEL_SEPARATOR
+from airflow_provider_cm.api.times import api_time
+from airflow_provider_cm.client.export_slices import DEFAULT_EXPORT_CONCURRENCY, check_concurrency
+from airflow_provider_cm.client.windows import check_order_by, export_window, window_key
+from airflow_provider_cm.common import lineage
+from airflow_provider_cm.common.assets import outlet_for, record_outlet_events, table_asset
+from airflow_provider_cm.common.workers import warn_if_worker_local_database
 from airflow_provider_cm.hooks.communications_mining import MAX_EXPORT_LIMIT, MAX_STREAM_FETCH, split_full_name
-from airflow_provider_cm.hooks.export_slices import DEFAULT_EXPORT_CONCURRENCY, check_concurrency
 from airflow_provider_cm.hooks.window_export import WindowExport
-from airflow_provider_cm.labels import LEVEL_SEPARATOR
 from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
-from airflow_provider_cm.times import api_time
+from airflow_provider_cm.pipelines.warehouse.flat_comments import EXPORT_COLUMNS, flatten_exported_comment
 from airflow_provider_cm.transfers.sql_table import (
     CommentTable,
     check_table_name,
@@ -33,8 +35,6 @@ from airflow_provider_cm.transfers.sql_table import (
     refuses_row,
     sql_hook,
 )
-from airflow_provider_cm.windows import check_order_by, export_window, window_key
-from airflow_provider_cm.workers import warn_if_worker_local_database
 
 if TYPE_CHECKING:
     from airflow.providers.common.sql.hooks.sql import DbApiHook
@@ -97,7 +97,7 @@ class CommunicationsMiningToSqlOperator(CommunicationsMiningBaseOperator):
     interval, and a run without one fails saying which timetable to use.
 
     The table gets one row per comment keyed by ``uid``, with the columns of the flat CSV export
-    (:data:`~airflow_provider_cm.flat_comments.EXPORT_COLUMNS`, all text; ``timestamp`` and
+    (:data:`~airflow_provider_cm.pipelines.warehouse.flat_comments.EXPORT_COLUMNS`, all text; ``timestamp`` and
     ``created_at`` in the API's fixed-width UTC form, so text order is time order). In **one
     transaction** the task deletes the window's rows (``order_by`` in ``[start, end)`` and
     ``source_id`` one of the dataset's sources, or of ``source_ids``), upserts every exported
@@ -128,7 +128,7 @@ class CommunicationsMiningToSqlOperator(CommunicationsMiningBaseOperator):
         (the previous run's, ``-1`` if the driver does not count), ``pages`` the inserts made (one
         per export page; with slices, a page cut at a slice edge makes two).
 
-    The table is declared as an Asset outlet (:func:`~airflow_provider_cm.assets.table_asset`,
+    The table is declared as an Asset outlet (:func:`~airflow_provider_cm.common.assets.table_asset`,
     ``communications-mining-sql://<sql_conn_id>/<table>``; an AssetAlias when either is
     templated) whose event carries the result in its ``extra``.
 
@@ -251,7 +251,7 @@ class CommunicationsMiningToSqlOperator(CommunicationsMiningBaseOperator):
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
         """OpenLineage: the dataset read; the table written, with its columns and the rows upserted.
 
-        Names as in :mod:`airflow_provider_cm.lineage` (the table's as common-sql names it);
+        Names as in :mod:`airflow_provider_cm.common.lineage` (the table's as common-sql names it);
         called by the OpenLineage listener.
         """
         table = lineage.table_dataset(sql_hook(self.sql_conn_id), self.table, dict.fromkeys(EXPORT_COLUMNS, "TEXT"))
@@ -342,7 +342,7 @@ class CommunicationsMiningStreamToSqlOperator(CommunicationsMiningBaseOperator):
         (false when the run stopped at ``max_results`` or ``max_batches`` before the end).
 
     The outlet is an ``AssetAlias("communications_mining_table:<task_id>")`` that resolves to the
-    table's Asset (:func:`~airflow_provider_cm.assets.table_asset`) only in a run that committed
+    table's Asset (:func:`~airflow_provider_cm.common.assets.table_asset`) only in a run that committed
     rows: a DAG scheduled on the table runs when new rows landed, not after every empty drain.
 
     :raises ValueError: for a bad table name or argument.
@@ -499,7 +499,7 @@ class CommunicationsMiningStreamToSqlOperator(CommunicationsMiningBaseOperator):
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
         """OpenLineage: the stream read; the table written, with its columns and the rows committed.
 
-        Names as in :mod:`airflow_provider_cm.lineage` (the table's as common-sql names it);
+        Names as in :mod:`airflow_provider_cm.common.lineage` (the table's as common-sql names it);
         called by the OpenLineage listener.
         """
         columns = {column: STREAM_COLUMN_TYPES.get(column, "TEXT") for column in STREAM_COLUMNS}

@@ -16,7 +16,9 @@ from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 
-from airflow_provider_cm.compat import (
+from airflow_provider_cm.api.times import api_time
+from airflow_provider_cm.client.user_times import to_utc
+from airflow_provider_cm.common.compat import (
     AIRFLOW_VERSION,
     HAS_ASSET_STATE_STORE,
     asset_state_store,
@@ -30,7 +32,6 @@ from airflow_provider_cm.hooks.communications_mining import (
     CommunicationsMiningHook,
     split_full_name,
 )
-from airflow_provider_cm.times import api_time, to_utc
 
 
 class _TriggerHookMixin:
@@ -152,7 +153,7 @@ class CommunicationsMiningStreamEventTrigger(_TriggerHookMixin, BaseEventTrigger
     """Fire once for each batch of new results in a stream: event-driven scheduling, no sensor.
 
     Use it in an ``AssetWatcher`` on the stream's Asset
-    (:func:`~airflow_provider_cm.assets.stream_asset`) and schedule the DAG that drains the stream
+    (:func:`~airflow_provider_cm.common.assets.stream_asset`) and schedule the DAG that drains the stream
     on that Asset; the DAG takes one batch per run
     (``CommunicationsMiningStreamToSqlOperator(max_batches=1)``) and advances the stream past it::
 

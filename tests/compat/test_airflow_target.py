@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 import airflow_provider_cm
-from airflow_provider_cm.compat import AIRFLOW_VERSION, HAS_ASSET_STATE_STORE
+from airflow_provider_cm.common.compat import AIRFLOW_VERSION, HAS_ASSET_STATE_STORE
 from tests.airflow_internals import dag_bag
 from tests.conftest import BANKING77_JSONL, ROOT, make_record, new_workspace, read_jsonl
 
@@ -97,11 +97,11 @@ def test_airflow_loads_the_extra_link_and_the_queue_scheme_from_the_provider_inf
     output = airflow("providers", "links", "--output", "json")
     assert "Error when importing" not in output
     links = json.loads(output[output.index("[") :])
-    assert {"extra_link_class_name": "airflow_provider_cm.links.CommunicationsMiningTenantLink"} in links
+    assert {"extra_link_class_name": "airflow_provider_cm.common.links.CommunicationsMiningTenantLink"} in links
 
     from airflow.providers.common.messaging.triggers.msg_queue import MessageQueueTrigger
 
-    from airflow_provider_cm.compat import has_message_queue_trigger
+    from airflow_provider_cm.common.compat import has_message_queue_trigger
     from airflow_provider_cm.queues.communications_mining import SCHEME
 
     assert has_message_queue_trigger()

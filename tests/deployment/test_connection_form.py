@@ -28,7 +28,7 @@ import certifi
 import pytest
 import requests
 
-from airflow_provider_cm.connection_form import CONN_FIELDS
+from airflow_provider_cm.common.connection_form import CONN_FIELDS
 from tests.deployment.conftest import BIN, Deployment, Postgres
 from tests.relays import ForwardProxy
 

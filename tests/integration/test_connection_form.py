@@ -14,12 +14,13 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_cm import connection_form, get_provider_info
-from airflow_provider_cm.connection_form import CONN_FIELDS
+from airflow_provider_cm import get_provider_info
+from airflow_provider_cm.client import settings as settings_module
+from airflow_provider_cm.client.retry import RetryPolicy
+from airflow_provider_cm.common import connection_form
+from airflow_provider_cm.common.connection_form import CONN_FIELDS
 from airflow_provider_cm.exceptions import CommunicationsMiningConfigError, CommunicationsMiningServerError
-from airflow_provider_cm.hooks import settings as settings_module
 from airflow_provider_cm.hooks.communications_mining import CommunicationsMiningHook
-from airflow_provider_cm.hooks.retry import RetryPolicy
 from tests.integration import test_transport
 from tests.integration.test_transport import PREFIX, both_paths, hook_with, oauth_extra
 

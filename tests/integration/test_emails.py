@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_cm.emails import parse_eml, parse_msg
 from airflow_provider_cm.exceptions import CommunicationsMiningBadRequestError
 from airflow_provider_cm.operators.emails import CommunicationsMiningUploadEmailsOperator
+from airflow_provider_cm.pipelines.emails import parse_eml, parse_msg
 from tests.conftest import make_record
 from tests.emails_data import CLI_EML, CLI_MSG, CLI_SAMPLE_ID, NOT_EMAILS, copy_as_eml, cpython_messages
 
@@ -79,7 +79,7 @@ def test_lineage_reads_the_files_and_writes_the_source_and_the_dead_letters(hook
     from collections import defaultdict
     from types import SimpleNamespace
 
-    from airflow_provider_cm.lineage import api_namespace
+    from airflow_provider_cm.common.lineage import api_namespace
     from tests.conftest import FakeTaskInstance
 
     folder = tmp_path / "mail"

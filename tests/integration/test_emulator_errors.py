@@ -16,7 +16,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def test_an_unforeseen_error_is_answered_with_the_envelope_and_logged(monkeypatch, caplog):
-    from airflow_provider_cm.emulator import sources
+    from airflow_provider_cm.emulator.routes import sources
 
     def broken(*_args: Any) -> Any:
         raise RuntimeError("a bug in the emulator")

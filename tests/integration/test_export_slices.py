@@ -19,13 +19,13 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_cm.api.times import api_time
+from airflow_provider_cm.client.export_slices import SlicedExport
 from airflow_provider_cm.exceptions import CommunicationsMiningBadRequestError
 from airflow_provider_cm.hooks import window_export
-from airflow_provider_cm.hooks.export_slices import SlicedExport
 from airflow_provider_cm.hooks.window_export import WindowExport
 from airflow_provider_cm.operators.comments import CommunicationsMiningUploadCommentsOperator
 from airflow_provider_cm.operators.datasets import CommunicationsMiningExportDatasetOperator
-from airflow_provider_cm.times import api_time
 from tests.conftest import BANKING77_JSONL, make_record, new_workspace, read_jsonl, write_jsonl
 
 UTC = timezone.utc

@@ -9,6 +9,7 @@ from unittest import mock
 
 import pytest
 
+from airflow_provider_cm.client.retry import RetryPolicy, parse_retry_after
 from airflow_provider_cm.exceptions import (
     CommunicationsMiningAuthError,
     CommunicationsMiningBadRequestError,
@@ -22,7 +23,6 @@ from airflow_provider_cm.hooks.communications_mining import (
     endpoint_from_connection,
     split_full_name,
 )
-from airflow_provider_cm.hooks.retry import RetryPolicy, parse_retry_after
 from tests.conftest import TOKEN, connection_json, free_port, make_record
 
 

@@ -27,9 +27,9 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_cm.flat_comments import EXPORT_COLUMNS
-from airflow_provider_cm.lineage import api_namespace, dataset_name, source_name, stream_name
+from airflow_provider_cm.common.lineage import api_namespace, dataset_name, source_name, stream_name
 from airflow_provider_cm.operators.comments import CommunicationsMiningUploadCommentsOperator
+from airflow_provider_cm.pipelines.warehouse.flat_comments import EXPORT_COLUMNS
 from airflow_provider_cm.transfers.communications_mining_to_sql import STREAM_COLUMN_TYPES, STREAM_COLUMNS
 from tests.conftest import (
     BANKING77_JSONL,
@@ -412,8 +412,8 @@ def test_the_namespace_comes_from_the_connection_as_the_hook_resolves_it(monkeyp
     ],
 )
 def test_files_follow_openlineage_naming_for_files_and_object_storage(uri, namespace, name):
-    from airflow_provider_cm.lineage import file_dataset
-    from airflow_provider_cm.storage import to_storage_path
+    from airflow_provider_cm.common.lineage import file_dataset
+    from airflow_provider_cm.common.storage import to_storage_path
 
     dataset = file_dataset(to_storage_path(uri))
     assert (dataset.namespace, dataset.name) == (namespace, name)
@@ -501,7 +501,7 @@ def test_nothing_imports_openlineage_until_the_listener_asks():
     """
     script = (
         "import json, sys\n"
-        "import airflow_provider_cm.lineage, airflow_provider_cm.operators.comments, "
+        "import airflow_provider_cm.common.lineage, airflow_provider_cm.operators.comments, "
         "airflow_provider_cm.operators.datasets, airflow_provider_cm.operators.streams, "
         "airflow_provider_cm.operators.models, airflow_provider_cm.transfers.communications_mining_to_sql\n"
         "from airflow_provider_cm.operators.datasets import CommunicationsMiningExportDatasetOperator\n"

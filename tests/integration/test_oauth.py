@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from airflow_provider_cm.client.auth import default_token_url
 from airflow_provider_cm.exceptions import CommunicationsMiningAuthError, CommunicationsMiningRateLimitError
-from airflow_provider_cm.hooks.auth import default_token_url
 from airflow_provider_cm.hooks.communications_mining import CommunicationsMiningHook
 
 CLIENT_ID = "cm-test-app"

@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
+from airflow_provider_cm.client.concurrency import AdaptiveConcurrency
+from airflow_provider_cm.client.pacing import RatePacer
 from airflow_provider_cm.exceptions import CommunicationsMiningRateLimitError
-from airflow_provider_cm.hooks.concurrency import AdaptiveConcurrency
-from airflow_provider_cm.hooks.pacing import RatePacer
 
 ROUTE = "POST /api/_private/datasets/p/d/labellings/u"
 

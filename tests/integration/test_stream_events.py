@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 from airflow.sdk import Asset
 
-from airflow_provider_cm.assets import stream_asset
-from airflow_provider_cm.compat import AIRFLOW_VERSION, HAS_ASSET_STATE_STORE
+from airflow_provider_cm.common.assets import stream_asset
+from airflow_provider_cm.common.compat import AIRFLOW_VERSION, HAS_ASSET_STATE_STORE
 from airflow_provider_cm.triggers.streams import STATE_KEY, CommunicationsMiningStreamEventTrigger
 from tests.conftest import TOKEN, make_record
 

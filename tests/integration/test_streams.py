@@ -602,8 +602,8 @@ def stored_drain_record(dag_id: str, run_id: str) -> dict | None:
     """The drain's record as the metadata database keeps it: the task state store (3.3+) or a Variable (3.2)."""
     from airflow.utils.session import create_session
 
-    from airflow_provider_cm.compat import HAS_TASK_STATE_STORE
-    from airflow_provider_cm.drain.ledger import STATE_KEY
+    from airflow_provider_cm.common.compat import HAS_TASK_STATE_STORE
+    from airflow_provider_cm.common.drain.ledger import STATE_KEY
 
     with create_session() as session:
         if HAS_TASK_STATE_STORE:

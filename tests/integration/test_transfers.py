@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import requests
 
+from airflow_provider_cm.client.windows import window_key
 from airflow_provider_cm.exceptions import CommunicationsMiningServerError
 from airflow_provider_cm.operators.comments import CommunicationsMiningUploadCommentsOperator
 from airflow_provider_cm.operators.datasets import CommunicationsMiningExportDatasetOperator
@@ -28,7 +29,6 @@ from airflow_provider_cm.transfers.communications_mining_to_sql import (
     CommunicationsMiningStreamToSqlOperator,
     CommunicationsMiningToSqlOperator,
 )
-from airflow_provider_cm.windows import window_key
 from tests.conftest import (
     BANKING77_JSONL,
     POSTGRES_URI,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import mailbox
 from datetime import datetime, timedelta, timezone
 
-from airflow_provider_cm.emails import parse_eml
+from airflow_provider_cm.pipelines.emails import parse_eml
 from tests.conftest import new_workspace
 from tests.emails_data import CLI_EML, CLI_MSG, CLI_SAMPLE_ID, NOT_EMAILS, copy_as_eml, cpython_messages
 from tests.system.test_example_dags import load_dag, xcom_values

@@ -126,7 +126,7 @@ def connection_examples() -> list[tuple[str, str]]:
 def test_every_connection_example_resolves_to_the_endpoint_and_credentials_it_claims(tmp_path):
     from airflow.models.connection import Connection
 
-    from airflow_provider_cm.hooks.settings import ConnectionSettings
+    from airflow_provider_cm.client.settings import ConnectionSettings
 
     examples = connection_examples()
     assert {value[0] for _, value in examples} == {"{", "c"} and len(examples) >= 8  # JSON and URI forms
@@ -172,7 +172,7 @@ def credentials_of(settings) -> tuple[str, ...] | None:
 
 
 def test_the_connection_page_describes_every_field_of_the_form():
-    from airflow_provider_cm.connection_form import CONN_FIELDS, UI_FIELD_BEHAVIOUR
+    from airflow_provider_cm.common.connection_form import CONN_FIELDS, UI_FIELD_BEHAVIOUR
 
     page = (DOCS / "connection.md").read_text(encoding="utf-8")
     for name, spec in CONN_FIELDS.items():

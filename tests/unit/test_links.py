@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_cm.links import LINK_XCOM_KEY, CommunicationsMiningTenantLink, tenant_ui_url
+from airflow_provider_cm.common.links import LINK_XCOM_KEY, CommunicationsMiningTenantLink, tenant_ui_url
 from tests.in_process import HOST
 
 
@@ -103,7 +103,7 @@ def test_every_operator_and_the_sensor_carry_the_link_and_the_provider_registers
     for cls in (CommunicationsMiningBaseOperator, CommunicationsMiningStreamSensor):
         assert [type(link) for link in cls.operator_extra_links] == [CommunicationsMiningTenantLink]
     info = airflow_provider_cm.get_provider_info()
-    assert info["extra-links"] == ["airflow_provider_cm.links.CommunicationsMiningTenantLink"]
+    assert info["extra-links"] == ["airflow_provider_cm.common.links.CommunicationsMiningTenantLink"]
 
 
 def _xcoms(dag_run: Any, task_id: str) -> dict[str, Any]:

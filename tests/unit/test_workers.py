@@ -7,9 +7,7 @@ import uuid
 
 import pytest
 
-from airflow_provider_cm.operators.comments import CommunicationsMiningUploadCommentsOperator
-from airflow_provider_cm.operators.streams import CommunicationsMiningStreamFetchOperator
-from airflow_provider_cm.workers import (
+from airflow_provider_cm.common.workers import (
     executor_name,
     hostname,
     missing_input,
@@ -17,6 +15,8 @@ from airflow_provider_cm.workers import (
     warn_if_worker_local,
     warn_if_worker_local_database,
 )
+from airflow_provider_cm.operators.comments import CommunicationsMiningUploadCommentsOperator
+from airflow_provider_cm.operators.streams import CommunicationsMiningStreamFetchOperator
 
 CELERY = "airflow.providers.celery.executors.celery_executor.CeleryExecutor"
 

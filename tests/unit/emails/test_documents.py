@@ -9,7 +9,8 @@ from email.parser import BytesParser
 
 import pytest
 
-from airflow_provider_cm.emails import (
+from airflow_provider_cm.api.email_limits import MAX_BODY_PLAIN
+from airflow_provider_cm.pipelines.emails import (
     EmailError,
     EmailItem,
     EmailProblem,
@@ -20,8 +21,7 @@ from airflow_provider_cm.emails import (
     parse_eml,
     parse_msg,
 )
-from airflow_provider_cm.emails.documents import normalise_message_id
-from airflow_provider_cm.emails.limits import MAX_BODY_PLAIN
+from airflow_provider_cm.pipelines.emails.documents import normalise_message_id
 from tests.emails_data import CLI_EML, CLI_MSG, CLI_MSG_ANSI, CLI_SAMPLE_ID, NOT_EMAILS, copy_as_eml, cpython_messages
 
 CLI_ATTACHMENTS = [

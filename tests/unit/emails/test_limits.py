@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_cm.emails import batch_problems, document_problems, parse_eml
-from airflow_provider_cm.emails.limits import (
+from airflow_provider_cm.api.email_limits import (
     MAX_ATTACHMENTS,
     MAX_BODY_HTML,
     MAX_BODY_PLAIN,
@@ -13,6 +12,7 @@ from airflow_provider_cm.emails.limits import (
     MAX_SYNC_DOCUMENTS,
 )
 from airflow_provider_cm.exceptions import CommunicationsMiningBadRequestError
+from airflow_provider_cm.pipelines.emails import batch_problems, document_problems, parse_eml
 from tests.emails_data import CLI_EML
 
 

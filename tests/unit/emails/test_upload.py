@@ -7,8 +7,8 @@ import json
 import logging
 from pathlib import Path
 
-from airflow_provider_cm.emails import DEFAULT_TRANSFORM_TAG
-from airflow_provider_cm.emails.upload import EmailUploadEngine, EmailUploadRun, EmailUploadSettings
+from airflow_provider_cm.pipelines.emails import DEFAULT_TRANSFORM_TAG
+from airflow_provider_cm.pipelines.emails.upload import EmailUploadEngine, EmailUploadRun, EmailUploadSettings
 
 ROUTE = "POST /api/v1/sources/{project}/{name}/sync-raw-emails"
 

@@ -10,12 +10,12 @@ import time
 
 import pytest
 
+from airflow_provider_cm.client.concurrency import AdaptiveConcurrency, is_throttling
 from airflow_provider_cm.exceptions import (
     CommunicationsMiningBadRequestError,
     CommunicationsMiningRateLimitError,
     CommunicationsMiningServerError,
 )
-from airflow_provider_cm.hooks.concurrency import AdaptiveConcurrency, is_throttling
 
 ROUTE = "POST /api/_private/datasets/p/d/labellings/u"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_provider_cm.emulator.raw_emails import html_text
+from airflow_provider_cm.emulator.routes.raw_emails import html_text
 from airflow_provider_cm.exceptions import CommunicationsMiningRejectedEmailsError
 from airflow_provider_cm.operators.emails import CommunicationsMiningUploadEmailsOperator
 from tests.conftest import read_jsonl
@@ -104,7 +104,7 @@ def test_a_folder_of_real_emails_uploads_as_the_stdlib_reads_them(workspace, hoo
 
 
 def upload_id(path: Path) -> str:
-    from airflow_provider_cm.emails import parse_eml
+    from airflow_provider_cm.pipelines.emails import parse_eml
 
     return parse_eml(path.read_bytes()).comment_id
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_provider_cm.emails import parse_eml
 from airflow_provider_cm.operators.models import CommunicationsMiningPredictOperator
+from airflow_provider_cm.pipelines.emails import parse_eml
 from tests.conftest import make_record, read_jsonl
 from tests.emails_data import CLI_EML, CLI_MSG, CLI_SAMPLE_ID, NOT_EMAILS, copy_as_eml, cpython_messages
 

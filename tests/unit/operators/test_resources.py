@@ -8,8 +8,8 @@ import uuid
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_provider_cm.common.if_exists import ensure_project, ensure_source
 from airflow_provider_cm.exceptions import CommunicationsMiningConflictError, CommunicationsMiningNotFoundError
-from airflow_provider_cm.if_exists import ensure_project, ensure_source
 from airflow_provider_cm.operators.resources import (
     CommunicationsMiningCreateDatasetOperator,
     CommunicationsMiningCreateProjectOperator,

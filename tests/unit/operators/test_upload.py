@@ -173,7 +173,7 @@ def test_duplicate_ids_are_listed_in_file_order_among_other_problems(workspace, 
 
 
 def test_colliding_id_hashes_are_not_called_duplicates(workspace, monkeypatch, tmp_path, context):
-    from airflow_provider_cm.upload.id_hashes import IdHashes
+    from airflow_provider_cm.pipelines.comments.id_hashes import IdHashes
 
     # Every id gets the same hash: the second pass must compare the ids themselves.
     monkeypatch.setattr(IdHashes, "hash_of", staticmethod(lambda comment_id: 7))

@@ -17,7 +17,7 @@ import pytest
 
 from airflow_provider_cm.hooks.communications_mining import CommunicationsMiningHook
 from airflow_provider_cm.operators.comments import CommunicationsMiningUploadCommentsOperator
-from airflow_provider_cm.upload.engine import annotation_limits
+from airflow_provider_cm.pipelines.comments.engine import annotation_limits
 from tests.conftest import BANKING77_JSONL, NLUPP_JSONL, TOKEN, make_record, new_workspace, read_jsonl, write_jsonl
 
 WRITE_ROUTE = "POST /api/_private/datasets/{project}/{name}/labellings/{uid}"

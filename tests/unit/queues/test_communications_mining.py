@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_cm.compat import has_message_queue_trigger
+from airflow_provider_cm.common.compat import has_message_queue_trigger
 from airflow_provider_cm.queues.communications_mining import SCHEME, CommunicationsMiningMessageQueueProvider
 from airflow_provider_cm.triggers.streams import CommunicationsMiningStreamEventTrigger
 

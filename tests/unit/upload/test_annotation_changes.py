@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_cm.upload.annotation_changes import merged, needs_write
+from airflow_provider_cm.pipelines.comments.annotation_changes import merged, needs_write
 
 SPAN = {"content_part": "body", "message_index": 0, "utf16_byte_start": 0, "utf16_byte_end": 8}
 ENTITY = {"name": "date", "formatted_value": "tomorrow", "span": SPAN}

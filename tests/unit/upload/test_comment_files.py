@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_cm.upload.comment_files import CommentRecord, read_csv, read_jsonl
-from airflow_provider_cm.upload.comment_validation import RecordError, TimestampRule, checked_label_name
+from airflow_provider_cm.pipelines.comments.comment_files import CommentRecord, read_csv, read_jsonl
+from airflow_provider_cm.pipelines.comments.comment_validation import RecordError, TimestampRule, checked_label_name
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),

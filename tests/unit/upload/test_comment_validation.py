@@ -18,9 +18,9 @@ from zoneinfo import ZoneInfo
 import pytest
 import requests
 
-from airflow_provider_cm.comments import schema
-from airflow_provider_cm.upload.comment_files import CommentRecord, read_csv, read_jsonl
-from airflow_provider_cm.upload.comment_validation import TimestampRule
+from airflow_provider_cm.api import comment_schema as schema
+from airflow_provider_cm.pipelines.comments.comment_files import CommentRecord, read_csv, read_jsonl
+from airflow_provider_cm.pipelines.comments.comment_validation import TimestampRule
 from tests.conftest import TOKEN, make_record, new_workspace
 
 GOOD = json.dumps(make_record("ok", "2026-10-01T00:00:00Z"))

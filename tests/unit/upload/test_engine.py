@@ -6,9 +6,9 @@ import io
 import json
 import logging
 
-from airflow_provider_cm.upload.comment_files import CommentRecord
-from airflow_provider_cm.upload.engine import UploadEngine, UploadSettings
-from airflow_provider_cm.upload.spool import SpooledRecord
+from airflow_provider_cm.pipelines.comments.comment_files import CommentRecord
+from airflow_provider_cm.pipelines.comments.engine import UploadEngine, UploadSettings
+from airflow_provider_cm.pipelines.comments.spool import SpooledRecord
 
 
 def settings(workspace, **overrides) -> UploadSettings:
@@ -76,7 +76,7 @@ def test_a_refused_comment_is_dead_lettered_with_its_line_and_the_rest_arrive(ho
 def test_xcom_carries_the_deprecated_label_keys_with_the_annotation_counts():
     """0.1's ``labelled``/``labels_unchanged``/``labels_rejected`` stay for one release, equal to the new keys."""
     from airflow_provider_cm.exceptions import CommunicationsMiningRejectedRecordsError
-    from airflow_provider_cm.upload.upload_tally import DEPRECATED_XCOM_KEYS, UploadTally
+    from airflow_provider_cm.pipelines.comments.upload_tally import DEPRECATED_XCOM_KEYS, UploadTally
 
     tally = UploadTally(annotated=3, annotations_unchanged=2, annotations_rejected=1)
     xcom = tally.as_xcom()

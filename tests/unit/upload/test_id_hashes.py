@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from airflow_provider_cm.upload.id_hashes import IdHashes
+from airflow_provider_cm.pipelines.comments.id_hashes import IdHashes
 
 
 def test_finds_every_repeated_hash_and_nothing_else():

@@ -1,0 +1,1 @@
+"""One module per API resource, each with its body checks, its logic and its ``router(store)``."""

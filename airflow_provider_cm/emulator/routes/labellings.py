@@ -1,0 +1,135 @@
+"""Annotations ("labellings"): labels, entities and field extractions per dataset, keyed by uid.
+
+``POST /api/_private/datasets/<p>/<d>/labellings/<uid>`` writes one comment's annotations: a kind
+left out is unchanged, an empty list removes it. The uid is matched percent-encoded, so comment
+ids holding ``/`` work. Reading them back (by uid, or a source's page by page) is
+:mod:`~airflow_provider_cm.emulator.routes.labelling_reads`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from airflow_provider_cm.emulator.errors import bad_request
+from airflow_provider_cm.emulator.openapi import doc
+from airflow_provider_cm.emulator.rules.checks import Check, array, either, integer, obj, string
+from airflow_provider_cm.emulator.schemas import ANNOTATED_COMMENT, envelope
+from airflow_provider_cm.emulator.state.records import Dataset
+from airflow_provider_cm.emulator.state.store import Store
+from airflow_provider_cm.emulator.wire import json_body, ok, segment
+
+LABEL_NAME = either(
+    string(min_len=1), array(string(min_len=1), min_items=1, max_items=64), describe="a label name or list of parts"
+)
+LABEL = obj(
+    {"name": LABEL_NAME, "sentiment": string(choices=("positive", "negative")), "metadata": obj({})},
+    required=("name",),
+)
+LABELS = array(LABEL)
+GROUP = obj({"group": string(min_len=1, max_len=64), "assigned": LABELS, "dismissed": LABELS})
+SPAN = obj(
+    {
+        "content_part": string(),
+        "message_index": integer(minimum=0),
+        "utf16_byte_start": integer(minimum=0),
+        "utf16_byte_end": integer(minimum=0),
+    }
+)
+ENTITY = obj(
+    {"name": string(min_len=1), "formatted_value": string(), "span": SPAN, "spans": array(SPAN)}, required=("name",)
+)
+ENTITIES = obj({"assigned": array(ENTITY), "dismissed": array(ENTITY)})
+MOON_FORMS: Check = array(obj({}))
+ANNOTATION_BODY = obj({"labelling": array(GROUP), "entities": ENTITIES, "moon_forms": MOON_FORMS})
+
+
+def _clean_label(label: dict[str, Any]) -> dict[str, Any]:
+    name = label["name"]
+    out: dict[str, Any] = {"name": " > ".join(name) if isinstance(name, list) else name}
+    if not out["name"].strip():
+        raise bad_request("a label name must not be blank")
+    for optional in ("sentiment", "metadata"):
+        if label.get(optional) is not None:
+            out[optional] = label[optional]
+    return out
+
+
+def _clean_group(group: dict[str, Any]) -> dict[str, Any]:
+    clean: dict[str, Any] = {"group": group.get("group") or "default"}
+    for kind in ("assigned", "dismissed"):
+        if group.get(kind) is not None:
+            clean[kind] = [_clean_label(label) for label in group[kind]]
+    return clean
+
+
+def _assigned_names(groups: list[dict[str, Any]]) -> list[str]:
+    return [label["name"] for group in groups for label in group.get("assigned", [])]
+
+
+def update_annotations(store: Store, dataset: Dataset, uid: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Write one comment's annotations; answer the annotated comment."""
+    comment = store.comment_by_uid(dataset, uid)
+    ANNOTATION_BODY(body, "body")
+    annotation = dict(dataset.annotations.get(uid, {}))
+    if body.get("labelling") is not None:
+        annotation["labelling"] = [_clean_group(group) for group in body["labelling"]]
+        store.learn_label_names(dataset, _assigned_names(annotation["labelling"]))
+    if body.get("entities") is not None:
+        entities = body["entities"]
+        annotation["entities"] = {
+            "assigned": list(entities.get("assigned") or []),
+            "dismissed": list(entities.get("dismissed") or []),
+        }
+    if body.get("moon_forms") is not None:
+        annotation["moon_forms"] = body["moon_forms"]
+    store.put_annotation(dataset, uid, annotation)
+    return annotated_comment(store, dataset, comment)
+
+
+def has_annotations(store: Store, dataset: Dataset | None, uid: str) -> bool:
+    """Whether the comment has labels, entities or extractions (in ``dataset``, or in any)."""
+    datasets = [dataset] if dataset else list(store.datasets.values())
+    for ds in datasets:
+        annotation = ds.annotations.get(uid)
+        if not annotation:
+            continue
+        if any(g.get("assigned") or g.get("dismissed") for g in annotation.get("labelling", [])):
+            return True
+        if annotation.get("entities", {}).get("assigned") or annotation.get("moon_forms"):
+            return True
+    return False
+
+
+def public_comment(store: Store, comment: dict[str, Any], dataset: Dataset | None = None) -> dict[str, Any]:
+    """A stored comment as the API shows it, with ``has_annotations``."""
+    out = {k: v for k, v in comment.items() if k != "_keys"}
+    out["has_annotations"] = has_annotations(store, dataset, comment["uid"])
+    return out
+
+
+def annotated_comment(store: Store, dataset: Dataset, comment: dict[str, Any]) -> dict[str, Any]:
+    """``{"comment", "labelling"?, "entities"?, "moon_forms"?}`` for one comment in a dataset."""
+    annotation = dataset.annotations.get(comment["uid"], {})
+    out: dict[str, Any] = {"comment": public_comment(store, comment, dataset)}
+    for kind in ("labelling", "entities", "moon_forms"):
+        if kind in annotation:
+            out[kind] = annotation[kind]
+    return out
+
+
+def router(store: Store) -> APIRouter:
+    """The annotation write route."""
+    routes = APIRouter()
+
+    @routes.post(
+        "/api/_private/datasets/{project}/{name}/labellings/{uid}",
+        **doc({"allOf": [envelope(), ANNOTATED_COMMENT]}, body=ANNOTATION_BODY, errors=(400, 404)),
+    )
+    async def write_route(project: str, name: str, uid: str, request: Request) -> Response:
+        body = await json_body(request)
+        return ok(**(await store.write(lambda s: update_annotations(s, s.dataset(project, name), segment(uid), body))))
+
+    return routes

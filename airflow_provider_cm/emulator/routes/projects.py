@@ -1,0 +1,92 @@
+"""Projects (private routes ``/api/_private/projects[/<name>]``): list, get, create (PUT), update (POST)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from airflow_provider_cm.api.times import api_time, now_utc
+from airflow_provider_cm.emulator.errors import conflict, not_found
+from airflow_provider_cm.emulator.openapi import doc
+from airflow_provider_cm.emulator.rules.checks import array, body_field, obj, string
+from airflow_provider_cm.emulator.schemas import PROJECT, envelope, list_of
+from airflow_provider_cm.emulator.state.store import Store, new_id
+from airflow_provider_cm.emulator.wire import json_body, ok
+
+#: Project names the official client accepts.
+PROJECT_NAME = string(min_len=1, max_len=1024, pattern=r"[A-Za-z0-9_.-]+")
+PROJECT_BODY = obj(
+    {
+        "project": obj({"title": string(max_len=128), "description": string(max_len=16384)}),
+        "user_ids": array(string()),
+    }
+)
+
+PROJECT_UPDATE = obj({"title": string(max_len=128), "description": string(max_len=16384)}, closed=True)
+#: What the update route's body holds (as :func:`update_project` reads it).
+PROJECT_UPDATE_BODY = obj({"project": PROJECT_UPDATE}, required=("project",))
+ANSWER = envelope(project=PROJECT)
+
+
+def create_project(store: Store, name: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Create a project; 409 if the name is taken."""
+    PROJECT_NAME(name, "project name")
+    PROJECT_BODY(body, "body")
+    if name in store.projects:
+        raise conflict(f"project '{name}' already exists")
+    fields = body.get("project") or {}
+    stamp = api_time(now_utc())
+    return store.put_project(
+        {
+            "id": new_id(),
+            "name": name,
+            "title": fields.get("title") or "",
+            "description": fields.get("description") or "",
+            "created_at": stamp,
+            "updated_at": stamp,
+        }
+    )
+
+
+def update_project(store: Store, name: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Update a project's ``title`` and ``description`` (those given); 404 if there is none.
+
+    The body is ``{"project": {"title"?, "description"?}}``, as the official client's
+    ``UpdateProjectRequest`` sends it; other fields are refused.
+    """
+    get_project(store, name)
+    fields = body_field(body, "project", PROJECT_UPDATE)
+    given = {key: fields[key] for key in ("title", "description") if fields.get(key) is not None}
+    return store.update_project(name, given, api_time(now_utc()))
+
+
+def get_project(store: Store, name: str) -> dict[str, Any]:
+    """One project; 404 if there is none."""
+    if name not in store.projects:
+        raise not_found()
+    return store.projects[name]
+
+
+def router(store: Store) -> APIRouter:
+    """The project routes."""
+    routes = APIRouter()
+
+    @routes.get("/api/_private/projects", **doc(envelope(projects=list_of(PROJECT))))
+    async def list_projects() -> Response:
+        return ok(projects=store.read(lambda s: list(s.projects.values())))
+
+    @routes.get("/api/_private/projects/{project}", **doc(ANSWER, errors=(404,)))
+    async def read_project(project: str) -> Response:
+        return ok(project=store.read(get_project, project))
+
+    @routes.put("/api/_private/projects/{project}", **doc(ANSWER, body=PROJECT_BODY, errors=(400, 409)))
+    async def put_project(project: str, request: Request) -> Response:
+        return ok(project=await store.write(create_project, project, await json_body(request)))
+
+    @routes.post("/api/_private/projects/{project}", **doc(ANSWER, body=PROJECT_UPDATE_BODY, errors=(400, 404)))
+    async def post_project(project: str, request: Request) -> Response:
+        return ok(project=await store.write(update_project, project, await json_body(request)))
+
+    return routes

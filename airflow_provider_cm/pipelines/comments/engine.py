@@ -1,0 +1,293 @@
+"""The upload engine: spooled records to a source (``sync``) and their annotations to a dataset.
+
+Calls ``POST /api/v1/sources/<project>/<source>/sync``
+(https://docs.uipath.com/communications-mining/automation-cloud/latest/developer-guide/sync-comments)
+and the annotation routes ``GET``/``POST /api/_private/datasets/<project>/<dataset>/labellings``
+through :class:`~airflow_provider_cm.hooks.communications_mining.CommunicationsMiningHook`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from airflow_provider_cm.client.concurrency import AdaptiveConcurrency, run_bounded
+from airflow_provider_cm.client.pacing import RatePacer
+from airflow_provider_cm.client.retry import may_have_taken_effect
+from airflow_provider_cm.exceptions import (
+    CommunicationsMiningApiError,
+    CommunicationsMiningBadRequestError,
+    CommunicationsMiningError,
+    CommunicationsMiningNotFoundError,
+)
+from airflow_provider_cm.hooks.communications_mining import CommunicationsMiningHook, annotation_read_chunks
+from airflow_provider_cm.pipelines.comments.annotation_changes import needs_write
+from airflow_provider_cm.pipelines.comments.spool import SpooledRecord, one_write_per_comment
+from airflow_provider_cm.pipelines.comments.upload_tally import UploadTally
+
+#: Annotation-write requests in flight at the start, and at most, unless the settings say otherwise.
+DEFAULT_ANNOTATION_CONCURRENCY = 16
+DEFAULT_MAX_ANNOTATION_CONCURRENCY = 64
+
+
+def annotation_limits(start: int | None, most: int | None) -> tuple[int, int]:
+    """The annotation-write limits: ``(requests in flight at the start, the most in flight)``.
+
+    Neither given: 16 growing to 64. ``start`` alone: that many, never more (it still halves on
+    429 or 503, then grows back). ``most`` alone: ``min(16, most)`` growing to ``most``.
+
+    :raises ValueError: for a value below 1, or a start above the most.
+    """
+    if (start is not None and start < 1) or (most is not None and most < 1):
+        raise ValueError("annotation_concurrency and max_annotation_concurrency must be at least 1")
+    if start is None:
+        most = DEFAULT_MAX_ANNOTATION_CONCURRENCY if most is None else most
+        return min(DEFAULT_ANNOTATION_CONCURRENCY, most), most
+    if most is None:
+        return start, start
+    if start > most:
+        raise ValueError(
+            f"annotation_concurrency ({start}) is the number of annotation writes in flight at the start: "
+            f"it cannot exceed max_annotation_concurrency ({most})"
+        )
+    return start, most
+
+
+@dataclass(frozen=True)
+class UploadSettings:
+    """What one upload does: where to, and how many comments and requests at once.
+
+    :param source: ``"project/source"`` the comments are upserted to (``sync``).
+    :param dataset: ``"project/dataset"`` their annotations are written to, or ``None`` for none.
+    :param batch_size: most comments per ``sync`` request.
+    :param max_batch_bytes: most bytes of comments per ``sync`` request.
+    :param sync_concurrency: ``sync`` requests in flight (1 with ``allow_duplicate_ids``).
+    :param annotation_concurrency: label requests in flight at the start (the limiter adapts from there).
+    :param max_annotation_concurrency: most label requests in flight.
+    :param allow_duplicate_ids: one id on several records: send in file order, one batch at a time.
+    """
+
+    source: str
+    dataset: str | None
+    batch_size: int
+    max_batch_bytes: int
+    sync_concurrency: int
+    annotation_concurrency: int
+    max_annotation_concurrency: int
+    allow_duplicate_ids: bool
+
+
+class UploadEngine:
+    """One upload run over the hook: batching, bisection of rejected batches, annotations, counts.
+
+    It needs no task context: the operator gives it a hook, the settings and a logger, runs it over
+    the spooled records (:meth:`run`) and reads ``tally``, ``dead_lettered`` and the refused ids.
+    Refused records are written to ``dead_letters`` (a text file the caller opens) as JSON lines.
+    """
+
+    def __init__(
+        self,
+        hook: CommunicationsMiningHook,
+        settings: UploadSettings,
+        log: logging.Logger | Any,
+        *,
+        source_id: str,
+        total: int,
+    ) -> None:
+        self.hook = hook
+        self.settings = settings
+        self.log = log
+        self.source_id = source_id
+        self.total = total
+        self.tally = UploadTally()
+        self.lock = threading.Lock()
+        self.refused_ids: list[str] = []
+        self.unannotated_ids: list[str] = []
+        self.dead_letters: Any = None
+        self.dead_lettered = 0
+        self.pool: ThreadPoolExecutor
+        #: How many label requests (reads and writes) go at once, and how fast they start after a refusal,
+        #: learned from the tenant's answers.
+        self.limiter = AdaptiveConcurrency(
+            settings.annotation_concurrency, settings.max_annotation_concurrency, pacer=RatePacer()
+        )
+
+    def run(self, records: Iterator[SpooledRecord]) -> None:
+        """Batch the records and upload them, ``sync_concurrency`` batches at a time.
+
+        Preparing the next batch overlaps sending the current ones; at most ``sync_concurrency + 1``
+        batches are held in memory. With ``allow_duplicate_ids`` one batch is sent at a time, in
+        file order, so a later line updates an earlier one.
+        """
+        senders = 1 if self.settings.allow_duplicate_ids else self.settings.sync_concurrency
+        with (
+            ThreadPoolExecutor(max_workers=self.settings.max_annotation_concurrency) as self.pool,
+            ThreadPoolExecutor(max_workers=senders, thread_name_prefix="cm-upload") as sender,
+        ):
+            try:
+                run_bounded(sender, self._flush, self._batches(records), senders)
+            finally:
+                self._log_label_concurrency()
+
+    def _batches(self, records: Iterator[SpooledRecord]) -> Iterator[list[SpooledRecord]]:
+        batch: list[SpooledRecord] = []
+        size = 0
+        for record in records:
+            batch.append(record)
+            size += len(record.comment_json) + 1
+            if len(batch) >= self.settings.batch_size or size >= self.settings.max_batch_bytes:
+                yield batch
+                batch, size = [], 0
+        if batch:
+            yield batch
+
+    def _flush(self, batch: list[SpooledRecord]) -> None:
+        """Send one batch and its annotations; add its counts to the run's in one step, then log them.
+
+        The batch's counts are kept apart until it is done, so a progress line never mixes
+        comments of a batch still in flight with those done.
+        """
+        tally = UploadTally()
+        try:
+            accepted = self._sync(batch, tally)
+            if self.settings.dataset:
+                self._annotate([r for r in accepted if r.annotations_json], tally)
+        finally:
+            with self.lock:
+                self.tally.add(tally)
+                self.log.info(
+                    "Progress: %d of %d comments (%.0f%%): %s",
+                    self.tally.done,
+                    self.total,
+                    100.0 * self.tally.done / max(self.total, 1),
+                    self.tally.summary(),
+                )
+
+    def _sync(self, records: list[SpooledRecord], tally: UploadTally) -> list[SpooledRecord]:
+        """``sync`` the records, bisecting a refused batch; return those stored."""
+        try:
+            answer = self.hook.sync_comments(self.settings.source, [r.comment_json for r in records])
+        except CommunicationsMiningBadRequestError as exc:
+            if len(records) == 1:
+                self._dead_letter(records[0], "sync", exc, stored=False)
+                tally.rejected += 1
+                return []
+            self.log.warning(
+                "The API rejected a batch of %d comments (%s); bisecting to find the records it refuses",
+                len(records),
+                exc.message,
+            )
+            middle = len(records) // 2
+            return self._sync(records[:middle], tally) + self._sync(records[middle:], tally)
+        except Exception as exc:
+            if may_have_taken_effect(exc):
+                tally.add_lost_sync(len(records))
+            raise
+        tally.add_sync(answer)
+        return records
+
+    def _annotate(self, records: list[SpooledRecord], tally: UploadTally) -> None:
+        """Write the annotations of stored records that the dataset does not hold yet; count the rest.
+
+        Counts are per comment: records of one id (``allow_duplicate_ids``) make one write with
+        the effect of theirs in file order.
+        """
+        writes = one_write_per_comment(records)
+        if tally.new == tally.stored:
+            changed = writes  # sync created every comment of the batch: none has annotations yet
+        else:
+            changed = self._changed(writes)
+        tally.annotations_unchanged += len(writes) - len(changed)
+        futures = [(record, self.pool.submit(self._write_annotations, record)) for record in changed]
+        failure: BaseException | None = None
+        for record, future in futures:
+            error = future.exception()
+            if error is None:
+                tally.annotated += 1
+            elif isinstance(error, CommunicationsMiningBadRequestError | CommunicationsMiningNotFoundError):
+                self._dead_letter(record, "annotations", error, stored=True)
+                tally.annotations_rejected += 1
+            elif failure is None:
+                failure = error
+        if failure is not None:
+            raise failure
+
+    def _log_label_concurrency(self) -> None:
+        """Log what the label requests' limiter did (so far, if the upload stops on an error)."""
+        if self.settings.dataset:
+            pacing = self.limiter.pacer.report().text() if self.limiter.pacer is not None else "not paced"
+            self.log.info("Label reads and writes: %s; %s", self.limiter.report().text(), pacing)
+
+    def _uid(self, record: SpooledRecord) -> str:
+        return f"{self.source_id}.{record.id}"
+
+    def _changed(self, records: list[SpooledRecord]) -> list[SpooledRecord]:
+        """The records whose annotations differ from the dataset's, read in bulk (a few dozen uids a request).
+
+        A comment whose current annotations could not be read counts as changed (it is written).
+        """
+        uids = [self._uid(record) for record in records]
+        reads = [self.pool.submit(self._read_annotations, chunk) for chunk in annotation_read_chunks(uids)]
+        current: dict[str, dict[str, Any]] = {}
+        for read in reads:
+            for annotated in read.result():
+                uid = annotated.get("comment", {}).get("uid")
+                if isinstance(uid, str):
+                    current[uid] = annotated
+        return [r for r, uid in zip(records, uids, strict=True) if needs_write(r.annotations or {}, current.get(uid))]
+
+    def _read_annotations(self, uids: list[str]) -> list[dict[str, Any]]:
+        """The dataset's annotations of ``uids``; none (so they are all written) if the read fails."""
+        try:
+            with self.limiter.slot() as slot:
+                return self.hook.get_annotations(self.settings.dataset, uids, observer=slot.observe)  # type: ignore[arg-type]
+        except CommunicationsMiningError as exc:
+            self.log.warning(
+                "Could not read the current labels of %d comments (%s); writing all of them", len(uids), exc
+            )
+            return []
+
+    def _write_annotations(self, record: SpooledRecord) -> None:
+        with self.limiter.slot() as slot:
+            self.hook.update_annotations(
+                self.settings.dataset,  # type: ignore[arg-type]
+                self._uid(record),
+                observer=slot.observe,
+                **(record.annotations or {}),
+            )
+
+    def _dead_letter(
+        self, record: SpooledRecord, stage: str, error: CommunicationsMiningApiError, *, stored: bool
+    ) -> None:
+        """Write a refused record to the dead-letter spool with what happened to it."""
+        if stored:
+            outcome = "stored in the source (billed if new or its text changed); its labels were not written"
+        else:
+            outcome = "not stored (not billed)"
+        entry = {
+            "line": record.line,
+            "id": record.id,
+            "stage": stage,
+            "stored": stored,
+            "outcome": outcome,
+            "status_code": error.status_code,
+            "error": error.message,
+            "record": record.as_input(),
+        }
+        with self.lock:
+            self.log.warning(
+                "The API refused comment %r (line %d) at %s: %s; the comment was %s",
+                record.id,
+                record.line,
+                stage,
+                error.message,
+                outcome,
+            )
+            (self.unannotated_ids if stored else self.refused_ids).append(record.id)
+            self.dead_letters.write(json.dumps(entry, ensure_ascii=False) + "\n")
+            self.dead_lettered += 1

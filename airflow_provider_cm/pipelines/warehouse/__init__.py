@@ -1,0 +1,1 @@
+"""Exported comments as rows of a warehouse table or a CSV file."""
