@@ -20,12 +20,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+# re-exported: e-mail readers and routes take every e-mail limit from here
+from airflow_provider_cm.api.limits import MAX_PREDICT_DOCUMENTS as MAX_PREDICT_DOCUMENTS
+
 #: The official CLI's default ``transform_tag`` [cli:cli/src/commands/mod.rs ``DEFAULT_TRANSFORM_TAG``].
 DEFAULT_TRANSFORM_TAG = "generic.0.CONVKER5"
 #: Most documents one ``sync-raw-emails`` request takes.
 MAX_SYNC_DOCUMENTS = 16384
-#: Most documents one ``predict-raw-emails`` request takes (as for ``predict``).
-MAX_PREDICT_DOCUMENTS = 4096
 #: Most characters of ``raw_email.headers.raw``.
 MAX_HEADERS_RAW = 65536
 #: Most characters of ``raw_email.body.plain``.

@@ -24,6 +24,7 @@ import requests
 import tenacity
 from requests.adapters import HTTPAdapter
 
+from airflow_provider_cm.api.routes import may_resend
 from airflow_provider_cm.client.auth import ClientCredentials
 from airflow_provider_cm.client.retry import RetryPolicy, mark_exhausted, may_have_taken_effect, parse_retry_after
 from airflow_provider_cm.client.settings import ConnectionSettings
@@ -69,7 +70,8 @@ class ApiCall:
     :param content_type: the body's media type.
     :param params: query parameters.
     :param idempotent: whether sending it twice has the effect of once (only then is it retried
-        after it may have reached the server).
+        after it may have reached the server); for an API route, the route table's rule
+        (:func:`airflow_provider_cm.api.routes.may_resend`).
     :param authorised: whether it carries the bearer token (the token request itself does not).
     """
 
@@ -79,7 +81,7 @@ class ApiCall:
     content: bytes | None = None
     content_type: str = "application/json"
     params: Params = None
-    idempotent: bool = True
+    idempotent: bool = False
     authorised: bool = True
 
     @classmethod
@@ -92,13 +94,18 @@ class ApiCall:
         json_body: Any = None,
         raw_body: bytes | None = None,
         params: Params = None,
-        idempotent: bool = True,
+        idempotent: bool | None = None,
     ) -> ApiCall:
         """A call of the API route ``path`` (after the endpoint, e.g. ``api/v1/sources/p/s``).
+
+        :param idempotent: whether it may be sent again after it may have reached the server;
+            ``None`` (the default) takes the route table's rule, which resends no unknown route.
 
         :raises ValueError: for a body that is not JSON (e.g. a NaN or infinite number).
         """
         content = raw_body if raw_body is not None else None if json_body is None else encode_json(json_body)
+        if idempotent is None:
+            idempotent = may_resend(method, path)
         return cls(method, f"{endpoint}/{path}", f"{method} /{path}", content, params=params, idempotent=idempotent)
 
     @classmethod
@@ -110,6 +117,7 @@ class ApiCall:
             credentials.route,
             credentials.form(),
             content_type="application/x-www-form-urlencoded",
+            idempotent=True,
             authorised=False,
         )
 

@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from airflow_provider_cm.api import routes as api
 from airflow_provider_cm.emulator.errors import ApiError
 from airflow_provider_cm.emulator.fault_injection.layer import FaultInjection
 from airflow_provider_cm.emulator.middleware import ErrorEnvelope, RawPathRouting, TokenCheck, internal_error
@@ -109,7 +110,7 @@ def create_app(token: str, store: Store | None = None) -> Any:
     app = FastAPI(title="Communications Mining emulator", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.emulator = store
     _install_error_handlers(app)
-    app.add_api_route("/auth/user", _current_user, methods=["GET"], **doc(envelope(user=USER)))
+    app.add_api_route(api.CURRENT_USER.url, _current_user, methods=["GET"], **doc(envelope(user=USER)))
     for resource in _RESOURCES:
         app.include_router(resource.router(store))
     app.include_router(predictions.router(store))

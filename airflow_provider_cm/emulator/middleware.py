@@ -14,13 +14,14 @@ import logging
 from typing import Any
 from urllib.parse import quote, unquote
 
+from airflow_provider_cm.api import routes as api
 from airflow_provider_cm.emulator.fault_injection.knobs import Knobs
 from airflow_provider_cm.emulator.routes.oauth import TOKEN_PATH
 from airflow_provider_cm.emulator.wire import error
 
 log = logging.getLogger(__name__)
 
-_ROUTE_ROOTS = ("/api/", "/auth/", "/_emulator/")
+_ROUTE_ROOTS = (*(f"/{root}/" for root in api.ROOTS), "/_emulator/")
 
 
 def routing_path(raw_path: str) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 import requests
 from airflow.sdk import BaseHook
 
+from airflow_provider_cm.api import routes
 from airflow_provider_cm.client.auth import ClientCredentials
 from airflow_provider_cm.client.retry import RetryPolicy
 from airflow_provider_cm.client.settings import ConnectionSettings
@@ -152,7 +153,7 @@ class CommunicationsMiningBaseHook(BaseHook):
         json_body: Any = None,
         raw_body: bytes | None = None,
         params: Params = None,
-        idempotent: bool = True,
+        idempotent: bool | None = None,
     ) -> ApiCall:
         return ApiCall.to_api(
             self.endpoint, method, path, json_body=json_body, raw_body=raw_body, params=params, idempotent=idempotent
@@ -175,7 +176,7 @@ class CommunicationsMiningBaseHook(BaseHook):
         json_body: Any = None,
         raw_body: bytes | None = None,
         params: Params = None,
-        idempotent: bool = True,
+        idempotent: bool | None = None,
     ) -> dict[str, Any]:
         """Send one API request with the retry policy and return the parsed payload.
 
@@ -185,7 +186,9 @@ class CommunicationsMiningBaseHook(BaseHook):
         :param raw_body: the request body as already-encoded JSON (instead of ``json_body``).
         :param params: query parameters.
         :param idempotent: whether sending the request twice has the same effect as once; only
-            such requests are retried after the server may have received them.
+            such requests are retried after the server may have received them. ``None`` (the
+            default) takes the rule of the route's entry in :mod:`airflow_provider_cm.api.routes`;
+            a path no entry matches is not resent.
         :raises CommunicationsMiningApiError: (a subclass by status) when the API answers an error.
         :raises CommunicationsMiningConnectionError: when no response could be had.
         :raises CommunicationsMiningConfigError: when the connection cannot work as configured.
@@ -202,7 +205,7 @@ class CommunicationsMiningBaseHook(BaseHook):
         answers quickly; the message says what failed and, where it can, what to change.
         """
         try:
-            call = self._call("GET", "auth/user")
+            call = self._call("GET", routes.CURRENT_USER.path)
             user = self.transport.send(call, policy=TEST_CONNECTION_POLICY, timeouts=TEST_CONNECTION_TIMEOUTS)
         except Exception as exc:
             return False, str(exc)

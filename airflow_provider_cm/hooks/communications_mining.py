@@ -9,9 +9,17 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TypedDict
 from urllib.parse import quote
 
+from airflow_provider_cm.api import routes
 from airflow_provider_cm.api.email_limits import DEFAULT_TRANSFORM_TAG, MAX_SYNC_DOCUMENTS
-from airflow_provider_cm.api.email_limits import MAX_PREDICT_DOCUMENTS as MAX_PREDICT_EMAILS
 from airflow_provider_cm.api.labels import label_levels, label_name
+from airflow_provider_cm.api.limits import (
+    MAX_ANNOTATION_PAGE,
+    MAX_ANNOTATION_READ_IDS,
+    MAX_EXPORT_LIMIT,
+    MAX_PREDICT_DOCUMENTS,
+    MAX_STREAM_FETCH,
+    MAX_SYNC_COMMENTS,
+)
 from airflow_provider_cm.client.settings import endpoint_from_connection
 from airflow_provider_cm.client.transport import AttemptObserver, encode_json
 from airflow_provider_cm.exceptions import (
@@ -31,22 +39,9 @@ __all__ = [
     "split_full_name",
 ]
 
-#: Most comments the ``sync`` route takes in one request.
-MAX_SYNC_COMMENTS = 16384
-#: Most comments one export page returns.
-MAX_EXPORT_LIMIT = 256
-#: Most comments one stream fetch looks at.
-MAX_STREAM_FETCH = 1024
-#: Most documents one predict request takes.
-MAX_PREDICT_DOCUMENTS = 4096
-#: Most comment uids one annotation read (``GET .../labellings?id=...``) asks for.
-MAX_ANNOTATION_READ_IDS = 128
 #: Most bytes of query string one annotation read carries: well under the 8 KiB request line
 #: that common servers and gateways accept, with room for the endpoint and path.
 MAX_ANNOTATION_READ_QUERY = 4096
-#: Most comments one page of the source-wide annotation read returns (the emulator's bound; the
-#: API's is not published).
-MAX_ANNOTATION_PAGE = 1024
 
 
 class SyncResult(TypedDict):
@@ -82,11 +77,6 @@ def split_full_name(full_name: str, kind: str) -> tuple[str, str]:
     return parts[0], parts[1]
 
 
-def resource_path(*segments: str) -> str:
-    """Join path segments, percent-encoding each (``/`` becomes ``%2F``; ``id:<id>`` keeps its colon)."""
-    return "/".join(quote(str(segment), safe=":") for segment in segments)
-
-
 class CommunicationsMiningHook(CommunicationsMiningBaseHook):
     """One thin method per route of the UiPath Communications Mining API, over the base hook's
     connection and request pipeline (:class:`~airflow_provider_cm.hooks.base.CommunicationsMiningBaseHook`,
@@ -101,15 +91,15 @@ class CommunicationsMiningHook(CommunicationsMiningBaseHook):
 
     def get_current_user(self) -> dict[str, Any]:
         """The token's user (``GET /auth/user``)."""
-        return self.request("GET", "auth/user")["user"]
+        return self.request("GET", routes.CURRENT_USER.path)["user"]
 
     def list_projects(self) -> list[dict[str, Any]]:
         """All projects the token can see (``GET /api/_private/projects``)."""
-        return self.request("GET", "api/_private/projects")["projects"]
+        return self.request("GET", routes.LIST_PROJECTS.path)["projects"]
 
     def get_project(self, project: str) -> dict[str, Any]:
         """One project (``GET /api/_private/projects/<project>``)."""
-        return self.request("GET", f"api/_private/projects/{resource_path(project)}")["project"]
+        return self.request("GET", routes.GET_PROJECT.at(project))["project"]
 
     def create_project(
         self, project: str, *, title: str | None = None, description: str | None = None
@@ -119,7 +109,7 @@ class CommunicationsMiningHook(CommunicationsMiningBaseHook):
         :raises CommunicationsMiningConflictError: if it exists already.
         """
         body = {"project": without_none(title=title, description=description), "user_ids": []}
-        return self.request("PUT", f"api/_private/projects/{resource_path(project)}", json_body=body)["project"]
+        return self.request("PUT", routes.CREATE_PROJECT.at(project), json_body=body)["project"]
 
     # -- sources ----------------------------------------------------------------------------------
 
@@ -128,7 +118,7 @@ class CommunicationsMiningHook(CommunicationsMiningBaseHook):
 
         Docs: https://docs.uipath.com/communications-mining/automation-cloud/latest/developer-guide/sources
         """
-        path = "api/v1/sources" + (f"/{resource_path(project)}" if project else "")
+        path = routes.LIST_PROJECT_SOURCES.at(project) if project else routes.LIST_SOURCES.path
         return self.request("GET", path)["sources"]
 
     def get_source(self, source: str) -> dict[str, Any]:
@@ -136,7 +126,9 @@ class CommunicationsMiningHook(CommunicationsMiningBaseHook):
 
         :raises CommunicationsMiningNotFoundError: if there is no such source.
         """
-        return self.request("GET", f"api/v1/sources/{_name_path(source, 'source')}")["source"]
+        return self.request("GET", _name_path(source, "source", routes.GET_SOURCE, routes.LIST_PROJECT_SOURCES))[
+            "source"
+        ]
 
     def create_source(self, source: str, **fields: Any) -> dict[str, Any]:
         """Create a source (``PUT /api/v1/sources/<project>/<name>``).
@@ -147,7 +139,7 @@ class CommunicationsMiningHook(CommunicationsMiningBaseHook):
         """
         project, name = split_full_name(source, "source")
         body = {"source": without_none(**fields)}
-        return self.request("PUT", f"api/v1/sources/{resource_path(project, name)}", json_body=body)["source"]
+        return self.request("PUT", routes.CREATE_SOURCE.at(project, name), json_body=body)["source"]
 
     def sync_comments(self, source: str, comments: Sequence[Mapping[str, Any] | bytes]) -> SyncResult:
         """Create or update comments by id (``POST /api/v1/sources/<project>/<name>/sync``).
@@ -171,7 +163,7 @@ class CommunicationsMiningHook(CommunicationsMiningBaseHook):
         encoded = b",".join(c if isinstance(c, bytes) else encode_json(c) for c in comments)
         reply = self.send(
             "POST",
-            f"api/v1/sources/{resource_path(project, name)}/sync",
+            routes.SYNC_COMMENTS.at(project, name),
             raw_body=b'{"comments":[' + encoded + b"]}",
         )
         body = reply.payload
@@ -213,7 +205,7 @@ class CommunicationsMiningHook(CommunicationsMiningBaseHook):
         options = encode_json({"transform_tag": transform_tag, "include_comments": include_comments})
         reply = self.send(
             "POST",
-            f"api/v1/sources/{resource_path(project, name)}/sync-raw-emails",
+            routes.SYNC_RAW_EMAILS.at(project, name),
             raw_body=b'{"documents":[' + encoded + b"]," + options[1:],
         )
         body = reply.payload
@@ -238,20 +230,20 @@ class CommunicationsMiningHook(CommunicationsMiningBaseHook):
         project, name = split_full_name(source, "source")
         self.request(
             "PUT",
-            f"api/_private/sources/{resource_path(project, name)}/comments",
+            routes.PUT_COMMENTS.at(project, name),
             json_body={"comments": list(comments)},
         )
 
     def get_comment(self, source: str, comment_id: str) -> dict[str, Any]:
         """One comment (``GET /api/v1/sources/<project>/<name>/comments/<id>``)."""
         project, name = split_full_name(source, "source")
-        return self.request("GET", f"api/v1/sources/{resource_path(project, name, 'comments', comment_id)}")["comment"]
+        return self.request("GET", routes.GET_COMMENT.at(project, name, comment_id))["comment"]
 
     # -- datasets ---------------------------------------------------------------------------------
 
     def list_datasets(self, project: str | None = None) -> list[dict[str, Any]]:
         """Datasets, all or of one project (``GET /api/v1/datasets[/<project>]``)."""
-        path = "api/v1/datasets" + (f"/{resource_path(project)}" if project else "")
+        path = routes.LIST_PROJECT_DATASETS.at(project) if project else routes.LIST_DATASETS.path
         return self.request("GET", path)["datasets"]
 
     def get_dataset(self, dataset: str) -> dict[str, Any]:
@@ -259,7 +251,9 @@ class CommunicationsMiningHook(CommunicationsMiningBaseHook):
 
         :raises CommunicationsMiningNotFoundError: if there is no such dataset.
         """
-        return self.request("GET", f"api/v1/datasets/{_name_path(dataset, 'dataset')}")["dataset"]
+        return self.request("GET", _name_path(dataset, "dataset", routes.GET_DATASET, routes.LIST_PROJECT_DATASETS))[
+            "dataset"
+        ]
 
     def create_dataset(self, dataset: str, *, source_ids: Sequence[str] = (), **fields: Any) -> dict[str, Any]:
         """Create a dataset over sources (``PUT /api/v1/datasets/<project>/<name>``).
@@ -273,18 +267,18 @@ class CommunicationsMiningHook(CommunicationsMiningBaseHook):
         """
         project, name = split_full_name(dataset, "dataset")
         body = {"dataset": {"source_ids": list(source_ids), **without_none(**fields)}}
-        return self.request("PUT", f"api/v1/datasets/{resource_path(project, name)}", json_body=body)["dataset"]
+        return self.request("PUT", routes.CREATE_DATASET.at(project, name), json_body=body)["dataset"]
 
     def update_dataset(self, dataset: str, **fields: Any) -> dict[str, Any]:
         """Update a dataset, e.g. its ``source_ids`` (``POST /api/v1/datasets/<project>/<name>``)."""
         project, name = split_full_name(dataset, "dataset")
         body = {"dataset": without_none(**fields)}
-        return self.request("POST", f"api/v1/datasets/{resource_path(project, name)}", json_body=body)["dataset"]
+        return self.request("POST", routes.UPDATE_DATASET.at(project, name), json_body=body)["dataset"]
 
     def delete_dataset(self, dataset: str) -> None:
         """Delete a dataset (``DELETE /api/v1/datasets/<project>/<name>``); its sources stay."""
         project, name = split_full_name(dataset, "dataset")
-        self.request("DELETE", f"api/v1/datasets/{resource_path(project, name)}")
+        self.request("DELETE", routes.DELETE_DATASET.at(project, name))
 
     def update_annotations(
         self,
@@ -315,7 +309,7 @@ class CommunicationsMiningHook(CommunicationsMiningBaseHook):
         body = without_none(labelling=labelling, entities=entities, moon_forms=moon_forms)
         return self.send(
             "POST",
-            f"api/_private/datasets/{resource_path(project, name, 'labellings', uid)}",
+            routes.PUT_ANNOTATIONS.at(project, name, uid),
             json_body=body,
             observer=observer,
         ).payload
@@ -386,7 +380,7 @@ class CommunicationsMiningHook(CommunicationsMiningBaseHook):
 
     def _labellings_path(self, dataset: str) -> str:
         project, name = split_full_name(dataset, "dataset")
-        return f"api/_private/datasets/{resource_path(project, name)}/labellings"
+        return routes.READ_ANNOTATIONS.at(project, name)
 
     def export_page(
         self,
@@ -427,7 +421,7 @@ class CommunicationsMiningHook(CommunicationsMiningBaseHook):
                 body["source_ids"] = list(source_ids)
         if continuation:
             body["continuation"] = continuation
-        path = f"api/v1/datasets/{resource_path(project, name)}/export"
+        path = routes.EXPORT.at(project, name)
         page = self.send("POST", path, json_body=body, observer=observer).payload
         return {"comments": page.get("comments", []), "continuation": page.get("continuation")}
 
@@ -456,8 +450,9 @@ class CommunicationsMiningHook(CommunicationsMiningBaseHook):
 
     def _stream_path(self, dataset: str, stream: str | None = None, action: str | None = None) -> str:
         project, name = split_full_name(dataset, "dataset")
-        segments = [project, name, "streams"] + ([stream] if stream else []) + ([action] if action else [])
-        return "api/v1/datasets/" + resource_path(*segments)
+        if stream is None:
+            return routes.LIST_STREAMS.at(project, name)
+        return _STREAM_ROUTES[action].at(project, name, stream)
 
     def list_streams(self, dataset: str) -> list[dict[str, Any]]:
         """A dataset's streams (``GET /api/v1/datasets/<project>/<dataset>/streams``).
@@ -556,7 +551,7 @@ class CommunicationsMiningHook(CommunicationsMiningBaseHook):
         :return: ``{"sequence_id": str, "stream": {...}}``.
         """
         body = {"to_comment_created_at": to_comment_created_at}
-        return self.request("POST", self._stream_path(dataset, stream, "reset"), json_body=body, idempotent=True)
+        return self.request("POST", self._stream_path(dataset, stream, "reset"), json_body=body)
 
     def tag_exceptions(self, dataset: str, stream: str, uids: Sequence[str], exception_type: str) -> None:
         """Tag comments as exceptions of a stream (``PUT .../streams/<stream>/exceptions``).
@@ -586,7 +581,7 @@ class CommunicationsMiningHook(CommunicationsMiningBaseHook):
         :meth:`resolve_model_tag` for a version number.
         """
         project, name = split_full_name(dataset, "dataset")
-        body = self.request("GET", f"api/v1/datasets/{resource_path(project, name)}/model-tags")
+        body = self.request("GET", routes.MODEL_TAGS.at(project, name))
         return body.get("model_tags", body.get("tags"))
 
     def resolve_model_tag(self, dataset: str, tag: str) -> int:
@@ -622,8 +617,8 @@ class CommunicationsMiningHook(CommunicationsMiningBaseHook):
             raise ValueError(f"predict takes 1 to {MAX_PREDICT_DOCUMENTS} documents, got {len(documents)}")
         project, name = split_full_name(dataset, "dataset")
         body = {"documents": list(documents), **prediction_options(threshold, labels)}
-        path = f"api/v1/datasets/{resource_path(project, name, 'labellers', str(version))}/predict"
-        return self.request("POST", path, json_body=body, idempotent=False)["predictions"]
+        path = routes.PREDICT.at(project, name, str(version))
+        return self.request("POST", path, json_body=body)["predictions"]
 
     def predict_raw_emails(
         self,
@@ -648,12 +643,12 @@ class CommunicationsMiningHook(CommunicationsMiningBaseHook):
         :param labels: per-label thresholds ``{"Parent > Child": 0.5}``, restricting the labels.
         :return: one prediction per document, in order: ``{"labels": [...], "entities": [...]}``.
         """
-        if not documents or len(documents) > MAX_PREDICT_EMAILS:
-            raise ValueError(f"predict-raw-emails takes 1 to {MAX_PREDICT_EMAILS} documents, got {len(documents)}")
+        if not documents or len(documents) > MAX_PREDICT_DOCUMENTS:
+            raise ValueError(f"predict-raw-emails takes 1 to {MAX_PREDICT_DOCUMENTS} documents, got {len(documents)}")
         project, name = split_full_name(dataset, "dataset")
         body = {"documents": list(documents), "transform_tag": transform_tag, **prediction_options(threshold, labels)}
-        path = f"api/v1/datasets/{resource_path(project, name, 'labellers', str(version))}/predict-raw-emails"
-        return self.request("POST", path, json_body=body, idempotent=False)["predictions"]
+        path = routes.PREDICT_RAW_EMAILS.at(project, name, str(version))
+        return self.request("POST", path, json_body=body)["predictions"]
 
     # -- updates --------------------------------------------------------------------------------------
 
@@ -662,7 +657,7 @@ class CommunicationsMiningHook(CommunicationsMiningBaseHook):
     ) -> dict[str, Any]:
         """Change a project's title or description (``POST /api/_private/projects/<project>``, private)."""
         body = {"project": without_none(title=title, description=description)}
-        return self.request("POST", f"api/_private/projects/{resource_path(project)}", json_body=body)["project"]
+        return self.request("POST", routes.UPDATE_PROJECT.at(project), json_body=body)["project"]
 
     def update_source(self, source: str, **fields: Any) -> dict[str, Any]:
         """Change a source's fields (``POST /api/v1/sources/<project>/<name>``).
@@ -672,7 +667,7 @@ class CommunicationsMiningHook(CommunicationsMiningBaseHook):
         """
         project, name = split_full_name(source, "source")
         body = {"source": without_none(**fields)}
-        return self.request("POST", f"api/v1/sources/{resource_path(project, name)}", json_body=body)["source"]
+        return self.request("POST", routes.UPDATE_SOURCE.at(project, name), json_body=body)["source"]
 
     def source_id(self, source: str) -> str:
         """The id of a source given as ``"project/name"``, ``"id:<id>"`` or a bare id.
@@ -776,10 +771,21 @@ def annotation_read_chunks(uids: Sequence[str]) -> Iterator[list[str]]:
         yield chunk
 
 
-def _name_path(name: str, kind: str) -> str:
+#: The route of each stream action (the other methods of a path share its path).
+_STREAM_ROUTES: dict[str | None, routes.Route] = {
+    None: routes.GET_STREAM,
+    "fetch": routes.FETCH_STREAM,
+    "advance": routes.ADVANCE_STREAM,
+    "reset": routes.RESET_STREAM,
+    "exceptions": routes.TAG_EXCEPTIONS,
+}
+
+
+def _name_path(name: str, kind: str, by_name: routes.Route, by_id: routes.Route) -> str:
+    """The path of an object named ``project/name`` (``by_name``) or ``id:<id>`` (``by_id``)."""
     if name.startswith("id:"):
-        return resource_path(name)
-    return resource_path(*split_full_name(name, kind))
+        return by_id.at(name)
+    return by_name.at(*split_full_name(name, kind))
 
 
 def without_none(**values: Any) -> dict[str, Any]:

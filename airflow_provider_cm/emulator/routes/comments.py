@@ -15,6 +15,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from airflow_provider_cm.api import comment_schema as schema
+from airflow_provider_cm.api import routes as api
+from airflow_provider_cm.api.limits import MAX_DELETE_IDS, MAX_SYNC_COMMENTS
 from airflow_provider_cm.api.times import api_time, now_utc
 from airflow_provider_cm.emulator.errors import bad_request, conflict, not_found
 from airflow_provider_cm.emulator.openapi import doc, query_list
@@ -25,9 +27,6 @@ from airflow_provider_cm.emulator.schemas import U32, envelope
 from airflow_provider_cm.emulator.state.records import Source
 from airflow_provider_cm.emulator.state.store import Store
 from airflow_provider_cm.emulator.wire import json_body, ok, parse_time, segment
-
-MAX_SYNC_COMMENTS = 16384
-MAX_DELETE_IDS = 32
 
 
 def _check_comment(value: Any, where: str) -> None:
@@ -168,29 +167,23 @@ def router(store: Store) -> APIRouter:
     routes = APIRouter()
 
     @routes.post(
-        "/api/v1/sources/{project}/{name}/sync",
+        api.SYNC_COMMENTS.url,
         **doc(envelope(new=U32, updated=U32, unchanged=U32), body=BATCH_BODY, errors=(400, 404)),
     )
     async def sync_route(project: str, name: str, request: Request) -> Response:
         body = await json_body(request)
         return ok(**(await store.write(sync, project, name, body)))
 
-    @routes.put(
-        "/api/_private/sources/{project}/{name}/comments", **doc(envelope(), body=BATCH_BODY, errors=(400, 404, 409))
-    )
+    @routes.put(api.PUT_COMMENTS.url, **doc(envelope(), body=BATCH_BODY, errors=(400, 404, 409)))
     async def put_route(project: str, name: str, request: Request) -> Response:
         await store.write(put_comments, project, name, await json_body(request))
         return ok()
 
-    @routes.get(
-        "/api/v1/sources/{project}/{name}/comments/{comment_id}", **doc(envelope(comment=COMMENT_ANSWER), errors=(404,))
-    )
+    @routes.get(api.GET_COMMENT.url, **doc(envelope(comment=COMMENT_ANSWER), errors=(404,)))
     async def get_route(project: str, name: str, comment_id: str) -> Response:
         return ok(comment=store.read(get_comment, project, name, segment(comment_id)))
 
-    @routes.delete(
-        "/api/v1/sources/{project}/{name}/comments", **doc(envelope(), errors=(400, 404), query=[COMMENT_IDS])
-    )
+    @routes.delete(api.DELETE_COMMENTS.url, **doc(envelope(), errors=(400, 404), query=[COMMENT_IDS]))
     async def delete_route(project: str, name: str, request: Request) -> Response:
         await store.write(delete_comments, project, name, request.query_params.getlist("id"))
         return ok()

@@ -12,6 +12,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from airflow_provider_cm.api import routes as api
+from airflow_provider_cm.api.limits import MAX_DATASET_DEFS
 from airflow_provider_cm.api.times import api_time, now_utc
 from airflow_provider_cm.emulator.errors import bad_request, conflict
 from airflow_provider_cm.emulator.openapi import doc
@@ -32,7 +34,6 @@ MODEL_FAMILIES = (
     "transformer-xlm",
 )
 DATASET_FLAGS = ("gpt4", "external_moon_llm", "qos", "zero_shot_labels", "ixp")
-MAX_DEFS = 1024
 ENTITY_DEF = obj(
     {
         "id": string(),
@@ -49,7 +50,8 @@ LABEL_DEF = obj(
     required=("name",),
 )
 LABEL_GROUP = obj(
-    {"name": string(min_len=1, max_len=64), "label_defs": array(LABEL_DEF, max_items=MAX_DEFS)}, required=("name",)
+    {"name": string(min_len=1, max_len=64), "label_defs": array(LABEL_DEF, max_items=MAX_DATASET_DEFS)},
+    required=("name",),
 )
 DATASET_FIELDS_BY_NAME = {
     "title": string(max_len=128),
@@ -57,10 +59,10 @@ DATASET_FIELDS_BY_NAME = {
     "source_ids": array(string(), max_items=1024),
     "model_family": string(choices=MODEL_FAMILIES),
     "has_sentiment": boolean(),
-    "entity_defs": array(ENTITY_DEF, max_items=MAX_DEFS),
+    "entity_defs": array(ENTITY_DEF, max_items=MAX_DATASET_DEFS),
     "general_fields": array(obj({})),
-    "label_defs": array(LABEL_DEF, max_items=MAX_DEFS),
-    "label_groups": array(LABEL_GROUP, max_items=MAX_DEFS),
+    "label_defs": array(LABEL_DEF, max_items=MAX_DATASET_DEFS),
+    "label_groups": array(LABEL_GROUP, max_items=MAX_DATASET_DEFS),
     "copy_annotations_from": string(),
     "_dataset_flags": array(string(choices=DATASET_FLAGS)),
     "_model_config": obj({}),
@@ -158,31 +160,31 @@ def router(store: Store) -> APIRouter:
     """The dataset routes."""
     routes = APIRouter()
 
-    @routes.get("/api/v1/datasets", **doc(MANY))
+    @routes.get(api.LIST_DATASETS.url, **doc(MANY))
     async def all_datasets() -> Response:
         return ok(datasets=store.read(list_datasets, None))
 
-    @routes.get("/api/v1/datasets/{project}", **doc({"anyOf": [MANY, ONE]}, errors=(404,)))
+    @routes.get(api.LIST_PROJECT_DATASETS.url, **doc({"anyOf": [MANY, ONE]}, errors=(404,)))
     async def project_datasets(project: str) -> Response:
         if project.startswith("id:"):
             return ok(dataset=store.read(lambda s: s.dataset(project).to_api()))
         return ok(datasets=store.read(list_datasets, project))
 
-    @routes.get("/api/v1/datasets/{project}/{name}", **doc(ONE, errors=(404,)))
+    @routes.get(api.GET_DATASET.url, **doc(ONE, errors=(404,)))
     async def get_dataset(project: str, name: str) -> Response:
         return ok(dataset=store.read(lambda s: s.dataset(project, name).to_api()))
 
-    @routes.put("/api/v1/datasets/{project}/{name}", **doc(ONE, body=CREATE_BODY, errors=(400, 404, 409)))
+    @routes.put(api.CREATE_DATASET.url, **doc(ONE, body=CREATE_BODY, errors=(400, 404, 409)))
     async def put_dataset(project: str, name: str, request: Request) -> Response:
         body = await json_body(request)
         return ok(dataset=await store.write(lambda s: create_dataset(s, project, name, body).to_api()))
 
-    @routes.post("/api/v1/datasets/{project}/{name}", **doc(ONE, body=UPDATE_BODY, errors=(400, 404)))
+    @routes.post(api.UPDATE_DATASET.url, **doc(ONE, body=UPDATE_BODY, errors=(400, 404)))
     async def post_dataset(project: str, name: str, request: Request) -> Response:
         body = await json_body(request)
         return ok(dataset=await store.write(lambda s: update_dataset(s, project, name, body).to_api()))
 
-    @routes.delete("/api/v1/datasets/{project}/{name}", **doc(envelope(), errors=(404,)))
+    @routes.delete(api.DELETE_DATASET.url, **doc(envelope(), errors=(404,)))
     async def remove_dataset(project: str, name: str) -> Response:
         await store.write(delete_dataset, project, name)
         return ok()

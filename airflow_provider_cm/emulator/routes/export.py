@@ -13,6 +13,13 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from airflow_provider_cm.api import routes as api
+from airflow_provider_cm.api.limits import (
+    DEFAULT_EXPORT_LIMIT,
+    MAX_EXPORT_LIMIT,
+    MAX_EXPORT_SOURCE_IDS,
+    MAX_EXPORT_UIDS,
+)
 from airflow_provider_cm.api.times import time_key
 from airflow_provider_cm.emulator.errors import ApiError, bad_request
 from airflow_provider_cm.emulator.openapi import doc
@@ -24,10 +31,6 @@ from airflow_provider_cm.emulator.state.records import Dataset
 from airflow_provider_cm.emulator.state.store import Store
 from airflow_provider_cm.emulator.wire import json_body, ok, parse_time
 
-MAX_EXPORT_LIMIT = 256
-DEFAULT_EXPORT_LIMIT = 64
-MAX_EXPORT_UIDS = 256
-MAX_EXPORT_SOURCE_IDS = 1024
 EXPORT_BODY = obj(
     {
         "limit": integer(minimum=1, maximum=MAX_EXPORT_LIMIT),
@@ -135,7 +138,7 @@ def router(store: Store) -> APIRouter:
     """The export route."""
     routes = APIRouter()
 
-    @routes.post("/api/v1/datasets/{project}/{name}/export", **doc(PAGE, body=EXPORT_BODY, errors=(400, 404)))
+    @routes.post(api.EXPORT.url, **doc(PAGE, body=EXPORT_BODY, errors=(400, 404)))
     async def export_route(project: str, name: str, request: Request) -> Response:
         body = await json_body(request)
         return ok(**store.read(lambda s: export(s, s.dataset(project, name), body)))

@@ -7,7 +7,7 @@ One route, ``GET /api/_private/datasets/<p>/<d>/labellings``, in two forms (the 
   is not a comment of the dataset's sources.
 * ``?source_id=<id>&return_predictions=<bool>&after=<cursor>&limit=<n>``: the source's comments
   that hold annotations in the dataset (assigned or dismissed labels or entities, or field
-  extractions), ``limit`` at a time (default :data:`DEFAULT_PAGE`, at most :data:`MAX_PAGE`), in
+  extractions), ``limit`` at a time (default :data:`DEFAULT_ANNOTATION_PAGE`, at most :data:`MAX_ANNOTATION_PAGE`), in
   ``created_at`` then uid order, with ``after``: the cursor of the page's last comment, to pass
   back for the next page. A page after the last one has no results and gives back the cursor it
   was asked for (the CLI stops at the first empty page).
@@ -25,6 +25,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from airflow_provider_cm.api import routes as api
+from airflow_provider_cm.api.limits import DEFAULT_ANNOTATION_PAGE, MAX_ANNOTATION_PAGE
 from airflow_provider_cm.emulator.errors import bad_request, not_found
 from airflow_provider_cm.emulator.openapi import doc, query_list, query_value
 from airflow_provider_cm.emulator.routes.labellings import annotated_comment
@@ -36,8 +38,6 @@ from airflow_provider_cm.emulator.state.records import Dataset
 from airflow_provider_cm.emulator.state.store import Store
 from airflow_provider_cm.emulator.wire import ok
 
-DEFAULT_PAGE = 128
-MAX_PAGE = 1024
 QUERY = [
     query_list("id", array(string()), description="the uids of the comments to read (not with source_id)"),
     query_value("source_id", string(min_len=1), description="read the reviewed comments of this source, by pages"),
@@ -45,8 +45,8 @@ QUERY = [
     query_value("after", string(min_len=1), description="the cursor a previous page answered (with source_id)"),
     query_value(
         "limit",
-        integer(minimum=1, maximum=MAX_PAGE),
-        description=f"comments per page (with source_id; default {DEFAULT_PAGE})",
+        integer(minimum=1, maximum=MAX_ANNOTATION_PAGE),
+        description=f"comments per page (with source_id; default {DEFAULT_ANNOTATION_PAGE})",
     ),
 ]
 ANSWER = envelope(results=list_of(ANNOTATED_COMMENT), after=optional(STRING))
@@ -63,9 +63,9 @@ def _flag(text: str | None, name: str) -> bool:
 
 def _limit(text: str | None) -> int:
     if text is None:
-        return DEFAULT_PAGE
-    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
-        raise bad_request(f"limit must be an integer from 1 to {MAX_PAGE}")
+        return DEFAULT_ANNOTATION_PAGE
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= MAX_ANNOTATION_PAGE:
+        raise bad_request(f"limit must be an integer from 1 to {MAX_ANNOTATION_PAGE}")
     return int(text)
 
 
@@ -148,7 +148,7 @@ def router(store: Store) -> APIRouter:
     """The annotation read route."""
     routes = APIRouter()
 
-    @routes.get("/api/_private/datasets/{project}/{name}/labellings", **doc(ANSWER, errors=(400, 404), query=QUERY))
+    @routes.get(api.READ_ANNOTATIONS.url, **doc(ANSWER, errors=(400, 404), query=QUERY))
     async def read_route(project: str, name: str, request: Request) -> Response:
         query = request.query_params
         return ok(**store.read(lambda s: read(s, s.dataset(project, name), query)))

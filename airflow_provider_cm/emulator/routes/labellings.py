@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from airflow_provider_cm.api import routes as api
 from airflow_provider_cm.emulator.errors import bad_request
 from airflow_provider_cm.emulator.openapi import doc
 from airflow_provider_cm.emulator.rules.checks import Check, array, either, integer, obj, string
@@ -125,7 +126,7 @@ def router(store: Store) -> APIRouter:
     routes = APIRouter()
 
     @routes.post(
-        "/api/_private/datasets/{project}/{name}/labellings/{uid}",
+        api.PUT_ANNOTATIONS.url,
         **doc({"allOf": [envelope(), ANNOTATED_COMMENT]}, body=ANNOTATION_BODY, errors=(400, 404)),
     )
     async def write_route(project: str, name: str, uid: str, request: Request) -> Response:

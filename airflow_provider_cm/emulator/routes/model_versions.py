@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import Response
 
+from airflow_provider_cm.api import routes as api
 from airflow_provider_cm.api.times import api_time, now_utc
 from airflow_provider_cm.emulator.errors import ApiError, bad_request
 from airflow_provider_cm.emulator.openapi import doc
@@ -103,14 +104,12 @@ def router(store: Store) -> APIRouter:
     """The model-tag and pinned-version routes."""
     routes = APIRouter()
 
-    @routes.get(
-        "/api/v1/datasets/{project}/{name}/model-tags", **doc(envelope(model_tags=list_of(MODEL_TAG)), errors=(404,))
-    )
+    @routes.get(api.MODEL_TAGS.url, **doc(envelope(model_tags=list_of(MODEL_TAG)), errors=(404,)))
     async def tags_route(project: str, name: str) -> Response:
         return ok(model_tags=store.read(lambda s: model_tags(s.dataset(project, name))))
 
     @routes.post(
-        "/api/_private/datasets/{project}/{name}/labellers",
+        api.PIN_MODEL.url,
         **doc(envelope(labellers=list_of(LABELLER), dataset_status=OBJECT), errors=(404,)),
     )
     async def labellers_route(project: str, name: str) -> Response:

@@ -15,6 +15,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from airflow_provider_cm.api import routes as api
+from airflow_provider_cm.api.limits import MAX_PREDICT_DOCUMENTS
 from airflow_provider_cm.emulator.openapi import doc
 from airflow_provider_cm.emulator.routes.comments import MESSAGES
 from airflow_provider_cm.emulator.routes.model_versions import resolve_version
@@ -35,7 +37,6 @@ from airflow_provider_cm.emulator.state.records import Dataset
 from airflow_provider_cm.emulator.state.store import Store
 from airflow_provider_cm.emulator.wire import json_body, ok
 
-MAX_PREDICT_DOCUMENTS = 4096
 DEFAULT_PREDICT_THRESHOLD = 0.25
 #: Without thresholds, labels below this probability are left out of stream results.
 MIN_REPORTED_PROBABILITY = 0.01
@@ -161,7 +162,7 @@ def router(store: Store) -> APIRouter:
     )
 
     @routes.post(
-        "/api/v1/datasets/{project}/{name}/labellers/{version}/predict",
+        api.PREDICT.url,
         **doc(by_document, body=PREDICT_BODY, errors=(400, 404)),
     )
     async def predict_route(project: str, name: str, version: str, request: Request) -> Response:
@@ -169,7 +170,7 @@ def router(store: Store) -> APIRouter:
         return ok(**(await store.write(lambda s: predict(s, s.dataset(project, name), version, body))))
 
     @routes.post(
-        "/api/v1/datasets/{project}/{name}/labellers/{version}/predict-comments",
+        api.PREDICT_COMMENTS.url,
         **doc(by_uid, body=PREDICT_COMMENTS_BODY, errors=(400, 404)),
     )
     async def predict_comments_route(project: str, name: str, version: str, request: Request) -> Response:

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from airflow_provider_cm.api import routes as api
 from airflow_provider_cm.api.times import api_time, now_utc
 from airflow_provider_cm.emulator.errors import conflict, not_found
 from airflow_provider_cm.emulator.openapi import doc
@@ -73,19 +74,19 @@ def router(store: Store) -> APIRouter:
     """The project routes."""
     routes = APIRouter()
 
-    @routes.get("/api/_private/projects", **doc(envelope(projects=list_of(PROJECT))))
+    @routes.get(api.LIST_PROJECTS.url, **doc(envelope(projects=list_of(PROJECT))))
     async def list_projects() -> Response:
         return ok(projects=store.read(lambda s: list(s.projects.values())))
 
-    @routes.get("/api/_private/projects/{project}", **doc(ANSWER, errors=(404,)))
+    @routes.get(api.GET_PROJECT.url, **doc(ANSWER, errors=(404,)))
     async def read_project(project: str) -> Response:
         return ok(project=store.read(get_project, project))
 
-    @routes.put("/api/_private/projects/{project}", **doc(ANSWER, body=PROJECT_BODY, errors=(400, 409)))
+    @routes.put(api.CREATE_PROJECT.url, **doc(ANSWER, body=PROJECT_BODY, errors=(400, 409)))
     async def put_project(project: str, request: Request) -> Response:
         return ok(project=await store.write(create_project, project, await json_body(request)))
 
-    @routes.post("/api/_private/projects/{project}", **doc(ANSWER, body=PROJECT_UPDATE_BODY, errors=(400, 404)))
+    @routes.post(api.UPDATE_PROJECT.url, **doc(ANSWER, body=PROJECT_UPDATE_BODY, errors=(400, 404)))
     async def post_project(project: str, request: Request) -> Response:
         return ok(project=await store.write(update_project, project, await json_body(request)))
 

@@ -26,6 +26,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from airflow_provider_cm.api import routes as api
 from airflow_provider_cm.api.email_limits import MAX_PREDICT_DOCUMENTS, MAX_SYNC_DOCUMENTS, batch_problems
 from airflow_provider_cm.api.times import api_time, now_utc
 from airflow_provider_cm.emulator.errors import bad_request
@@ -260,13 +261,13 @@ def router(store: Store) -> APIRouter:
     synced["properties"]["comments"] = list_of(COMMENT_ANSWER)
     predicted = envelope(predictions=list_of(PREDICTION), model=shape({"version": U32}))
 
-    @routes.post("/api/v1/sources/{project}/{name}/sync-raw-emails", **doc(synced, body=SYNC_BODY, errors=(400, 404)))
+    @routes.post(api.SYNC_RAW_EMAILS.url, **doc(synced, body=SYNC_BODY, errors=(400, 404)))
     async def sync_route(project: str, name: str, request: Request) -> Response:
         body = await json_body(request)
         return ok(**(await store.write(sync_raw_emails, project, name, body)))
 
     @routes.post(
-        "/api/v1/datasets/{project}/{name}/labellers/{version}/predict-raw-emails",
+        api.PREDICT_RAW_EMAILS.url,
         **doc(predicted, body=PREDICT_BODY, errors=(400, 404)),
     )
     async def predict_route(project: str, name: str, version: str, request: Request) -> Response:

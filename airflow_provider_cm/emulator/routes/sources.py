@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from airflow_provider_cm.api import routes as api
 from airflow_provider_cm.api.times import api_time, now_utc
 from airflow_provider_cm.emulator.errors import conflict
 from airflow_provider_cm.emulator.openapi import doc
@@ -75,26 +76,26 @@ def router(store: Store) -> APIRouter:
     """The source routes."""
     routes = APIRouter()
 
-    @routes.get("/api/v1/sources", **doc(MANY))
+    @routes.get(api.LIST_SOURCES.url, **doc(MANY))
     async def all_sources() -> Response:
         return ok(sources=store.read(list_sources, None))
 
-    @routes.get("/api/v1/sources/{project}", **doc({"anyOf": [MANY, ONE]}, errors=(404,)))
+    @routes.get(api.LIST_PROJECT_SOURCES.url, **doc({"anyOf": [MANY, ONE]}, errors=(404,)))
     async def project_sources(project: str) -> Response:
         if project.startswith("id:"):
             return ok(source=store.read(lambda s: s.source(project).to_api()))
         return ok(sources=store.read(list_sources, project))
 
-    @routes.get("/api/v1/sources/{project}/{name}", **doc(ONE, errors=(404,)))
+    @routes.get(api.GET_SOURCE.url, **doc(ONE, errors=(404,)))
     async def get_source(project: str, name: str) -> Response:
         return ok(source=store.read(lambda s: s.source(project, name).to_api()))
 
-    @routes.put("/api/v1/sources/{project}/{name}", **doc(ONE, body=CREATE_BODY, errors=(400, 404, 409)))
+    @routes.put(api.CREATE_SOURCE.url, **doc(ONE, body=CREATE_BODY, errors=(400, 404, 409)))
     async def put_source(project: str, name: str, request: Request) -> Response:
         body = await json_body(request)
         return ok(source=await store.write(lambda s: create_source(s, project, name, body).to_api()))
 
-    @routes.post("/api/v1/sources/{project}/{name}", **doc(ONE, body=UPDATE_BODY, errors=(400, 404)))
+    @routes.post(api.UPDATE_SOURCE.url, **doc(ONE, body=UPDATE_BODY, errors=(400, 404)))
     async def post_source(project: str, name: str, request: Request) -> Response:
         body = await json_body(request)
         return ok(source=await store.write(lambda s: update_source(s, project, name, body).to_api()))

@@ -15,6 +15,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from airflow_provider_cm.api import routes as api
+from airflow_provider_cm.api.limits import MAX_STREAM_FETCH
 from airflow_provider_cm.api.times import time_key
 from airflow_provider_cm.emulator.errors import bad_request
 from airflow_provider_cm.emulator.openapi import doc, query_value
@@ -25,7 +27,7 @@ from airflow_provider_cm.emulator.routes.predictions import (
     probabilities,
     thresholded,
 )
-from airflow_provider_cm.emulator.routes.streams import NOUNS, find_stream
+from airflow_provider_cm.emulator.routes.streams import NOUNS, find_stream, stream_url
 from airflow_provider_cm.emulator.rules.checks import integer, obj, string, timestamp
 from airflow_provider_cm.emulator.rules.stream_filters import matches
 from airflow_provider_cm.emulator.schemas import BATCH, RESULTS, STREAM, STRING, envelope
@@ -34,9 +36,8 @@ from airflow_provider_cm.emulator.state.records import Dataset, Stream
 from airflow_provider_cm.emulator.state.store import Store
 from airflow_provider_cm.emulator.wire import json_body, ok, parse_time
 
-MAX_FETCH_SIZE = 1024
 DEFAULT_RESULTS = 16
-SIZE = integer(minimum=1, maximum=MAX_FETCH_SIZE)
+SIZE = integer(minimum=1, maximum=MAX_STREAM_FETCH)
 FETCH_BODY = obj({"size": SIZE, "max_filtered": SIZE}, required=("size",))
 RESULTS_QUERY = (
     query_value("max_results", SIZE, description=f"results at most (default {DEFAULT_RESULTS})"),
@@ -121,21 +122,20 @@ def reset(store: Store, dataset: Dataset, name: str, body: dict[str, Any], noun:
 
 
 def _register(routes: APIRouter, store: Store, plural: str, singular: str) -> None:
-    base = "/api/v1/datasets/{project}/{name}/" + plural + "/{stream}"
     reset_answer = envelope(sequence_id=STRING, **{singular: STREAM})
 
-    @routes.post(base + "/fetch", **doc(envelope(**BATCH), body=FETCH_BODY, errors=(400, 404)))
+    @routes.post(stream_url("FETCH_STREAM", plural), **doc(envelope(**BATCH), body=FETCH_BODY, errors=(400, 404)))
     async def fetch_route(project: str, name: str, stream: str, request: Request) -> Response:
         body = await json_body(request)
         return ok(**store.read(lambda s: fetch(s, s.dataset(project, name), stream, body)))
 
-    @routes.post(base + "/advance", **doc(envelope(), body=ADVANCE_BODY, errors=(400, 404)))
+    @routes.post(stream_url("ADVANCE_STREAM", plural), **doc(envelope(), body=ADVANCE_BODY, errors=(400, 404)))
     async def advance_route(project: str, name: str, stream: str, request: Request) -> Response:
         body = await json_body(request)
         await store.write(lambda s: advance(s, s.dataset(project, name), stream, body))
         return ok()
 
-    @routes.post(base + "/reset", **doc(reset_answer, body=RESET_BODY, errors=(400, 404)))
+    @routes.post(stream_url("RESET_STREAM", plural), **doc(reset_answer, body=RESET_BODY, errors=(400, 404)))
     async def reset_route(project: str, name: str, stream: str, request: Request) -> Response:
         body = await json_body(request)
         return ok(**(await store.write(lambda s: reset(s, s.dataset(project, name), stream, body, singular))))
@@ -149,8 +149,8 @@ def router(store: Store) -> APIRouter:
 
     results_doc = doc(envelope(**RESULTS), errors=(400, 404), query=RESULTS_QUERY)
 
-    @routes.get("/api/v1/datasets/{project}/{name}/streams/{stream}/results", **results_doc)
-    @routes.get("/api/preview/datasets/{project}/{name}/streams/{stream}/results", **results_doc)
+    @routes.get(api.STREAM_RESULTS.url, **results_doc)
+    @routes.get(api.PREVIEW_STREAM_RESULTS.url, **results_doc)
     async def results_route(project: str, name: str, stream: str, request: Request) -> Response:
         query = dict(request.query_params)
         return ok(**store.read(lambda s: results(s, s.dataset(project, name), stream, query)))

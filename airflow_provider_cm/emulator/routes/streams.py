@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from airflow_provider_cm.api import routes as api
 from airflow_provider_cm.api.times import api_time, now_utc, time_key
 from airflow_provider_cm.emulator.errors import bad_request, not_found
 from airflow_provider_cm.emulator.openapi import doc, query_list
@@ -55,6 +56,12 @@ EXCEPTIONS_BODY = obj(
 )
 #: The two names of the resource: the current one and the one before the rename.
 NOUNS = (("streams", "stream"), ("triggers", "trigger"))
+
+
+def stream_url(name: str, plural: str) -> str:
+    """The router path of the stream route ``name`` of :mod:`airflow_provider_cm.api.routes`, under
+    ``streams`` or its former name ``triggers``."""
+    return api.ROUTES[name if plural == "streams" else f"LEGACY_{name}"].url
 
 
 def find_stream(dataset: Dataset, name: str) -> Stream:
@@ -136,45 +143,44 @@ def untag_exceptions(store: Store, dataset: Dataset, name: str, uids: list[str])
 
 
 def _register(routes: APIRouter, store: Store, plural: str, singular: str) -> None:
-    base = "/api/v1/datasets/{project}/{name}/" + plural
     one = envelope(**{singular: STREAM})
     create_body = obj({singular: STREAM_FIELDS}, required=(singular,))
     update_body = obj({singular: STREAM_UPDATE_FIELDS}, required=(singular,))
     uids = query_list("uid", array(string()), description="the uids of the comments to untag")
 
-    @routes.put(base, **doc(one, body=create_body, errors=(400, 404)))
+    @routes.put(stream_url("PUT_STREAM", plural), **doc(one, body=create_body, errors=(400, 404)))
     async def put_route(project: str, name: str, request: Request) -> Response:
         body = await json_body(request)
         stream = await store.write(lambda s: put_stream(s, s.dataset(project, name), body, singular).to_api())
         return ok(**{singular: stream})
 
-    @routes.post(base + "/{stream}", **doc(one, body=update_body, errors=(400, 404)))
+    @routes.post(stream_url("UPDATE_STREAM", plural), **doc(one, body=update_body, errors=(400, 404)))
     async def update_route(project: str, name: str, stream: str, request: Request) -> Response:
         body = await json_body(request)
         updated = await store.write(lambda s: put_stream(s, s.dataset(project, name), body, singular, stream).to_api())
         return ok(**{singular: updated})
 
-    @routes.get(base, **doc(envelope(**{plural: list_of(STREAM)}), errors=(404,)))
+    @routes.get(stream_url("LIST_STREAMS", plural), **doc(envelope(**{plural: list_of(STREAM)}), errors=(404,)))
     async def list_route(project: str, name: str) -> Response:
         listed = store.read(lambda s: [x.to_api() for x in s.dataset(project, name).streams.values()])
         return ok(**{plural: listed})
 
-    @routes.get(base + "/{stream}", **doc(one, errors=(404,)))
+    @routes.get(stream_url("GET_STREAM", plural), **doc(one, errors=(404,)))
     async def get_route(project: str, name: str, stream: str) -> Response:
         return ok(**{singular: store.read(lambda s: find_stream(s.dataset(project, name), stream).to_api())})
 
-    @routes.delete(base + "/{stream}", **doc(envelope(), errors=(404,)))
+    @routes.delete(stream_url("DELETE_STREAM", plural), **doc(envelope(), errors=(404,)))
     async def delete_route(project: str, name: str, stream: str) -> Response:
         await store.write(lambda s: delete_stream(s, s.dataset(project, name), stream))
         return ok()
 
-    @routes.put(base + "/{stream}/exceptions", **doc(envelope(), body=EXCEPTIONS_BODY, errors=(400, 404)))
+    @routes.put(stream_url("TAG_EXCEPTIONS", plural), **doc(envelope(), body=EXCEPTIONS_BODY, errors=(400, 404)))
     async def tag_route(project: str, name: str, stream: str, request: Request) -> Response:
         body = await json_body(request)
         await store.write(lambda s: tag_exceptions(s, s.dataset(project, name), stream, body))
         return ok()
 
-    @routes.delete(base + "/{stream}/exceptions", **doc(envelope(), errors=(404,), query=[uids]))
+    @routes.delete(stream_url("UNTAG_EXCEPTIONS", plural), **doc(envelope(), errors=(404,), query=[uids]))
     async def untag_route(project: str, name: str, stream: str, request: Request) -> Response:
         uids = request.query_params.getlist("uid")
         await store.write(lambda s: untag_exceptions(s, s.dataset(project, name), stream, uids))

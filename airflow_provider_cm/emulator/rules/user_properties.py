@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from airflow_provider_cm.api.limits import MAX_FILTER_VALUES
 from airflow_provider_cm.emulator.errors import bad_request
 from airflow_provider_cm.emulator.rules.checks import Check, array, custom, number, obj, string
 
 PREFIXES = ("string:", "number:")
-MAX_FILTER_VALUES = 128
 
 
 def _check_key(key: str, where: str) -> None:
