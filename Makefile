@@ -55,6 +55,7 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # The documentation (docs/, Sphinx) into docs/_build/html: offline (no intersphinx), every warning an error.
 docs: $(BIN)/.installed

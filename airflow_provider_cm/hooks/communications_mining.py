@@ -7,19 +7,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TypedDict
-from urllib.parse import quote
 
 from airflow_provider_cm.api import routes
 from airflow_provider_cm.api.email_limits import DEFAULT_TRANSFORM_TAG, MAX_SYNC_DOCUMENTS
 from airflow_provider_cm.api.labels import label_levels, label_name
 from airflow_provider_cm.api.limits import (
     MAX_ANNOTATION_PAGE,
-    MAX_ANNOTATION_READ_IDS,
     MAX_EXPORT_LIMIT,
     MAX_PREDICT_DOCUMENTS,
     MAX_STREAM_FETCH,
     MAX_SYNC_COMMENTS,
 )
+from airflow_provider_cm.client.annotation_reads import annotation_read_chunks
 from airflow_provider_cm.client.settings import endpoint_from_connection
 from airflow_provider_cm.client.transport import AttemptObserver, encode_json
 from airflow_provider_cm.exceptions import (
@@ -38,10 +37,6 @@ __all__ = [
     "endpoint_from_connection",
     "split_full_name",
 ]
-
-#: Most bytes of query string one annotation read carries: well under the 8 KiB request line
-#: that common servers and gateways accept, with room for the endpoint and path.
-MAX_ANNOTATION_READ_QUERY = 4096
 
 
 class SyncResult(TypedDict):
@@ -753,22 +748,6 @@ def prediction_options(threshold: float | str | None, labels: Mapping[str, float
     if labels:
         options["labels"] = [{"name": label_levels(n), "threshold": float(t)} for n, t in labels.items()]
     return options
-
-
-def annotation_read_chunks(uids: Sequence[str]) -> Iterator[list[str]]:
-    """Split uids into the groups one annotation read asks for: at most
-    :data:`MAX_ANNOTATION_READ_IDS` uids and :data:`MAX_ANNOTATION_READ_QUERY` bytes of query each."""
-    chunk: list[str] = []
-    size = 0
-    for uid in uids:
-        cost = len("id=") + len(quote(uid, safe="")) + 1
-        if chunk and (len(chunk) >= MAX_ANNOTATION_READ_IDS or size + cost > MAX_ANNOTATION_READ_QUERY):
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(uid)
-        size += cost
-    if chunk:
-        yield chunk
 
 
 #: The route of each stream action (the other methods of a path share its path).

@@ -14,8 +14,9 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from airflow_provider_cm.client.annotation_reads import annotation_read_chunks
 from airflow_provider_cm.client.concurrency import AdaptiveConcurrency, run_bounded
 from airflow_provider_cm.client.pacing import RatePacer
 from airflow_provider_cm.client.retry import may_have_taken_effect
@@ -25,10 +26,12 @@ from airflow_provider_cm.exceptions import (
     CommunicationsMiningError,
     CommunicationsMiningNotFoundError,
 )
-from airflow_provider_cm.hooks.communications_mining import CommunicationsMiningHook, annotation_read_chunks
 from airflow_provider_cm.pipelines.comments.annotation_changes import needs_write
 from airflow_provider_cm.pipelines.comments.spool import SpooledRecord, one_write_per_comment
 from airflow_provider_cm.pipelines.comments.upload_tally import UploadTally
+
+if TYPE_CHECKING:
+    from airflow_provider_cm.hooks.communications_mining import CommunicationsMiningHook
 
 #: Annotation-write requests in flight at the start, and at most, unless the settings say otherwise.
 DEFAULT_ANNOTATION_CONCURRENCY = 16

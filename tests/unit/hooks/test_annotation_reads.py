@@ -13,17 +13,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from airflow_provider_cm.api.limits import MAX_ANNOTATION_READ_IDS
+from airflow_provider_cm.client.annotation_reads import MAX_ANNOTATION_READ_QUERY, annotation_read_chunks
 from airflow_provider_cm.exceptions import (
     CommunicationsMiningNotFoundError,
     CommunicationsMiningProtocolError,
     CommunicationsMiningRateLimitError,
 )
-from airflow_provider_cm.hooks.communications_mining import (
-    MAX_ANNOTATION_READ_IDS,
-    MAX_ANNOTATION_READ_QUERY,
-    CommunicationsMiningHook,
-    annotation_read_chunks,
-)
+from airflow_provider_cm.hooks.communications_mining import CommunicationsMiningHook
 from tests.conftest import TOKEN, connection_json, make_record
 from tests.in_process import served_in_process
 
