@@ -181,3 +181,32 @@ def test_the_connection_page_describes_every_field_of_the_form():
         assert row.group("label").strip() == spec["label"], name
     for field, label in UI_FIELD_BEHAVIOUR["relabeling"].items():
         assert re.search(rf"^\| {field.capitalize()} \| {label} \|", page, re.M), field
+
+
+#: A path in backquotes: something with a ``/`` or a file suffix, without placeholders or spaces.
+_NAMED_PATH = re.compile(r"`(?P<path>[\w./-]+(?:/|\.py|\.md|\.toml))`")
+
+
+def architecture_paths() -> list[str]:
+    return sorted({m["path"] for m in _NAMED_PATH.finditer((ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8"))})
+
+
+def resolves(path: str) -> bool:
+    """Whether a path ARCHITECTURE.md names exists: from the repository's root, the package's, or
+    (a bare file name, in a list under its folder) anywhere in the package."""
+    package = ROOT / "airflow_provider_cm"
+    if (ROOT / path).exists() or (package / path).exists():
+        return True
+    return "/" not in path.rstrip("/") and any(package.rglob(path.rstrip("/")))
+
+
+def test_every_path_architecture_md_names_exists():
+    paths = architecture_paths()
+    assert len(paths) > 40, "the pattern no longer finds ARCHITECTURE.md's paths"
+    missing = [path for path in paths if not resolves(path)]
+    assert not missing, f"ARCHITECTURE.md names paths that do not exist: {missing}"
+
+
+def test_the_path_check_catches_a_path_that_is_gone():
+    assert resolves("hooks/communications_mining.py") and resolves("tenant.py")
+    assert not resolves("hooks/transport.py") and not resolves("airflow_provider_cm/times.py")
