@@ -8,20 +8,23 @@ or in-process with :class:`EmulatorServer`. It serves real HTTP under any path p
 connection host of ``http://127.0.0.1:8765`` and one of ``http://127.0.0.1:8765/org/tenant/reinfer_``
 both work.
 
-Layout: one module per API resource, each with its routes (a FastAPI ``APIRouter``) and its
-logic: :mod:`.projects`, :mod:`.sources`, :mod:`.comments`, :mod:`.datasets`, :mod:`.labellings`
-(annotations), :mod:`.export`, :mod:`.streams` (definitions, exceptions), :mod:`.stream_batches`
-(fetch, results, advance, reset), :mod:`.model_versions`, :mod:`.predictions`, :mod:`.oauth` (the
-identity server) and :mod:`.admin` (the emulator-only ``/_emulator/...`` routes). Each resource
-module parses and checks a request, then changes the tenant only through :mod:`.tenant`'s methods
-(which mark what they change); :mod:`.store` runs that under its lock and journals and saves it
-(:mod:`.journal`, :mod:`.persistence`); :mod:`.knobs` holds the test knobs (faults, rate limit,
-latency, OAuth tokens, request counters) apart from the data; :mod:`.records` holds the stored
-dataclasses; :mod:`.checks` the body schemas' building blocks; :mod:`.app` only assembles routers
-and the layers of :mod:`.middleware` and :mod:`.faults`.
+Layout: one module per API resource in :mod:`.routes`, each with its routes (a FastAPI
+``APIRouter``, its paths from :mod:`airflow_provider_cm.api.routes`) and its logic:
+:mod:`.routes.projects`, :mod:`.routes.sources`, :mod:`.routes.comments`, :mod:`.routes.datasets`,
+:mod:`.routes.labellings` (annotations), :mod:`.routes.export`, :mod:`.routes.streams` (definitions,
+exceptions), :mod:`.routes.stream_batches` (fetch, results, advance, reset),
+:mod:`.routes.model_versions`, :mod:`.routes.predictions`, :mod:`.routes.oauth` (the identity
+server) and :mod:`.routes.admin` (the emulator-only ``/_emulator/...`` routes). Each route module
+parses and checks a request, then changes the tenant only through :mod:`.state.tenant`'s methods
+(which mark what they change); :mod:`.state.store` runs that under its lock and journals and saves
+it (:mod:`.state.journal`, :mod:`.state.persistence`); :mod:`.fault_injection.knobs` holds the test
+knobs (faults, rate limit, latency, OAuth tokens, request counters) apart from the data;
+:mod:`.state.records` holds the stored dataclasses; :mod:`.rules.checks` the body schemas' building
+blocks; :mod:`.app` only assembles routers and the layers of :mod:`.middleware` and
+:mod:`.fault_injection.layer`.
 
 The OpenAPI document (``GET /openapi.json``, with the token) describes every API route: its
-body rule as JSON Schema, built by the same :mod:`.checks` builders the route enforces, its query
+body rule as JSON Schema, built by the same :mod:`.rules.checks` builders the route enforces, its query
 and path parameters, the bearer-token scheme, its ``200`` envelope (:mod:`.schemas`) and the
 error envelope under each status it answers (:mod:`.openapi`). ``tests/unit/emulator/test_schema.py``
 fuzzes every operation against it with schemathesis.

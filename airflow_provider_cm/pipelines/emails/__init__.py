@@ -4,8 +4,8 @@
   (extract-msg) -> the raw-e-mail document and its stable comment id;
 * :mod:`.readers`: a file or a folder (any ``pathlib``-like path) -> each e-mail or the problem
   in its place (file, message index, reason);
-* :mod:`.limits`: the one check of a document against the API's shape and limits, used by the
-  operators before sending and by the emulator's routes on what they receive;
+* :mod:`airflow_provider_cm.api.email_limits`: the one check of a document against the API's
+  shape and limits, used by the operators before sending and by the emulator's routes on what they receive;
 * :mod:`.upload`: the e-mail upload engine (read, check, batch, send, bisect refused batches)
   over a hook the caller gives; not imported here, so the emulator never loads it.
 """

@@ -1,6 +1,7 @@
 """The e-mail upload engine: e-mail files to checked documents, then to a source, with no task context.
 
-Reads and checks every e-mail (:mod:`.readers`, :mod:`.limits`), spools the uploadable ones,
+Reads and checks every e-mail (:mod:`.readers`, :mod:`airflow_provider_cm.api.email_limits`), spools
+the uploadable ones,
 then upserts them in batches (by count and by bytes, several requests in flight, a refused batch
 bisected to find the documents the API refuses) with
 ``POST /api/v1/sources/<project>/<source>/sync-raw-emails`` (API reference section 3.4.4;
