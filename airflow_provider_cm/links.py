@@ -9,6 +9,8 @@ from typing import Any
 
 
 def __getattr__(name: str) -> Any:
+    if name.startswith("__"):
+        raise AttributeError(name)
     warnings.warn(
         "airflow_provider_cm.links moved to airflow_provider_cm.common.links; import " + name + " from there",
         DeprecationWarning,

@@ -9,6 +9,8 @@ from typing import Any
 
 
 def __getattr__(name: str) -> Any:
+    if name.startswith("__"):
+        raise AttributeError(name)
     warnings.warn(
         "airflow_provider_cm.storage moved to airflow_provider_cm.common.storage; import " + name + " from there",
         DeprecationWarning,
