@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INPUT ?=
 
-.PHONY: demo test test-system test-all test-deployment test-workers test-compat browser lint docs bench clean
+.PHONY: demo test fuzz test-system test-all test-deployment test-workers test-compat browser lint docs bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,14 @@ demo: $(BIN)/.installed
 TEST_WORKERS ?= 2
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests/unit tests/integration
+
+# The input readers' fuzz tests (JSONL, CSV, .eml, mbox, .msg, the folder walker; tests/fuzzing.py) on
+# FUZZ_EXAMPLES random examples each instead of make test's few fixed ones.
+FUZZ_EXAMPLES ?= 5000
+fuzz: $(BIN)/.installed
+	HYPOTHESIS_PROFILE=fuzz FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -p no:randomly -q \
+	  --hypothesis-show-statistics -k "give_counts or give_a_document or give_documents or gives_documents" \
+	  tests/unit/upload/test_malformed_input.py tests/unit/emails/test_malformed_emails.py
 
 # The example DAGs end to end with dag.test() on BANKING77, against an emulator process.
 test-system: $(BIN)/.installed

@@ -153,6 +153,25 @@ class CommunicationsMiningInputError(AirflowFailException):
         super().__init__(f"{self.total} invalid record(s) in {path}:\n{shown}{more}")
 
 
+class CommunicationsMiningInputChangedError(CommunicationsMiningError):
+    """An input file changed while it was read (written to, replaced or cut short): nothing was sent.
+
+    Not an :class:`AirflowFailException`: once nothing writes to the file, a retry reads it
+    again. ``path`` is the file, ``reason`` what differed (its size, its modification time, or
+    the bytes two reads of it gave).
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(
+            f"{path} changed while it was read ({reason}): nothing was sent; upload it once nothing writes to it"
+        )
+
+    def __reduce__(self):  # keep the fields when the error is pickled
+        return (type(self), (self.path, self.reason))
+
+
 class CommunicationsMiningRejectedRecordsError(AirflowFailException):
     """The API refused some comments, or the annotations of some stored comments; every other record was uploaded.
 

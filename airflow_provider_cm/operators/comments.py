@@ -127,6 +127,8 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
         ``labelled``, ``labels_unchanged`` and ``labels_rejected`` (0.1's names) carry the same
         values until 0.3.
     :raises CommunicationsMiningInputError: if any record is invalid (nothing is sent).
+    :raises CommunicationsMiningInputChangedError: if the file changed while it was read (written
+        to, replaced or cut short): nothing is sent, and a retry reads it again.
     :raises AirflowFailException: if ``csv_columns`` or ``timezone`` cannot work, the file exceeds
         ``max_comments`` or is empty with ``fail_on_empty``, or the source or dataset does not
         exist, or the dataset does not cover the source.
@@ -252,21 +254,22 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
                 raise AirflowFailException(f"{exc}; nothing was read or sent") from None
         return _Plan(path, fmt, columns, TimestampRule(naive_zone(self.timezone)))
 
-    def _records(self, plan: _Plan) -> Iterator[CommentRecord | tuple[int, str, str]]:
+    def _open(self, plan: _Plan) -> IO[bytes]:
         warn_if_worker_local(self, plan.path, "input_path")
         try:
-            opened = plan.path.open("rb")
+            return plan.path.open("rb")  # type: ignore[no-any-return]
         except FileNotFoundError:
             raise missing_input(path_as_given(self.input_path), "input_path", self) from None
-        with opened as handle:
-            yield from iter_records(
-                handle,
-                plan.fmt,
-                csv_columns=plan.columns,
-                label_separator=self.label_separator,
-                csv_delimiter=self.csv_delimiter,
-                timestamps=plan.timestamps,
-            )
+
+    def _records(self, plan: _Plan, handle: IO[bytes]) -> Iterator[CommentRecord | tuple[int, str, str]]:
+        return iter_records(
+            handle,
+            plan.fmt,
+            csv_columns=plan.columns,
+            label_separator=self.label_separator,
+            csv_delimiter=self.csv_delimiter,
+            timestamps=plan.timestamps,
+        )
 
     def _validate(self, plan: _Plan, spool: IO[bytes]) -> int:
         """Check every record, spooling the valid ones
@@ -274,10 +277,12 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
 
         :return: the number of comments.
         :raises CommunicationsMiningInputError: listing the problems, if there are any.
+        :raises CommunicationsMiningInputChangedError: if the file changed while it was read.
         """
         self.log.info("Validating %s (%s)", self.input_path, plan.fmt)
         checked = check_and_spool(
-            lambda: self._records(plan),
+            lambda: self._open(plan),
+            lambda handle: self._records(plan, handle),
             spool,
             where=str(self.input_path),
             timestamps=plan.timestamps,

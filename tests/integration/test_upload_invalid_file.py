@@ -41,3 +41,32 @@ def test_an_invalid_file_sends_nothing_and_bills_nothing(emulator, hook, workspa
     assert emulator.billed() == billed
     with pytest.raises(CommunicationsMiningNotFoundError):
         hook.get_comment(workspace.source, "c0")
+
+
+@pytest.mark.parametrize("dry_run", [True, False], ids=["dry-run", "real-run"])
+def test_a_value_nested_100000_levels_deep_sends_nothing_and_names_the_line(
+    emulator, workspace, tmp_path, context, dry_run
+):
+    """Issue 26: a user property nesting 100,000 arrays, on the second line after a good one, ended the
+    upload with a bare ``RecursionError``; it is that line's error, and nothing is sent or billed."""
+    from tests.unit.upload.test_malformed_input import deeply_nested_line
+
+    path = tmp_path / "deep.jsonl"
+    good = json.dumps(make_record("good", "2026-10-01T00:00:00Z", label="A")).encode()
+    path.write_bytes(good + b"\n" + deeply_nested_line(100_000) + b"\n")
+    syncs, labellings, billed = emulator.requests_to(SYNC), emulator.requests_to(LABELLINGS), emulator.billed()
+
+    operator = CommunicationsMiningUploadCommentsOperator(
+        task_id="upload", source=workspace.source, dataset=workspace.dataset, input_path=str(path), dry_run=dry_run
+    )
+    with pytest.raises(CommunicationsMiningInputError) as info:
+        operator.execute(context)
+
+    assert info.value.problems == [
+        (2, "comment.user_properties['string:X']", "is nested too deeply to read (arrays or objects within each "
+         "other beyond the JSON reader's limit)")
+    ]  # fmt: skip
+    assert f"{path}:2: comment.user_properties['string:X']: is nested too deeply" in str(info.value)
+    assert emulator.requests_to(SYNC) == syncs, "a sync request went out from an invalid file"
+    assert emulator.requests_to(LABELLINGS) == labellings
+    assert emulator.billed() == billed

@@ -3,8 +3,12 @@
 Records are read one at a time (constant memory) and checked against the API's rules
 (:mod:`~airflow_provider_cm.pipelines.comments.comment_validation`), so that a bad line is reported with
 its file, line and field before anything is sent. Nothing in a file makes the readers raise: a
-line they cannot read (bad UTF-8, bad JSON, nesting too deep to parse, a non-finite number, a lone
-surrogate) is reported like any other problem.
+line they cannot read (bad UTF-8, bad JSON, nesting too deep to parse, a number too large to
+carry, a lone surrogate, a NUL byte, a byte order mark in the middle of the file, a last line cut
+short) is reported like any other problem. The fast path (msgspec decoding straight into the
+schema) only ever decides that a line is good: whatever it raises, the line is read again with
+the standard library, which says exactly why; and should a line still fail in a way no rule
+names, it is reported as that line's problem (``could not be read (<error>)``), never raised.
 
 JSONL, one object per line (blank lines are skipped)::
 
@@ -25,6 +29,7 @@ import io
 import json
 import math
 import re
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
@@ -171,6 +176,78 @@ def _finite_float(text: str) -> float:
     return value
 
 
+#: Depth from which a value is named as "nested too deeply" (no comment is near it; both JSON
+#: readers give up at Python's recursion limit, about 1,000).
+_NAMED_DEPTH = 200
+#: A JSON string token, and an integer longer than Python reads (``sys.get_int_max_str_digits``).
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+_JSON_NUMBER = re.compile(r"-?(\d+)(?:\.\d+)?(?:[eE][+-]?\d+)?", re.ASCII)
+_KEY = object()
+
+
+def _max_digits() -> int:
+    """The most digits of an integer Python reads from text (0, no limit, where it has none)."""
+    return getattr(sys, "get_int_max_str_digits", lambda: 0)() or sys.maxsize
+
+
+def _field_of_failure(text: str) -> str:
+    """The field of what a JSON reader could not read: the first value nested :data:`_NAMED_DEPTH`
+    levels deep, or the first integer too long to read.
+
+    Scans the text without recursion (the JSON readers gave up) and names the innermost object
+    member around that value as a path (``comment.user_properties['string:X']``); ``(line)`` if
+    there is none or the text cannot be followed.
+    """
+    too_long = _max_digits()
+    kinds: list[str] = []
+    path: list[Any] = []  # per open container: its current index, or member name (_KEY before the name)
+    position, end = 0, len(text)
+    while len(kinds) < _NAMED_DEPTH:
+        if position >= end:
+            return "(line)"
+        char = text[position]
+        token = _JSON_STRING.match(text, position) if char == '"' else _JSON_NUMBER.match(text, position)
+        if token is not None:
+            if char == '"' and kinds and kinds[-1] == "{" and path[-1] is _KEY:
+                path[-1] = _member_name(token.group())
+            elif char != '"' and len(token.group(1)) > too_long and not any(c in token.group() for c in ".eE"):
+                break
+            position = token.end()
+            continue
+        if char in "[{":
+            kinds.append(char)
+            path.append(0 if char == "[" else _KEY)
+        elif char in "]}" and kinds:
+            kinds.pop()
+            path.pop()
+        elif char == "," and kinds:
+            path[-1] = path[-1] + 1 if kinds[-1] == "[" else _KEY
+        position += 1
+    return _path_name(path)
+
+
+def _member_name(token: str) -> str:
+    try:
+        name = json.loads(token)
+    except ValueError:  # an escape JSON does not have
+        return token[1:-1]
+    return name if isinstance(name, str) else token
+
+
+def _path_name(path: list[Any]) -> str:
+    """``comment.user_properties['string:X']`` for the parts up to the last member name; ``(line)`` if none."""
+    named = [i for i, part in enumerate(path) if isinstance(part, str)]
+    name = ""
+    for part in path[: named[-1] + 1] if named else []:
+        if isinstance(part, int):
+            name += f"[{part}]"
+        elif part.isidentifier() and part.isascii():
+            name = f"{name}.{part}" if name else part
+        else:
+            name += f"[{part!r}]"
+    return name or "(line)"
+
+
 def _not_a_number(word: str) -> Any:
     raise RecordError("(line)", f"is not valid JSON: {word} is not a JSON number")
 
@@ -193,9 +270,13 @@ def parse_json_line(raw_line: bytes) -> Any:
         raise RecordError("(line)", f"is not valid UTF-8 (byte 0x{byte:02x} at column {exc.start + 1})") from None
     if not text or text.isspace():
         return None
+    if text.startswith("\ufeff"):
+        raise RecordError(
+            "(line)",
+            "starts with a byte order mark (U+FEFF) in the middle of the file (files joined together?): "
+            "only the file's first line may have one",
+        )
     try:
-        if text.startswith("\ufeff"):  # as json.loads says it
-            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
         obj = _DECODER.decode(text)
     except _NonFiniteNumber:
         obj = _LENIENT_DECODER.decode(text)
@@ -203,9 +284,16 @@ def parse_json_line(raw_line: bytes) -> Any:
     except json.JSONDecodeError as exc:
         raise RecordError("(line)", f"is not valid JSON: {exc.msg} at column {exc.colno}") from None
     except RecursionError:
-        raise RecordError("(line)", "is nested too deeply to read (arrays or objects within each other)") from None
-    except ValueError as exc:  # e.g. an integer of more than 4,300 digits
-        raise RecordError("(line)", f"is not valid JSON: {exc}") from None
+        raise RecordError(
+            _field_of_failure(text),
+            "is nested too deeply to read (arrays or objects within each other beyond the JSON reader's limit)",
+        ) from None
+    except ValueError as exc:  # an integer of more than 4,300 digits
+        if "integer string conversion" in str(exc):
+            message = f"is an integer of more than {_max_digits():,} digits, too long to read"
+        else:
+            message = f"is not valid JSON: {exc}"
+        raise RecordError(_field_of_failure(text), message) from None
     if _SURROGATE_ESCAPE.search(raw_line):
         check_sendable(obj)
     return obj
@@ -217,26 +305,45 @@ def read_jsonl(handle: IO[bytes], *, timestamps: TimestampRule | None = None) ->
     :param handle: the file, opened in binary mode.
     :param timestamps: how timestamps are read (default: RFC 3339, no offset meaning UTC).
     """
-    decode = RECORD_DECODER.decode
     timestamps = timestamps or TimestampRule()
     for line_number, raw_line in enumerate(handle, 1):
         if line_number == 1 and raw_line.startswith(codecs.BOM_UTF8):
             raw_line = raw_line[len(codecs.BOM_UTF8) :]
         try:
-            try:
-                # Decoded and checked against the schema's types in one pass (the common case).
-                record = decode(raw_line)
-            except msgspec.DecodeError:
-                # A blank line, or one the schema refuses: read again with the standard library
-                # to say exactly why (the JSON reader's words, the field of a value JSON cannot
-                # carry, every unsupported field), through the same schema.
-                obj = parse_json_line(raw_line)
-                if obj is not None:
-                    yield record_from_object(obj, line_number, timestamps)
-                continue
-            yield _checked_record(record, line_number, timestamps)
+            record = _read_line(raw_line, line_number, timestamps)
         except RecordError as exc:
             yield line_number, exc.field, exc.message
+        except Exception as exc:  # no rule names it: still this line's problem, never a traceback
+            yield line_number, "(line)", unreadable(exc)
+        else:
+            if record is not None:
+                yield record
+
+
+def unreadable(exc: BaseException) -> str:
+    """The problem said for a line or row that failed in a way no rule names (a reader's own gap).
+
+    The words are fixed (``could not be read (<error>)``) so tests can tell such a gap from a
+    problem a rule names.
+    """
+    return f"could not be read ({type(exc).__name__}: {exc})"
+
+
+def _read_line(raw_line: bytes, line: int, timestamps: TimestampRule) -> CommentRecord | None:
+    """The record of one JSONL line, ``None`` for a blank line.
+
+    :raises RecordError: naming the field.
+    """
+    try:
+        # Decoded and checked against the schema's types in one pass (the common case).
+        record = RECORD_DECODER.decode(raw_line)
+    except Exception:  # msgspec's DecodeError, and RecursionError, MemoryError...
+        # A blank line, or one the fast path refuses for any reason: read again with the standard
+        # library to say exactly why (the JSON reader's words, the field of a value JSON cannot
+        # carry, of a value nested too deeply, every unsupported field), through the same schema.
+        obj = parse_json_line(raw_line)
+        return None if obj is None else record_from_object(obj, line, timestamps)
+    return _checked_record(record, line, timestamps)
 
 
 # -- CSV ------------------------------------------------------------------------------------------
@@ -386,23 +493,56 @@ def _csv_number(text: str, where: str) -> int | float:
     return value
 
 
+#: A byte that is not UTF-8, as ``surrogateescape`` decodes it.
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+
+
 def _csv_rows(handle: IO[bytes], delimiter: str) -> Iterator[tuple[int, list[str] | str]]:
-    """``(line where the row starts, cells)``, or ``(line, message)`` for text that is not CSV (then stops)."""
-    reader = csv.reader(io.TextIOWrapper(handle, encoding="utf-8-sig", newline=""), delimiter=delimiter)
+    """``(line where the row starts, cells)``, or ``(line, message)`` for text that is not CSV (then stops).
+
+    Bytes that are not UTF-8 are read as escapes (``surrogateescape``), so the rows keep their
+    lines and the row that holds one says which column (:func:`_undecodable_cell`).
+    """
+    text = io.TextIOWrapper(handle, encoding="utf-8-sig", errors="surrogateescape", newline="")
+    reader = csv.reader(text, delimiter=delimiter)
     start = 1
     while True:
         try:
             row = next(reader)
         except StopIteration:
             return
-        except UnicodeDecodeError as exc:
-            yield start, f"is not valid UTF-8: {exc.reason}"
-            return
         except csv.Error as exc:
             yield start, f"is not valid CSV: {exc}"
             return
         yield start, row
         start = reader.line_num + 1
+
+
+def _undecodable_cell(row: list[str], header: list[str] | None) -> tuple[str, str] | None:
+    """``(field, message)`` for a row holding a byte that is not UTF-8, a NUL byte or a byte order
+    mark, else ``None``."""
+    for index, cell in enumerate(row):
+        if cell.isascii() and "\x00" not in cell:
+            continue
+        column = header[index].strip() if header is not None and index < len(header) else None
+        where = f"column {column!r}" if column is not None else f"column {index + 1}"
+        if header is None and index == 0 and cell.startswith(("\udcff\udcfe", "\udcfe\udcff")):
+            return where, "starts with a UTF-16 byte order mark: the file is UTF-16; save it as UTF-8"
+        if "\x00" in cell:
+            return where, (
+                f"holds a NUL byte (at character {cell.index(chr(0)) + 1} of the cell): CSV files are UTF-8 text "
+                "(a UTF-16 file, or a binary file?)"
+            )
+        bad = _ESCAPED_BYTE.search(cell)
+        if bad is not None:
+            byte = ord(bad.group()) - 0xDC00
+            return where, f"is not valid UTF-8 (byte 0x{byte:02x} at character {bad.start() + 1} of the cell)"
+        if index == 0 and cell.startswith("\ufeff"):
+            return where, (
+                "starts with a byte order mark (U+FEFF) in the middle of the file (files joined together?): "
+                "only the file's first line may have one"
+            )
+    return None
 
 
 def read_csv(
@@ -432,6 +572,10 @@ def read_csv(
     if isinstance(first[1], str):
         yield 1, "(header)", first[1]
         return
+    undecodable = _undecodable_cell(first[1], None)
+    if undecodable is not None:
+        yield 1, "(header)", f"{undecodable[0]} {undecodable[1]}"
+        return
     problems = layout_columns.header_problems(first[1])
     if problems:
         yield 1, "(header)", "; ".join(problems)
@@ -446,10 +590,16 @@ def read_csv(
         if len(row) != layout.width:
             yield line, "(row)", f"has {len(row)} cells; the header has {layout.width}"
             continue
+        undecodable = _undecodable_cell(row, first[1])
+        if undecodable is not None:
+            yield line, *undecodable
+            continue
         try:
             yield layout.record(row, line, timestamps)
         except RecordError as exc:
             yield line, exc.field, exc.message
+        except Exception as exc:  # no rule names it: still this row's problem, never a traceback
+            yield line, "(row)", unreadable(exc)
 
 
 # -- choosing a reader ----------------------------------------------------------------------------

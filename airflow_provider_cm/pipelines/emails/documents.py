@@ -46,6 +46,7 @@ _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _CONTENT_HEADER = re.compile(r"^(content-type|content-transfer-encoding)\s*:", re.IGNORECASE)
 _MESSAGE_ID = re.compile(r"<([^<>]+)>")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class _HeaderClasses(HeaderRegistry):
@@ -110,6 +111,7 @@ def parse_eml(data: bytes, user_properties: Mapping[str, Any] | None = None) -> 
         "attachments": _attachments(message, notes),
     }
     identifier = comment_id(_raw_header(message, "Message-ID"), data)
+    _replace_undecodable(raw_email, notes)
     document = {"raw_email": raw_email, "user_properties": dict(user_properties or {}), "comment_id": identifier}
     return ParsedEmail(identifier, document, truncated, notes)
 
@@ -164,25 +166,54 @@ def parse_msg(data: bytes, user_properties: Mapping[str, Any] | None = None) -> 
     if not headers.strip():
         notes.append("no transport headers")
     identifier = comment_id(message_id, data)
+    raw_email = {"headers": {"raw": headers}, "body": body, "attachments": attachments}
+    _replace_undecodable(raw_email, notes)
     document = {
-        "raw_email": {"headers": {"raw": headers}, "body": body, "attachments": attachments},
+        "raw_email": raw_email,
         "user_properties": dict(user_properties or {}),
         "comment_id": identifier,
     }
     return ParsedEmail(identifier, document, truncated, notes)
 
 
+def _sendable(text: str) -> str:
+    """``text`` with what UTF-8 cannot carry replaced by U+FFFD: bytes the parser kept as escapes
+    (a header or body that is not in its charset) and lone surrogates."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a lone surrogate that is no escaped byte
+        return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _replace_undecodable(raw_email: dict[str, Any], notes: list[str]) -> None:
+    """Make every text of a document UTF-8 (the API's JSON), in place; note it if anything was replaced."""
+    replaced = False
+    for holder in (raw_email["headers"], raw_email["body"], *raw_email["attachments"]):
+        for key, value in holder.items():
+            if isinstance(value, str) and not value.isascii() and _SURROGATE.search(value):
+                holder[key] = _sendable(value)
+                replaced = True
+    if replaced:
+        notes.append("bytes that are not text in their charset replaced by U+FFFD")
+
+
 def comment_id(message_id: str | None, data: bytes) -> str:
     """The comment id of an e-mail: its normalised ``Message-ID``, else a hash of its bytes.
 
     ``<AbC@host>`` and `` < AbC@host > `` (folded) are both ``AbC@host``; a Message-ID that no
-    URL path can carry (control characters, ``.``, ``..``) or longer than
+    URL path can carry (control characters, ``.``, ``..``), that is not text (bytes that are not
+    UTF-8, kept as escapes by the parser) or longer than
     :data:`~airflow_provider_cm.api.email_limits.MAX_COMMENT_ID` is hashed too
     (``msgid-sha256-<hex>``). Without one: ``sha256-<hex>`` of :func:`normalised_bytes`.
     """
     normalised = normalise_message_id(message_id)
     if normalised:
-        if len(normalised) <= MAX_COMMENT_ID and normalised not in (".", "..") and not _CONTROL.search(normalised):
+        if (
+            len(normalised) <= MAX_COMMENT_ID
+            and normalised not in (".", "..")
+            and not _CONTROL.search(normalised)
+            and not _SURROGATE.search(normalised)
+        ):
             return normalised
         return "msgid-sha256-" + hashlib.sha256(normalised.encode("utf-8", "surrogatepass")).hexdigest()
     return "sha256-" + hashlib.sha256(normalised_bytes(data)).hexdigest()
