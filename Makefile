@@ -4,7 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INPUT ?=
 
-.PHONY: demo test fuzz test-system test-all test-deployment test-workers test-compat browser lint docs bench clean
+
+.PHONY: venv demo test fuzz test-system test-all test-deployment test-workers test-compat browser lint docs bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,6 +13,9 @@ $(BIN)/.installed: pyproject.toml
 	# uv resolves in seconds what pip backtracks over for many minutes (aiobotocore pins botocore).
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[dev]"
 	touch $@
+
+# The virtual environment alone (the quick start's first step): then `source .venv/bin/activate`.
+venv: $(BIN)/.installed
 
 demo: $(BIN)/.installed
 	$(BIN)/python demo/run_demo.py $(if $(INPUT),--input $(INPUT))
@@ -74,4 +78,4 @@ bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) .compat .demo .pytest_cache .mypy_cache .ruff_cache docs/_build docs/_api
+	rm -rf $(VENV) .compat .demo .airflow .pytest_cache .mypy_cache .ruff_cache docs/_build docs/_api

@@ -4,8 +4,10 @@
 end)``, so consecutive nights never overlap) to one JSONL file per day, written atomically: a
 rerun replaces the day's file. ``count_labels`` stands for your own load (a data lake, a search
 index, an API): it reads the file from the path the export returns in XCom, exactly as the user
-gave it, so a local path opens with ``open()`` and a URI with ``ObjectStoragePath``. The file is
-also an Asset (``EXPORTS`` below), so a DAG of yours can be scheduled on it instead.
+gave it, so a local path opens with ``open()`` and a URI with ``ObjectStoragePath``. The export
+is also an Asset, the one the operator declares (``export_asset(DATASET)``,
+``communications_mining_export/<project>/<dataset>``), so a DAG of yours can be scheduled on it
+instead.
 
 For a SQL warehouse, ``cm_nightly_export`` loads the window straight into a table.
 
@@ -31,9 +33,9 @@ from collections import Counter
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, task
+from airflow.sdk import DAG, CronDataIntervalTimetable, task
 
-from airflow_provider_cm.common.storage import location, to_storage_path
+from airflow_provider_cm.common.storage import to_storage_path
 from airflow_provider_cm.operators.datasets import CommunicationsMiningExportDatasetOperator
 
 DATASET = os.environ.get("CM_DATASET", "demo/support")
@@ -41,7 +43,6 @@ CONN_ID = os.environ.get("CM_CONN_ID", "communications_mining_default")
 EXPORT_ROOT = os.environ.get("CM_EXPORT_ROOT", "/tmp/cm-demo/exports").rstrip("/")
 
 EXPORT_FOLDER = f"{EXPORT_ROOT}/{DATASET.replace('/', '__')}"
-EXPORTS = Asset(name=f"cm_export_{DATASET.replace('/', '__')}", uri=location(EXPORT_FOLDER))
 
 with DAG(
     dag_id="cm_nightly_export_to_files",
@@ -60,7 +61,6 @@ with DAG(
         dataset=DATASET,
         output_path=EXPORT_FOLDER + "/{{ data_interval_start | ds }}.jsonl",
         output_format="jsonl",
-        outlets=[EXPORTS],
     )
     # [END howto_operator_cm_export_dataset]
 

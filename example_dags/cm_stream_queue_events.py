@@ -6,7 +6,9 @@ dispatched to ``CommunicationsMiningStreamEventTrigger`` (registered in the prov
 ``queues``), which polls the stream in the triggerer and updates the Asset once for each batch of
 new results; each run drains exactly that batch and advances the stream past it. N batches give
 N runs; a failed run's batch is delivered again after ``CM_EVENTS_REDELIVERY_TIMEOUT`` seconds.
-Needs ``pip install "airflow-provider-cm[messaging]"`` (``apache-airflow-providers-common-messaging``).
+Needs the ``messaging`` extra: ``pip install "airflow-provider-cm[messaging]"``
+(``apache-airflow-providers-common-messaging``). Without it this file defines no DAG, and parses
+without an import error (no broken DAG in the UI).
 
 The keyword arguments beside ``scheme`` are the stream event trigger's. Use one consumer per
 stream: this DAG, ``cm_stream_events`` and ``cm_stream_to_warehouse`` on the same stream would each
@@ -39,7 +41,6 @@ from __future__ import annotations
 import os
 
 import pendulum
-from airflow.providers.common.messaging.triggers.msg_queue import MessageQueueTrigger
 from airflow.sdk import DAG, AssetWatcher
 
 from airflow_provider_cm.common.assets import stream_asset
@@ -55,44 +56,50 @@ BATCH_SIZE = int(os.environ.get("CM_EVENTS_BATCH_SIZE", "1024"))
 POLL_INTERVAL = float(os.environ.get("CM_EVENTS_POLL_INTERVAL", "60"))
 REDELIVERY_TIMEOUT = float(os.environ.get("CM_EVENTS_REDELIVERY_TIMEOUT", "3600"))
 
-# [START howto_trigger_cm_message_queue]
-new_results = stream_asset(
-    DATASET,
-    STREAM,
-    watchers=[
-        AssetWatcher(
-            name="cm_stream_queue",
-            trigger=MessageQueueTrigger(
-                scheme="communications-mining",
-                dataset=DATASET,
-                stream=STREAM,
-                communications_mining_conn_id=CONN_ID,
-                batch_size=BATCH_SIZE,  # the drain's batch_size: one run per batch
-                poll_interval=POLL_INTERVAL,
-                redelivery_timeout=REDELIVERY_TIMEOUT,
-            ),
-        )
-    ],
-)
+try:  # the messaging extra (apache-airflow-providers-common-messaging)
+    from airflow.providers.common.messaging.triggers.msg_queue import MessageQueueTrigger
+except ImportError:  # not installed: no DAG here, rather than a broken one
+    MessageQueueTrigger = None
 
-with DAG(
-    dag_id="cm_stream_queue_events",
-    description="Drain a Communications Mining stream through MessageQueueTrigger, one run per batch",
-    doc_md=__doc__,
-    schedule=[new_results],
-    start_date=pendulum.datetime(2026, 10, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    tags=["communications-mining", "example"],
-) as dag:
-    drain_batch = CommunicationsMiningStreamToSqlOperator(
-        task_id="drain_batch",
-        communications_mining_conn_id=CONN_ID,
-        dataset=DATASET,
-        stream=STREAM,
-        sql_conn_id=WAREHOUSE_CONN_ID,
-        table=TABLE,
-        batch_size=BATCH_SIZE,
-        max_batches=1,
+if MessageQueueTrigger is not None:
+    # [START howto_trigger_cm_message_queue]
+    new_results = stream_asset(
+        DATASET,
+        STREAM,
+        watchers=[
+            AssetWatcher(
+                name="cm_stream_queue",
+                trigger=MessageQueueTrigger(
+                    scheme="communications-mining",
+                    dataset=DATASET,
+                    stream=STREAM,
+                    communications_mining_conn_id=CONN_ID,
+                    batch_size=BATCH_SIZE,  # the drain's batch_size: one run per batch
+                    poll_interval=POLL_INTERVAL,
+                    redelivery_timeout=REDELIVERY_TIMEOUT,
+                ),
+            )
+        ],
     )
-# [END howto_trigger_cm_message_queue]
+
+    with DAG(
+        dag_id="cm_stream_queue_events",
+        description="Drain a Communications Mining stream through MessageQueueTrigger, one run per batch",
+        doc_md=__doc__,
+        schedule=[new_results],
+        start_date=pendulum.datetime(2026, 10, 1, tz="UTC"),
+        catchup=False,
+        max_active_runs=1,
+        tags=["communications-mining", "example"],
+    ) as dag:
+        drain_batch = CommunicationsMiningStreamToSqlOperator(
+            task_id="drain_batch",
+            communications_mining_conn_id=CONN_ID,
+            dataset=DATASET,
+            stream=STREAM,
+            sql_conn_id=WAREHOUSE_CONN_ID,
+            table=TABLE,
+            batch_size=BATCH_SIZE,
+            max_batches=1,
+        )
+    # [END howto_trigger_cm_message_queue]

@@ -29,7 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--state",
-        help="JSON file to load data from and keep up to date (with FILE.journal): acknowledged writes survive a kill",
+        help=(
+            "JSON file to load data from and keep up to date (with FILE.journal; its folder is created): "
+            "acknowledged writes survive a kill"
+        ),
     )
     parser.add_argument(
         "--latency", type=float, default=0.0, help="seconds to delay every API response, like a remote tenant"

@@ -30,6 +30,7 @@ from airflow_provider_cm.pipelines.warehouse.flat_comments import EXPORT_COLUMNS
 from airflow_provider_cm.transfers.sql_table import (
     CommentTable,
     check_table_name,
+    create_sqlite_folder,
     error_reason,
     is_templated,
     refuses_row,
@@ -75,9 +76,15 @@ def _checked_table(table: str) -> str:
 
 
 def warehouse_hook(task: Any) -> DbApiHook:
-    """The common-sql hook of ``task.sql_conn_id``; a warning when it is a SQLite file under several workers."""
+    """The common-sql hook of ``task.sql_conn_id``; a warning when it is a SQLite file under several workers.
+
+    A SQLite file's missing folder is created (and logged), as the file export creates its own.
+    """
     hook = sql_hook(task.sql_conn_id)
     warn_if_worker_local_database(task, hook, task.sql_conn_id)
+    folder = create_sqlite_folder(hook)
+    if folder is not None:
+        task.log.info("Created %s, the folder of the SQLite database of connection %r", folder, task.sql_conn_id)
     return hook
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +72,31 @@ def sql_hook(sql_conn_id: str) -> DbApiHook:
             "not a common-sql DbApiHook (use e.g. a sqlite, postgres, mysql or snowflake connection)"
         )
     return hook
+
+
+def create_sqlite_folder(hook: DbApiHook) -> Path | None:
+    """Create the folder of a SQLite connection's database file when it is missing.
+
+    ``sqlite3`` creates a missing database file but not its folder (``sqlite3.OperationalError:
+    unable to open database file``); the transfers create it, as the file export creates the
+    folder of its output. Nothing is done for other databases, an in-memory database or one
+    opened read-only (``mode=ro`` or ``mode=memory`` in the connection's extra).
+
+    :return: the folder created, or None when none was missing (or the database is not a file).
+    """
+    if getattr(hook, "conn_type", None) != "sqlite":
+        return None
+    from sqlalchemy.engine import make_url
+
+    url = make_url(hook.get_uri())
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:") or url.query.get("mode") in ("ro", "memory"):
+        return None
+    folder = Path(database).parent
+    if folder.is_dir():
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 class CommentTable:

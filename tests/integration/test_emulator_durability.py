@@ -52,7 +52,7 @@ def write_everything(api: Client) -> dict[str, Any]:
 
 
 def test_every_acknowledged_write_survives_sigkill(tmp_path: Path):
-    state = str(tmp_path / "state.json")
+    state = str(tmp_path / "not-yet" / "state.json")  # the emulator creates the state file's folder
     port = free_port()
     process = start_emulator_process(port, state=state)
     api = Client(f"http://127.0.0.1:{port}")

@@ -315,6 +315,26 @@ def test_a_connection_that_is_not_a_database_is_refused(uploaded):
         operator.execute(interval(LOADED_DAYS[0]))
 
 
+def test_a_sqlite_file_in_a_missing_folder_gets_its_folder_as_the_file_export_does(uploaded, tmp_path, monkeypatch):
+    path = tmp_path / "not" / "yet" / "warehouse.db"
+    monkeypatch.setenv("AIRFLOW_CONN_CM_NEW_FOLDER", json.dumps({"conn_type": "sqlite", "host": str(path)}))
+    day = LOADED_DAYS[0]
+    result = CommunicationsMiningToSqlOperator(
+        task_id="load", dataset=uploaded["workspace"].dataset, sql_conn_id="cm_new_folder", table="cm_comments"
+    ).execute(interval(day))
+    with sqlite3.connect(path) as db:
+        [(rows,)] = db.execute("SELECT COUNT(*) FROM cm_comments").fetchall()
+    assert rows == result["rows_written"] == len(uploaded["uids_by_day"][day.date().isoformat()])
+    # Read-only and in-memory databases create nothing.
+    from airflow_provider_cm.transfers.sql_table import create_sqlite_folder, sql_hook
+
+    elsewhere = tmp_path / "read-only" / "warehouse.db"
+    for conn in ({"host": str(elsewhere), "extra": {"mode": "ro"}}, {"host": ":memory:"}):
+        monkeypatch.setenv("AIRFLOW_CONN_CM_OTHER", json.dumps({"conn_type": "sqlite", **conn}))
+        assert create_sqlite_folder(sql_hook("cm_other")) is None
+    assert not elsewhere.parent.exists()
+
+
 # -- the stream transfer -----------------------------------------------------------------------------
 
 

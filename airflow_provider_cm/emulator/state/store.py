@@ -39,7 +39,8 @@ class Store(Tenant):
     """All data of one emulated tenant, with the emulator's test knobs beside it (:attr:`knobs`).
 
     :param state_path: JSON snapshot to load at start and keep up to date (with its journal
-        ``<state_path>.journal``); ``None`` keeps everything in memory.
+        ``<state_path>.journal``); ``None`` keeps everything in memory. Its folder is created
+        when missing.
     """
 
     def __init__(self, state_path: str | None = None) -> None:
@@ -47,6 +48,8 @@ class Store(Tenant):
         self.state_path = state_path
         self.lock = threading.RLock()
         self.knobs = Knobs()
+        if state_path:
+            os.makedirs(os.path.dirname(os.path.abspath(state_path)), exist_ok=True)
         self.journal = Journal(state_path + ".journal") if state_path else None
         if state_path:
             self._recover(state_path)
