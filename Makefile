@@ -4,7 +4,6 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INPUT ?=
 
-
 .PHONY: venv demo test fuzz test-system test-all test-deployment test-workers test-compat browser lint docs bench clean
 
 $(BIN)/.installed: pyproject.toml
