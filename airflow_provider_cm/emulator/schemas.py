@@ -123,7 +123,15 @@ ANNOTATED_COMMENT = shape(
         "entities": shape({}, {"assigned": list_of(OBJECT), "dismissed": list_of(OBJECT)}),
     },
 )
-EXPORTED_COMMENT = shape({"comment": COMMENT, "annotations": shape({"labels": shape({"assigned": list_of(LABEL)})})})
+EXPORTED_LABEL = shape({"name": STRING}, {"sentiment": STRING, "metadata": OBJECT})
+EXPORTED_PREDICTION = shape({"name": STRING, "probability": NUMBER}, {"sentiment": NUMBER})
+EXPORTED_COMMENT = shape(
+    {
+        "comment": COMMENT,
+        "annotations": shape({"labels": shape({"assigned": list_of(EXPORTED_LABEL)})}),
+        "predictions": shape({"labels": list_of(EXPORTED_PREDICTION)}),
+    }
+)
 LABEL_THRESHOLD = shape({"name": list_of(STRING), "threshold": NUMBER})
 STREAM = shape(
     {

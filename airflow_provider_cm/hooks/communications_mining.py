@@ -615,6 +615,38 @@ class CommunicationsMiningHook(CommunicationsMiningBaseHook):
         path = routes.PREDICT.at(project, name, str(version))
         return self.request("POST", path, json_body=body)["predictions"]
 
+    def predict_comments(
+        self,
+        dataset: str,
+        version: int | str,
+        uids: Sequence[str],
+        *,
+        threshold: float | str | None = None,
+        labels: Mapping[str, float] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Predict comments already stored in the platform with a pinned model version.
+
+        ``POST /api/v1/datasets/<project>/<dataset>/labellers/<version>/predict-comments``, the
+        route the official CLI uses for ``re get comments --model-version``. The vendor's docs bill
+        predictions only for comments not in the platform, so this route is not listed as billable
+        (API reference, section 5); it changes nothing, so it is retried like a read.
+        Docs: https://docs.uipath.com/communications-mining/automation-cloud/latest/developer-guide/introduction
+
+        :param version: a pinned version number, or ``"live"`` / ``"staging"``.
+        :param uids: 1 to 4,096 ``"<source_id>.<comment_id>"``.
+        :param threshold: 0 to 1 (API default 0.25), or ``"auto"``.
+        :param labels: per-label thresholds ``{"Parent > Child": 0.5}``, restricting the labels.
+        :return: ``[{"uid", "labels": [{"name": [levels], "probability", ...}], "entities"}]`` in
+            the order of ``uids``.
+        :raises ValueError: for no uid or more than 4,096.
+        """
+        if not uids or len(uids) > MAX_PREDICT_DOCUMENTS:
+            raise ValueError(f"predict-comments takes 1 to {MAX_PREDICT_DOCUMENTS} uids, got {len(uids)}")
+        project, name = split_full_name(dataset, "dataset")
+        body = {"uids": list(uids), **prediction_options(threshold, labels)}
+        path = f"api/v1/datasets/{resource_path(project, name, 'labellers', str(version))}/predict-comments"
+        return self.request("POST", path, json_body=body)["predictions"]
+
     def predict_raw_emails(
         self,
         dataset: str,

@@ -1,2 +1,1 @@
-"""Work that needs no Airflow, the client or hook passed in: the comment and e-mail uploads, the
-readers and checks of their input, the warehouse row model."""
+"""Work that needs no Airflow, with the client or hook passed in (upload loops, readers, the warehouse model)."""

@@ -9,6 +9,9 @@
 * ``POST /_emulator/datasets/<p>/<d>/models`` ``{"tag": "live"}``: train a classifier on the
   dataset's assigned labels, pin it as the next model version and (optionally) tag it;
   ``PUT /_emulator/datasets/<p>/<d>/model-tags/<tag>`` ``{"version": N}`` moves a tag.
+* ``POST /_emulator/datasets/<p>/<d>/activity`` ``{"day": "2026-10-05", "seed": 7, ...}``: replay
+  a day of activity (new comments, late uploads, relabels, deletions, a retrain) on the dataset,
+  deterministic from the seed (:mod:`airflow_provider_cm.emulator.activity`); answers the uids changed.
 * ``POST /_emulator/faults``: ``{"reject_comment_ids": {"<comment id>": "<reason>"}}`` makes
   ``sync`` refuse (400) any request holding one of these ids; ``{"faults": [rule, ...]}`` adds
   fault rules (:mod:`airflow_provider_cm.emulator.fault_injection.rules`); ``{"fail_next": {"count": N,
@@ -26,6 +29,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from airflow_provider_cm.api.times import api_time, now_utc
+from airflow_provider_cm.emulator.activity import DayOfActivity, replay_day
 from airflow_provider_cm.emulator.errors import bad_request
 from airflow_provider_cm.emulator.fault_injection.rules import FaultError, FaultRule, TokenBucket
 from airflow_provider_cm.emulator.routes.model_versions import model_tags, set_tag, train_version
@@ -136,6 +140,11 @@ def router(store: Store) -> APIRouter:
     async def pin_model(project: str, name: str, request: Request) -> Response:
         tag = (await json_body(request)).get("tag")
         return ok(**(await store.write(lambda s: train_version(s, s.dataset(project, name), tag))))
+
+    @routes.post("/_emulator/datasets/{project}/{name}/activity")
+    async def activity(project: str, name: str, request: Request) -> Response:
+        plan = DayOfActivity.from_body(await json_body(request))
+        return ok(**(await store.write(lambda s: replay_day(s, s.dataset(project, name), plan))))
 
     @routes.put("/_emulator/datasets/{project}/{name}/model-tags/{tag}")
     async def move_tag(project: str, name: str, tag: str, request: Request) -> Response:

@@ -2,7 +2,11 @@
 
 Comments come in ``order_by`` order (``timestamp`` by default, or ``created_at``), ``from`` and
 ``to`` both inclusive; ``comment_uids`` (at most 256) excludes every other filter. Assigned label
-names are joined with ``" > "`` and listed together with their parents.
+names are joined with ``" > "`` and listed together with their parents; a label written with
+``metadata`` keeps it (its parents listed beside it have none, unless assigned themselves).
+``predictions`` holds the labels the dataset's latest pinned model version predicts
+(:func:`~airflow_provider_cm.emulator.routes.predictions.latest_predictions`), without its version, as
+the platform's export does.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from airflow_provider_cm.api.times import time_key
 from airflow_provider_cm.emulator.errors import ApiError, bad_request
 from airflow_provider_cm.emulator.openapi import doc
 from airflow_provider_cm.emulator.routes.labellings import public_comment
+from airflow_provider_cm.emulator.routes.predictions import latest_predictions
 from airflow_provider_cm.emulator.rules.checks import array, integer, obj, string, timestamp
 from airflow_provider_cm.emulator.schemas import EXPORTED_COMMENT, STRING, envelope, list_of
 from airflow_provider_cm.emulator.state.positions import decode_position, encode_position
@@ -48,25 +53,32 @@ PAGE = {"allOf": [envelope(comments=list_of(EXPORTED_COMMENT)), {"properties": {
 
 
 def with_parents(labels: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Expand ``"A > B"`` into ``"A"`` and ``"A > B"``, as the export lists parents with children."""
+    """Expand ``"A > B"`` into ``"A"`` and ``"A > B"``, as the export lists parents with children;
+    the label as assigned keeps its ``metadata``."""
     out: list[dict[str, Any]] = []
-    seen: set[str] = set()
+    index: dict[str, int] = {}
     for label in labels:
         parts = label["name"].split(" > ")
         for depth in range(1, len(parts) + 1):
             name = " > ".join(parts[:depth])
-            if name in seen:
+            own = depth == len(parts)
+            if name in index:
+                if own and "metadata" in label:
+                    out[index[name]]["metadata"] = label["metadata"]
                 continue
-            seen.add(name)
-            entry = {"name": name}
+            index[name] = len(out)
+            entry: dict[str, Any] = {"name": name}
             if "sentiment" in label:
                 entry["sentiment"] = label["sentiment"]
+            if own and "metadata" in label:
+                entry["metadata"] = label["metadata"]
             out.append(entry)
     return out
 
 
 def exported_comment(store: Store, dataset: Dataset, comment: dict[str, Any]) -> dict[str, Any]:
-    """``{"comment", "annotations": {"labels": {"assigned"}, "entities"?}}`` for one comment."""
+    """``{"comment", "annotations": {"labels": {"assigned"}, "entities"?}, "predictions": {"labels"}}``
+    for one comment."""
     annotation = dataset.annotations.get(comment["uid"], {})
     assigned: list[dict[str, Any]] = []
     for group in annotation.get("labelling", []):
@@ -75,7 +87,11 @@ def exported_comment(store: Store, dataset: Dataset, comment: dict[str, Any]) ->
     entities = annotation.get("entities", {}).get("assigned")
     if entities:
         annotations["entities"] = {"assigned": entities}
-    return {"comment": public_comment(store, comment, dataset), "annotations": annotations}
+    return {
+        "comment": public_comment(store, comment, dataset),
+        "annotations": annotations,
+        "predictions": latest_predictions(dataset, comment),
+    }
 
 
 def _by_uids(store: Store, dataset: Dataset, body: dict[str, Any]) -> dict[str, Any]:

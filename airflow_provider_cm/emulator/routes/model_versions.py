@@ -31,43 +31,55 @@ from airflow_provider_cm.emulator.wire import ok
 TAGS = ("live", "staging")
 
 
-def _training_examples(store: Store, dataset: Dataset) -> list[tuple[str, list[str]]]:
+_SENTIMENT = {"positive": 1.0, "negative": -1.0}
+
+
+def _training_examples(store: Store, dataset: Dataset) -> tuple[list[tuple[str, list[str]]], list[tuple[str, float]]]:
     examples = []
-    for uid, annotation in dataset.annotations.items():
+    sentiments: list[tuple[str, float]] = []
+    for uid, annotation in sorted(dataset.annotations.items()):
         source_id, _, comment_id = uid.partition(".")
         source = store.sources.get(source_id) if source_id in dataset.source_ids else None
         comment = source.comments.get(comment_id) if source else None
-        names = [label["name"] for group in annotation.get("labelling", []) for label in group.get("assigned", [])]
-        if comment is not None and names:
-            examples.append((comment_text(comment), names))
-    return examples
+        labels = [label for group in annotation.get("labelling", []) for label in group.get("assigned", [])]
+        if comment is not None and labels:
+            examples.append((comment_text(comment), [label["name"] for label in labels]))
+            sentiments.extend(
+                (label["name"], _SENTIMENT[label["sentiment"]])
+                for label in labels
+                if label.get("sentiment") in _SENTIMENT
+            )
+    return examples, sentiments
 
 
-def train_version(store: Store, dataset: Dataset, tag: str | None = None) -> dict[str, Any]:
-    """Train a classifier on the dataset's assigned leaf labels, pin it as the next version, tag it."""
+def train_version(store: Store, dataset: Dataset, tag: str | None = None, at: str | None = None) -> dict[str, Any]:
+    """Train a classifier on the dataset's assigned leaf labels, pin it as the next version, tag it.
+
+    :param at: the version's ``trained_time`` (and the tag's ``updated_at``); now if not given.
+    """
     if tag is not None and tag not in TAGS:
         raise bad_request(f"tag must be one of {', '.join(TAGS)}")
-    examples = _training_examples(store, dataset)
+    examples, sentiments = _training_examples(store, dataset)
     if not examples:
         raise bad_request(f"dataset '{dataset.project}/{dataset.name}' has no assigned labels to train on")
     version = max(dataset.models, default=0) + 1
-    store.put_model_version(
-        dataset, ModelVersion(version, api_time(now_utc()), len(examples), NaiveBayesModel.train(examples))
-    )
+    trained_time = at or api_time(now_utc())
+    model = NaiveBayesModel.train(examples, sentiments)
+    store.put_model_version(dataset, ModelVersion(version, trained_time, len(examples), model))
     if tag:
-        set_tag(store, dataset, tag, version)
+        set_tag(store, dataset, tag, version, at=trained_time)
     return {"version": version, "trained_on": len(examples), "tag": tag}
 
 
-def set_tag(store: Store, dataset: Dataset, tag: str, version: Any) -> None:
-    """Point ``tag`` at a pinned version."""
+def set_tag(store: Store, dataset: Dataset, tag: str, version: Any, at: str | None = None) -> None:
+    """Point ``tag`` at a pinned version (``at``: the tag's ``updated_at``, now if not given)."""
     if tag not in TAGS:
         raise bad_request(f"tag must be one of {', '.join(TAGS)}")
     if isinstance(version, bool) or not isinstance(version, int):
         raise bad_request("version must be an integer")
     if version not in dataset.models:
         raise bad_request(f"model version {version} is not pinned")
-    store.set_model_tag(dataset, tag, version, api_time(now_utc()))
+    store.set_model_tag(dataset, tag, version, at or api_time(now_utc()))
 
 
 def model_tags(dataset: Dataset) -> list[dict[str, Any]]:

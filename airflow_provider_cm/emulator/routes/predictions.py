@@ -6,10 +6,18 @@ Assumed response (the public docs do not show it): ``{"status": "ok", "predictio
 number, ``live`` or ``staging``. ``POST .../labellers/<version>/predict-comments`` ``{"uids": [...]}``
 predicts comments already uploaded (not billed) and answers ``{"predictions": [{"uid", "labels",
 "entities"}]}`` in the order of ``uids``, as the official CLI reads it.
+
+The dataset export carries each comment's predictions from the dataset's latest pinned version
+(:func:`latest_predictions`), as the platform's export carries "the latest available model's":
+``{"labels": [{"name": "A > B", "probability": 0.91, "sentiment"?: -0.4}]}``, names joined with
+``" > "``, every label at or above :data:`MIN_REPORTED_PROBABILITY`, most likely first (an
+assumption: the reference does not say which labels the export leaves out). ``sentiment`` is
+present where the model learnt one for the label.
 """
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -21,7 +29,7 @@ from airflow_provider_cm.emulator.openapi import doc
 from airflow_provider_cm.emulator.routes.comments import MESSAGES
 from airflow_provider_cm.emulator.routes.model_versions import resolve_version
 from airflow_provider_cm.emulator.rules.checks import Check, array, either, number, obj, string, timestamp
-from airflow_provider_cm.emulator.rules.classifier import AUTO_THRESHOLDS, comment_text
+from airflow_provider_cm.emulator.rules.classifier import AUTO_THRESHOLDS, NaiveBayesModel, comment_text
 from airflow_provider_cm.emulator.rules.user_properties import USER_PROPERTIES
 from airflow_provider_cm.emulator.schemas import (
     OBJECT,
@@ -70,9 +78,44 @@ PREDICT_BODY = obj(
 )
 
 
+#: Each model's probabilities by text, so re-exporting a dataset does not classify every comment
+#: again (a pinned version never changes; forgotten with the model, and past :data:`_CACHE_SIZE`).
+_CACHE: weakref.WeakKeyDictionary[NaiveBayesModel, dict[str, dict[str, float]]] = weakref.WeakKeyDictionary()
+_CACHE_SIZE = 300_000
+
+
+def _predict(model: NaiveBayesModel, text: str) -> dict[str, float]:
+    cache = _CACHE.setdefault(model, {})
+    found = cache.get(text)
+    if found is None:
+        if len(cache) >= _CACHE_SIZE:
+            cache.clear()
+        found = cache[text] = model.predict(text)
+    return found
+
+
 def probabilities(dataset: Dataset, version: int, comment: dict[str, Any]) -> dict[str, float]:
     """Every label's probability for a comment under a pinned version."""
-    return dataset.models[version].model.predict(comment_text(comment))
+    return dict(_predict(dataset.models[version].model, comment_text(comment)))
+
+
+def latest_predictions(dataset: Dataset, comment: dict[str, Any]) -> dict[str, Any]:
+    """``{"labels": [...]}``: the comment's predictions by the latest pinned version, as the export
+    gives them (no labels while the dataset has no pinned version)."""
+    if not dataset.models:
+        return {"labels": []}
+    model = dataset.models[max(dataset.models)].model
+    scores = _predict(model, comment_text(comment))
+    labels = []
+    for name, probability in sorted(scores.items(), key=lambda item: (-item[1], item[0])):
+        if probability < MIN_REPORTED_PROBABILITY:
+            continue
+        label: dict[str, Any] = {"name": name, "probability": round(probability, 6)}
+        sentiment = model.sentiment(name, scores)
+        if sentiment is not None:
+            label["sentiment"] = sentiment
+        labels.append(label)
+    return {"labels": labels}
 
 
 def api_label(name: str, probability: float, auto: bool = False) -> dict[str, Any]:

@@ -5,6 +5,10 @@ label is a class; a comment's probability for a label is its posterior, and a pa
 probability is the sum of its children's (so ``"Card"`` is at least as likely as ``"Card > Lost"``).
 It needs no dependency and trains on 10,000 comments in well under a second, which is all the
 emulator needs for stream thresholds and predictions to behave like the real thing.
+
+Where the assigned labels carry a sentiment, the model also learns each label's mean sentiment
+(``positive`` as 1, ``negative`` as -1); a predicted label's sentiment is that mean (a parent's,
+the mean of its children weighted by their probability), a number in [-1, 1] as the export gives it.
 """
 
 from __future__ import annotations
@@ -41,9 +45,15 @@ def comment_text(comment: dict[str, Any]) -> str:
 class NaiveBayesModel:
     """A trained classifier: per-label log priors and token log likelihoods."""
 
-    def __init__(self, label_counts: dict[str, int], token_counts: dict[str, dict[str, int]]) -> None:
+    def __init__(
+        self,
+        label_counts: dict[str, int],
+        token_counts: dict[str, dict[str, int]],
+        sentiments: dict[str, float] | None = None,
+    ) -> None:
         self.label_counts = label_counts
         self.token_counts = token_counts
+        self.sentiments = sentiments or {}
         vocabulary = {token for counts in token_counts.values() for token in counts}
         self.vocabulary_size = max(len(vocabulary), 1)
         total = sum(label_counts.values()) or 1
@@ -51,8 +61,16 @@ class NaiveBayesModel:
         self.totals = {label: sum(counts.values()) for label, counts in token_counts.items()}
 
     @classmethod
-    def train(cls, examples: Iterable[tuple[str, list[str]]]) -> NaiveBayesModel:
-        """Train on ``(text, [leaf label names])`` pairs; a comment with several labels counts for each."""
+    def train(
+        cls,
+        examples: Iterable[tuple[str, list[str]]],
+        sentiments: Iterable[tuple[str, float]] = (),
+    ) -> NaiveBayesModel:
+        """Train on ``(text, [leaf label names])`` pairs; a comment with several labels counts for each.
+
+        :param sentiments: ``(label name, 1.0 or -1.0)`` pairs from the assigned labels that have a
+            sentiment; each label's mean becomes its predicted sentiment.
+        """
         label_counts: Counter[str] = Counter()
         token_counts: dict[str, Counter[str]] = {}
         for text, labels in examples:
@@ -60,7 +78,13 @@ class NaiveBayesModel:
             for label in labels:
                 label_counts[label] += 1
                 token_counts.setdefault(label, Counter()).update(words)
-        return cls(dict(label_counts), {label: dict(counts) for label, counts in token_counts.items()})
+        totals: dict[str, list[float]] = {}
+        for label, value in sentiments:
+            total = totals.setdefault(label, [0.0, 0.0])
+            total[0] += value
+            total[1] += 1
+        means = {label: round(total[0] / total[1], 6) for label, total in totals.items()}
+        return cls(dict(label_counts), {label: dict(counts) for label, counts in token_counts.items()}, means)
 
     @property
     def labels(self) -> list[str]:
@@ -88,11 +112,27 @@ class NaiveBayesModel:
                 probabilities[name] = probabilities.get(name, 0.0) + weight / total
         return probabilities
 
+    def sentiment(self, name: str, probabilities: dict[str, float]) -> float | None:
+        """The predicted sentiment of label ``name`` (leaf or parent) given a text's ``probabilities``;
+        ``None`` if no label under it was assigned with a sentiment."""
+        if name in self.sentiments:
+            return self.sentiments[name]
+        prefix = name + " > "
+        weighted = [
+            (probabilities.get(label, 0.0), value)
+            for label, value in self.sentiments.items()
+            if label.startswith(prefix)
+        ]
+        weight = sum(p for p, _ in weighted)
+        if not weighted or weight <= 0:
+            return None
+        return round(sum(p * value for p, value in weighted) / weight, 6)
+
     def to_json(self) -> dict[str, Any]:
-        """The stored form: label and token counts."""
-        return {"label_counts": self.label_counts, "token_counts": self.token_counts}
+        """The stored form: label and token counts, and the labels' mean sentiments."""
+        return {"label_counts": self.label_counts, "token_counts": self.token_counts, "sentiments": self.sentiments}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> NaiveBayesModel:
-        """Rebuild a model from its stored form."""
-        return cls(data["label_counts"], data["token_counts"])
+        """Rebuild a model from its stored form (one saved before sentiments were learnt has none)."""
+        return cls(data["label_counts"], data["token_counts"], data.get("sentiments"))

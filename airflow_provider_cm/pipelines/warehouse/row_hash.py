@@ -1,0 +1,30 @@
+"""A stable hash of a row's data: the same values give the same hash on every run, machine and Python.
+
+SHA-256 over a canonical JSON of the data columns in the model's order: times as UTC ISO-8601
+with microseconds, floats by ``repr`` (shortest round-trip form), JSON values with sorted keys.
+Metadata columns (load id, extracted-at, the hash itself, deleted-at) are not part of it, so a
+row re-read unchanged hashes the same and is not written again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if isinstance(value, float):
+        return repr(value)
+    return value
+
+
+def row_hash(row: Mapping[str, Any], columns: Sequence[str]) -> str:
+    """The hex SHA-256 of ``row``'s values of ``columns`` (a missing column counts as null)."""
+    values = [_canonical(row.get(name)) for name in columns]
+    text = json.dumps(values, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -1,0 +1,267 @@
+"""Rows of the warehouse model from exported comments (``POST .../export``), typed and hashed.
+
+:func:`comment_rows` turns one exported comment, ``{"comment", "annotations": {"labels":
+{"assigned"}, "entities"?}, "predictions"?: {"labels", "entities"?}}``, into its rows of each data
+table: times as aware UTC datetimes, probabilities and sentiments as floats, user properties typed
+by their ``string:``/``number:`` prefix, JSON values as Python objects. Each row carries the load's
+id, the time it was extracted and its hash; ``_cm_deleted_at`` is null (a row just read exists).
+
+Predictions: by default the export's own (the latest model's, with a null ``model_version``, as
+the API names none); a caller that read them from ``predict-comments`` on a pinned version passes
+them with that version, and every predicted label row names it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from airflow_provider_cm.api.labels import LEVEL_SEPARATOR, label_name
+from airflow_provider_cm.pipelines.warehouse.model import (
+    COMMENT_ENTITIES,
+    COMMENT_LABELS,
+    COMMENT_USER_PROPERTIES,
+    COMMENTS,
+    DELETED_AT,
+    EXTRACTED_AT,
+    LOAD_ID,
+    ROW_HASH,
+    TableSpec,
+)
+from airflow_provider_cm.pipelines.warehouse.row_hash import row_hash
+
+_SENTIMENT = {"positive": 1.0, "negative": -1.0}
+_PROPERTY_TYPES = ("string", "number")
+
+
+class RowError(ValueError):
+    """An exported comment that cannot become rows: names the comment's uid and the field."""
+
+
+@dataclass
+class CommentRows:
+    """The rows of some comments, by model table name (``comments``, ``comment_labels``, ...)."""
+
+    tables: dict[str, list[dict[str, Any]]] = field(
+        default_factory=lambda: {
+            spec.name: [] for spec in (COMMENTS, COMMENT_LABELS, COMMENT_ENTITIES, COMMENT_USER_PROPERTIES)
+        }
+    )
+
+    def extend(self, other: CommentRows) -> None:
+        """Add ``other``'s rows to these."""
+        for name, rows in other.tables.items():
+            self.tables.setdefault(name, []).extend(rows)
+
+    @property
+    def uids(self) -> list[str]:
+        """The uids of the comments, in order."""
+        return [row["uid"] for row in self.tables["comments"]]
+
+
+def parse_time(value: Any, uid: str, what: str) -> datetime | None:
+    """An API time (``2026-10-01T12:00:00.000000Z``) as an aware UTC datetime; ``None`` for none.
+
+    :raises RowError: naming the uid and field if it is not an ISO-8601 time.
+    """
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        raise RowError(f"comment {uid}: {what} must be an ISO-8601 string, got {value!r}")
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise RowError(f"comment {uid}: {what} is not an ISO-8601 time: {value!r}") from None
+    return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
+
+
+def _finish(spec: TableSpec, row: dict[str, Any], load_id: str, extracted_at: datetime) -> dict[str, Any]:
+    row[ROW_HASH] = row_hash(row, spec.data_columns)
+    row[LOAD_ID] = load_id
+    row[EXTRACTED_AT] = extracted_at
+    row[DELETED_AT] = None
+    return row
+
+
+def _texts(messages: Sequence[Mapping[str, Any]], part: str) -> str | None:
+    texts = [m[part]["text"] for m in messages if isinstance(m.get(part), Mapping) and m[part].get("text")]
+    return "\n\n".join(texts) if texts else None
+
+
+def _recipients(messages: Sequence[Mapping[str, Any]]) -> list[str]:
+    return [address for m in messages for kind in ("to", "cc", "bcc") for address in (m.get(kind) or [])]
+
+
+def _label_row(uid: str, kind: str, label: Mapping[str, Any], model_version: int | None) -> dict[str, Any]:
+    name = label_name(label.get("name"))
+    if not name:
+        raise RowError(f"comment {uid}: a {kind} label has no name")
+    levels = name.split(LEVEL_SEPARATOR)
+    sentiment = label.get("sentiment")
+    if isinstance(sentiment, str):
+        sentiment = _SENTIMENT.get(sentiment)
+    probability = label.get("probability")
+    return {
+        "uid": uid,
+        "kind": kind,
+        "label": name,
+        "depth": len(levels),
+        "level_1": levels[0],
+        "level_2": levels[1] if len(levels) > 1 else None,
+        "level_3": levels[2] if len(levels) > 2 else None,
+        "probability": None if probability is None else float(probability),
+        "sentiment": None if sentiment is None else float(sentiment),
+        "model_version": model_version if kind == "predicted" else None,
+        "metadata": label.get("metadata"),
+    }
+
+
+def _entity_row(uid: str, kind: str, position: int, entity: Mapping[str, Any]) -> dict[str, Any]:
+    spans = entity.get("spans")
+    if spans is None and entity.get("span") is not None:
+        spans = [entity["span"]]
+    probability = entity.get("probability")
+    return {
+        "uid": uid,
+        "kind": kind,
+        "position": position,
+        "name": label_name(entity.get("name") or entity.get("kind") or ""),
+        "formatted_value": entity.get("formatted_value"),
+        "probability": None if probability is None else float(probability),
+        "spans": spans,
+    }
+
+
+def _property_row(uid: str, key: str, value: Any) -> dict[str, Any]:
+    prefix, _, name = key.partition(":")
+    if prefix not in _PROPERTY_TYPES or not name:
+        raise RowError(f"comment {uid}: user property {key!r} has no 'string:' or 'number:' prefix")
+    if prefix == "number":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise RowError(f"comment {uid}: user property {key!r} must be a number, got {value!r}")
+        return {"uid": uid, "name": name, "type": "number", "string_value": None, "number_value": float(value)}
+    return {"uid": uid, "name": name, "type": "string", "string_value": str(value), "number_value": None}
+
+
+def _unique(rows: Iterable[dict[str, Any]], key: Sequence[str]) -> list[dict[str, Any]]:
+    """Rows with a repeated key keep the first (the export never repeats a label; a merge must not see two)."""
+    seen: set[tuple[Any, ...]] = set()
+    out = []
+    for row in rows:
+        identity = tuple(row[k] for k in key)
+        if identity not in seen:
+            seen.add(identity)
+            out.append(row)
+    return out
+
+
+def comment_rows(
+    exported: Mapping[str, Any],
+    *,
+    load_id: str,
+    extracted_at: datetime,
+    model_version: int | None = None,
+    predictions: Mapping[str, Any] | None = None,
+) -> CommentRows:
+    """One exported comment's rows of each data table.
+
+    :param exported: the export's item ``{"comment", "annotations", "predictions"?}``.
+    :param load_id: the load writing the rows.
+    :param extracted_at: when the load read the comment (aware).
+    :param model_version: the pinned version ``predictions`` came from; ``None`` with the export's own.
+    :param predictions: ``{"labels": [...], "entities"?: [...]}`` from ``predict-comments`` (label
+        names as lists or joined strings); ``None`` uses the export's ``predictions``.
+    :raises RowError: if the comment has no uid or timestamp, a time is not ISO-8601, a label has
+        no name, or a user property is not typed by its prefix.
+    """
+    comment = exported.get("comment") or {}
+    uid = comment.get("uid")
+    if not isinstance(uid, str) or "." not in uid:
+        raise RowError(f"an exported comment has no uid of the form <source_id>.<comment_id>: {comment.get('id')!r}")
+    timestamp = parse_time(comment.get("timestamp"), uid, "timestamp")
+    if timestamp is None:
+        raise RowError(f"comment {uid}: timestamp is missing")
+    messages = comment.get("messages") or []
+    senders = [m["from"] for m in messages if m.get("from")]
+    version = model_version if predictions is not None else None
+    rows = CommentRows()
+    rows.tables["comments"].append(
+        _finish(
+            COMMENTS,
+            {
+                "uid": uid,
+                "comment_id": comment.get("id") or uid.split(".", 1)[1],
+                "source_id": uid.split(".", 1)[0],
+                "thread_id": comment.get("thread_id"),
+                "timestamp": timestamp,
+                "created_at": parse_time(comment.get("created_at"), uid, "created_at"),
+                "subject": _texts(messages, "subject"),
+                "body": _texts(messages, "body"),
+                "sender": senders[0] if senders else None,
+                "recipients": _recipients(messages),
+                "user_properties": comment.get("user_properties") or {},
+                "has_annotations": bool(comment.get("has_annotations", False)),
+                "model_version": version,
+            },
+            load_id,
+            extracted_at,
+        )
+    )
+    annotations = exported.get("annotations") or {}
+    labels = annotations.get("labels") or {}
+    predicted = predictions if predictions is not None else (exported.get("predictions") or {})
+    label_rows = [
+        _label_row(uid, kind, label, None) for kind in ("assigned", "dismissed") for label in labels.get(kind) or []
+    ]
+    label_rows += [_label_row(uid, "predicted", label, version) for label in predicted.get("labels") or []]
+    rows.tables["comment_labels"] = [
+        _finish(COMMENT_LABELS, row, load_id, extracted_at) for row in _unique(label_rows, COMMENT_LABELS.key)
+    ]
+    entities = annotations.get("entities") or {}
+    entity_rows = [
+        _entity_row(uid, kind, position, entity)
+        for kind, items in (("assigned", entities.get("assigned")), ("predicted", predicted.get("entities")))
+        for position, entity in enumerate(items or [])
+    ]
+    rows.tables["comment_entities"] = [_finish(COMMENT_ENTITIES, row, load_id, extracted_at) for row in entity_rows]
+    rows.tables["comment_user_properties"] = [
+        _finish(COMMENT_USER_PROPERTIES, _property_row(uid, key, value), load_id, extracted_at)
+        for key, value in sorted((comment.get("user_properties") or {}).items())
+    ]
+    return rows
+
+
+def page_rows(
+    page: Iterable[Mapping[str, Any]],
+    *,
+    load_id: str,
+    extracted_at: datetime,
+    model_version: int | None = None,
+    predictions_by_uid: Mapping[str, Mapping[str, Any]] | None = None,
+) -> CommentRows:
+    """The rows of a page of exported comments (see :func:`comment_rows`).
+
+    :param predictions_by_uid: predictions from ``predict-comments`` by uid, with ``model_version``;
+        ``None`` keeps the export's own. A comment missing from it gets no predicted labels.
+    """
+    rows = CommentRows()
+    for exported in page:
+        uid = (exported.get("comment") or {}).get("uid", "")
+        predictions = None
+        if predictions_by_uid is not None:
+            predictions = predictions_by_uid.get(uid, {"labels": []})
+        rows.extend(
+            comment_rows(
+                exported,
+                load_id=load_id,
+                extracted_at=extracted_at,
+                model_version=model_version,
+                predictions=predictions,
+            )
+        )
+    return rows

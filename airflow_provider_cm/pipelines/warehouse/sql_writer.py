@@ -1,0 +1,349 @@
+"""Write the warehouse model into SQL through a SQLAlchemy engine: merge by key, soft deletes, one transaction.
+
+:class:`SqlWarehouse` takes the engine (in Airflow, common-sql's ``get_sqlalchemy_engine()``) and:
+
+1. **checks** the tables that exist against the model before writing anything: a column whose type
+   cannot hold the model's values, or a table whose primary key is not the model's, fails with
+   :class:`WarehouseSchemaError` naming the table, the column and the fix;
+2. **creates** the missing tables and **adds** the missing columns (added columns are nullable;
+   nothing is dropped, columns the model does not know are left alone);
+3. **merges** each page of rows by key: a new key is inserted, a key whose row hash changed (or
+   that was marked deleted) is updated, a key whose hash is already stored is left untouched; a
+   label, entity or user property that a comment read in this load no longer has is marked
+   deleted (``_cm_deleted_at``);
+4. with ``reconcile``, **marks deleted** every comment not seen by the load (within its range, if
+   given) and its rows of the long tables; nothing is ever hard-deleted;
+5. records the load in the ``loads`` table,
+
+all in one transaction: a load that fails midway (the API, a row, the database) leaves the tables
+as the previous load left them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from airflow_provider_cm.pipelines.warehouse.model import (
+    COMMENTS,
+    DATA_TABLES,
+    DELETED_AT,
+    LOADS,
+    ROW_HASH,
+    TABLES,
+    Column,
+    TableSpec,
+)
+from airflow_provider_cm.pipelines.warehouse.rows import CommentRows
+from airflow_provider_cm.pipelines.warehouse.sql_tables import build_tables, column_type
+
+#: uids per ``IN (...)`` query.
+CHUNK = 500
+
+
+class WarehouseSchemaError(ValueError):
+    """An existing table cannot hold the warehouse model; raised before anything is written."""
+
+
+@dataclass(frozen=True)
+class LoadInfo:
+    """What the ``loads`` row says about a load (times are aware datetimes)."""
+
+    load_id: str
+    dataset: str
+    mode: str
+    dag_id: str | None = None
+    run_id: str | None = None
+    task_id: str | None = None
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+    model_version: int | None = None
+
+
+@dataclass
+class LoadCounts:
+    """What a load did: comments read, pages, rows written, unchanged and marked deleted (all tables)."""
+
+    rows_read: int = 0
+    pages: int = 0
+    rows_written: int = 0
+    rows_unchanged: int = 0
+    rows_marked_deleted: int = 0
+    by_table: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def add(self, table: str, what: str, count: int) -> None:
+        """Count ``count`` rows of ``table`` as ``what`` (``written``, ``unchanged``, ``marked_deleted``)."""
+        counts = self.by_table.setdefault(table, {"written": 0, "unchanged": 0, "marked_deleted": 0})
+        counts[what] += count
+        if what == "written":
+            self.rows_written += count
+        elif what == "unchanged":
+            self.rows_unchanged += count
+        else:
+            self.rows_marked_deleted += count
+
+
+def _accepts(kind: str, found: Any, dialect: str) -> bool:
+    if kind == "text":
+        return isinstance(found, sa.String)
+    if kind == "integer":
+        return isinstance(found, sa.Integer)
+    if kind == "double":
+        return isinstance(found, sa.Float)
+    if kind == "boolean":
+        return isinstance(found, sa.Boolean)
+    if kind == "time":
+        return isinstance(found, sa.DateTime) and (dialect != "postgresql" or bool(found.timezone))
+    if kind == "json":
+        return isinstance(found, sa.JSON) or (dialect != "postgresql" and isinstance(found, sa.String))
+    return False
+
+
+def _chunks(values: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+class SqlWarehouse:
+    """The warehouse model's tables in one database schema, written through ``engine``.
+
+    :param engine: a SQLAlchemy engine (PostgreSQL and SQLite are tested; any dialect SQLAlchemy
+        compiles the model's types for should work).
+    :param schema: the database schema of the tables (``None``: the connection's default).
+    :param prefix: put before every table name (``"cm_"`` gives ``cm_comments``, ``cm_loads``...).
+    """
+
+    def __init__(self, engine: Engine, *, schema: str | None = None, prefix: str = "") -> None:
+        self.engine = engine
+        self.schema = schema
+        self.prefix = prefix
+        self.metadata = sa.MetaData(schema=schema)
+        self.tables = build_tables(self.metadata, prefix)
+
+    # -- the schema -------------------------------------------------------------------------------
+
+    def _ddl_type(self, column: Column) -> str:
+        return str(column_type(column.kind).compile(dialect=self.engine.dialect))
+
+    def plan(self, connection: Connection) -> tuple[list[str], list[tuple[str, Column]]]:
+        """What :meth:`prepare` would do: ``(tables to create, (table, column) to add)``.
+
+        :raises WarehouseSchemaError: naming every column (or key) an existing table gets wrong, and the fix.
+        """
+        inspector = sa.inspect(connection)
+        dialect = self.engine.dialect.name
+        problems: list[str] = []
+        create: list[str] = []
+        add: list[tuple[str, Column]] = []
+        for spec in TABLES:
+            table = self.tables[spec.name]
+            if not inspector.has_table(table.name, schema=self.schema):
+                create.append(spec.name)
+                continue
+            found = {c["name"]: c for c in inspector.get_columns(table.name, schema=self.schema)}
+            for column in spec.columns:
+                existing = found.get(column.name)
+                if existing is None:
+                    add.append((spec.name, column))
+                elif not _accepts(column.kind, existing["type"], dialect):
+                    expected = self._ddl_type(column)
+                    problems.append(
+                        f"table {table.fullname!r} column {column.name!r} is {existing['type']} but the warehouse model"
+                        f" needs {expected} ({column.kind}); fix: change its type (ALTER TABLE {table.fullname}"
+                        f" ALTER COLUMN {column.name} TYPE {expected}), or load into other tables (another"
+                        " schema or table prefix)"
+                    )
+            key = inspector.get_pk_constraint(table.name, schema=self.schema).get("constrained_columns") or []
+            if sorted(key) != sorted(spec.key):
+                problems.append(
+                    f"table {table.fullname!r} has primary key ({', '.join(key) or 'none'}) but the warehouse model"
+                    f" merges by ({', '.join(spec.key)}); fix: ALTER TABLE {table.fullname} ADD PRIMARY KEY"
+                    f" ({', '.join(spec.key)}) (after removing duplicate rows), or load into other tables"
+                )
+        if problems:
+            raise WarehouseSchemaError("the warehouse tables cannot hold the model:\n- " + "\n- ".join(problems))
+        return create, add
+
+    def prepare(self, connection: Connection) -> None:
+        """Check the existing tables (nothing written if one is wrong), create missing ones, add missing columns.
+
+        :raises WarehouseSchemaError: see :meth:`plan`.
+        """
+        create, add = self.plan(connection)
+        for name in create:
+            self.tables[name].create(connection)
+        preparer = self.engine.dialect.identifier_preparer
+        for name, column in add:
+            table = self.tables[name]
+            connection.execute(
+                sa.text(
+                    f"ALTER TABLE {preparer.format_table(table)} ADD COLUMN"
+                    f" {preparer.quote(column.name)} {self._ddl_type(column)}"
+                )
+            )
+
+    # -- writing ----------------------------------------------------------------------------------
+
+    def _merge_table(
+        self,
+        connection: Connection,
+        spec: TableSpec,
+        rows: list[dict[str, Any]],
+        uids: Sequence[str],
+        now: datetime,
+        counts: LoadCounts,
+    ) -> None:
+        table = self.tables[spec.name]
+        key = spec.key
+        stored: dict[tuple[Any, ...], tuple[str, Any]] = {}
+        for chunk in _chunks(uids):
+            query = sa.select(*(table.c[k] for k in key), table.c[ROW_HASH], table.c[DELETED_AT]).where(
+                table.c.uid.in_(chunk)
+            )
+            for found in connection.execute(query):
+                stored[tuple(found[: len(key)])] = (found[len(key)], found[len(key) + 1])
+        inserts, updates, unchanged = [], [], 0
+        seen = set()
+        for row in rows:
+            identity = tuple(row[k] for k in key)
+            seen.add(identity)
+            before = stored.get(identity)
+            if before is None:
+                inserts.append(row)
+            elif before[0] == row[ROW_HASH] and before[1] is None:
+                unchanged += 1
+            else:
+                updates.append(row)
+        if inserts:
+            connection.execute(table.insert(), inserts)
+        if updates:
+            others = [c.name for c in table.columns if c.name not in key]
+            statement = (
+                table.update()
+                .where(sa.and_(*(table.c[k] == sa.bindparam(f"key_{k}") for k in key)))
+                .values({name: sa.bindparam(f"new_{name}") for name in others})
+            )
+            connection.execute(
+                statement,
+                [{**{f"key_{k}": row[k] for k in key}, **{f"new_{n}": row.get(n) for n in others}} for row in updates],
+            )
+        counts.add(spec.name, "written", len(inserts) + len(updates))
+        counts.add(spec.name, "unchanged", unchanged)
+        if spec is not COMMENTS:
+            gone = [identity for identity, (_, deleted) in stored.items() if identity not in seen and deleted is None]
+            self._mark_deleted(connection, spec, gone, now, counts)
+
+    def _mark_deleted(
+        self, connection: Connection, spec: TableSpec, keys: list[tuple[Any, ...]], now: datetime, counts: LoadCounts
+    ) -> None:
+        if not keys:
+            return
+        table = self.tables[spec.name]
+        statement = (
+            table.update()
+            .where(sa.and_(*(table.c[k] == sa.bindparam(f"key_{k}") for k in spec.key)))
+            .values({DELETED_AT: now})
+        )
+        connection.execute(
+            statement, [{f"key_{k}": value for k, value in zip(spec.key, identity, strict=True)} for identity in keys]
+        )
+        counts.add(spec.name, "marked_deleted", len(keys))
+
+    def merge_page(self, connection: Connection, rows: CommentRows, now: datetime, counts: LoadCounts) -> None:
+        """Merge one page's rows into every data table (see the module's description)."""
+        uids = rows.uids
+        counts.rows_read += len(uids)
+        counts.pages += 1
+        for spec in DATA_TABLES:
+            self._merge_table(connection, spec, rows.tables.get(spec.name, []), uids, now, counts)
+
+    def _reconcile(
+        self,
+        connection: Connection,
+        seen: set[str],
+        now: datetime,
+        counts: LoadCounts,
+        scope: tuple[datetime | None, datetime | None],
+    ) -> None:
+        comments = self.tables["comments"]
+        query = sa.select(comments.c.uid).where(comments.c[DELETED_AT].is_(None))
+        start, end = scope
+        if start is not None:
+            query = query.where(comments.c.timestamp >= start)
+        if end is not None:
+            query = query.where(comments.c.timestamp < end)
+        gone = [uid for (uid,) in connection.execute(query) if uid not in seen]
+        self._mark_deleted(connection, COMMENTS, [(uid,) for uid in gone], now, counts)
+        for spec in DATA_TABLES:
+            if spec is COMMENTS:
+                continue
+            table = self.tables[spec.name]
+            for chunk in _chunks(gone):
+                result = connection.execute(
+                    table.update()
+                    .where(table.c.uid.in_(chunk), table.c[DELETED_AT].is_(None))
+                    .values({DELETED_AT: now})
+                )
+                counts.add(spec.name, "marked_deleted", result.rowcount)
+
+    def load(
+        self,
+        pages: Iterable[CommentRows],
+        info: LoadInfo,
+        *,
+        reconcile: bool = False,
+        reconcile_range: tuple[datetime | None, datetime | None] = (None, None),
+        started_at: datetime | None = None,
+    ) -> LoadCounts:
+        """Check and prepare the tables, merge every page, reconcile if asked, record the load: one transaction.
+
+        Anything raised while reading ``pages`` or writing rolls the whole load back.
+
+        :param pages: the rows of each page read (:func:`~.rows.page_rows`), consumed as they come.
+        :param info: what the ``loads`` row records.
+        :param reconcile: mark comments not seen by this load as deleted (and their long-table rows).
+        :param reconcile_range: ``(start, end)`` on ``comments.timestamp``, end exclusive: only
+            comments in it may be marked deleted (a reconcile of part of the dataset); ``(None, None)``: all.
+        :param started_at: when the load started (aware); now if not given.
+        :return: the counts, as written to the ``loads`` row.
+        :raises WarehouseSchemaError: before anything is written, if an existing table cannot hold the model.
+        """
+        started = started_at or datetime.now(timezone.utc)
+        counts = LoadCounts()
+        seen: set[str] = set()
+        with self.engine.begin() as connection:
+            self.prepare(connection)
+            for page in pages:
+                now = datetime.now(timezone.utc)
+                self.merge_page(connection, page, now, counts)
+                if reconcile:
+                    seen.update(page.uids)
+            if reconcile:
+                self._reconcile(connection, seen, datetime.now(timezone.utc), counts, reconcile_range)
+            connection.execute(
+                self.tables[LOADS.name].insert(),
+                {
+                    "load_id": info.load_id,
+                    "dag_id": info.dag_id,
+                    "run_id": info.run_id,
+                    "task_id": info.task_id,
+                    "dataset": info.dataset,
+                    "mode": info.mode,
+                    "window_start": info.window_start,
+                    "window_end": info.window_end,
+                    "model_version": info.model_version,
+                    "rows_read": counts.rows_read,
+                    "rows_written": counts.rows_written,
+                    "rows_unchanged": counts.rows_unchanged,
+                    "rows_marked_deleted": counts.rows_marked_deleted,
+                    "pages": counts.pages,
+                    "started_at": started,
+                    "finished_at": datetime.now(timezone.utc),
+                },
+            )
+        return counts

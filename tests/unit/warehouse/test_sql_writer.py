@@ -1,0 +1,210 @@
+"""The SQL writer on PostgreSQL and SQLite: a tenant's days of activity caught up, typed, in one transaction."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+
+from airflow_provider_cm.pipelines.warehouse.rows import page_rows
+from airflow_provider_cm.pipelines.warehouse.sql_writer import LoadInfo, SqlWarehouse, WarehouseSchemaError
+from tests.conftest import POSTGRES_SERVER, new_workspace, postgres_test_database
+from tests.tenant_month import build_tenant, export_all
+from tests.unit.warehouse.warehouse_checks import assert_equals_tenant, dump, load
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def warehouse(request, tmp_path):
+    if request.param == "sqlite":
+        engine = sa.create_engine(f"sqlite:///{tmp_path / 'warehouse.db'}")
+        yield SqlWarehouse(engine)
+        engine.dispose()
+        return
+    postgres_test_database().close()  # creates cm_test, or skips when PostgreSQL is not reachable
+    engine = sa.create_engine(POSTGRES_SERVER.replace("postgresql://", "postgresql+psycopg2://", 1) + "/cm_test")
+    schema = "wh_" + uuid.uuid4().hex[:12]
+    with engine.begin() as connection:
+        connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    yield SqlWarehouse(engine, schema=schema)
+    with engine.begin() as connection:
+        connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture
+def tenant(hook, emulator):
+    workspace = new_workspace(hook)
+    build_tenant(hook, emulator, workspace, 80)
+    return workspace
+
+
+def loads(warehouse):
+    with warehouse.engine.connect() as connection:
+        table = warehouse.tables["loads"]
+        return [r._mapping for r in connection.execute(sa.select(table).order_by(table.c.started_at))]
+
+
+def test_a_reconcile_catches_a_day_of_activity_and_writes_only_what_changed(warehouse, hook, emulator, tenant):
+    first = load(warehouse, hook, tenant)
+    assert (first.rows_read, first.rows_unchanged, first.rows_marked_deleted) == (80, 0, 0)
+    assert_equals_tenant(warehouse, export_all(hook, tenant))
+    again = load(warehouse, hook, tenant)
+    assert (again.rows_written, again.rows_marked_deleted) == (0, 0) and again.rows_unchanged == first.rows_written
+
+    day = emulator.admin(
+        "POST",
+        f"datasets/{tenant.dataset}/activity",
+        {"day": "2099-03-02", "seed": 5, "new_comments": 4, "late_uploads": 2, "relabels": 3, "deletions": 2},
+    )
+    caught = load(warehouse, hook, tenant)
+    exported = export_all(hook, tenant)
+    assert_equals_tenant(warehouse, exported, deleted=set(day["deleted"]))
+    assert caught.by_table["comments"] == {"written": 6, "unchanged": 80 - 2, "marked_deleted": 2}
+    # Relabels and new comments: the written label rows are those of the changed comments only.
+    changed = set(day["relabelled"]) | set(day["created"]) | set(day["late"])
+    assert 0 < caught.by_table["comment_labels"]["written"] <= 12 * len(changed)
+
+    retrain = emulator.admin(
+        "POST",
+        f"datasets/{tenant.dataset}/activity",
+        {
+            "day": "2099-03-03",
+            "seed": 6,
+            "new_comments": 0,
+            "late_uploads": 0,
+            "relabels": 0,
+            "deletions": 0,
+            "retrain": True,
+        },
+    )
+    assert retrain["model_version"] == 2
+    after = load(warehouse, hook, tenant)
+    assert_equals_tenant(warehouse, export_all(hook, tenant), deleted=set(day["deleted"]))
+    assert after.by_table["comments"]["written"] == 0 and after.by_table["comment_labels"]["written"] > 0
+
+    recorded = loads(warehouse)
+    assert [r["rows_written"] for r in recorded] == [first.rows_written, 0, caught.rows_written, after.rows_written]
+    assert [r["rows_marked_deleted"] for r in recorded] == [0, 0, caught.rows_marked_deleted, after.rows_marked_deleted]
+    assert all(r["rows_read"] and r["pages"] and r["mode"] == "reconcile" for r in recorded)
+
+
+def test_a_window_load_is_first_seen_only(warehouse, hook, emulator, tenant):
+    load(warehouse, hook, tenant)
+    day = emulator.admin(
+        "POST", f"datasets/{tenant.dataset}/activity", {"day": "2099-03-02", "seed": 2, "relabels": 3, "deletions": 2}
+    )
+    window = load(
+        warehouse, hook, tenant, mode="window", start="2099-03-02T00:00:00Z", end="2099-03-02T23:59:59.999999Z"
+    )
+    assert window.rows_read == len(day["created"]) and window.rows_marked_deleted == 0
+    with warehouse.engine.connect() as connection:
+        comments = warehouse.tables["comments"]
+        live = {
+            uid for (uid,) in connection.execute(sa.select(comments.c.uid).where(comments.c._cm_deleted_at.is_(None)))
+        }
+    assert set(day["created"]) <= live and set(day["deleted"]) <= live  # a window load cannot see deletions
+
+
+def test_a_column_that_cannot_hold_the_model_fails_before_writing(warehouse, hook, tenant):
+    name = warehouse.tables["comments"].fullname
+    with warehouse.engine.begin() as connection:
+        connection.execute(sa.text(f"CREATE TABLE {name} (uid TEXT PRIMARY KEY, timestamp BOOLEAN)"))
+    with pytest.raises(WarehouseSchemaError, match=r"column 'timestamp' is BOOLEAN .* fix: change its type") as caught:
+        load(warehouse, hook, tenant)
+    assert "ALTER TABLE" in str(caught.value)
+    assert set(dump(warehouse)) == {"comments"} and dump(warehouse)["comments"] == []
+
+
+def test_a_table_without_the_models_key_fails_before_writing(warehouse, hook, tenant):
+    name = warehouse.tables["loads"].fullname
+    with warehouse.engine.begin() as connection:
+        connection.execute(sa.text(f"CREATE TABLE {name} (load_id TEXT)"))
+    with pytest.raises(WarehouseSchemaError, match=r"primary key \(none\) .* ADD PRIMARY KEY \(load_id\)"):
+        load(warehouse, hook, tenant)
+    assert set(dump(warehouse)) == {"loads"}
+
+
+def test_missing_columns_are_added_and_unknown_ones_kept(warehouse, hook, tenant):
+    full = warehouse.tables["comment_user_properties"]
+    with warehouse.engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                f"CREATE TABLE {full.fullname}"
+                " (uid TEXT NOT NULL, name TEXT NOT NULL, note TEXT, PRIMARY KEY (uid, name))"
+            )
+        )
+    load(warehouse, hook, tenant)
+    with warehouse.engine.connect() as connection:
+        columns = {c["name"] for c in sa.inspect(connection).get_columns(full.name, schema=warehouse.schema)}
+        rows = connection.execute(sa.select(full.c.name, full.c.string_value)).all()
+    assert {"note", "string_value", "number_value", "_cm_row_hash"} <= columns
+    assert len(rows) == 80 and {name for name, _ in rows} == {"Channel"}
+
+
+def test_a_load_that_fails_midway_leaves_the_previous_state(warehouse, hook, emulator, tenant):
+    load(warehouse, hook, tenant)
+    before = dump(warehouse)
+    emulator.admin("POST", f"datasets/{tenant.dataset}/activity", {"day": "2099-03-02", "seed": 1, "retrain": True})
+
+    def pages():
+        load_id = "failing"
+        for number, page in enumerate(hook.iter_export_pages(tenant.dataset, limit=32)):
+            if number == 2:
+                raise ConnectionError("the API went away on the third page")
+            yield page_rows(page, load_id=load_id, extracted_at=datetime.now(timezone.utc))
+
+    with pytest.raises(ConnectionError):
+        warehouse.load(pages(), LoadInfo("failing", tenant.dataset, "reconcile"), reconcile=True)
+    assert dump(warehouse) == before
+
+
+def test_a_reconcile_of_a_range_marks_deleted_only_inside_it(warehouse, hook, emulator, tenant):
+    load(warehouse, hook, tenant)
+    exported = export_all(hook, tenant)
+    inside, outside = exported[0]["comment"], exported[-1]["comment"]
+    for comment in (inside, outside):
+        emulator_delete(emulator, tenant, comment["id"])
+    start = datetime(2026, 10, 1, tzinfo=timezone.utc)
+    end = datetime.fromisoformat(exported[40]["comment"]["timestamp"].replace("Z", "+00:00"))
+    last = (end - timedelta(microseconds=1)).isoformat()
+    load_id = uuid.uuid4().hex
+    pages = (
+        page_rows(page, load_id=load_id, extracted_at=start)
+        for page in hook.iter_export_pages(tenant.dataset, start="2026-10-01T00:00:00Z", end=last)
+    )
+    counts = warehouse.load(
+        pages, LoadInfo(load_id, tenant.dataset, "reconcile"), reconcile=True, reconcile_range=(start, end)
+    )
+    assert counts.by_table["comments"]["marked_deleted"] == 1
+    with warehouse.engine.connect() as connection:
+        comments = warehouse.tables["comments"]
+        deleted = dict(connection.execute(sa.select(comments.c.uid, comments.c._cm_deleted_at)).all())
+    assert deleted[inside["uid"]] is not None and deleted[outside["uid"]] is None
+
+
+def emulator_delete(emulator, workspace, comment_id):
+    import requests
+
+    from tests.conftest import TOKEN
+
+    requests.delete(
+        f"{emulator.url}/api/v1/sources/{workspace.source}/comments",
+        params={"id": comment_id},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=30,
+    ).raise_for_status()
+
+
+def test_typed_values_read_back_typed(warehouse, hook, tenant):
+    load(warehouse, hook, tenant)
+    with warehouse.engine.connect() as connection:
+        comments, labels = warehouse.tables["comments"], warehouse.tables["comment_labels"]
+        row = connection.execute(sa.select(comments).limit(1)).one()
+        label = connection.execute(
+            sa.select(labels).where(labels.c.kind == "assigned", labels.c.depth == 2).limit(1)
+        ).one()
+    assert row.timestamp.tzinfo is not None and row.timestamp.utcoffset().total_seconds() == 0
+    assert row.has_annotations is True and isinstance(row.user_properties, dict)
+    assert isinstance(label.sentiment, float) and label.metadata["user_id"] == "analyst"
