@@ -115,7 +115,8 @@ PREDICT = Route(
 PREDICT_COMMENTS = Route(
     "POST",
     "api/v1/datasets/{project}/{name}/labellers/{version}/predict-comments",
-    False,
+    # Predicts stored comments: changes nothing and is not listed as billable; the CLI retries it.
+    True,
     {"uids": limits.MAX_PREDICT_DOCUMENTS},
 )
 PREDICT_RAW_EMAILS = Route(

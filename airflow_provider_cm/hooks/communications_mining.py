@@ -629,7 +629,8 @@ class CommunicationsMiningHook(CommunicationsMiningBaseHook):
         ``POST /api/v1/datasets/<project>/<dataset>/labellers/<version>/predict-comments``, the
         route the official CLI uses for ``re get comments --model-version``. The vendor's docs bill
         predictions only for comments not in the platform, so this route is not listed as billable
-        (API reference, section 5); it changes nothing, so it is retried like a read.
+        (API reference, section 5). It changes nothing, so the route table resends it after a dropped
+        connection, as the official CLI retries it (API reference, section 2).
         Docs: https://docs.uipath.com/communications-mining/automation-cloud/latest/developer-guide/introduction
 
         :param version: a pinned version number, or ``"live"`` / ``"staging"``.
@@ -644,7 +645,7 @@ class CommunicationsMiningHook(CommunicationsMiningBaseHook):
             raise ValueError(f"predict-comments takes 1 to {MAX_PREDICT_DOCUMENTS} uids, got {len(uids)}")
         project, name = split_full_name(dataset, "dataset")
         body = {"uids": list(uids), **prediction_options(threshold, labels)}
-        path = f"api/v1/datasets/{resource_path(project, name, 'labellers', str(version))}/predict-comments"
+        path = routes.PREDICT_COMMENTS.at(project, name, str(version))
         return self.request("POST", path, json_body=body)["predictions"]
 
     def predict_raw_emails(
