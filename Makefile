@@ -3,14 +3,17 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 INPUT ?=
+#: Every extra a user can install (the dependency group `dev` holds the tools, outside the published metadata).
+EXTRAS := sqlite,postgres,openlineage,messaging,msg,parquet,emulator
 
-.PHONY: venv demo test fuzz test-system test-all test-deployment test-workers test-compat browser lint docs bench clean
+.PHONY: venv demo test fuzz test-system test-all test-deployment test-workers test-compat test-wheel browser lint docs bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip uv
 	# uv resolves in seconds what pip backtracks over for many minutes (aiobotocore pins botocore).
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[dev]"
+	# The provider with every extra, editable, and the development tools of pyproject's [dependency-groups].
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[$(EXTRAS)]" --group dev
 	touch $@
 
 # The virtual environment alone (the quick start's first step): then `source .venv/bin/activate`.
@@ -39,7 +42,7 @@ test-system: $(BIN)/.installed
 	$(BIN)/python -m pytest tests/system
 
 # Every test tier CI runs (CI also runs lint and the demo; about 30 minutes on 2 cores).
-test-all: test test-system test-compat test-deployment test-workers
+test-all: test test-system test-compat test-wheel test-deployment test-workers
 
 # The example DAGs in a real Airflow deployment (api-server, scheduler, dag-processor, triggerer;
 # LocalExecutor; PostgreSQL on 127.0.0.1:5432). Not part of `make test`: it takes a few minutes.
@@ -55,6 +58,13 @@ test-workers: $(BIN)/.installed
 # built once with uv and reused; the provider reinstalled each run. TARGET=name runs one (see --list).
 test-compat: $(BIN)/.installed
 	$(BIN)/python -m tests.compat.run $(if $(TARGET),--target $(TARGET))
+
+# The release check: sdist and wheel built with `python -m build`, `twine check`, the wheel's contents (LICENSE,
+# NOTICE, py.typed, the emulator), then the wheel (not the checkout) installed into a fresh environment on the
+# oldest and the newest supported Airflow, where the provider is listed and example DAG cm_setup runs against
+# the installed emulator. TARGET=name checks one target of tests/compat/targets.py instead.
+test-wheel: $(BIN)/.installed
+	$(BIN)/python -m tests.wheel.run $(if $(TARGET),--target $(TARGET))
 
 # The connection-form case drives Debian's Chromium (headless) through playwright; install it once.
 browser:
@@ -77,4 +87,4 @@ bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) .compat .demo .airflow .pytest_cache .mypy_cache .ruff_cache docs/_build docs/_api
+	rm -rf $(VENV) .compat .wheel .demo .airflow .pytest_cache .mypy_cache .ruff_cache docs/_build docs/_api

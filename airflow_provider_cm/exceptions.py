@@ -12,6 +12,8 @@ stand-ins, so ``except CommunicationsMiningError`` works the same way everywhere
 
 from __future__ import annotations
 
+import warnings
+
 try:
     from airflow.sdk.exceptions import AirflowException, AirflowFailException
 except ImportError:  # the client code and the emulator, without Airflow
@@ -21,6 +23,30 @@ except ImportError:  # the client code and the emulator, without Airflow
 
     class AirflowFailException(AirflowException):  # type: ignore[no-redef]
         """Stand-in for Airflow's "fail without retrying" exception where Airflow is not installed."""
+
+
+try:
+    from airflow.exceptions import AirflowProviderDeprecationWarning
+except ImportError:  # the client code and the emulator, without Airflow
+
+    class AirflowProviderDeprecationWarning(DeprecationWarning):  # type: ignore[no-redef]
+        """Stand-in for Airflow's warning of a provider's deprecated name where Airflow is not installed."""
+
+
+#: What every deprecation warning of this provider says (the test configuration turns it into an error).
+DEPRECATED_SINCE = "deprecated since airflow-provider-cm 0.2.0"
+
+
+def warn_deprecated(old: str, new: str, removed_in: str = "0.3", stacklevel: int = 3) -> None:
+    """Warn, as the official providers do (:class:`AirflowProviderDeprecationWarning`), that ``old`` is now ``new``.
+
+    ``stacklevel`` 3 points the warning at the caller of the deprecated property or function.
+    """
+    warnings.warn(
+        f"{old} is {DEPRECATED_SINCE} and removed in {removed_in}: use {new}",
+        AirflowProviderDeprecationWarning,
+        stacklevel=stacklevel,
+    )
 
 
 class CommunicationsMiningError(AirflowException):
@@ -209,12 +235,14 @@ class CommunicationsMiningRejectedRecordsError(AirflowFailException):
 
     @property
     def unlabelled_ids(self) -> list[str]:
-        """Deprecated (removed in 0.3): :attr:`unannotated_ids`."""
+        """Deprecated (removed in 0.3): :attr:`unannotated_ids`; warns AirflowProviderDeprecationWarning."""
+        warn_deprecated(f"{type(self).__name__}.unlabelled_ids", "unannotated_ids")
         return self.unannotated_ids
 
     @property
     def labels_rejected(self) -> int:
-        """Deprecated (removed in 0.3): :attr:`annotations_rejected`."""
+        """Deprecated (removed in 0.3): :attr:`annotations_rejected`; warns AirflowProviderDeprecationWarning."""
+        warn_deprecated(f"{type(self).__name__}.labels_rejected", "annotations_rejected")
         return self.annotations_rejected
 
 

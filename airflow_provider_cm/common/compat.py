@@ -23,19 +23,44 @@ it by feature, not by version number, and says once in the log what it does inst
   :func:`trigger_dict_argument` undoes the inner layer where it is left.
 * **reading an XCom from an operator link**: ``get_link`` runs in the task runner when a task
   ends; the task SDK's XCom class is not exported from ``airflow.sdk`` (3.2 to 3.4 keep it in
-  ``airflow.sdk.execution_time.xcom``). :func:`xcom_value` takes it from ``airflow.sdk`` where a
-  minor exports it, else from there.
+  ``airflow.sdk.execution_time.xcom``). :func:`xcom_value` takes it from
+  ``airflow.providers.common.compat.sdk``, the public location official providers use, which finds
+  it wherever the installed Airflow keeps it; :func:`mask_secret` likewise.
 * **``MessageQueueTrigger``**: not part of Airflow but of the optional
   ``apache-airflow-providers-common-messaging`` (the ``messaging`` extra, 2.1+ on every supported
   minor). :func:`has_message_queue_trigger` says whether it is installed with scheme-based
   dispatch (``BaseMessageQueueProvider.scheme_matches``), which the provider's queue scheme needs.
+
+Private Airflow internals the provider still reaches
+----------------------------------------------------
+
+Each is listed in :data:`PRIVATE_AIRFLOW_USES` with why no public API serves; a test on every
+tier of the compatibility matrix (``tests/unit/test_airflow_apis.py``) fails when one moves or
+goes, on the Airflow where the provider uses it:
+
+* ``airflow.sdk.execution_time.task_runner.SUPERVISOR_COMMS`` and
+  ``airflow.sdk.execution_time.comms.MaskSecret``: Airflow 3.2 only, :func:`amask_secret`'s
+  fallback. 3.2 has no asynchronous masking API (``airflow.sdk.log.amask_secret`` is 3.3+), and
+  common-compat exports none.
+* ``airflow.sdk.execution_time.context.AssetStateStoreAccessors`` and ``TaskStateStoreAccessor``:
+  imported only to find out whether this Airflow has asset and task state stores
+  (:data:`HAS_ASSET_STATE_STORE`, :data:`HAS_TASK_STATE_STORE`); Airflow exposes no feature flag.
+* ``airflow.serialization.serialized_objects.BaseSerialization``: Airflow 3.2 only, undoing the
+  encoding its triggerer leaves on a dict argument (:func:`trigger_dict_argument`); the bug is
+  Airflow's, so is the decoder.
+* ``airflow.sdk.api.client.get_hostname`` (``airflow_provider_cm.common.workers.hostname``): the worker's
+  name as Airflow records it on the task instance (``[core] hostname_callable``); the task SDK has
+  no public accessor for it, and a failure falls back to ``socket.gethostname()``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from airflow import __version__ as AIRFLOW_VERSION
@@ -44,12 +69,15 @@ __all__ = [
     "AIRFLOW_VERSION",
     "HAS_ASSET_STATE_STORE",
     "HAS_TASK_STATE_STORE",
+    "PRIVATE_AIRFLOW_USES",
+    "PrivateAirflowUse",
     "amask_secret",
     "asset_state_store",
     "astore_get",
     "astore_set",
     "has_message_queue_trigger",
     "mask_secret",
+    "private_use_resolves",
     "trigger_dict_argument",
     "xcom_value",
 ]
@@ -67,8 +95,11 @@ def _announce(feature: str, message: str, *args: Any) -> None:
 
 
 def mask_secret(secret: str | None) -> None:
-    """Mask ``secret`` in every log line of this process and of its supervisor (``airflow.sdk.log.mask_secret``)."""
-    from airflow.sdk.log import mask_secret as _mask_secret
+    """Mask ``secret`` in every log line of this process and of its supervisor.
+
+    Airflow's ``mask_secret``, from ``airflow.providers.common.compat.sdk`` (``airflow.sdk.log``'s on 3.2 to 3.4).
+    """
+    from airflow.providers.common.compat.sdk import mask_secret as _mask_secret
 
     _mask_secret(secret)
 
@@ -167,10 +198,8 @@ def _announce_sync_store() -> None:
 
 def xcom_value(*, ti_key: Any, key: str) -> Any:
     """The value of XCom ``key`` of the task instance ``ti_key`` (``XCom.get_value``), ``None`` if there is none."""
-    try:
-        from airflow.sdk import XCom  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        from airflow.sdk.execution_time.xcom import XCom
+    from airflow.providers.common.compat.sdk import XCom
+
     return XCom.get_value(ti_key=ti_key, key=key)
 
 
@@ -213,3 +242,87 @@ def trigger_dict_argument(value: Any) -> Any:
         plain["__type"],
     )
     return BaseSerialization.deserialize(plain)
+
+
+@dataclass(frozen=True)
+class PrivateAirflowUse:
+    """One private Airflow name the provider reaches, where it looks for it, and why no public API serves."""
+
+    module: str
+    name: str
+    why: str
+    #: Whether the provider uses it on the installed Airflow (a fallback for an older minor is not used on newer ones).
+    used: Callable[[], bool] = lambda: True
+
+
+def _has_public_amask_secret() -> bool:
+    try:
+        from airflow.sdk.log import amask_secret  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _airflow_before(release: str) -> bool:
+    """Whether the installed Airflow is older than ``release`` (its pre-releases count as ``release``)."""
+    from packaging.version import Version
+
+    return Version(AIRFLOW_VERSION).release < Version(release).release
+
+
+def _encodes_trigger_dicts_twice() -> bool:
+    """Airflow 3.2's triggerer leaves a trigger's dict argument encoded (see :func:`trigger_dict_argument`)."""
+    return _airflow_before("3.3")
+
+
+#: Every private Airflow name the provider reaches (module docstring: why each).
+PRIVATE_AIRFLOW_USES: tuple[PrivateAirflowUse, ...] = (
+    PrivateAirflowUse(
+        "airflow.sdk.execution_time.task_runner",
+        "SUPERVISOR_COMMS",
+        "amask_secret on Airflow 3.2: no public asynchronous masking before airflow.sdk.log.amask_secret (3.3)",
+        lambda: not _has_public_amask_secret(),
+    ),
+    PrivateAirflowUse(
+        "airflow.sdk.execution_time.comms",
+        "MaskSecret",
+        "amask_secret on Airflow 3.2: the message 3.3's amask_secret sends to the supervisor",
+        lambda: not _has_public_amask_secret(),
+    ),
+    PrivateAirflowUse(
+        "airflow.sdk.execution_time.context",
+        "AssetStateStoreAccessors",
+        "HAS_ASSET_STATE_STORE: Airflow has no public feature flag for asset state stores (3.3+)",
+        lambda: not _airflow_before("3.3"),
+    ),
+    PrivateAirflowUse(
+        "airflow.sdk.execution_time.context",
+        "TaskStateStoreAccessor",
+        "HAS_TASK_STATE_STORE: Airflow has no public feature flag for task state stores (3.3+)",
+        lambda: not _airflow_before("3.3"),
+    ),
+    PrivateAirflowUse(
+        "airflow.serialization.serialized_objects",
+        "BaseSerialization",
+        "trigger_dict_argument on Airflow 3.2: undoes the encoding its triggerer leaves on a dict argument",
+        _encodes_trigger_dicts_twice,
+    ),
+    PrivateAirflowUse(
+        "airflow.sdk.api.client",
+        "get_hostname",
+        "workers.hostname: the worker's name as Airflow records it ([core] hostname_callable); no public accessor",
+    ),
+)
+
+
+def private_use_resolves(use: PrivateAirflowUse) -> bool:
+    """Whether ``use.module`` still has ``use.name`` on the installed Airflow.
+
+    A module-level name that is only declared (``SUPERVISOR_COMMS: CommsDecoder``, assigned when a task
+    starts) counts as there.
+    """
+    try:
+        module = importlib.import_module(use.module)
+    except ImportError:
+        return False
+    return hasattr(module, use.name) or use.name in getattr(module, "__annotations__", {})

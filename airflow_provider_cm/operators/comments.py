@@ -38,7 +38,7 @@ from airflow_provider_cm.pipelines.comments.comment_validation import TimestampR
 from airflow_provider_cm.pipelines.comments.engine import UploadEngine, UploadSettings, annotation_limits
 from airflow_provider_cm.pipelines.comments.file_check import check_and_spool
 from airflow_provider_cm.pipelines.comments.spool import SpooledRecord
-from airflow_provider_cm.pipelines.comments.upload_tally import UploadTally
+from airflow_provider_cm.pipelines.comments.upload_tally import UploadTally, say_deprecated_xcom_keys
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
@@ -125,7 +125,8 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
         ``annotations_rejected`` those the API refused; ``billed`` is
         ``{"at_least": int, "at_most": int, "exact": bool, "why": [str]}``. The deprecated keys
         ``labelled``, ``labels_unchanged`` and ``labels_rejected`` (0.1's names) carry the same
-        values until 0.3.
+        values until 0.3; the task log says so once per run (a warning cannot be raised where a
+        downstream task pulls them: XCom hands it a plain dict).
     :raises CommunicationsMiningInputError: if any record is invalid (nothing is sent).
     :raises CommunicationsMiningInputChangedError: if the file changed while it was read (written
         to, replaced or cut short): nothing is sent, and a retry reads it again.
@@ -207,6 +208,7 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
 
     @lineage.records_result
     def execute(self, context: Context) -> dict[str, Any]:
+        self._deprecated_keys_said = False
         plan = self._plan()
         result: dict[str, Any] = {
             "read": 0,
@@ -217,7 +219,7 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
         with tempfile.TemporaryFile("w+b") as spool:
             result["read"] = count = self._validate(plan, spool)
             if not count:
-                return self._nothing_to_upload(result)
+                return self._pushing(self._nothing_to_upload(result))
             if self.max_comments is not None and count > int(self.max_comments):
                 raise AirflowFailException(
                     f"{self.input_path} holds {count} comments, more than max_comments={self.max_comments}; "
@@ -225,17 +227,24 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
                 )
             if self.is_dry_run:
                 self.log.info("Dry run: %d comments would be uploaded to %s; nothing was sent", count, self.source)
-                return result
+                return self._pushing(result)
             upload = self._engine(self._resolve_source_id(), count)
             spool.seek(0)
             result["dead_letter_path"] = self._run(upload, spool, plan.path, context, result)
         result.update(upload.tally.as_xcom())
         self._log_outcome(count, upload.tally)
         if (upload.tally.rejected or upload.tally.annotations_rejected) and self.fail_on_rejected:
-            context["ti"].xcom_push(key="return_value", value=result)
+            context["ti"].xcom_push(key="return_value", value=self._pushing(result))
             raise CommunicationsMiningRejectedRecordsError(
                 result["dead_letter_path"], upload.refused_ids, upload.unannotated_ids
             )
+        return self._pushing(result)
+
+    def _pushing(self, result: dict[str, Any]) -> dict[str, Any]:
+        """``result``, about to be pushed to XCom: the task log says once per run that its 0.1 keys are deprecated."""
+        if not getattr(self, "_deprecated_keys_said", False):
+            self._deprecated_keys_said = True
+            say_deprecated_xcom_keys(self.log)
         return result
 
     def _plan(self) -> _Plan:
@@ -356,7 +365,7 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
         )
         self._log_billing_range(upload.tally)
         if context.get("ti") is not None:
-            context["ti"].xcom_push(key="return_value", value={**result, **upload.tally.as_xcom()})
+            context["ti"].xcom_push(key="return_value", value=self._pushing({**result, **upload.tally.as_xcom()}))
 
     def _log_outcome(self, count: int, tally: UploadTally) -> None:
         self.log.info(

@@ -28,8 +28,10 @@ from tests.compat.targets import TARGETS, VERSION_SENSITIVE, Target
 
 ROOT = Path(__file__).resolve().parents[2]
 HOME = ROOT / ".compat"
-#: What a target's environment holds beside Airflow: the provider's extras the tests use, and the test tools.
-EXTRAS = "sqlite,postgres,openlineage,messaging,test"
+#: What a target's environment holds beside Airflow: the provider's extras the tests use ...
+EXTRAS = "sqlite,postgres,openlineage,messaging,msg"
+#: ... and the test tools, pyproject's dependency group ``test`` (PEP 735; not in the published metadata).
+TEST_GROUP = f"{ROOT / 'pyproject.toml'}:test"
 
 
 def uv() -> str:
@@ -60,7 +62,7 @@ def find_python(minor: str) -> str:
 
 
 def requirements(target: Target) -> list[str]:
-    return [f"apache-airflow=={target.airflow}", *target.pins, "-e", f"{ROOT}[{EXTRAS}]"]
+    return [f"apache-airflow=={target.airflow}", *target.pins, "-e", f"{ROOT}[{EXTRAS}]", "--group", TEST_GROUP]
 
 
 def fingerprint(target: Target, python: str) -> str:
@@ -100,7 +102,8 @@ def pytest(venv: Path, target: Target, args: list[str], log_path: Path) -> int:
         "CM_COMPAT_PYTHON": target.python,
     }
     env.pop("PYTHONPATH", None)
-    command = [str(venv / "bin" / "python"), "-m", "pytest", "-p", "no:cacheprovider", "-W", "ignore", *args]
+    # pyproject's filterwarnings apply as in `make test`: a deprecation warned from the provider's code is an error.
+    command = [str(venv / "bin" / "python"), "-m", "pytest", "-p", "no:cacheprovider", *args]
     with open(log_path, "a", encoding="utf-8") as handle:
         handle.write(f"$ {' '.join(command)}\n")
         handle.flush()

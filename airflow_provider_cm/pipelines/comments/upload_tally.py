@@ -41,6 +41,21 @@ DEPRECATED_XCOM_KEYS = {
 }
 
 
+#: The task log's line, once per task run whose XCom carries :data:`DEPRECATED_XCOM_KEYS`. A warning cannot be
+#: raised where they are read: XCom stores the value as JSON and hands a plain dict to the task or template
+#: that pulls it, in code that is not the provider's, so the deprecation is said where the value is pushed.
+DEPRECATED_XCOM_KEYS_LINE = (
+    "This task's XCom return value also carries %s, 0.1's names of %s, with the same values: they are "
+    "deprecated since airflow-provider-cm 0.2.0 and removed in 0.3; downstream tasks and templates should read "
+    "the new keys"
+)
+
+
+def say_deprecated_xcom_keys(log: Any) -> None:
+    """Say :data:`DEPRECATED_XCOM_KEYS_LINE` in ``log`` (a task's logger), naming the old and the new keys."""
+    log.warning(DEPRECATED_XCOM_KEYS_LINE, ", ".join(DEPRECATED_XCOM_KEYS), ", ".join(DEPRECATED_XCOM_KEYS.values()))
+
+
 _COUNTS = ("new", "updated", "unchanged", "rejected", "annotated", "annotations_unchanged", "annotations_rejected")
 
 

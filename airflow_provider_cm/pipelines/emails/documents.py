@@ -116,19 +116,28 @@ def parse_eml(data: bytes, user_properties: Mapping[str, Any] | None = None) -> 
     return ParsedEmail(identifier, document, truncated, notes)
 
 
+#: Why a ``.msg`` file is not read when extract-msg, the provider's optional ``msg`` extra, is not installed.
+MSG_EXTRA_MISSING = (
+    "reading Outlook .msg files needs extract-msg, the provider's `msg` extra: install it where the task runs "
+    'with pip install "airflow-provider-cm[msg]" (from a checkout: pip install ".[msg]"; '
+    'or pip install "extract-msg>=0.57.0")'
+)
+
+
 def parse_msg(data: bytes, user_properties: Mapping[str, Any] | None = None) -> ParsedEmail:
     """The document of an Outlook ``.msg`` file, read with extract-msg as the official CLI reads it
     (``re parse msgs``: the transport headers without content headers, the plain body).
 
-    :raises EmailError: if the file is empty or not an Outlook message.
+    :raises EmailError: if the file is empty or not an Outlook message, or if extract-msg (the
+        provider's optional ``msg`` extra) is not installed (:data:`MSG_EXTRA_MISSING`).
     """
     if not data:
         raise EmailError("empty: no bytes")
     try:
         import extract_msg
         from extract_msg.msg_classes import MessageBase
-    except ImportError:  # pragma: no cover - a dependency; said clearly if it was removed
-        raise EmailError("reading .msg files needs the extract-msg package: pip install extract-msg") from None
+    except ImportError:  # the optional `msg` extra is not installed: the file is dead-lettered with the fix
+        raise EmailError(MSG_EXTRA_MISSING) from None
     try:
         msg = extract_msg.openMsg(data)
     except Exception as exc:  # extract-msg raises many kinds for a file that is not OLE or not a message

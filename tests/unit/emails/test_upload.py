@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
 from pathlib import Path
 
 from airflow_provider_cm.pipelines.emails import DEFAULT_TRANSFORM_TAG
@@ -92,3 +93,29 @@ def test_batches_close_at_the_byte_limit(hook, workspace, emulator, tmp_path):
     calls = emulator.requests_to(ROUTE)
     engine, _ = run(hook, workspace, files, batch_size=100, max_batch_bytes=1)
     assert emulator.requests_to(ROUTE) - calls == 4 and engine.run.tally.new == 4
+
+
+def test_without_the_msg_extra_a_msg_file_is_dead_lettered_with_the_install_command(
+    hook, workspace, emulator, tmp_path, monkeypatch, caplog
+):
+    """extract-msg is the optional ``msg`` extra: without it (its import blocked) the .msg file is not read,
+    its dead letter says how to install it, and the other files are uploaded all the same."""
+    from airflow_provider_cm.pipelines.emails.documents import MSG_EXTRA_MISSING
+    from tests.emails_data import CLI_MSG
+
+    files = mail_folder(tmp_path, 2)
+    outlook = tmp_path / "mail" / "outlook.msg"
+    outlook.write_bytes(CLI_MSG.read_bytes())
+    monkeypatch.setitem(sys.modules, "extract_msg", None)  # `import extract_msg` raises ImportError
+    billed = emulator.billed()
+    with caplog.at_level(logging.WARNING, logger="tests.emails"):
+        engine, _ = run(hook, workspace, sorted([*files, outlook], key=str))
+    done = engine.run
+    assert done.unreadable == ["empty.eml#0", "outlook.msg#0"]
+    assert (done.sent, done.tally.new) == (2, 2)
+    assert emulator.billed() - billed == 2
+    dead = [json.loads(line) for line in done.dead_letters.getvalue().splitlines()]
+    msg = next(letter for letter in dead if letter["file"] == "outlook.msg")
+    assert (msg["stage"], msg["reason"]) == ("read", MSG_EXTRA_MISSING)
+    assert 'pip install "airflow-provider-cm[msg]"' in msg["reason"]
+    assert "Traceback" not in caplog.text and MSG_EXTRA_MISSING in caplog.text

@@ -228,3 +228,18 @@ def test_csv_with_bom_quoted_newlines_and_bad_row(workspace, hook, tmp_path, con
     comment = hook.get_comment(workspace.source, "1")
     assert comment["messages"][0]["body"]["text"] == "two\nlines"
     assert comment["user_properties"] == {"string:Channel": "email"}
+
+
+def test_the_task_log_says_once_that_the_0_1_xcom_keys_are_deprecated(workspace, tmp_path, context, capfd):
+    """The old keys are pushed with the new ones; a pull cannot warn (XCom hands back a plain dict): the push says."""
+    path = write_jsonl(tmp_path / "in.jsonl", good_records(3))
+    capfd.readouterr()
+    result = upload(workspace, path).execute(context)
+    out = capfd.readouterr().out
+    assert out.count("0.1's names of") == 1, out[-3000:]
+    assert (
+        "This task's XCom return value also carries labelled, labels_unchanged, labels_rejected, 0.1's names of "
+        "annotated, annotations_unchanged, annotations_rejected, with the same values: they are deprecated since "
+        "airflow-provider-cm 0.2.0 and removed in 0.3; downstream tasks and templates should read the new keys"
+    ) in out
+    assert result["labelled"] == result["annotated"] == 3

@@ -6,6 +6,9 @@ import io
 import json
 import logging
 
+import pytest
+from airflow.exceptions import AirflowProviderDeprecationWarning
+
 from airflow_provider_cm.pipelines.comments.comment_files import CommentRecord
 from airflow_provider_cm.pipelines.comments.engine import UploadEngine, UploadSettings
 from airflow_provider_cm.pipelines.comments.spool import SpooledRecord
@@ -90,5 +93,17 @@ def test_xcom_carries_the_deprecated_label_keys_with_the_annotation_counts():
 
     error = CommunicationsMiningRejectedRecordsError("dead.jsonl", ["a"], ["b", "c"])
     assert (error.annotations_rejected, error.unannotated_ids) == (2, ["b", "c"])
-    assert (error.labels_rejected, error.unlabelled_ids) == (2, ["b", "c"])
+    with pytest.warns(AirflowProviderDeprecationWarning, match=r"labels_rejected is deprecated .*annotations_rejected"):
+        assert error.labels_rejected == 2
+    with pytest.warns(AirflowProviderDeprecationWarning, match=r"unlabelled_ids is deprecated .*unannotated_ids"):
+        assert error.unlabelled_ids == ["b", "c"]
     assert "refused their annotations" in str(error)
+
+
+def test_the_provider_s_own_deprecation_warnings_are_errors_in_the_test_suite():
+    """pyproject's filterwarnings turns the provider's deprecations into errors: a test that uses one unawares fails."""
+    from airflow_provider_cm.exceptions import CommunicationsMiningRejectedRecordsError
+
+    error = CommunicationsMiningRejectedRecordsError("dead.jsonl", [], ["b"])
+    with pytest.raises(AirflowProviderDeprecationWarning, match="deprecated since airflow-provider-cm"):
+        error.unlabelled_ids  # noqa: B018 - the property's warning is the subject
