@@ -348,7 +348,7 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
         XCom before the error propagates.
         """
         with tempfile.TemporaryFile("w+", encoding="utf-8") as dead_letters:
-            upload.dead_letters = dead_letters
+            upload.dead_letters.file = dead_letters
             stopped = True
             try:
                 upload.run(SpooledRecord.decode(line) for line in spool)

@@ -18,6 +18,7 @@ from airflow_provider_cm.common.workers import missing_input, warn_if_worker_loc
 from airflow_provider_cm.exceptions import CommunicationsMiningNotFoundError, CommunicationsMiningRejectedEmailsError
 from airflow_provider_cm.hooks.communications_mining import split_full_name
 from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
+from airflow_provider_cm.pipelines.batch_sync import DeadLetters
 from airflow_provider_cm.pipelines.emails import DEFAULT_TRANSFORM_TAG, MAX_SYNC_DOCUMENTS, email_files
 from airflow_provider_cm.pipelines.emails.upload import EmailUploadEngine, EmailUploadRun, EmailUploadSettings
 
@@ -154,7 +155,7 @@ class CommunicationsMiningUploadEmailsOperator(CommunicationsMiningBaseOperator)
             tempfile.TemporaryFile("w+", encoding="utf-8") as spool,
             tempfile.TemporaryFile("w+", encoding="utf-8") as dead_letters,
         ):
-            upload = self._engine(properties, EmailUploadRun(dead_letters=dead_letters))
+            upload = self._engine(properties, EmailUploadRun(dead_letters=DeadLetters(dead_letters, self.log)))
             run = upload.run
             self._read(root, spool, upload)
             if not run.valid:
@@ -277,16 +278,18 @@ class CommunicationsMiningUploadEmailsOperator(CommunicationsMiningBaseOperator)
             stem = name.rsplit(".", 1)[0] if "." in name else name
             target = root.parent / f"{stem}.rejected.jsonl"
         warn_if_worker_local(self, target, "dead-letter file")
-        run.dead_letters.seek(0)
+        letters = run.dead_letters.file
+        assert letters is not None  # opened by execute
+        letters.seek(0)
         try:
             with atomic_write(target) as handle:
-                shutil.copyfileobj(run.dead_letters, handle)
+                shutil.copyfileobj(letters, handle)
         except OSError as exc:
             raise AirflowFailException(
                 f"could not write the dead-letter file {target} ({exc}); pass dead_letter_path to choose "
                 "a writable place"
             ) from None
-        run.dead_letters.seek(0, 2)
+        letters.seek(0, 2)
         shown = path_as_given(self.dead_letter_path or str(self.input_path), target)
         self.log.warning("E-mails not uploaded, and why, written to %s", shown)
         return shown

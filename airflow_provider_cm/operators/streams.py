@@ -9,7 +9,7 @@ never moved past a comment that was not delivered.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any
 
@@ -24,6 +24,7 @@ from airflow_provider_cm.common.storage import atomic_write, path_as_given, to_s
 from airflow_provider_cm.common.workers import warn_if_worker_local
 from airflow_provider_cm.hooks.communications_mining import MAX_STREAM_FETCH, split_full_name
 from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
+from airflow_provider_cm.pipelines.stream_drain import DrainWriter, StreamBatch, StreamDrain
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
@@ -175,9 +176,12 @@ class CommunicationsMiningStreamFetchOperator(_StreamOperator):
             "redelivered": redelivered,
         }
 
+    def _stream_drain(self) -> StreamDrain:
+        return StreamDrain(self.hook, self.dataset, self.stream, batch_size=self.batch_size, log=self.log)
+
     def _fetch_one_batch(self, target: Any) -> tuple[list[str], str | None, bool]:
         """``advance=False``: write the next batch; return its lines, its sequence id and whether it ends the stream."""
-        batch = self._next_batch(min(self.batch_size, self.max_results))
+        batch = self._stream_drain().next_batch(min(self.batch_size, self.max_results))
         lines = self._lines(batch)
         self._write(target, lines)
         if not lines:
@@ -234,44 +238,15 @@ class CommunicationsMiningStreamFetchOperator(_StreamOperator):
         return acknowledged
 
     def _drain_into(self, output: DrainOutput, written: int, ledger: DrainLedger | None = None) -> bool:
-        first_created_at: str | None = None
-        while written < self.max_results:
-            batch = self._next_batch(min(self.batch_size, self.max_results - written))
-            if not batch["results"]:
-                output.finish()  # placed even when empty: it says "nothing new" to downstream tasks
-                return True
-            lines = self._lines(batch)
-            output.append(lines)  # the batch is durable before the stream moves past it
-            written += len(lines)
-            if ledger is not None:  # where every worker can read it, before the stream moves
-                first_created_at = first_created_at or batch["results"][0]["comment"].get("created_at")
-                ledger.advancing(
-                    first_created_at=first_created_at, sequence_id=batch["sequence_id"], results=len(lines)
-                )
-            self.hook.advance_stream(self.dataset, self.stream, batch["sequence_id"])
-            if ledger is not None:
-                ledger.advanced()
-            if batch["is_end_sequence"]:
-                output.finish()
-                return True
+        """Drain into ``output`` (which holds ``written`` results already) up to ``max_results``;
+        return whether the stream was caught up. The file is placed even when empty: it says
+        "nothing new" to downstream tasks."""
+        writer = _FileWriter(output, ledger, self._lines)
+        drained = self._stream_drain().drain(writer, max_results=self.max_results - written)
         output.finish()
-        return False
+        return drained.caught_up
 
-    def _next_batch(self, size: int) -> dict[str, Any]:
-        """The next batch that holds results, or the empty batch that ends the stream.
-
-        A batch whose comments the stream's filter all dropped is advanced past (no result is lost).
-        """
-        while True:
-            batch = self.hook.fetch_stream(self.dataset, self.stream, size=size)
-            if batch["results"] or not batch["filtered"]:
-                if batch["results"]:
-                    self.log.info("Fetched %d results (%d filtered)", len(batch["results"]), batch["filtered"])
-                return batch
-            self.log.info("Skipping %d comments the stream filters out", batch["filtered"])
-            self.hook.advance_stream(self.dataset, self.stream, batch["sequence_id"])
-
-    def _lines(self, batch: Mapping[str, Any]) -> list[str]:
+    def _lines(self, batch: StreamBatch) -> list[str]:
         thresholds = dict(self.label_thresholds) if self.label_thresholds else None
         return [json.dumps(stream_result_row(r, thresholds), ensure_ascii=False) for r in batch["results"]]
 
@@ -291,6 +266,33 @@ class CommunicationsMiningStreamFetchOperator(_StreamOperator):
             inputs=[lineage.stream_dataset(self.hook, self.dataset, self.stream)],
             outputs=[lineage.written(lineage.file_dataset(to_storage_path(self.output_path)), written)],
         )
+
+
+class _FileWriter(DrainWriter):
+    """A draining fetch's batches into its output, each durable before the stream moves past it; with a
+    ledger, what each advance acknowledges recorded where every worker can read it, before the advance."""
+
+    def __init__(
+        self, output: DrainOutput, ledger: DrainLedger | None, lines: Callable[[StreamBatch], list[str]]
+    ) -> None:
+        self.output = output
+        self.ledger = ledger
+        self.lines = lines
+        self.first_created_at: str | None = None
+
+    def write(self, batch: StreamBatch) -> None:
+        self.output.append(self.lines(batch))
+
+    def advancing(self, batch: StreamBatch) -> None:
+        if self.ledger is not None:
+            self.first_created_at = self.first_created_at or batch["results"][0]["comment"].get("created_at")
+            self.ledger.advancing(
+                first_created_at=self.first_created_at, sequence_id=batch["sequence_id"], results=len(batch["results"])
+            )
+
+    def advanced(self, batch: StreamBatch) -> None:
+        if self.ledger is not None:
+            self.ledger.advanced()
 
 
 class CommunicationsMiningStreamAdvanceOperator(_StreamOperator):

@@ -26,6 +26,7 @@ from airflow_provider_cm.common.workers import warn_if_worker_local_database
 from airflow_provider_cm.hooks.communications_mining import MAX_EXPORT_LIMIT, MAX_STREAM_FETCH, split_full_name
 from airflow_provider_cm.hooks.window_export import WindowExport
 from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
+from airflow_provider_cm.pipelines.stream_drain import DrainWriter, StreamBatch, StreamDrain
 from airflow_provider_cm.pipelines.warehouse.flat_comments import EXPORT_COLUMNS, flatten_exported_comment
 from airflow_provider_cm.transfers.sql_table import (
     CommentTable,
@@ -431,41 +432,15 @@ class CommunicationsMiningStreamToSqlOperator(CommunicationsMiningBaseOperator):
         return f"stopped at max_results={self.max_results}; more may wait"
 
     def _drain(self, table: CommentTable, totals: dict[str, Any]) -> None:
-        handled = 0
-        while handled < self.max_results and (self.max_batches is None or totals["batches"] < self.max_batches):
-            batch = self._next_batch(min(self.batch_size, self.max_results - handled), totals)
-            if not batch["results"]:
-                totals["caught_up"] = True
-                return
-            rows = [stream_row(result) for result in batch["results"]]
-            refused = self._commit_batch(table, rows)
-            self._tag_refused(refused)
-            self.hook.advance_stream(self.dataset, self.stream, batch["sequence_id"])
-            handled += len(rows)
-            totals["rows_written"] += len(rows) - len(refused)
-            totals["batches"] += 1
-            totals["refused_uids"] += sorted(refused)
-            totals["sequence_id"] = batch["sequence_id"]
-            self.log.info(
-                "Committed %d rows, %d refused, and advanced to %s",
-                len(rows) - len(refused),
-                len(refused),
-                batch["sequence_id"],
-            )
-            if batch["is_end_sequence"]:
-                totals["caught_up"] = True
-                return
-
-    def _next_batch(self, size: int, totals: dict[str, Any]) -> dict[str, Any]:
-        """The next batch holding results, or the empty one that ends the stream; filtered-only batches are skipped."""
-        while True:
-            batch = self.hook.fetch_stream(self.dataset, self.stream, size=size)
-            if batch["results"] or not batch["filtered"]:
-                return batch
-            self.log.info("Skipping %d comments the stream filters out", batch["filtered"])
-            self.hook.advance_stream(self.dataset, self.stream, batch["sequence_id"])
-            totals["filtered"] += batch["filtered"]
-            totals["sequence_id"] = batch["sequence_id"]
+        """Drain the stream batch by batch into ``table`` (the one drain loop,
+        :class:`~airflow_provider_cm.pipelines.stream_drain.StreamDrain`); fill ``totals``."""
+        drain = StreamDrain(self.hook, self.dataset, self.stream, batch_size=self.batch_size, log=self.log)
+        try:
+            drain.drain(_TableWriter(self, table, totals), max_results=self.max_results, max_batches=self.max_batches)
+        finally:
+            done = drain.result
+            totals.update(batches=done.batches, filtered=done.filtered, sequence_id=done.sequence_id)
+            totals["caught_up"] = done.caught_up
 
     def _commit_batch(self, table: CommentTable, rows: list[tuple[Any, ...]]) -> dict[str, str]:
         """Upsert a batch in one transaction and commit it; return the refused rows' ``{uid: reason}``."""
@@ -514,4 +489,30 @@ class CommunicationsMiningStreamToSqlOperator(CommunicationsMiningBaseOperator):
         return lineage.operator_lineage(
             inputs=[lineage.stream_dataset(self.hook, self.dataset, self.stream)],
             outputs=[lineage.written(table, lineage.count(lineage.task_result(self), "rows_written"))],
+        )
+
+
+class _TableWriter(DrainWriter):
+    """A stream drain's batches into a table: each batch upserted and committed, its refused rows
+    tagged as exceptions of the stream, before the stream moves past it; the totals counted once it has."""
+
+    def __init__(self, task: CommunicationsMiningStreamToSqlOperator, table: CommentTable, totals: dict[str, Any]):
+        self.task = task
+        self.table = table
+        self.totals = totals
+        self.rows = 0
+        self.refused: Mapping[str, str] = {}
+
+    def write(self, batch: StreamBatch) -> None:
+        rows = [stream_row(result) for result in batch["results"]]
+        self.refused = self.task._commit_batch(self.table, rows)
+        self.task._tag_refused(self.refused)
+        self.rows = len(rows)
+
+    def advanced(self, batch: StreamBatch) -> None:
+        committed = self.rows - len(self.refused)
+        self.totals["rows_written"] += committed
+        self.totals["refused_uids"] += sorted(self.refused)
+        self.task.log.info(
+            "Committed %d rows, %d refused, and advanced to %s", committed, len(self.refused), batch["sequence_id"]
         )

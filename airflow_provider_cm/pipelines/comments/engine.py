@@ -8,24 +8,22 @@ through :class:`~airflow_provider_cm.hooks.communications_mining.CommunicationsM
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cm.client.annotation_reads import annotation_read_chunks
-from airflow_provider_cm.client.concurrency import AdaptiveConcurrency, run_bounded
+from airflow_provider_cm.client.concurrency import AdaptiveConcurrency
 from airflow_provider_cm.client.pacing import RatePacer
-from airflow_provider_cm.client.retry import may_have_taken_effect
 from airflow_provider_cm.exceptions import (
     CommunicationsMiningApiError,
     CommunicationsMiningBadRequestError,
     CommunicationsMiningError,
     CommunicationsMiningNotFoundError,
 )
+from airflow_provider_cm.pipelines.batch_sync import BatchSync, DeadLetters
 from airflow_provider_cm.pipelines.comments.annotation_changes import needs_write
 from airflow_provider_cm.pipelines.comments.spool import SpooledRecord, one_write_per_comment
 from airflow_provider_cm.pipelines.comments.upload_tally import UploadTally
@@ -86,11 +84,12 @@ class UploadSettings:
 
 
 class UploadEngine:
-    """One upload run over the hook: batching, bisection of rejected batches, annotations, counts.
+    """One upload run over the hook: the batch-sync loop (:class:`~airflow_provider_cm.pipelines.batch_sync.BatchSync`)
+    over ``sync``, then each batch's annotations, and the counts.
 
-    It needs no task context: the operator gives it a hook, the settings and a logger, runs it over
-    the spooled records (:meth:`run`) and reads ``tally``, ``dead_lettered`` and the refused ids.
-    Refused records are written to ``dead_letters`` (a text file the caller opens) as JSON lines.
+    It needs no task context: the operator gives it a hook, the settings and a logger, opens the
+    dead-letter file (``dead_letters.file``: refused records are written there as JSON lines),
+    runs it over the spooled records (:meth:`run`) and reads ``tally``, ``dead_lettered`` and the refused ids.
     """
 
     def __init__(
@@ -107,92 +106,56 @@ class UploadEngine:
         self.log = log
         self.source_id = source_id
         self.total = total
-        self.tally = UploadTally()
-        self.lock = threading.Lock()
-        self.refused_ids: list[str] = []
         self.unannotated_ids: list[str] = []
-        self.dead_letters: Any = None
-        self.dead_lettered = 0
+        self.dead_letters = DeadLetters(log=log)
         self.pool: ThreadPoolExecutor
         #: How many label requests (reads and writes) go at once, and how fast they start after a refusal,
         #: learned from the tenant's answers.
         self.limiter = AdaptiveConcurrency(
             settings.annotation_concurrency, settings.max_annotation_concurrency, pacer=RatePacer()
         )
+        self.sync: BatchSync[SpooledRecord] = BatchSync(
+            lambda comments: hook.sync_comments(settings.source, comments),
+            batch_size=settings.batch_size,
+            max_batch_bytes=settings.max_batch_bytes,
+            # With allow_duplicate_ids one batch at a time, in file order, so a later line updates an earlier one.
+            concurrency=1 if settings.allow_duplicate_ids else settings.sync_concurrency,
+            log=log,
+            noun="comments",
+            total=total,
+            on_refused=lambda record, error: self._dead_letter(record, "sync", error, stored=False),
+            after_sync=self._annotate_stored if settings.dataset else None,
+            thread_name_prefix="cm-upload",
+        )
+
+    @property
+    def tally(self) -> UploadTally:
+        """The run's counts (comments, annotations, billed)."""
+        return self.sync.tally
+
+    @property
+    def refused_ids(self) -> list[str]:
+        """Ids of the comments the API refused (not stored, not billed), in the order found."""
+        return [record.id for record in self.sync.refused]
+
+    @property
+    def dead_lettered(self) -> int:
+        """Lines written to the dead-letter file."""
+        return self.dead_letters.count
 
     def run(self, records: Iterator[SpooledRecord]) -> None:
-        """Batch the records and upload them, ``sync_concurrency`` batches at a time.
-
-        Preparing the next batch overlaps sending the current ones; at most ``sync_concurrency + 1``
-        batches are held in memory. With ``allow_duplicate_ids`` one batch is sent at a time, in
-        file order, so a later line updates an earlier one.
+        """Batch the records and upload them, ``sync_concurrency`` batches at a time (see
+        :class:`~airflow_provider_cm.pipelines.batch_sync.BatchSync`); each batch's annotations are
+        written before its counts join the run's.
         """
-        senders = 1 if self.settings.allow_duplicate_ids else self.settings.sync_concurrency
-        with (
-            ThreadPoolExecutor(max_workers=self.settings.max_annotation_concurrency) as self.pool,
-            ThreadPoolExecutor(max_workers=senders, thread_name_prefix="cm-upload") as sender,
-        ):
+        with ThreadPoolExecutor(max_workers=self.settings.max_annotation_concurrency) as self.pool:
             try:
-                run_bounded(sender, self._flush, self._batches(records), senders)
+                self.sync.run(records)
             finally:
                 self._log_label_concurrency()
 
-    def _batches(self, records: Iterator[SpooledRecord]) -> Iterator[list[SpooledRecord]]:
-        batch: list[SpooledRecord] = []
-        size = 0
-        for record in records:
-            batch.append(record)
-            size += len(record.comment_json) + 1
-            if len(batch) >= self.settings.batch_size or size >= self.settings.max_batch_bytes:
-                yield batch
-                batch, size = [], 0
-        if batch:
-            yield batch
-
-    def _flush(self, batch: list[SpooledRecord]) -> None:
-        """Send one batch and its annotations; add its counts to the run's in one step, then log them.
-
-        The batch's counts are kept apart until it is done, so a progress line never mixes
-        comments of a batch still in flight with those done.
-        """
-        tally = UploadTally()
-        try:
-            accepted = self._sync(batch, tally)
-            if self.settings.dataset:
-                self._annotate([r for r in accepted if r.annotations_json], tally)
-        finally:
-            with self.lock:
-                self.tally.add(tally)
-                self.log.info(
-                    "Progress: %d of %d comments (%.0f%%): %s",
-                    self.tally.done,
-                    self.total,
-                    100.0 * self.tally.done / max(self.total, 1),
-                    self.tally.summary(),
-                )
-
-    def _sync(self, records: list[SpooledRecord], tally: UploadTally) -> list[SpooledRecord]:
-        """``sync`` the records, bisecting a refused batch; return those stored."""
-        try:
-            answer = self.hook.sync_comments(self.settings.source, [r.comment_json for r in records])
-        except CommunicationsMiningBadRequestError as exc:
-            if len(records) == 1:
-                self._dead_letter(records[0], "sync", exc, stored=False)
-                tally.rejected += 1
-                return []
-            self.log.warning(
-                "The API rejected a batch of %d comments (%s); bisecting to find the records it refuses",
-                len(records),
-                exc.message,
-            )
-            middle = len(records) // 2
-            return self._sync(records[:middle], tally) + self._sync(records[middle:], tally)
-        except Exception as exc:
-            if may_have_taken_effect(exc):
-                tally.add_lost_sync(len(records))
-            raise
-        tally.add_sync(answer)
-        return records
+    def _annotate_stored(self, stored: list[SpooledRecord], tally: UploadTally) -> None:
+        self._annotate([r for r in stored if r.annotations_json], tally)
 
     def _annotate(self, records: list[SpooledRecord], tally: UploadTally) -> None:
         """Write the annotations of stored records that the dataset does not hold yet; count the rest.
@@ -267,9 +230,10 @@ class UploadEngine:
     def _dead_letter(
         self, record: SpooledRecord, stage: str, error: CommunicationsMiningApiError, *, stored: bool
     ) -> None:
-        """Write a refused record to the dead-letter spool with what happened to it."""
+        """Write a refused record to the dead-letter file with what happened to it."""
         if stored:
             outcome = "stored in the source (billed if new or its text changed); its labels were not written"
+            self.unannotated_ids.append(record.id)
         else:
             outcome = "not stored (not billed)"
         entry = {
@@ -282,15 +246,12 @@ class UploadEngine:
             "error": error.message,
             "record": record.as_input(),
         }
-        with self.lock:
-            self.log.warning(
-                "The API refused comment %r (line %d) at %s: %s; the comment was %s",
-                record.id,
-                record.line,
-                stage,
-                error.message,
-                outcome,
-            )
-            (self.unannotated_ids if stored else self.refused_ids).append(record.id)
-            self.dead_letters.write(json.dumps(entry, ensure_ascii=False) + "\n")
-            self.dead_lettered += 1
+        self.dead_letters.write(
+            entry,
+            "The API refused comment %r (line %d) at %s: %s; the comment was %s",
+            record.id,
+            record.line,
+            stage,
+            error.message,
+            outcome,
+        )

@@ -56,6 +56,11 @@ class SpooledRecord:
     annotations_json: bytes
 
     @property
+    def payload(self) -> bytes:
+        """The comment as ``sync`` takes it (what the batch-sync loop sends)."""
+        return self.comment_json
+
+    @property
     def annotations(self) -> dict[str, Any] | None:
         """Labels, entities and forms to write, or ``None`` (decoded only when needed)."""
         return json.loads(self.annotations_json) if self.annotations_json else None

@@ -1,9 +1,9 @@
 """The e-mail upload engine: e-mail files to checked documents, then to a source, with no task context.
 
-Reads and checks every e-mail (:mod:`.readers`, :mod:`airflow_provider_cm.api.email_limits`), spools
-the uploadable ones,
-then upserts them in batches (by count and by bytes, several requests in flight, a refused batch
-bisected to find the documents the API refuses) with
+Reads and checks every e-mail (:mod:`.readers`, :mod:`airflow_provider_cm.api.email_limits`), spools the uploadable ones,
+then upserts them with the batch-sync loop (:class:`~airflow_provider_cm.pipelines.batch_sync.BatchSync`:
+by count and by bytes, several requests in flight, a refused batch bisected to find the documents
+the API refuses) over
 ``POST /api/v1/sources/<project>/<source>/sync-raw-emails`` (API reference section 3.4.4;
 https://docs.uipath.com/communications-mining/automation-cloud/latest/developer-guide/introduction)
 through :meth:`~airflow_provider_cm.hooks.communications_mining.CommunicationsMiningHook.sync_raw_emails`.
@@ -17,18 +17,15 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
 from airflow_provider_cm.api.email_limits import document_problems
-from airflow_provider_cm.client.concurrency import run_bounded
-from airflow_provider_cm.client.retry import may_have_taken_effect
 from airflow_provider_cm.client.transport import encode_json
-from airflow_provider_cm.exceptions import CommunicationsMiningBadRequestError
+from airflow_provider_cm.exceptions import CommunicationsMiningApiError
+from airflow_provider_cm.pipelines.batch_sync import BatchSync, DeadLetters
 from airflow_provider_cm.pipelines.comments.upload_tally import UploadTally
 from airflow_provider_cm.pipelines.emails.readers import EmailItem, EmailProblem, iter_emails
 
@@ -37,6 +34,9 @@ if TYPE_CHECKING:
 
 #: E-mails between two progress lines while the input is read.
 READ_PROGRESS_EVERY = 1000
+
+#: The stage of a document the API refused, in its dead-letter line.
+SYNC_STAGE = "sync-raw-emails"
 
 
 @dataclass(frozen=True)
@@ -68,22 +68,23 @@ class SpooledEmail:
     file: str
     index: int
     id: str
-    encoded: bytes
+    payload: bytes
 
 
 @dataclass
 class EmailUploadRun:
     """What one run found and did: the counts the caller reports and the dead letters it writes.
 
-    ``dead_letters`` is a text file the caller opens: every e-mail (or file) not uploaded is
-    written to it as one JSON line ``{"file", "index", "id", "stage", "field", "reason", "status_code"}``.
+    ``dead_letters`` writes to a text file the caller opens: every e-mail (or file) not uploaded
+    is written to it as one JSON line ``{"file", "index", "id", "stage", "field", "reason", "status_code"}``.
+    ``sent`` counts the e-mails whose outcome is known after :meth:`EmailUploadEngine.send`
+    (stored or refused), also when it stopped on an error.
     """
 
     read: int = 0
     valid: int = 0
     sent: int = 0
     truncated: int = 0
-    dead_lettered: int = 0
     tally: UploadTally = field(default_factory=UploadTally)
     spooled: int = 0
     #: comment id -> (position in the spool, "file#index") of the last e-mail read with it
@@ -93,8 +94,12 @@ class EmailUploadRun:
     notes: Counter[str] = field(default_factory=Counter)
     unreadable: list[str] = field(default_factory=list)
     refused_ids: list[str] = field(default_factory=list)
-    dead_letters: Any = None
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    dead_letters: DeadLetters = field(default_factory=DeadLetters)
+
+    @property
+    def dead_lettered(self) -> int:
+        """Lines written to the dead-letter file."""
+        return self.dead_letters.count
 
 
 class EmailUploadEngine:
@@ -132,6 +137,7 @@ class EmailUploadEngine:
             run.read += 1
             if isinstance(item, EmailProblem):
                 self._reject(item.file, item.index, None, "read", None, item.reason)
+                run.tally.rejected += 1
             else:
                 self._check(item, spool)
             if run.read % READ_PROGRESS_EVERY == 0:
@@ -161,6 +167,7 @@ class EmailUploadEngine:
             field_name, reason = problems[0]
             more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
             self._reject(item.file, item.index, email.comment_id, "check", field_name, reason + more)
+            run.tally.rejected += 1
             return
         where = f"{item.file}#{item.index}"
         earlier = run.last.get(email.comment_id)
@@ -186,8 +193,7 @@ class EmailUploadEngine:
         reason: str,
         status_code: int | None = None,
     ) -> None:
-        """Dead-letter one e-mail (or file) with where it is and why; count it as rejected."""
-        run = self.run
+        """Dead-letter one e-mail (or file) with where it is and why (the caller counts it as rejected)."""
         entry = {
             "file": file,
             "index": index,
@@ -198,89 +204,61 @@ class EmailUploadEngine:
             "status_code": status_code,
         }
         where = file if index is None else f"{file}#{index}"
-        if stage == "sync-raw-emails":
-            run.refused_ids.append(comment_id or where)
+        if stage == SYNC_STAGE:
+            self.run.refused_ids.append(comment_id or where)
         else:
-            run.unreadable.append(where)
-        run.tally.rejected += 1
-        run.dead_lettered += 1
-        run.dead_letters.write(json.dumps(entry, ensure_ascii=False) + "\n")
-        self.log.warning("Not uploaded: %s (%s%s): %s", where, stage, f", {field_name}" if field_name else "", reason)
+            self.run.unreadable.append(where)
+        self.run.dead_letters.write(
+            entry, "Not uploaded: %s (%s%s): %s", where, stage, f", {field_name}" if field_name else "", reason
+        )
 
     # -- sending --------------------------------------------------------------------------------
 
     def send(self, spool: IO[str]) -> None:
         """Send the spooled documents in batches, ``sync_concurrency`` at a time (each comment id is in
-        one batch only, the last e-mail read with it).
+        one batch only, the last e-mail read with it), with the batch-sync loop
+        (:class:`~airflow_provider_cm.pipelines.batch_sync.BatchSync`).
 
         :param spool: the spool :meth:`read` wrote, positioned at its start.
         :raises CommunicationsMiningError: as the hook raises it for a request that failed for good
             (a refused document is dead-lettered instead); what was sent before is counted.
         """
-        concurrency = self.settings.sync_concurrency
-        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="cm-emails") as pool:
-            run_bounded(pool, self._flush, self._batches(spool), concurrency)
+        run, settings = self.run, self.settings
+        sync: BatchSync[SpooledEmail] = BatchSync(
+            lambda documents: self.hook.sync_raw_emails(
+                settings.source, documents, transform_tag=settings.transform_tag
+            ),
+            batch_size=settings.batch_size,
+            max_batch_bytes=settings.max_batch_bytes,
+            concurrency=settings.sync_concurrency,
+            log=self.log,
+            noun="e-mails",
+            total=run.valid,
+            on_refused=self._refused,
+            summary=progress_counts,
+            tally=run.tally,
+            thread_name_prefix="cm-emails",
+        )
+        try:
+            sync.run(self._spooled(spool))
+        finally:
+            run.sent = sync.done
 
-    def _batches(self, spool: IO[str]) -> Iterator[list[SpooledEmail]]:
-        batch: list[SpooledEmail] = []
-        size = 0
+    def _spooled(self, spool: IO[str]) -> Iterator[SpooledEmail]:
+        """The spooled documents to send: of several e-mails with one comment id, only the last read."""
         for position, line in enumerate(spool):
             entry = json.loads(line)
             if self.run.last[entry["id"]][0] != position:
                 continue  # superseded by a later e-mail with the same comment id
-            item = SpooledEmail(entry["file"], entry["index"], entry["id"], encode_json(entry["document"]))
-            batch.append(item)
-            size += len(item.encoded) + 1
-            if len(batch) >= self.settings.batch_size or size >= self.settings.max_batch_bytes:
-                yield batch
-                batch, size = [], 0
-        if batch:
-            yield batch
+            yield SpooledEmail(entry["file"], entry["index"], entry["id"], encode_json(entry["document"]))
 
-    def _flush(self, batch: list[SpooledEmail]) -> None:
-        run = self.run
-        self._sync(batch)
-        with run.lock:
-            self.log.info(
-                "Progress: %d of %d e-mails (%.0f%%): new=%d updated=%d unchanged=%d rejected=%d; %s",
-                run.sent,
-                run.valid,
-                100.0 * run.sent / max(run.valid, 1),
-                run.tally.new,
-                run.tally.updated,
-                run.tally.unchanged,
-                run.tally.rejected,
-                run.tally.billed_text(),
-            )
+    def _refused(self, item: SpooledEmail, error: CommunicationsMiningApiError) -> None:
+        self._reject(item.file, item.index, item.id, SYNC_STAGE, None, error.message, error.status_code)
 
-    def _sync(self, batch: list[SpooledEmail]) -> None:
-        """Upsert a batch; bisect a refused one to dead-letter exactly the documents the API refuses."""
-        run = self.run
-        try:
-            answer = self.hook.sync_raw_emails(
-                self.settings.source, [item.encoded for item in batch], transform_tag=self.settings.transform_tag
-            )
-        except CommunicationsMiningBadRequestError as exc:
-            if len(batch) == 1:
-                item = batch[0]
-                with run.lock:
-                    self._reject(item.file, item.index, item.id, "sync-raw-emails", None, exc.message, exc.status_code)
-                    run.sent += 1
-                return
-            self.log.warning(
-                "The API refused a batch of %d e-mails (%s); bisecting to find the e-mails it refuses",
-                len(batch),
-                exc.message,
-            )
-            middle = len(batch) // 2
-            self._sync(batch[:middle])
-            self._sync(batch[middle:])
-            return
-        except Exception as exc:
-            if may_have_taken_effect(exc):
-                with run.lock:
-                    run.tally.add_lost_sync(len(batch))
-            raise
-        with run.lock:
-            run.tally.add_sync(answer)
-            run.sent += len(batch)
+
+def progress_counts(tally: UploadTally) -> str:
+    """The counts on an e-mail upload's progress line: ``new=.. updated=.. unchanged=.. rejected=..; <billed>``."""
+    return (
+        f"new={tally.new} updated={tally.updated} unchanged={tally.unchanged} rejected={tally.rejected}; "
+        f"{tally.billed_text()}"
+    )

@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from airflow_provider_cm.pipelines.batch_sync import DeadLetters
 from airflow_provider_cm.pipelines.emails import DEFAULT_TRANSFORM_TAG
 from airflow_provider_cm.pipelines.emails.upload import EmailUploadEngine, EmailUploadRun, EmailUploadSettings
 
@@ -42,10 +43,10 @@ def mail_folder(tmp_path: Path, count: int) -> list[Path]:
 
 
 def run(hook, workspace, files: list[Path], **overrides) -> tuple[EmailUploadEngine, io.StringIO]:
+    log = logging.getLogger("tests.emails")
     engine = EmailUploadEngine(
-        hook, settings(workspace, **overrides), logging.getLogger("tests.emails"), EmailUploadRun()
+        hook, settings(workspace, **overrides), log, EmailUploadRun(dead_letters=DeadLetters(io.StringIO(), log))
     )
-    engine.run.dead_letters = io.StringIO()
     spool = io.StringIO()
     engine.read(files, lambda path: Path(path).name, spool, "mail/")
     spool.seek(0)
@@ -63,7 +64,7 @@ def test_the_engine_reads_checks_and_uploads_then_a_rerun_changes_nothing(hook, 
     assert done.duplicates == [("m00.eml#0", "m99-again.eml#0")]  # only the later one is sent
     assert emulator.requests_to(ROUTE) - calls == 3  # 7 documents, 3 a batch
     assert emulator.billed() - billed == 7
-    dead = json.loads(done.dead_letters.getvalue())
+    dead = json.loads(done.dead_letters.file.getvalue())
     assert (dead["file"], dead["index"], dead["stage"]) == ("empty.eml", 0, "read")
     stored = hook.get_comment(workspace.source, "engine-0@example.com")
     assert "again" in json.dumps(stored) and "engine test" in json.dumps(stored)
@@ -83,7 +84,7 @@ def test_a_refused_document_is_found_by_bisection_and_the_rest_arrive(hook, work
     done = engine.run
     assert (done.tally.new, done.tally.rejected, done.sent) == (7, 2, 8)
     assert done.refused_ids == ["engine-5@example.com"]
-    refused = [json.loads(line) for line in done.dead_letters.getvalue().splitlines()][-1]
+    refused = [json.loads(line) for line in done.dead_letters.file.getvalue().splitlines()][-1]
     assert (refused["file"], refused["stage"], refused["status_code"]) == ("m05.eml", "sync-raw-emails", 400)
     assert "refuses it" in refused["reason"]
 

@@ -48,7 +48,7 @@ def run(hook, workspace, records: list[SpooledRecord]) -> UploadEngine:
     engine = UploadEngine(
         hook, settings(workspace), logging.getLogger("tests.upload"), source_id=workspace.source_id, total=len(records)
     )
-    engine.dead_letters = io.StringIO()
+    engine.dead_letters.file = io.StringIO()
     engine.run(iter(records))
     return engine
 
@@ -72,7 +72,7 @@ def test_a_refused_comment_is_dead_lettered_with_its_line_and_the_rest_arrive(ho
         emulator.admin("DELETE", "faults")
     assert (engine.tally.new, engine.tally.rejected, engine.dead_lettered) == (5, 1, 1)
     assert engine.refused_ids == ["e3"]
-    entry = json.loads(engine.dead_letters.getvalue())
+    entry = json.loads(engine.dead_letters.file.getvalue())
     assert (entry["line"], entry["id"], entry["stage"], entry["stored"]) == (4, "e3", "sync", False)
 
 
