@@ -1,9 +1,9 @@
 """The e-mail upload engine: e-mail files to checked documents, then to a source, with no task context.
 
-Reads and checks every e-mail (:mod:`.readers`, :mod:`airflow_provider_cm.api.email_limits`), spools the uploadable ones,
-then upserts them with the batch-sync loop (:class:`~airflow_provider_cm.pipelines.batch_sync.BatchSync`:
-by count and by bytes, several requests in flight, a refused batch bisected to find the documents
-the API refuses) over
+Reads and checks every e-mail (:mod:`.readers`, :mod:`airflow_provider_cm.api.email_limits`), spools
+the uploadable ones, then upserts them with the batch-sync loop
+(:class:`~airflow_provider_cm.pipelines.batch_sync.BatchSync`: by count and by bytes, several requests
+in flight, a refused batch bisected to find the documents the API refuses) over
 ``POST /api/v1/sources/<project>/<source>/sync-raw-emails`` (API reference section 3.4.4;
 https://docs.uipath.com/communications-mining/automation-cloud/latest/developer-guide/introduction)
 through :meth:`~airflow_provider_cm.hooks.communications_mining.CommunicationsMiningHook.sync_raw_emails`.
