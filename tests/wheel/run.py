@@ -35,6 +35,7 @@ import time
 import zipfile
 from pathlib import Path
 
+import tomllib
 from packaging.version import Version
 
 from tests.compat.run import find_python, uv
@@ -108,13 +109,35 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def environment(target: Target, wheel: Path) -> Path:
-    """A fresh virtual environment with Airflow (and the tier's pins) and the wheel with its emulator extra."""
+#: The runtime dependencies that come with Airflow: on the oldest Airflow each is pinned at the floor
+#: ``pyproject.toml`` declares, so that the declared range is one a tier has run.
+AT_THEIR_FLOORS = ("requests", "tenacity", "httpx", "pendulum", "msgspec")
+
+
+def floors() -> list[str]:
+    """``name==floor`` for each of :data:`AT_THEIR_FLOORS`, read from ``pyproject.toml``'s dependencies."""
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    pinned = []
+    for requirement in declared:
+        name, _, floor = requirement.partition(">=")
+        if name in AT_THEIR_FLOORS:
+            pinned.append(f"{name}=={floor}")
+    assert len(pinned) == len(AT_THEIR_FLOORS), f"no floor declared for some of {AT_THEIR_FLOORS}: {declared}"
+    return pinned
+
+
+def environment(target: Target, wheel: Path, *, at_floors: bool = False) -> Path:
+    """A fresh virtual environment with Airflow (and the tier's pins) and the wheel with its emulator extra.
+
+    :param at_floors: pin the dependencies that come with Airflow at the floors the package declares.
+    """
     venv = HOME / target.name
     shutil.rmtree(venv, ignore_errors=True)
     run([uv(), "venv", "--quiet", "--python", find_python(target.python), str(venv)])
     env = {**os.environ, "VIRTUAL_ENV": str(venv)}
     requirements = [f"apache-airflow=={target.airflow}", *target.pins, f"{wheel}[emulator]"]
+    if at_floors:
+        requirements += floors()
     run([uv(), "pip", "install", "--quiet", *requirements], env=env)
     return venv
 
@@ -229,8 +252,10 @@ def main(argv: list[str] | None = None) -> int:
     for target in chosen:
         began = time.monotonic()
         try:
-            venv = environment(target, wheel)
-            say(f"{target.name}: fresh environment with the wheel in {time.monotonic() - began:.1f} s")
+            at_floors = target == oldest_and_newest()[0]
+            venv = environment(target, wheel, at_floors=at_floors)
+            what = " (requests, tenacity, httpx, pendulum, msgspec at their floors)" if at_floors else ""
+            say(f"{target.name}: fresh environment with the wheel{what} in {time.monotonic() - began:.1f} s")
             check_installation(target, venv)
         except (AssertionError, SystemExit) as exc:
             failed += 1
