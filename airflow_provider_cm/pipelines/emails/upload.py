@@ -257,7 +257,7 @@ class EmailUploadEngine:
 
 
 def progress_counts(tally: UploadTally) -> str:
-    """The counts on an e-mail upload's progress line: ``new=.. updated=.. unchanged=.. rejected=..; <billed>``."""
+    """The counts on an e-mail upload's progress line: ``new=N updated=N unchanged=N rejected=N; <billed>``."""
     return (
         f"new={tally.new} updated={tally.updated} unchanged={tally.unchanged} rejected={tally.rejected}; "
         f"{tally.billed_text()}"
