@@ -85,7 +85,7 @@ def test_a_moved_private_name_is_found_missing():
 
 def test_mask_secret_and_xcom_come_from_common_compat():
     """The public location official providers use for them (``apache-airflow-providers-common-compat``)."""
-    source = (PACKAGE / "compat.py").read_text(encoding="utf-8")
+    source = (PACKAGE / "common" / "compat.py").read_text(encoding="utf-8")
     assert "from airflow.providers.common.compat.sdk import mask_secret" in source
     assert "from airflow.providers.common.compat.sdk import XCom" in source
     from airflow.providers.common.compat.sdk import XCom, mask_secret

@@ -18,6 +18,7 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
+from airflow_provider_cm.pipelines.batch_sync import DeadLetters
 from airflow_provider_cm.pipelines.emails import DEFAULT_TRANSFORM_TAG
 from airflow_provider_cm.pipelines.emails.readers import EmailItem, EmailProblem, email_files, iter_emails
 from airflow_provider_cm.pipelines.emails.upload import EmailUploadEngine, EmailUploadRun, EmailUploadSettings
@@ -53,7 +54,7 @@ def read_folder(files: dict[str, bytes]) -> EmailUploadRun:
             path = Path(folder) / name
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
-        run = EmailUploadRun(dead_letters=dead_letters)
+        run = EmailUploadRun(dead_letters=DeadLetters(dead_letters, LOG))
         engine = EmailUploadEngine(None, SETTINGS, LOG, run)  # type: ignore[arg-type]  # read only: no hook
         engine.read(email_files(Path(folder)), lambda p: str(Path(p).relative_to(folder)), spool, "fuzz/")
         spool.seek(0)

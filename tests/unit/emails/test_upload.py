@@ -115,7 +115,7 @@ def test_without_the_msg_extra_a_msg_file_is_dead_lettered_with_the_install_comm
     assert done.unreadable == ["empty.eml#0", "outlook.msg#0"]
     assert (done.sent, done.tally.new) == (2, 2)
     assert emulator.billed() - billed == 2
-    dead = [json.loads(line) for line in done.dead_letters.getvalue().splitlines()]
+    dead = [json.loads(line) for line in done.dead_letters.file.getvalue().splitlines()]
     msg = next(letter for letter in dead if letter["file"] == "outlook.msg")
     assert (msg["stage"], msg["reason"]) == ("read", MSG_EXTRA_MISSING)
     assert 'pip install "airflow-provider-cm[msg]"' in msg["reason"]
