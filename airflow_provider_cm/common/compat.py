@@ -97,9 +97,14 @@ def _announce(feature: str, message: str, *args: Any) -> None:
 def mask_secret(secret: str | None) -> None:
     """Mask ``secret`` in every log line of this process and of its supervisor.
 
-    Airflow's ``mask_secret``, from ``airflow.providers.common.compat.sdk`` (``airflow.sdk.log``'s on 3.2 to 3.4).
+    Airflow's ``mask_secret``, from ``airflow.providers.common.compat.sdk`` where it exports it
+    (common-compat 1.23+), else from the Task SDK's public ``airflow.sdk.log`` (Airflow 3.2 to 3.4; the
+    newest common-compat for Python 3.10, 1.20, does not export it).
     """
-    from airflow.providers.common.compat.sdk import mask_secret as _mask_secret
+    try:
+        from airflow.providers.common.compat.sdk import mask_secret as _mask_secret
+    except ImportError:
+        from airflow.sdk.log import mask_secret as _mask_secret
 
     _mask_secret(secret)
 
