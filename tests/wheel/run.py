@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             at_floors = target == oldest_and_newest()[0]
             venv = environment(target, wheel, at_floors=at_floors)
-            what = " (requests, tenacity, httpx, pendulum, msgspec at their floors)" if at_floors else ""
+            what = f" ({', '.join(AT_THEIR_FLOORS)} at their floors)" if at_floors else ""
             say(f"{target.name}: fresh environment with the wheel{what} in {time.monotonic() - began:.1f} s")
             check_installation(target, venv)
         except (AssertionError, SystemExit) as exc:
