@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INPUT ?=
 #: Every extra a user can install (the dependency group `dev` holds the tools, outside the published metadata).
-EXTRAS := sqlite,postgres,openlineage,messaging,msg,parquet,emulator
+EXTRAS := sqlite,postgres,openlineage,messaging,msg,parquet,duckdb,emulator
 
 .PHONY: venv demo test fuzz test-system test-all test-deployment test-workers test-compat test-wheel browser lint docs bench clean
 

@@ -22,12 +22,30 @@ from airflow_provider_cm.client.export_slices import DEFAULT_EXPORT_CONCURRENCY,
 from airflow_provider_cm.client.windows import check_order_by, export_window, window_key
 from airflow_provider_cm.common import lineage
 from airflow_provider_cm.common.assets import outlet_for, record_outlet_events, table_asset
+from airflow_provider_cm.common.warehouse import (
+    DEFAULT_LOOKBACK_DAYS,
+    check_mode,
+    check_model_version,
+    choose_mode,
+    context_value,
+    load_result,
+    mode_range,
+)
 from airflow_provider_cm.common.workers import warn_if_worker_local_database
+from airflow_provider_cm.exceptions import warn_deprecated
 from airflow_provider_cm.hooks.communications_mining import MAX_EXPORT_LIMIT, MAX_STREAM_FETCH, split_full_name
 from airflow_provider_cm.hooks.window_export import WindowExport
 from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
 from airflow_provider_cm.pipelines.stream_drain import DrainWriter, StreamBatch, StreamDrain
 from airflow_provider_cm.pipelines.warehouse.flat_comments import EXPORT_COLUMNS, flatten_exported_comment
+from airflow_provider_cm.pipelines.warehouse.freshness import (
+    DEFAULT_PREDICTION_THRESHOLD,
+    load_dataset,
+    resolve_version,
+)
+from airflow_provider_cm.pipelines.warehouse.model import DATA_TABLES, TABLES, TableSpec
+from airflow_provider_cm.pipelines.warehouse.sql_tables import column_type, table_name
+from airflow_provider_cm.pipelines.warehouse.sql_writer import SqlWarehouse
 from airflow_provider_cm.transfers.sql_table import (
     CommentTable,
     check_table_name,
@@ -71,6 +89,42 @@ def _declare_table_outlet(kwargs: dict[str, Any], sql_conn_id: str, table: str, 
     kwargs["outlets"] = [outlet_for("table", task_id, [sql_conn_id, table], lambda: table_asset(sql_conn_id, table))]
 
 
+#: The typed tables' default name prefix (``cm_comments``, ``cm_comment_labels``, ...).
+DEFAULT_TABLE_PREFIX = "cm_"
+
+
+def typed_table_names(schema: str | None, prefix: str) -> list[str]:
+    """The typed layout's tables as written, ``[schema.]<prefix><table>``, data tables first, ``loads`` last.
+
+    :raises ValueError: if the schema or prefix makes a name that is not a plain SQL identifier.
+    """
+    names = [f"{schema}.{table_name(spec, prefix)}" if schema else table_name(spec, prefix) for spec in TABLES]
+    for name in names:
+        try:
+            check_table_name(name)
+        except ValueError:
+            raise ValueError(
+                f"schema {schema!r} and table_prefix {prefix!r} make the table name {name!r}: each must be "
+                "letters, digits and underscores (the schema not starting with a digit)"
+            ) from None
+    return names
+
+
+def typed_column_types(spec: TableSpec) -> dict[str, str]:
+    """A typed table's columns and their generic SQL types (for the lineage schema facet)."""
+    return {column.name: str(column_type(column.kind)) for column in spec.columns}
+
+
+def _declare_typed_outlets(kwargs: dict[str, Any], sql_conn_id: str, schema: str | None, prefix: str) -> None:
+    """Default the outlets to one Asset per typed table; an AssetAlias when a name is templated."""
+    if kwargs.get("outlets"):
+        return
+    if any(is_templated(value) for value in (sql_conn_id, schema, prefix)):
+        kwargs["outlets"] = [AssetAlias(name=f"communications_mining_table:{kwargs.get('task_id')}")]
+        return
+    kwargs["outlets"] = [table_asset(sql_conn_id, name) for name in typed_table_names(schema, prefix)]
+
+
 def _checked_table(table: str) -> str:
     """A table name checked when the DAG is parsed, unless it is a template (checked when rendered)."""
     return table if is_templated(table) else check_table_name(table)
@@ -90,63 +144,107 @@ def warehouse_hook(task: Any) -> DbApiHook:
 
 
 class CommunicationsMiningToSqlOperator(CommunicationsMiningBaseOperator):
-    """Load a dataset's comments for a time window (by default the data interval) into a SQL table.
+    """Load a dataset's comments into typed warehouse tables of any common-sql connection.
 
-    Calls ``GET /api/v1/datasets/<project>/<dataset>``
-    (https://docs.uipath.com/communications-mining/automation-cloud/latest/developer-guide/datasets)
-    for the dataset's sources, then ``POST /api/v1/datasets/<project>/<dataset>/export``
+    Calls ``POST /api/v1/datasets/<project>/<dataset>/export``
     (https://docs.uipath.com/communications-mining/automation-cloud/latest/developer-guide/export-a-dataset)
-    page by page, following ``continuation`` to the end; with ``export_concurrency`` above 1 (the
-    default is 8), in time slices exported that many at a time and read back in time order, as
-    the export operator does.
+    page by page, following ``continuation`` to the end (with ``export_concurrency`` above 1, the
+    default 8, in time slices exported that many at a time); with ``model_version``, also
+    ``GET /api/v1/datasets/<project>/<dataset>/model-tags``
+    (https://docs.uipath.com/communications-mining/automation-cloud/latest/developer-guide/model-tags)
+    to resolve a tag and ``POST .../labellers/<version>/predict-comments``
+    (https://docs.uipath.com/communications-mining/automation-cloud/latest/developer-guide/predict-comments)
+    for each page's predictions.
 
-    The window follows the export operator's rules: half-open ``[start, end)`` on ``order_by``
-    (the API's inclusive ``to`` is corrected), ``start``/``end`` default to the run's data
-    interval, and a run without one fails saying which timetable to use.
+    **The typed layout** (the default; :doc:`/warehouse`): the tables ``<prefix>comments``
+    (one row per comment keyed by ``uid``, times as ``TIMESTAMP WITH TIME ZONE``),
+    ``<prefix>comment_labels`` (assigned, dismissed and predicted labels with their levels,
+    probability, sentiment, ``model_version`` and ``metadata``), ``<prefix>comment_entities``,
+    ``<prefix>comment_user_properties`` and ``<prefix>loads`` (one row per load), types from
+    SQLAlchemy through the connection's ``get_sqlalchemy_engine()``. Every data row carries
+    ``_cm_load_id``, ``_cm_extracted_at``, ``_cm_row_hash`` and ``_cm_deleted_at``. A load merges
+    by key and writes only rows whose hash changed, in **one transaction**: a failed load leaves
+    the tables as the previous load left them. Tables are created and missing columns added;
+    an existing column that cannot hold the model fails the task before anything is written.
 
-    The table gets one row per comment keyed by ``uid``, with the columns of the flat CSV export
-    (:data:`~airflow_provider_cm.pipelines.warehouse.flat_comments.EXPORT_COLUMNS`, all text; ``timestamp`` and
-    ``created_at`` in the API's fixed-width UTC form, so text order is time order). In **one
-    transaction** the task deletes the window's rows (``order_by`` in ``[start, end)`` and
-    ``source_id`` one of the dataset's sources, or of ``source_ids``), upserts every exported
-    comment by ``uid`` page by page, and commits once: a rerun of a window leaves exactly the
-    window's comments, a failed run leaves the table as it was, and other windows are never
-    touched. The table is created (``uid`` primary key, every other column ``TEXT``) when it does
-    not exist. Memory holds about one page (``page_size`` comments) per slice in flight; pages
-    fetched ahead of the database wait in temporary files.
+    What a load reads (``mode``; the costs are in :doc:`/warehouse`):
+
+    * ``"window"``: the comments whose ``timestamp`` lies in ``[start, end)`` (default the data
+      interval), each as first seen;
+    * ``"lookback"``: ``[start - lookback_days, end)``: labels added and predictions changed
+      within ``lookback_days`` arrive;
+    * ``"reconcile"``: the whole dataset (or ``[start, end)`` if given), and every comment not
+      seen any more marked deleted (``_cm_deleted_at``; never a hard delete).
+
+    With ``model_version`` (a pinned number, or a tag such as ``"live"`` resolved once per load),
+    predictions come from ``predict-comments`` on that version and every predicted row names it;
+    without it the export's latest predictions are loaded with a null ``model_version``. When
+    the version differs from the last load's (the tag moved to a retrained model), a window or
+    lookback load becomes a reconcile of the whole dataset, and says so in its log and XCom
+    (``reconcile_on_model_change=False`` keeps the mode asked for).
+
+    **The flat layout** (0.1; deprecated, removed in 0.3): with ``table`` given, one text table
+    of the flat CSV export's columns whose window of rows is replaced each run, as in 0.1; it
+    warns :class:`~airflow.exceptions.AirflowProviderDeprecationWarning` when the DAG is parsed.
 
     :param dataset: ``"project/dataset"``. Templated.
-    :param sql_conn_id: an Airflow connection whose hook is a common-sql ``DbApiHook`` (sqlite,
-        postgres, mysql, snowflake, ...). Templated.
-    :param table: ``table`` or ``schema.table``: letters, digits and underscores only (refused
-        when the DAG is parsed otherwise). Templated.
-    :param start: window start (datetime or ISO-8601), inclusive; default the data interval start. Templated.
+    :param sql_conn_id: an Airflow connection whose hook is a common-sql ``DbApiHook`` (postgres,
+        sqlite, mysql, snowflake, duckdb, ...). Templated.
+    :param schema: the database schema of the typed tables (default: the connection's). Templated.
+    :param table_prefix: put before every typed table's name (default ``"cm_"``: ``cm_comments``,
+        ``cm_comment_labels``, ...); letters, digits and underscores. Templated.
+    :param mode: ``"window"`` (default), ``"lookback"`` or ``"reconcile"`` (see above).
+    :param lookback_days: with ``"lookback"``, days re-read before the window (default 7).
+    :param model_version: a pinned model version (``int``) or a tag (``"live"``); ``None``: the
+        export's predictions, with a null version. Templated.
+    :param reconcile_on_model_change: reconcile the whole dataset when ``model_version`` is not
+        the version of the last load (default ``True``).
+    :param prediction_threshold: the lowest probability of a predicted label loaded from
+        ``predict-comments`` (default 0.01).
+    :param start: window start (datetime or ISO-8601), inclusive; default the data interval
+        start (with ``"reconcile"``: unbounded). Templated.
     :param end: window end, exclusive; default the data interval end. Templated.
-    :param order_by: ``"timestamp"`` (the comment's own time) or ``"created_at"`` (upload time):
-        the time the window applies to, and the column its rows are selected by.
-    :param source_ids: only comments of these source ids (and only their rows are replaced). Templated.
-    :param page_size: comments per export request and at most per insert, 1 to 256.
+    :param source_ids: only comments of these source ids. Templated.
+    :param page_size: comments per export request, 1 to 256.
     :param export_concurrency: time slices exported at once, 1 to 64 (1: one serial chain).
+    :param table: **deprecated** (the flat layout): ``table`` or ``schema.table``. Templated.
+    :param order_by: the flat layout only: ``"timestamp"`` or ``"created_at"``.
     :param communications_mining_conn_id: the Communications Mining connection.
     :param retry_max_attempts: attempts per API request (default: the connection's, else 5).
     :param retry_max_elapsed: seconds per API request across attempts (default: the connection's, else 300).
-    :return: (XCom; each key also its own XCom) ``{"table", "dataset", "start", "end", "order_by",
-        "rows_written", "rows_deleted", "pages", "table_created"}``: ``rows_written`` comments
-        upserted (the window's comments), ``rows_deleted`` rows of the window removed first
-        (the previous run's, ``-1`` if the driver does not count), ``pages`` the inserts made (one
-        per export page; with slices, a page cut at a slice edge makes two).
+    :return: (XCom; each key also its own XCom) typed layout: ``{"dataset", "tables", "schema",
+        "mode", "requested_mode", "mode_reason", "load_id", "start", "end", "model_version",
+        "rows_read", "pages", "rows_written", "rows_unchanged", "rows_marked_deleted",
+        "by_table"}``: ``rows_read`` comments read from the API, ``rows_written`` rows inserted or
+        updated in all tables, ``rows_unchanged`` rows whose hash was already stored,
+        ``rows_marked_deleted`` rows given a ``_cm_deleted_at``, ``by_table`` the same per table;
+        ``start``/``end`` the range read (``None``: unbounded). Flat layout: ``{"table",
+        "dataset", "start", "end", "order_by", "rows_written", "rows_deleted", "pages",
+        "table_created"}``.
 
-    The table is declared as an Asset outlet (:func:`~airflow_provider_cm.common.assets.table_asset`,
-    ``communications-mining-sql://<sql_conn_id>/<table>``; an AssetAlias when either is
-    templated) whose event carries the result in its ``extra``.
+    Outlets: one Asset per typed table (:func:`~airflow_provider_cm.common.assets.table_asset`,
+    ``communications-mining-sql://<sql_conn_id>/<schema.prefix+table>``; an AssetAlias when the
+    connection, schema or prefix is templated), each event carrying the result in its ``extra``.
 
-    :raises ValueError: for a bad window, table name or argument (before anything is read or written).
+    :raises ValueError: for a bad window, mode, name or argument (before anything is read or written).
     :raises TypeError: if ``sql_conn_id`` is not a SQL database connection.
-    :raises CommunicationsMiningApiError: if the API fails after retries (the transaction is rolled
-        back); with slices, the message names the slice that failed.
+    :raises WarehouseSchemaError: if an existing table cannot hold the typed model (naming the
+        column and the fix; nothing written).
+    :raises CommunicationsMiningTagError: if ``model_version`` is a tag that cannot be resolved.
+    :raises CommunicationsMiningApiError: if the API fails after retries (the transaction is rolled back).
     """
 
-    template_fields: Sequence[str] = ("dataset", "sql_conn_id", "table", "start", "end", "source_ids")
+    template_fields: Sequence[str] = (
+        "dataset",
+        "sql_conn_id",
+        "schema",
+        "table_prefix",
+        "table",
+        "start",
+        "end",
+        "source_ids",
+        "model_version",
+    )
     ui_color = "#e8f0fe"
     ui_fgcolor = "#000000"
     returns_mapping = True
@@ -156,30 +254,62 @@ class CommunicationsMiningToSqlOperator(CommunicationsMiningBaseOperator):
         *,
         dataset: str,
         sql_conn_id: str,
-        table: str,
+        schema: str | None = None,
+        table_prefix: str = DEFAULT_TABLE_PREFIX,
+        mode: str = "window",
+        lookback_days: int = DEFAULT_LOOKBACK_DAYS,
+        model_version: int | str | None = None,
+        reconcile_on_model_change: bool = True,
+        prediction_threshold: float = DEFAULT_PREDICTION_THRESHOLD,
         start: datetime | str | None = None,
         end: datetime | str | None = None,
-        order_by: str = "timestamp",
         source_ids: Sequence[str] | None = None,
         page_size: int = MAX_EXPORT_LIMIT,
         export_concurrency: int = DEFAULT_EXPORT_CONCURRENCY,
+        table: str | None = None,
+        order_by: str = "timestamp",
         **kwargs: Any,
     ) -> None:
         check_order_by(order_by)
         check_concurrency(export_concurrency)
+        check_mode(mode, lookback_days, prediction_threshold)
         if not 1 <= page_size <= MAX_EXPORT_LIMIT:
             raise ValueError(f"page_size must be between 1 and {MAX_EXPORT_LIMIT}, got {page_size}")
-        _declare_table_outlet(kwargs, sql_conn_id, table)
+        if table is not None:
+            if mode != "window" or model_version is not None:
+                raise ValueError(
+                    "table is the deprecated flat layout, which loads windows only: for mode or model_version "
+                    "use the typed layout (leave table out; schema and table_prefix name its tables)"
+                )
+            warn_deprecated(
+                "CommunicationsMiningToSqlOperator(table=...), the flat one-table layout,",
+                "the typed layout (leave table out; see docs/warehouse.md)",
+                stacklevel=4,
+            )
+            _declare_table_outlet(kwargs, sql_conn_id, table)
+        else:
+            if order_by != "timestamp":
+                raise ValueError("order_by='created_at' is the flat layout's; the typed layout reads by timestamp")
+            _declare_typed_outlets(kwargs, sql_conn_id, schema, table_prefix)
         super().__init__(**kwargs)
         self.dataset = dataset
         self.sql_conn_id = sql_conn_id
-        self.table = _checked_table(table)
+        self.schema = schema
+        self.table_prefix = table_prefix
+        self.mode = mode
+        self.lookback_days = lookback_days
+        self.model_version = check_model_version(model_version)
+        self.reconcile_on_model_change = reconcile_on_model_change
+        self.prediction_threshold = prediction_threshold
+        self.table = _checked_table(table) if table is not None else None
         self.start = start
         self.end = end
         self.order_by = order_by
         self.source_ids = source_ids
         self.page_size = page_size
         self.export_concurrency = export_concurrency
+        if not is_templated(schema) and not is_templated(table_prefix):
+            typed_table_names(schema, table_prefix)
 
     @property
     def hook_pool_size(self) -> int:  # type: ignore[override]
@@ -188,11 +318,98 @@ class CommunicationsMiningToSqlOperator(CommunicationsMiningBaseOperator):
     @lineage.records_result
     def execute(self, context: Context) -> dict[str, Any]:
         split_full_name(self.dataset, "dataset")
+        if self.table is None:
+            return self._execute_typed(context)
+        return self._execute_flat(context)
+
+    # -- the typed layout -------------------------------------------------------------------------
+
+    def _execute_typed(self, context: Context) -> dict[str, Any]:
+        names = typed_table_names(self.schema, self.table_prefix)
+        requested = mode_range(self.mode, self.start, self.end, context)
+        version = resolve_version(self.hook, self.dataset, self.model_version)
+        database = warehouse_hook(self)
+        engine = database.get_sqlalchemy_engine()
+        try:
+            warehouse = SqlWarehouse(engine, schema=self.schema or None, prefix=self.table_prefix)
+            last = warehouse.last_load(self.dataset) if version is not None and self.reconcile_on_model_change else None
+            choice = choose_mode(
+                self.mode,
+                *requested,
+                version=version,
+                last_version=last.model_version if last is not None else None,
+                has_loads=last is not None,
+            )
+            if choice.reason:
+                self.log.warning("Reconciling instead of a %s load: %s", self.mode, choice.reason)
+            self.log.info(
+                "Loading %s (%s, %s) into the typed tables %s of connection %s, predictions of %s",
+                self.dataset,
+                choice.mode,
+                _range_text(choice.start, choice.end, choice.mode, self.lookback_days),
+                ", ".join(names),
+                self.sql_conn_id,
+                f"model version {version}" if version is not None else "the export (no version)",
+            )
+            info, counts = load_dataset(
+                self.hook,
+                warehouse,
+                self.dataset,
+                mode=choice.mode,
+                start=choice.start,
+                end=choice.end,
+                lookback_days=self.lookback_days,
+                model_version=version,
+                page_size=self.page_size,
+                prediction_threshold=self.prediction_threshold,
+                export_concurrency=self.export_concurrency,
+                source_ids=list(self.source_ids) if self.source_ids else None,
+                dag_id=context_value(context, "dag_id"),
+                run_id=context_value(context, "run_id"),
+                task_id=self.task_id,
+            )
+        finally:
+            engine.dispose()
+        result = load_result(
+            dataset=self.dataset,
+            mode=choice.mode,
+            requested_mode=self.mode,
+            reason=choice.reason,
+            info=info,
+            counts=counts,
+            start=info.window_start,
+            end=info.window_end,
+            extra={"tables": names, "schema": self.schema or None},
+        )
+        self.log.info(
+            "Committed load %s of %s: %d comments read in %d pages; %d rows written, %d unchanged, "
+            "%d marked deleted (all tables)",
+            info.load_id,
+            self.dataset,
+            counts.rows_read,
+            counts.pages,
+            counts.rows_written,
+            counts.rows_unchanged,
+            counts.rows_marked_deleted,
+        )
+        self._record_typed_events(context, names, result)
+        return result
+
+    def _record_typed_events(self, context: Context, names: list[str], result: dict[str, Any]) -> None:
+        """Each Asset outlet's event gets the result; an AssetAlias gets one event per table."""
+        for outlet in self.outlets:
+            for name in names if isinstance(outlet, AssetAlias) else names[:1]:
+                record_outlet_events([outlet], context, table_asset(self.sql_conn_id, name), result)
+
+    # -- the flat layout (deprecated) -------------------------------------------------------------
+
+    def _execute_flat(self, context: Context) -> dict[str, Any]:
+        assert self.table is not None
         check_table_name(self.table)
         start, end = export_window(self.start, self.end, context)
         sources = list(self.source_ids or self.hook.get_dataset(self.dataset).get("source_ids") or [])
         self.log.info(
-            "Loading %s, %s in [%s, %s), into table %s of connection %s",
+            "Loading %s, %s in [%s, %s), into table %s of connection %s (the flat layout, deprecated)",
             self.dataset,
             self.order_by,
             api_time(start),
@@ -257,16 +474,31 @@ class CommunicationsMiningToSqlOperator(CommunicationsMiningBaseOperator):
         return tuple(flat[column] for column in EXPORT_COLUMNS)
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
-        """OpenLineage: the dataset read; the table written, with its columns and the rows upserted.
+        """OpenLineage: the dataset read; the tables written, with their columns and the rows written.
 
-        Names as in :mod:`airflow_provider_cm.common.lineage` (the table's as common-sql names it);
-        called by the OpenLineage listener.
+        Names as in :mod:`airflow_provider_cm.common.lineage` (the tables' as common-sql names them);
+        called by the OpenLineage listener. The typed layout's row count is of all its tables.
         """
-        table = lineage.table_dataset(sql_hook(self.sql_conn_id), self.table, dict.fromkeys(EXPORT_COLUMNS, "TEXT"))
+        database = sql_hook(self.sql_conn_id)
+        written = lineage.count(lineage.task_result(self), "rows_written")
+        if self.table is not None:
+            tables = [lineage.table_dataset(database, self.table, dict.fromkeys(EXPORT_COLUMNS, "TEXT"))]
+        else:
+            tables = [
+                lineage.table_dataset(database, name, typed_column_types(spec))
+                for spec, name in zip(DATA_TABLES, typed_table_names(self.schema, self.table_prefix), strict=False)
+            ]
         return lineage.operator_lineage(
             inputs=[lineage.cm_dataset(self.hook, self.dataset)],
-            outputs=[lineage.written(table, lineage.count(lineage.task_result(self), "rows_written"))],
+            outputs=[lineage.written(table, written) for table in tables],
         )
+
+
+def _range_text(start: datetime | None, end: datetime | None, mode: str, lookback_days: int) -> str:
+    if start is None and end is None:
+        return "the whole dataset"
+    text = f"[{api_time(start) if start else '-inf'}, {api_time(end) if end else '+inf'})"
+    return f"{text} and the {lookback_days} days before" if mode == "lookback" else text
 
 
 def stream_row(result: Mapping[str, Any]) -> tuple[Any, ...]:

@@ -29,7 +29,7 @@ from tests.compat.targets import TARGETS, VERSION_SENSITIVE, Target
 ROOT = Path(__file__).resolve().parents[2]
 HOME = ROOT / ".compat"
 #: What a target's environment holds beside Airflow: the provider's extras the tests use ...
-EXTRAS = "sqlite,postgres,openlineage,messaging,msg,parquet"
+EXTRAS = "sqlite,postgres,openlineage,messaging,msg,parquet,duckdb"
 #: ... and the test tools, pyproject's dependency group ``test`` (PEP 735; not in the published metadata).
 TEST_GROUP = f"{ROOT / 'pyproject.toml'}:test"
 

@@ -46,7 +46,7 @@ HOME = ROOT / ".wheel"
 DIST = HOME / "dist"
 TOKEN = "wheel-check-token"
 #: The extras a user may install; nothing else may be published (the tools are dependency groups).
-USER_EXTRAS = {"emulator", "messaging", "msg", "openlineage", "parquet", "postgres", "sqlite"}
+USER_EXTRAS = {"duckdb", "emulator", "messaging", "msg", "openlineage", "parquet", "postgres", "sqlite"}
 
 
 def say(message: str) -> None:
