@@ -159,16 +159,17 @@ def whole_dataset_bounds(start: datetime | None, end: datetime | None) -> tuple[
     return start or EARLIEST_COMMENT_TIME, end or LATEST_COMMENT_TIME
 
 
-def parquet_file_name(mode: str, start: datetime | None, end: datetime | None) -> str:
-    """The ``<name>`` of a load's Parquet files: the window, or ``snapshot_<end>`` for a whole-dataset reconcile.
+def parquet_file_name(start: datetime | None, end: datetime | None, run_end: Any = None) -> str:
+    """The ``<name>`` of a load's Parquet files: the window, or ``snapshot_<time>`` for a whole-dataset reconcile.
 
     A lookback's files are named after the run's window (not the days re-read), so each run
-    writes its own files and a rerun replaces them.
+    writes its own files and a rerun replaces them. A snapshot is named after the run's data
+    interval end (``run_end``; a rerun replaces it), else the time it was taken.
     """
     from airflow_provider_cm.pipelines.warehouse.parquet import window_name
 
     if start is None or end is None:
-        moment = (end or datetime.now(timezone.utc)).astimezone(timezone.utc)
+        moment = to_utc(run_end, "data interval end") if run_end is not None else datetime.now(timezone.utc)
         return f"snapshot_{moment.strftime('%Y%m%dT%H%M%SZ')}"
     return window_name(start, end)
 

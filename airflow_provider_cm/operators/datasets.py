@@ -284,7 +284,7 @@ class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator
         from airflow_provider_cm.pipelines.warehouse.parquet import ParquetWindowWriter
 
         version = resolve_version(self.hook, self.dataset, self.model_version)
-        name = parquet_file_name(self.mode, start, end)
+        name = parquet_file_name(start, end, context.get("data_interval_end"))
         info = LoadInfo(
             load_id=uuid.uuid4().hex,
             dataset=self.dataset,
@@ -320,7 +320,7 @@ class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator
             for table, rows_of_table in written.items():
                 counts.add(table, "written", rows_of_table)
             writer.write_loads([loads_row(info, counts, span.start, span.end, started)])
-        files = {table: path_as_given(str(path)) for table, path in writer.paths.items()}
+        files = {table: path_as_given(self.output_path, path) for table, path in writer.paths.items()}
         self.log.info(
             "Wrote %d comments of %s (%s, predictions of %s) as Parquet: %s",
             counts.rows_read,
