@@ -127,6 +127,10 @@ def main() -> int:
             "CM_DATASET": "demo/support",
             "CM_EXPORT_ROOT": str(workdir / "exports"),
             "CM_STREAM": "new-messages",
+            # The nightly load into the typed tables: predictions of the model tagged live, and the day
+            # before each night re-read (the example's default is 7; one keeps the demo's 30 nights short).
+            "CM_MODEL_VERSION": "live",
+            "CM_LOOKBACK_DAYS": "1",
         }
     )
     if args.input:
@@ -177,11 +181,72 @@ def run_nights(days: list[datetime], workdir: Path) -> bool:
     files = sorted((workdir / "exports").rglob("*.jsonl"))
     exported = sum(sum(1 for _ in open(f, encoding="utf-8")) for f in files if "streams" not in f.parts)
     print(f"Exported:   {exported} comments in {len(days)} daily files under {workdir / 'exports'}")
-    with sqlite3.connect(workdir / "warehouse.db") as db:
-        rows, distinct = db.execute("SELECT COUNT(*), COUNT(DISTINCT uid) FROM cm_comments").fetchone()
-        labelled = db.execute("SELECT COUNT(*) FROM cm_comments WHERE assigned_labels != '[]'").fetchone()[0]
-    print(f"Warehouse:  {rows} rows ({distinct} distinct uids, {labelled} with labels) in table cm_comments")
+    live, labelled, versions = warehouse_state(workdir)
+    print(
+        f"Warehouse:  {live} comments in cm_comments ({labelled} with assigned labels in cm_comment_labels), "
+        f"predictions of model version {versions}"
+    )
     return True
+
+
+def warehouse_state(workdir: Path) -> tuple[int, int, str]:
+    """Live comments, of them those with assigned labels, and the model versions of their predictions."""
+    with sqlite3.connect(workdir / "warehouse.db") as db:
+        live = db.execute("SELECT COUNT(*) FROM cm_comments WHERE _cm_deleted_at IS NULL").fetchone()[0]
+        labelled = db.execute(
+            "SELECT COUNT(DISTINCT uid) FROM cm_comment_labels WHERE kind = 'assigned' AND _cm_deleted_at IS NULL"
+        ).fetchone()[0]
+        versions = db.execute(
+            "SELECT DISTINCT model_version FROM cm_comments WHERE _cm_deleted_at IS NULL ORDER BY 1"
+        ).fetchall()
+    return live, labelled, ", ".join(str(v) for (v,) in versions)
+
+
+def day_of_activity(hook, workdir: Path) -> int | None:
+    """Replay a day of a tenant's life (new and late comments, relabels, deletions, a retrain tagged live),
+    then the next night's load: the tag moved, so it reconciles the whole dataset by itself.
+
+    :return: the new live model version, or None if the night's load failed.
+    """
+    day = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    changes = hook.request(
+        "POST",
+        "_emulator/datasets/demo/support/activity",
+        json_body={
+            "day": f"{day:%Y-%m-%d}",
+            "seed": 1,
+            "new_comments": 20,
+            "late_uploads": 5,
+            "late_by_days": 3,
+            "relabels": 10,
+            "deletions": 5,
+            "retrain": True,
+            "tag": "live",
+        },
+    )
+    print(
+        f"Activity:   {day:%Y-%m-%d}: {len(changes['created'])} new comments, {len(changes['late'])} uploaded late, "
+        f"{len(changes['relabelled'])} relabelled, {len(changes['deleted'])} deleted, "
+        f"version {changes['model_version']} trained and tagged live"
+    )
+    dag_run = example_dag("cm_nightly_export").test(logical_date=day + timedelta(days=1))
+    if not succeeded(dag_run, f"The load of {day:%Y-%m-%d}"):
+        return None
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.query(XComModel).filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id).all()
+        result = next(row.value for row in rows if row.key == "return_value" and row.task_id == "load_into_warehouse")
+    platform = sum(1 for _ in hook.iter_export("demo/support"))
+    live, _, versions = warehouse_state(workdir)
+    print(
+        f"Caught up:  the next night's {result['mode']} (live moved to version {result['model_version']}): "
+        f"{result['rows_read']} comments read, {result['rows_written']} rows written, "
+        f"{result['by_table']['comments']['marked_deleted']} comments marked deleted; "
+        f"{live} live comments in cm_comments, {platform} on the platform, predictions of version {versions}"
+    )
+    return int(changes["model_version"])
 
 
 def run(input_path: Path, workdir: Path) -> int:
@@ -237,19 +302,25 @@ def run(input_path: Path, workdir: Path) -> int:
     accuracy = f", top predicted label right for {correct / len(scored):.1%}" if scored else ""
     print(f"Stream:     {len(drained)} of {len(truth)} new messages drained into cm_stream_results{accuracy}")
 
-    # 6. Predict a few messages that are not in the platform, gated on the live model version.
+    # 6. A day of activity on the platform, and the warehouse catching up.
+    new_version = day_of_activity(hook, workdir)
+    if new_version is None:
+        return 1
+
+    # 7. Predict a few messages that are not in the platform, gated on the live model version.
     sample = workdir / "new-messages.jsonl"
     with open(later, encoding="utf-8") as source_file, open(sample, "w", encoding="utf-8") as handle:
         for _, line in zip(range(20), source_file, strict=False):
             handle.write(json.dumps({"comment": json.loads(line)["comment"]}) + "\n")
-    os.environ["CM_EXPECTED_VERSION"] = str(version)
+    os.environ["CM_EXPECTED_VERSION"] = str(new_version)
     predictions = workdir / "new-messages.predictions.jsonl"
     gate = example_dag("cm_model_tag_gate").test(run_conf={"input_path": str(sample), "output_path": str(predictions)})
     if not succeeded(gate, "The model-tag gate DAG"):
         return 1
     billed = hook.request("GET", "_emulator/stats")["stats"]["billed_predictions"]
     print(
-        f"Predicted:  {sum(1 for _ in open(predictions))} messages with live model version {version} ({billed} billed)"
+        f"Predicted:  {sum(1 for _ in open(predictions))} messages with live model version {new_version} "
+        f"({billed} billed)"
     )
     return 0
 

@@ -44,7 +44,7 @@ from airflow_provider_cm.pipelines.warehouse.freshness import (
     resolve_version,
 )
 from airflow_provider_cm.pipelines.warehouse.model import DATA_TABLES, TABLES, TableSpec
-from airflow_provider_cm.pipelines.warehouse.sql_tables import column_type, table_name
+from airflow_provider_cm.pipelines.warehouse.sql_tables import table_name
 from airflow_provider_cm.pipelines.warehouse.sql_writer import SqlWarehouse
 from airflow_provider_cm.transfers.sql_table import (
     CommentTable,
@@ -110,9 +110,21 @@ def typed_table_names(schema: str | None, prefix: str) -> list[str]:
     return names
 
 
+#: The SQL-standard name of each kind of the typed model (the lineage schema facet; each database's own
+#: type is SQLAlchemy's for its dialect, see :mod:`airflow_provider_cm.pipelines.warehouse.sql_tables`).
+STANDARD_TYPES = {
+    "text": "TEXT",
+    "integer": "BIGINT",
+    "double": "DOUBLE PRECISION",
+    "boolean": "BOOLEAN",
+    "time": "TIMESTAMP WITH TIME ZONE",
+    "json": "JSON",
+}
+
+
 def typed_column_types(spec: TableSpec) -> dict[str, str]:
-    """A typed table's columns and their generic SQL types (for the lineage schema facet)."""
-    return {column.name: str(column_type(column.kind)) for column in spec.columns}
+    """A typed table's columns and their SQL-standard types (for the lineage schema facet)."""
+    return {column.name: STANDARD_TYPES[column.kind] for column in spec.columns}
 
 
 def _declare_typed_outlets(kwargs: dict[str, Any], sql_conn_id: str, schema: str | None, prefix: str) -> None:
@@ -341,7 +353,7 @@ class CommunicationsMiningToSqlOperator(CommunicationsMiningBaseOperator):
                 has_loads=last is not None,
             )
             if choice.reason:
-                self.log.warning("Reconciling instead of a %s load: %s", self.mode, choice.reason)
+                self.log.info("Reconciling instead of a %s load: %s", self.mode, choice.reason)
             self.log.info(
                 "Loading %s (%s, %s) into the typed tables %s of connection %s, predictions of %s",
                 self.dataset,
@@ -480,18 +492,20 @@ class CommunicationsMiningToSqlOperator(CommunicationsMiningBaseOperator):
         called by the OpenLineage listener. The typed layout's row count is of all its tables.
         """
         database = sql_hook(self.sql_conn_id)
-        written = lineage.count(lineage.task_result(self), "rows_written")
+        result = lineage.task_result(self)
         if self.table is not None:
-            tables = [lineage.table_dataset(database, self.table, dict.fromkeys(EXPORT_COLUMNS, "TEXT"))]
+            table = lineage.table_dataset(database, self.table, dict.fromkeys(EXPORT_COLUMNS, "TEXT"))
+            outputs = [lineage.written(table, lineage.count(result, "rows_written"))]
         else:
-            tables = [
-                lineage.table_dataset(database, name, typed_column_types(spec))
+            by_table = result.get("by_table") if isinstance(result, Mapping) else None
+            outputs = [
+                lineage.written(
+                    lineage.table_dataset(database, name, typed_column_types(spec)),
+                    lineage.count((by_table or {}).get(spec.name), "written"),
+                )
                 for spec, name in zip(DATA_TABLES, typed_table_names(self.schema, self.table_prefix), strict=False)
             ]
-        return lineage.operator_lineage(
-            inputs=[lineage.cm_dataset(self.hook, self.dataset)],
-            outputs=[lineage.written(table, written) for table in tables],
-        )
+        return lineage.operator_lineage(inputs=[lineage.cm_dataset(self.hook, self.dataset)], outputs=outputs)
 
 
 def _range_text(start: datetime | None, end: datetime | None, mode: str, lookback_days: int) -> str:

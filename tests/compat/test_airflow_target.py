@@ -127,7 +127,7 @@ def test_setup_upload_and_nightly_export_run_with_airflow_dags_test(airflow_db, 
         "CM_SOURCE": f"{project}/inbox",
         "CM_DATASET": f"{project}/support",
         "CM_WAREHOUSE_CONN_ID": "cm_compat_warehouse",
-        "CM_WAREHOUSE_TABLE": "cm_comments",
+        "CM_LOOKBACK_DAYS": "0",
         "AIRFLOW_CONN_CM_COMPAT_WAREHOUSE": json.dumps({"conn_type": "sqlite", "host": str(warehouse)}),
     }
 

@@ -231,7 +231,9 @@ class Deployment:
                 "CM_STREAM": STREAM,
                 "CM_EXPORT_ROOT": str(self.exports),
                 "CM_WAREHOUSE_CONN_ID": "cm_warehouse",
-                "CM_WAREHOUSE_TABLE": "cm_comments",
+                "CM_WAREHOUSE_PREFIX": "cm_",
+                # Each night loads exactly its day (the example's default re-reads the 7 days before too).
+                "CM_LOOKBACK_DAYS": "0",
                 "CM_STREAM_TABLE": "cm_stream_results",
                 "CM_SENSOR_TIMEOUT": "900",
                 "CM_EVENTS_STREAM": EVENTS_STREAM,

@@ -53,7 +53,11 @@ def backfill(deployment: Deployment) -> dict[str, Any]:
     for run_id in deployment.run_ids(DAG_ID):
         deployment.wait_for_run(DAG_ID, run_id, timeout=180)
     # A warehouse without the table: the backfill's first loads create it, as on a first install.
-    Postgres.execute("DROP TABLE IF EXISTS cm_comments", deployment.warehouse_db)
+    Postgres.execute(
+        "DROP TABLE IF EXISTS cm_comments, cm_comment_labels, cm_comment_entities, cm_comment_user_properties,"
+        " cm_loads",
+        deployment.warehouse_db,
+    )
     body = {
         "dag_id": DAG_ID,
         "from_date": f"{BACKFILLED[0].isoformat()}T00:00:00Z",
@@ -97,12 +101,15 @@ def test_backfill_loads_exactly_each_days_comments(deployment: Deployment):
         assert run["state"] == "success", (day, deployment.task_states(DAG_ID, run["dag_run_id"]))
         assert run["data_interval_end"][:10] == (date.fromisoformat(day) + timedelta(days=1)).isoformat()
         loaded = deployment.xcom(DAG_ID, run["dag_run_id"], "load_into_warehouse")
-        assert loaded["rows_written"] == len(expected[day]), (day, loaded)
-        assert loaded["start"][:10] == day and loaded["table"] == "cm_comments", (day, loaded)
+        assert loaded["rows_read"] == len(expected[day]), (day, loaded)
+        assert loaded["start"][:10] == day and loaded["tables"][0] == "cm_comments", (day, loaded)
 
     assert_loads_never_overlapped(deployment)
 
-    rows = Postgres.execute("SELECT comment_id, timestamp FROM cm_comments", deployment.warehouse_db)
+    rows = Postgres.execute(
+        "SELECT comment_id, to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD') FROM cm_comments",
+        deployment.warehouse_db,
+    )
     assert not [n for n in Counter(row[0] for row in rows).values() if n > 1], "a comment loaded twice"
     loaded = ids_by_day([{"comment": {"id": row[0], "timestamp": row[1]}} for row in rows])
     assert dict(loaded) == {day.isoformat(): expected[day.isoformat()] for day in BACKFILLED}

@@ -30,7 +30,12 @@ import pytest
 from airflow_provider_cm.common.lineage import api_namespace, dataset_name, source_name, stream_name
 from airflow_provider_cm.operators.comments import CommunicationsMiningUploadCommentsOperator
 from airflow_provider_cm.pipelines.warehouse.flat_comments import EXPORT_COLUMNS
-from airflow_provider_cm.transfers.communications_mining_to_sql import STREAM_COLUMN_TYPES, STREAM_COLUMNS
+from airflow_provider_cm.pipelines.warehouse.model import COMMENTS
+from airflow_provider_cm.transfers.communications_mining_to_sql import (
+    STREAM_COLUMN_TYPES,
+    STREAM_COLUMNS,
+    typed_column_types,
+)
 from tests.conftest import (
     BANKING77_JSONL,
     POSTGRES_SERVER,
@@ -107,7 +112,7 @@ def plan_for(runs: Runs, postgres_uri: str | None) -> list[dict[str, Any]]:
         "CM_EXPORT_ROOT": str(runs.export_root),
         "CM_WAREHOUSE_CONN_ID": "cm_lineage_warehouse",
         "AIRFLOW_CONN_CM_LINEAGE_WAREHOUSE": json.dumps({"conn_type": "sqlite", "host": str(runs.sqlite_path)}),
-        "CM_WAREHOUSE_TABLE": "cm_comments",
+        "CM_LOOKBACK_DAYS": "0",  # the nightly load reads its day only
         "CM_SENSOR_TIMEOUT": "120",
     }
     logical = (DAY + timedelta(days=1)).isoformat()
@@ -127,7 +132,11 @@ def plan_for(runs: Runs, postgres_uri: str | None) -> list[dict[str, Any]]:
         warehouse = {**base, "AIRFLOW_CONN_CM_LINEAGE_WAREHOUSE": postgres_uri}
         comments, stream = runs.postgres_tables["comments"], runs.postgres_tables["stream"]
         plan += [
-            {"dag": "cm_nightly_export", "env": {**warehouse, "CM_WAREHOUSE_TABLE": comments}, "logical_date": logical},
+            {
+                "dag": "cm_nightly_export",
+                "env": {**warehouse, "CM_WAREHOUSE_PREFIX": comments},
+                "logical_date": logical,
+            },
             {
                 "dag": "cm_stream_to_warehouse",
                 "env": {**warehouse, "CM_STREAM": "to-postgres", "CM_STREAM_TABLE": stream},
@@ -191,7 +200,8 @@ def runs(emulator, airflow_db, tmp_path_factory) -> Any:
         connection = postgres_test_database()
         connection.close()
         suffix = uuid.uuid4().hex[:8]
-        runs.postgres_tables = {"comments": f"cm_lineage_{suffix}", "stream": f"cm_lineage_stream_{suffix}"}
+        # "comments": the typed tables' prefix (cm_lineage_<suffix>_comments, ...); "stream": a table.
+        runs.postgres_tables = {"comments": f"cm_lineage_{suffix}_", "stream": f"cm_lineage_stream_{suffix}"}
         postgres_uri = f"{POSTGRES_SERVER}/cm_test"
         runs.postgres = True
     try:
@@ -201,7 +211,9 @@ def runs(emulator, airflow_db, tmp_path_factory) -> Any:
         if runs.postgres:
             connection = postgres_test_database()
             with connection.cursor() as cursor:
-                for table in runs.postgres_tables.values():
+                typed = ("comments", "comment_labels", "comment_entities", "comment_user_properties", "loads")
+                prefix = runs.postgres_tables["comments"]
+                for table in [runs.postgres_tables["stream"], *(prefix + name for name in typed)]:
                     cursor.execute(f"DROP TABLE IF EXISTS {table}")
             connection.commit()
             connection.close()
@@ -257,11 +269,15 @@ def test_dataset_transfer_reads_the_dataset_and_writes_the_sqlite_table(runs):
 
     event = runs.complete("cm_nightly_export", "load_into_warehouse", run_index(runs, "cm_nightly_export", False))
     assert names(event["inputs"]) == [(runs.namespace, f"datasets/{runs.workspace.project}/support")]
-    assert names(event["outputs"]) == [("sqlite", f"{runs.sqlite_path}.main.cm_comments")]
-    assert schema(event["outputs"][0]) == [(column, "TEXT") for column in EXPORT_COLUMNS]
+    tables = ("cm_comments", "cm_comment_labels", "cm_comment_entities", "cm_comment_user_properties")
+    assert names(event["outputs"]) == [("sqlite", f"{runs.sqlite_path}.main.{table}") for table in tables]
+    assert schema(event["outputs"][0]) == list(typed_column_types(COMMENTS).items())
+    assert ("timestamp", "TIMESTAMP WITH TIME ZONE") in schema(event["outputs"][0])
     with sqlite3.connect(runs.sqlite_path) as db:
         [(in_table,)] = db.execute("SELECT COUNT(*) FROM cm_comments").fetchall()
+        [(labels,)] = db.execute("SELECT COUNT(*) FROM cm_comment_labels").fetchall()
     assert rows(event["outputs"][0]) == in_table == runs.day_count
+    assert rows(event["outputs"][1]) == labels > in_table
 
 
 def test_stream_transfer_reads_the_stream_and_writes_the_sqlite_table(runs):
@@ -341,10 +357,13 @@ def test_transfers_name_the_postgres_table_as_common_sql_does(runs, dag_id, task
     if not runs.postgres:
         pytest.skip("PostgreSQL is not reachable")
     event = runs.complete(dag_id, task_id, run_index(runs, dag_id, True))
-    name = f"cm_test.public.{runs.postgres_tables[table]}"
-    assert names(event["outputs"]) == [("postgres://127.0.0.1:5432", name)]
+    typed = dag_id == "cm_nightly_export"  # the typed tables: <prefix>comments first
+    name = f"cm_test.public.{runs.postgres_tables[table]}" + ("comments" if typed else "")
+    assert names(event["outputs"])[0] == ("postgres://127.0.0.1:5432", name)
+    assert len(event["outputs"]) == (4 if typed else 1)
     result = xcom(runs, dag_id, task_id, run_index(runs, dag_id, True))
-    assert rows(event["outputs"][0]) == result["rows_written"] > 0
+    written = result["by_table"]["comments"]["written"] if typed else result["rows_written"]
+    assert rows(event["outputs"][0]) == written > 0
     if dag_id == "cm_stream_to_warehouse":
         # The DAG's create_table task is common-sql's SQLExecuteQueryOperator: its own lineage names the
         # same table, so the two tasks meet in a lineage graph.

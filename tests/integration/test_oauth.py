@@ -110,7 +110,7 @@ def test_example_dags_with_short_lived_oauth_tokens_leak_no_secret(
     export_run, xcoms = pipeline.export_day(DAY)
     assert xcoms["export_day"]["count"] > 300
     load_run, loaded = pipeline.load_day(DAY)
-    assert loaded["load_into_warehouse"]["rows_written"] == xcoms["export_day"]["count"]
+    assert loaded["load_into_warehouse"]["rows_read"] == xcoms["export_day"]["count"]
 
     version = oauth.admin("POST", f"datasets/{pipeline.workspace.dataset}/models", {"tag": "live"})["version"]
     hook.put_stream(pipeline.workspace.dataset, "new-messages", model_version=version)

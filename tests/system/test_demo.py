@@ -13,7 +13,10 @@ import sys
 
 from tests.conftest import ROOT
 
-LABELS = ("Input:", "Emulator:", "Seeded:", "Split:", "Model:", "Uploaded:", "Exported:", "Warehouse:", "Stream:")
+LABELS = (
+    *("Input:", "Emulator:", "Seeded:", "Split:", "Model:", "Uploaded:", "Exported:", "Warehouse:", "Stream:"),
+    *("Activity:", "Caught up:"),
+)
 
 
 def test_the_demo_prints_only_lines_about_the_data(tmp_path):

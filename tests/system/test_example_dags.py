@@ -74,7 +74,7 @@ def expected_ids(records: list[dict[str, Any]], start: datetime, end: datetime) 
 class Pipeline:
     """A workspace and the environment the example DAGs read, for one corpus upload."""
 
-    def __init__(self, hook: Any, tmp: Path, warehouse_conn: str, table: str) -> None:
+    def __init__(self, hook: Any, tmp: Path, warehouse_conn: str, prefix: str) -> None:
         self.workspace = new_workspace(hook)
         self.export_root = tmp / "exports"
         self.env = {
@@ -82,7 +82,9 @@ class Pipeline:
             "CM_DATASET": self.workspace.dataset,
             "CM_EXPORT_ROOT": str(self.export_root),
             "CM_WAREHOUSE_CONN_ID": "cm_test_warehouse",
-            "CM_WAREHOUSE_TABLE": table,
+            "CM_WAREHOUSE_PREFIX": prefix,
+            # The nightly load re-reads the days before its window (7 by default); these tests load single days.
+            "CM_LOOKBACK_DAYS": "0",
             "AIRFLOW_CONN_CM_TEST_WAREHOUSE": warehouse_conn,
         }
 
@@ -100,7 +102,7 @@ class Pipeline:
         return self._run_day("cm_nightly_export_to_files", day)
 
     def load_day(self, day: datetime):
-        """A run of ``cm_nightly_export`` for ``day``: the day's rows in the warehouse table."""
+        """A run of ``cm_nightly_export`` for ``day``: the day's comments merged into the typed tables."""
         return self._run_day("cm_nightly_export", day)
 
     @staticmethod
@@ -124,7 +126,7 @@ def sqlite_pipeline(emulator, airflow_db, tmp_path_factory) -> Iterator[tuple[Pi
 
     tmp = tmp_path_factory.mktemp("sqlite-pipeline")
     warehouse = json.dumps({"conn_type": "sqlite", "host": str(tmp / "warehouse.db")})
-    pipeline = Pipeline(CommunicationsMiningHook(), tmp, warehouse, "cm_comments")
+    pipeline = Pipeline(CommunicationsMiningHook(), tmp, warehouse, "cm_")
     pipeline.warehouse_path = tmp / "warehouse.db"
     with pytest.MonkeyPatch.context() as monkeypatch:
         pipeline.apply(monkeypatch)
@@ -177,15 +179,17 @@ def test_nightly_export_of_one_day_is_exact(sqlite_pipeline, records, monkeypatc
 def test_nightly_load_of_one_day_is_exact(sqlite_pipeline, records, monkeypatch):
     pipeline, _, _ = sqlite_pipeline
     pipeline.apply(monkeypatch)
-    monkeypatch.setenv("CM_WAREHOUSE_TABLE", "one_day")
+    monkeypatch.setenv("CM_WAREHOUSE_PREFIX", "one_day_")
     _, xcoms = pipeline.load_day(DAY)
     loaded = xcoms["load_into_warehouse"]
     want = expected_ids(records, DAY, DAY + timedelta(days=1))
     with sqlite3.connect(pipeline.warehouse_path) as db:
-        rows = db.execute("SELECT comment_id, assigned_labels FROM one_day").fetchall()
+        rows = db.execute("SELECT comment_id, uid FROM one_day_comments").fetchall()
+        labelled = {uid for (uid,) in db.execute("SELECT uid FROM one_day_comment_labels WHERE kind = 'assigned'")}
+        [(loads,)] = db.execute("SELECT count(*) FROM one_day_loads").fetchall()
     assert sorted(row[0] for row in rows) == sorted(want)
-    assert all(json.loads(labels) for _, labels in rows)
-    assert (loaded["rows_written"], loaded["rows_deleted"], loaded["table"]) == (len(want), 0, "one_day")
+    assert labelled == {uid for _, uid in rows} and loads == 1
+    assert (loaded["rows_read"], loaded["mode"], loaded["tables"][0]) == (len(want), "lookback", "one_day_comments")
     assert loaded["start"] == "2026-10-05T00:00:00.000000Z" and loaded["end"] == "2026-10-06T00:00:00.000000Z"
 
 
@@ -218,8 +222,9 @@ def test_three_days_equal_one_three_day_window_and_reruns_do_not_duplicate(
     _, xcoms = pipeline.export_day(DAY)  # rerun a day: its file and rows are replaced, not duplicated
     _, loaded = pipeline.load_day(DAY)
     one_day = expected_ids(records, DAY, DAY + timedelta(days=1))
-    assert loaded["load_into_warehouse"]["rows_deleted"] == loaded["load_into_warehouse"]["rows_written"]
-    assert loaded["load_into_warehouse"]["rows_written"] == len(one_day)
+    # The day re-read: nothing changed on the platform, so nothing is written.
+    assert loaded["load_into_warehouse"]["rows_read"] == len(one_day)
+    assert loaded["load_into_warehouse"]["rows_written"] == 0
     assert xcoms["export_day"]["count"] == len(one_day)
     assert {line["comment"]["id"] for line in read_jsonl(xcoms["export_day"]["path"])} == one_day
     assert len(read_jsonl(xcoms["export_day"]["path"])) == len(one_day)
@@ -229,7 +234,7 @@ def test_three_days_equal_one_three_day_window_and_reruns_do_not_duplicate(
 
 
 def test_csv_upload_gives_the_same_result(emulator, airflow_db, hook, records, tmp_path, monkeypatch, context):
-    pipeline = Pipeline(hook, tmp_path, json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "w.db")}), "t")
+    pipeline = Pipeline(hook, tmp_path, json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "w.db")}), "t_")
     pipeline.apply(monkeypatch)
     billed_before = emulator.billed()
     _, counts = pipeline.upload(BANKING77_CSV)
@@ -252,17 +257,50 @@ def test_csv_upload_gives_the_same_result(emulator, airflow_db, hook, records, t
         assert source["labelling"][0]["assigned"][0]["name"] in names
 
 
+def test_weekly_reconcile_and_the_parquet_example_load_the_whole_corpus(
+    sqlite_pipeline, records, tmp_path, monkeypatch
+):
+    """``cm_weekly_reconcile`` reads every comment into the typed tables; ``cm_parquet_to_duckdb`` writes the
+    night's Parquet files (the day and the 7 before) and DuckDB holds them, typed, with their labels."""
+    import duckdb
+
+    pipeline, _, _ = sqlite_pipeline
+    pipeline.apply(monkeypatch)
+    monkeypatch.setenv("CM_WAREHOUSE_PREFIX", "weekly_")
+    monkeypatch.setenv("CM_PARQUET_ROOT", str(tmp_path / "parquet"))
+    monkeypatch.setenv("CM_DUCKDB_PATH", str(tmp_path / "warehouse.duckdb"))
+    monkeypatch.delenv("CM_LOOKBACK_DAYS")
+    weekly = load_dag("cm_weekly_reconcile").test(logical_date=DAY + timedelta(days=1))
+    assert weekly.state == "success"
+    reconciled = xcom_values(weekly)["reconcile_warehouse"]
+    assert (reconciled["mode"], reconciled["rows_read"], reconciled["rows_marked_deleted"]) == ("reconcile", 10003, 0)
+    with sqlite3.connect(pipeline.warehouse_path) as db:
+        assert db.execute("SELECT count(*) FROM weekly_comments").fetchone()[0] == 10003
+
+    _, xcoms = pipeline._run_day("cm_parquet_to_duckdb", DAY)
+    written = xcoms["export_parquet"]
+    week = expected_ids(records, DAY - timedelta(days=7), DAY + timedelta(days=1))
+    assert (written["count"], written["mode"], written["format"]) == (len(week), "lookback", "parquet")
+    database = duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True)
+    assert {row[0] for row in database.execute("SELECT comment_id FROM comments").fetchall()} == week
+    assigned = database.execute("SELECT count(DISTINCT uid) FROM comment_labels WHERE kind = 'assigned'").fetchone()
+    assert assigned[0] == len(week)
+    [(kind,)] = database.execute("SELECT typeof(timestamp) FROM comments LIMIT 1").fetchall()
+    assert kind.startswith("TIMESTAMP WITH TIME ZONE")
+
+
 @pytest.mark.postgres
 def test_nightly_export_into_postgres(sqlite_pipeline, records, monkeypatch):
     pipeline, _, _ = sqlite_pipeline
     connection = postgres_test_database()
-    table = f"cm_comments_{uuid.uuid4().hex[:8]}"
+    prefix = f"cm_{uuid.uuid4().hex[:8]}_"
+    table = f"{prefix}comments"
     pipeline.apply(monkeypatch)
-    monkeypatch.setenv("CM_WAREHOUSE_TABLE", table)
+    monkeypatch.setenv("CM_WAREHOUSE_PREFIX", prefix)
     monkeypatch.setenv("AIRFLOW_CONN_CM_TEST_WAREHOUSE", POSTGRES_URI)
     try:
         want = expected_ids(records, DAY, DAY + timedelta(days=1))
-        for _ in range(2):  # the second run replaces the day's rows
+        for _ in range(2):  # the second run re-reads the day and writes nothing new
             pipeline.load_day(DAY)
             with connection.cursor() as cursor:
                 cursor.execute(f"SELECT COUNT(*), COUNT(DISTINCT uid) FROM {table}")
@@ -272,7 +310,8 @@ def test_nightly_export_into_postgres(sqlite_pipeline, records, monkeypatch):
             connection.commit()
     finally:
         with connection.cursor() as cursor:
-            cursor.execute(f"DROP TABLE IF EXISTS {table}")
+            for name in ("comments", "comment_labels", "comment_entities", "comment_user_properties", "loads"):
+                cursor.execute(f"DROP TABLE IF EXISTS {prefix}{name}")
         connection.commit()
         connection.close()
 

@@ -124,7 +124,9 @@ def test_nightly_export_loads_a_server_warehouse_and_warns_about_sqlite(workers:
     for run_id, run in workers.run_ids(dag_id, run_type="backfill").items():
         if run["data_interval_start"][:10] in WAREHOUSE_DAYS:
             assert run["state"] == "success", workers.task_states(dag_id, run_id)
-    rows = Postgres.execute("SELECT comment_id, timestamp FROM cm_comments", workers.warehouse_db)
+    rows = Postgres.execute(
+        "SELECT comment_id, to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD') FROM cm_comments", workers.warehouse_db
+    )
     assert not [n for n in Counter(row[0] for row in rows).values() if n > 1], "a comment loaded twice"
     loaded: dict[str, set[str]] = {}
     for comment_id, timestamp in rows:

@@ -295,9 +295,7 @@ def test_the_duckdb_example_keeps_each_comments_newest_labels(hook, emulator, te
     monkeypatch.setenv("CM_DATASET", tenant.dataset)
     example = example_module("cm_parquet_to_duckdb")
     run(export_parquet(tenant.dataset, Path(example.FOLDER), mode="lookback", lookback_days=1), OCT1)
-    changes = activity(
-        emulator, tenant.dataset, LATER, seed=4, new_comments=0, late_uploads=0, relabels=3, deletions=0
-    )
+    changes = activity(emulator, tenant.dataset, LATER, seed=4, new_comments=0, late_uploads=0, relabels=3, deletions=0)
     run(
         export_parquet(tenant.dataset, Path(example.FOLDER), mode="lookback", lookback_days=1), OCT1 + timedelta(days=1)
     )
