@@ -111,11 +111,7 @@ def main() -> int:
             # Assets, which the transfers' AssetAliases resolve to at run time: Airflow then warns on
             # every event ("AssetModel ... not found; cannot create asset event", "Emitting event for
             # inactive AssetModel"). Nothing is wrong with the data, so only its errors are shown.
-            # The upload says once per run that its XCom also carries 0.1's key names (deprecated); the
-            # demo reads none of them, and its own summary shows every count, rejected ones included.
-            "AIRFLOW__LOGGING__NAMESPACE_LEVELS": (
-                "airflow.assets.manager=ERROR airflow.task.operators.airflow_provider_cm.operators.comments=ERROR"
-            ),
+            "AIRFLOW__LOGGING__NAMESPACE_LEVELS": "airflow.assets.manager=ERROR",
             # A key of its own for the demo's metadata database, so that Airflow encrypts what it stores
             # (the stream drain's record) instead of warning "empty cryptography key".
             "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),

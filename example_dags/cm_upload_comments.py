@@ -75,5 +75,7 @@ with DAG(
         csv_columns="{{ params.csv_columns }}",
         dry_run="{{ params.dry_run }}",
         max_comments=MAX_COMMENTS,
+        # The XCom's keys as of 0.2 only (annotated, annotations_unchanged, ...), without 0.1's names.
+        deprecated_xcom_keys=False,
     )
     # [END howto_operator_cm_upload_comments]

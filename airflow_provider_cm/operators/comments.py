@@ -38,7 +38,11 @@ from airflow_provider_cm.pipelines.comments.comment_validation import TimestampR
 from airflow_provider_cm.pipelines.comments.engine import UploadEngine, UploadSettings, annotation_limits
 from airflow_provider_cm.pipelines.comments.file_check import check_and_spool
 from airflow_provider_cm.pipelines.comments.spool import SpooledRecord
-from airflow_provider_cm.pipelines.comments.upload_tally import UploadTally, say_deprecated_xcom_keys
+from airflow_provider_cm.pipelines.comments.upload_tally import (
+    DEPRECATED_XCOM_KEYS,
+    UploadTally,
+    say_deprecated_xcom_keys,
+)
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
@@ -115,6 +119,9 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
     :param dry_run: validate and count only; send nothing. Templated (``"true"``/``"false"`` accepted).
     :param max_comments: refuse to start (before sending anything) if the file holds more
         comments than this, to guard the AI-unit budget. Templated.
+    :param deprecated_xcom_keys: also put 0.1's XCom key names in the return value (default
+        ``True`` until 0.3, which removes them); ``False`` leaves them out, and the task log's
+        line about them with them.
     :param communications_mining_conn_id: the Airflow connection.
     :param retry_max_attempts: attempts per API request (default: the connection's, else 5).
     :param retry_max_elapsed: seconds per API request across attempts (default: the connection's, else 300).
@@ -125,8 +132,9 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
         ``annotations_rejected`` those the API refused; ``billed`` is
         ``{"at_least": int, "at_most": int, "exact": bool, "why": [str]}``. The deprecated keys
         ``labelled``, ``labels_unchanged`` and ``labels_rejected`` (0.1's names) carry the same
-        values until 0.3; the task log says so once per run (a warning cannot be raised where a
-        downstream task pulls them: XCom hands it a plain dict).
+        values until 0.3, unless ``deprecated_xcom_keys=False``; while they are there, the task log
+        says so once per run (a warning cannot be raised where a downstream task pulls them: XCom
+        hands it a plain dict).
     :raises CommunicationsMiningInputError: if any record is invalid (nothing is sent).
     :raises CommunicationsMiningInputChangedError: if the file changed while it was read (written
         to, replaced or cut short): nothing is sent, and a retry reads it again.
@@ -171,6 +179,7 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
         fail_on_empty: bool = False,
         dry_run: bool | str = False,
         max_comments: int | None = None,
+        deprecated_xcom_keys: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -199,6 +208,7 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
         # Stored as is_dry_run: BaseOperator.dry_run() is a method of its own.
         self.is_dry_run = dry_run
         self.max_comments = max_comments
+        self.deprecated_xcom_keys = deprecated_xcom_keys
 
     @property
     def hook_pool_size(self) -> int:  # type: ignore[override]
@@ -241,7 +251,10 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
         return self._pushing(result)
 
     def _pushing(self, result: dict[str, Any]) -> dict[str, Any]:
-        """``result``, about to be pushed to XCom: the task log says once per run that its 0.1 keys are deprecated."""
+        """``result``, about to be pushed to XCom: without 0.1's keys if ``deprecated_xcom_keys`` is off,
+        else with them and the task log's line, once per run, that they are deprecated."""
+        if not getattr(self, "deprecated_xcom_keys", True):
+            return {key: value for key, value in result.items() if key not in DEPRECATED_XCOM_KEYS}
         if not getattr(self, "_deprecated_keys_said", False):
             self._deprecated_keys_said = True
             say_deprecated_xcom_keys(self.log)

@@ -251,7 +251,7 @@ def test_upload_reads_the_file_and_writes_the_source_and_the_dataset(runs):
         (runs.namespace, f"datasets/{ws.project}/support"),
     ]
     result = xcom(runs, "cm_upload_comments", "upload_comments")
-    assert result["new"] == runs.day_count and result["labelled"] == runs.day_count - 1  # the empty one has none
+    assert result["new"] == runs.day_count and result["annotated"] == runs.day_count - 1  # the empty one has none
     assert [rows(output) for output in event["outputs"]] == [runs.day_count, runs.day_count - 1]
 
 

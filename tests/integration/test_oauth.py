@@ -106,7 +106,7 @@ def test_example_dags_with_short_lived_oauth_tokens_leak_no_secret(
     monkeypatch.setenv("AIRFLOW_CONN_COMMUNICATIONS_MINING_DEFAULT", oauth_conn)
     before = oauth.stats()["token_requests"]
     upload_run, counts = pipeline.upload(BANKING77_JSONL)
-    assert counts["new"] == counts["labelled"] == 10003
+    assert counts["new"] == counts["annotated"] == 10003
     export_run, xcoms = pipeline.export_day(DAY)
     assert xcoms["export_day"]["count"] > 300
     load_run, loaded = pipeline.load_day(DAY)

@@ -137,7 +137,7 @@ def sqlite_pipeline(emulator, airflow_db, tmp_path_factory) -> Iterator[tuple[Pi
 
 def test_upload_dag_uploads_every_record_with_labels(sqlite_pipeline, hook, records):
     pipeline, counts, billed = sqlite_pipeline
-    assert counts["read"] == counts["new"] == counts["labelled"] == len(records) == 10003
+    assert counts["read"] == counts["new"] == counts["annotated"] == len(records) == 10003
     assert counts["rejected"] == 0 and billed == 10003
     sample = records[1234]
     uid = f"{pipeline.workspace.source_id}.{sample['comment']['id']}"

@@ -243,3 +243,13 @@ def test_the_task_log_says_once_that_the_0_1_xcom_keys_are_deprecated(workspace,
         "airflow-provider-cm 0.2.0 and removed in 0.3; downstream tasks and templates should read the new keys"
     ) in out
     assert result["labelled"] == result["annotated"] == 3
+
+
+def test_without_the_deprecated_xcom_keys_the_result_and_the_log_have_none_of_them(workspace, tmp_path, context, capfd):
+    path = write_jsonl(tmp_path / "in.jsonl", good_records(3))
+    capfd.readouterr()
+    result = upload(workspace, path, deprecated_xcom_keys=False).execute(context)
+    out = capfd.readouterr().out
+    assert "0.1's names of" not in out and "Uploaded 3 comments" in out, out[-3000:]
+    assert not {"labelled", "labels_unchanged", "labels_rejected"} & set(result)
+    assert result["annotated"] == 3
