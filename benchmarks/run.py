@@ -12,7 +12,9 @@ Parts (``--only``, comma-separated): ``upload`` (comments only), ``labels`` (wit
 the rerun of the unchanged file), ``throttle`` (under a token bucket, at each latency), ``export``,
 ``stream``, ``emails`` (e-mails per second over ``sync-raw-emails``),
 ``drainbytes`` (bytes an object-store drain of 100 batches sends), ``memory`` (one
-million comments uploaded). ``--quick`` runs everything small, once, to check
+million comments uploaded), ``warehouse`` (a reconcile of 200,000 comments with 1 % relabelled,
+at the highest ``--latency``, into SQLite and PostgreSQL, against the sliced export to JSONL; and
+Parquet's writing rate: :mod:`benchmarks.bench_warehouse`). ``--quick`` runs everything small, once, to check
 the harness; its figures are not for the docs.
 """
 
@@ -27,10 +29,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import bench_drain_bytes, bench_emails, bench_export, bench_memory, bench_stream, bench_upload
+from benchmarks import (
+    bench_drain_bytes,
+    bench_emails,
+    bench_export,
+    bench_memory,
+    bench_stream,
+    bench_upload,
+    bench_warehouse,
+)
 from benchmarks.harness import Emulator, configure_airflow, machine
 
-PARTS = ("upload", "labels", "throttle", "export", "stream", "emails", "drainbytes", "memory")
+PARTS = ("upload", "labels", "throttle", "export", "stream", "emails", "drainbytes", "memory", "warehouse")
 
 
 def _parts(text: str) -> set[str]:
@@ -67,12 +77,19 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--burst", type=float, default=50.0, help="token bucket: burst (default 50)")
     parser.add_argument("--emails", type=int, default=5_000, help="e-mail upload size (default 5,000 .eml files)")
     parser.add_argument("--memory-comments", type=int, default=1_000_000, help="memory case size (default 1,000,000)")
+    parser.add_argument(
+        "--warehouse-comments",
+        type=int,
+        default=bench_warehouse.DEFAULT_COMMENTS,
+        help="reconcile size (default 200,000, or CM_BENCH_WAREHOUSE_COMMENTS); also run at a quarter of it",
+    )
     parser.add_argument("--tracemalloc", action="store_true", help="memory case: also trace Python allocations")
     args = parser.parse_args()
     if args.quick:
         args.runs = 1
         args.comments, args.labelled, args.throttled, args.emails = 10_003, 500, 300, 1_000
         args.export_comments, args.export_remote_comments, args.memory_comments = 20_000, 5_000, 50_000
+        args.warehouse_comments = 4_000
     return args
 
 
@@ -118,6 +135,8 @@ def main() -> int:
             rows += bench_emails.run(emulator, args.runs, args.latency, args.emails)
         if "drainbytes" in args.only:
             rows += bench_drain_bytes.run(emulator)
+        if "warehouse" in args.only:
+            rows += bench_warehouse.run(emulator, max(args.latency) or 0.1, args.warehouse_comments)
     finally:
         emulator.stop()
     if "memory" in args.only:

@@ -21,6 +21,13 @@ over the workers (finding a cluster in a long empty stretch costs about one requ
 made by workers that would otherwise wait), and a window that fits one page costs one request, as
 a serial export does. Comments sharing one instant cannot be split: they stay one chain.
 
+**Cuts and a closed end.** A caller that knows where the comments are may give ``cuts``: the
+window starts as those slices instead of one (a reconcile of a whole dataset cuts at "now", so
+the far future, probed empty or nearly so, stays one slice and does not skew the density of
+the rest). With ``closed=True`` the window's end is inclusive: the last slice keeps the comments
+exactly at ``end`` (the latest time the API writes, ``9999-12-31T23:59:59.999999Z``, has no
+later instant to stop before).
+
 **Memory.** Each slice appends its pages to its own temporary file, pickled, after the caller's
 ``transform`` if it gave one (run in the worker: an export renders its lines there, so what waits
 on disk is text); the consumer reads a finished slice back one page at a time and deletes its
@@ -41,16 +48,17 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, BinaryIO, Generic, TypeVar
 
 from airflow_provider_cm.api.times import api_time
 from airflow_provider_cm.client.user_times import to_utc
 from airflow_provider_cm.client.windows import before_end, comment_time
-from airflow_provider_cm.exceptions import CommunicationsMiningError
+from airflow_provider_cm.exceptions import CommunicationsMiningError, CommunicationsMiningProtocolError
 
 #: Slices exported at once by default.
 DEFAULT_EXPORT_CONCURRENCY = 8
@@ -147,6 +155,8 @@ class SlicedExport(Generic[T]):
     :param transform: what to make of each page, called in the worker that fetched it (from
         several threads at once); what it returns must pickle.
     :param log: where progress and stops are logged.
+    :param cuts: times inside ``(start, end)`` where the window is cut into its first slices.
+    :param closed: ``end`` is inclusive: the comments exactly at ``end`` are kept.
     """
 
     def __init__(
@@ -161,6 +171,8 @@ class SlicedExport(Generic[T]):
         concurrency: int,
         transform: Callable[[list[dict[str, Any]]], T],
         log: logging.Logger | Any,
+        cuts: Sequence[datetime] = (),
+        closed: bool = False,
     ) -> None:
         if start >= end:
             raise ValueError(f"the export window is empty: [{api_time(start)}, {api_time(end)})")
@@ -171,9 +183,12 @@ class SlicedExport(Generic[T]):
         self.page_size = page_size
         self.concurrency = check_concurrency(concurrency)
         self.log = log
+        self.end = end
+        self.closed = closed
+        edges = [start, *sorted({cut for cut in cuts if start < cut < end}), end]
         #: Every slice so far, in time order (a split inserts the later half after its slice).
-        self.slices: list[ExportSlice] = [ExportSlice(start, end, end)]
-        self._waiting: list[ExportSlice] = [self.slices[0]]
+        self.slices: list[ExportSlice] = [ExportSlice(low, high, high) for low, high in pairwise(edges)]
+        self._waiting: list[ExportSlice] = list(self.slices)
         self._condition = threading.Condition()
         self._failure: tuple[ExportSlice, BaseException] | None = None
         self._stopped = False
@@ -330,7 +345,10 @@ class SlicedExport(Generic[T]):
     def _keep(self, piece: ExportSlice, comments: list[dict[str, Any]], following: str | None) -> list[dict[str, Any]]:
         """The page's comments before the slice's end (read under the lock: a split may move it)."""
         with self._condition:
-            kept = before_end(comments, piece.end, self.order_by)
+            if self.closed and piece.end == self.end:  # the route's ``to`` is the window's closed end
+                kept = list(comments)
+            else:
+                kept = before_end(comments, piece.end, self.order_by)
             if kept:
                 first, last = (comment_time(kept[i], self.order_by) for i in (0, -1))
                 if first and last:
@@ -360,3 +378,14 @@ def naming_slice(error: BaseException, piece: ExportSlice) -> BaseException:
         named.args = (f"{error} ({where})",)
         return named
     return CommunicationsMiningError(f"{where} failed: {type(error).__name__}: {error}")
+
+
+def check_continuation(dataset: str, sent: str | None, received: str) -> None:
+    """Raise if the export route answered a page with the continuation it was sent (it would loop).
+
+    :raises CommunicationsMiningProtocolError: naming the dataset's export route.
+    """
+    if received == sent:
+        raise CommunicationsMiningProtocolError(
+            200, f"POST /api/v1/datasets/{dataset}/export", "continuation did not advance"
+        )

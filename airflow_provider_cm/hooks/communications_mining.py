@@ -19,6 +19,7 @@ from airflow_provider_cm.api.limits import (
     MAX_SYNC_COMMENTS,
 )
 from airflow_provider_cm.client.annotation_reads import annotation_read_chunks
+from airflow_provider_cm.client.export_slices import check_continuation
 from airflow_provider_cm.client.settings import endpoint_from_connection
 from airflow_provider_cm.client.transport import AttemptObserver, encode_json
 from airflow_provider_cm.exceptions import (
@@ -763,14 +764,6 @@ def version_for_tag(tags: Any, tag: str, dataset: str) -> int:
     if isinstance(version, bool) or not isinstance(version, (int, str)) or not str(version).isdigit():
         raise CommunicationsMiningTagError(f"tag {tag!r} of {dataset} points to {version!r}, not a version number")
     return int(version)
-
-
-def check_continuation(dataset: str, sent: str | None, received: str) -> None:
-    """Raise if the export route answered a page with the continuation it was sent (it would loop)."""
-    if received == sent:
-        raise CommunicationsMiningProtocolError(
-            200, f"POST /api/v1/datasets/{dataset}/export", "continuation did not advance"
-        )
 
 
 def prediction_options(threshold: float | str | None, labels: Mapping[str, float] | None) -> dict[str, Any]:

@@ -13,23 +13,51 @@ With ``model_version`` (a pinned number, or a tag such as ``live`` resolved once
 ``model-tags``), each page's predictions come from ``predict-comments`` on that version and every
 predicted row names it; without it, the export's own predictions are loaded with a null version.
 The hook is passed in; nothing here imports Airflow.
+
+**Reading.** :func:`export_rows` reads the range as time slices exported side by side
+(:class:`~airflow_provider_cm.client.export_slices.SlicedExport`, ``export_concurrency`` at once,
+as the export operator does) and yields each page's rows in the order of a serial export (time
+order, ties as the route orders them). ``predict-comments`` runs in the slice's worker, right after
+its page, so its round trip overlaps the other slices' too. A reconcile without bounds reads every
+comment whatever its timestamp: one request of one comment finds the earliest, another whether any
+lies after a day from now; the slices then cover ``[earliest, now + 1 day)``, and the far future up
+to the latest time the API writes only if that probe found a comment there.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow_provider_cm.api.labels import label_name
+from airflow_provider_cm.api.limits import MAX_EXPORT_LIMIT
+from airflow_provider_cm.api.times import api_time, parse_time
+from airflow_provider_cm.client.concurrency import is_throttling
+from airflow_provider_cm.client.export_slices import (
+    DEFAULT_EXPORT_CONCURRENCY,
+    SlicedExport,
+    check_concurrency,
+    check_continuation,
+)
+from airflow_provider_cm.client.pacing import RatePacer
 from airflow_provider_cm.pipelines.warehouse.rows import CommentRows, page_rows
 from airflow_provider_cm.pipelines.warehouse.sql_writer import LoadCounts, LoadInfo, SqlWarehouse
 
 MODES = ("window", "lookback", "reconcile")
 #: Predicted labels at or above this probability are loaded from ``predict-comments``.
 DEFAULT_PREDICTION_THRESHOLD = 0.01
+#: The earliest and the latest time the API writes: a reconcile without bounds reads between them.
+EARLIEST = datetime(1, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime.max.replace(tzinfo=timezone.utc)
+#: A reconcile without an end slices up to this long after now; past it, one probe decides.
+HORIZON = timedelta(days=1)
+_MICROSECOND = timedelta(microseconds=1)
+_LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -62,10 +90,6 @@ def export_range(mode: str, start: datetime | None, end: datetime | None, *, loo
     return ExportRange(start, end, False)
 
 
-def _api_time(value: datetime) -> str:
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def resolve_version(hook: Any, dataset: str, model_version: int | str | None) -> int | None:
     """A pinned version number from a number, a numeric string or a tag (``live``, ``staging``).
 
@@ -78,34 +102,259 @@ def resolve_version(hook: Any, dataset: str, model_version: int | str | None) ->
     return int(hook.resolve_model_tag(dataset, model_version))
 
 
-def _pages(
-    hook: Any,
-    dataset: str,
-    span: ExportRange,
-    *,
-    load_id: str,
-    version: int | None,
-    page_size: int,
-    threshold: float,
-) -> Iterator[CommentRows]:
-    bounds: dict[str, Any] = {}
-    if span.start is not None:
-        bounds["start"] = _api_time(span.start)
-    if span.end is not None:  # the export's ``to`` is inclusive: stop one microsecond before ``end``
-        bounds["end"] = _api_time(span.end - timedelta(microseconds=1))
-    for page in hook.iter_export_pages(dataset, limit=page_size, **bounds):
+class RowExport(Iterator[CommentRows]):
+    """The rows of each page a load reads, in time order; made by :func:`export_rows`.
+
+    The model version (a tag resolved once) and the range are known as soon as it is made,
+    before anything is read: :attr:`model_version`, :attr:`range`, :attr:`load_id`;
+    :attr:`pages` and :attr:`comments` count what was yielded so far. Iterate it once;
+    :meth:`close` (or the end of the iteration) stops the slices' threads.
+    """
+
+    def __init__(
+        self,
+        hook: Any,
+        dataset: str,
+        *,
+        mode: str = "window",
+        start: datetime | None = None,
+        end: datetime | None = None,
+        lookback_days: int = 0,
+        model_version: int | str | None = None,
+        page_size: int = MAX_EXPORT_LIMIT,
+        export_concurrency: int = DEFAULT_EXPORT_CONCURRENCY,
+        prediction_threshold: float = DEFAULT_PREDICTION_THRESHOLD,
+        load_id: str | None = None,
+        source_ids: Sequence[str] | None = None,
+    ) -> None:
+        if not 1 <= page_size <= MAX_EXPORT_LIMIT:
+            raise ValueError(f"page_size must be between 1 and {MAX_EXPORT_LIMIT}, got {page_size}")
+        self.concurrency = check_concurrency(export_concurrency)
+        self.range = export_range(mode, start, end, lookback_days=lookback_days)
+        self.hook = hook
+        self.dataset = dataset
+        self.mode = mode
+        self.page_size = page_size
+        self.threshold = prediction_threshold
+        self.source_ids = list(source_ids) if source_ids else None
+        self.model_version = resolve_version(hook, dataset, model_version)
+        self.load_id = load_id or uuid.uuid4().hex
+        self.pages = 0
+        self.comments = 0
+        self.pacer = RatePacer()
+        self.log = getattr(hook, "log", _LOG)
+        self._rows: Iterator[CommentRows] | None = None
+
+    def load_info(
+        self, *, dag_id: str | None = None, run_id: str | None = None, task_id: str | None = None
+    ) -> LoadInfo:
+        """What the ``loads`` row of this export says (its id, mode, range and model version)."""
+        return LoadInfo(
+            load_id=self.load_id,
+            dataset=self.dataset,
+            mode=self.mode,
+            dag_id=dag_id,
+            run_id=run_id,
+            task_id=task_id,
+            window_start=self.range.start,
+            window_end=self.range.end,
+            model_version=self.model_version,
+        )
+
+    def __iter__(self) -> RowExport:
+        return self
+
+    def __next__(self) -> CommentRows:
+        if self._rows is None:
+            self._rows = self._serial() if self.concurrency == 1 else self._sliced()
+        rows = next(self._rows)
+        self.pages += 1
+        self.comments += len(rows.tables["comments"])
+        return rows
+
+    def close(self) -> None:
+        """Stop reading: the slices' threads stop and their temporary files are deleted."""
+        if self._rows is not None and hasattr(self._rows, "close"):
+            self._rows.close()
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def _page_rows(self, page: list[dict[str, Any]]) -> CommentRows:
+        """A page's rows, with its predictions from ``predict-comments`` if a version is pinned.
+
+        Runs in the slice's worker thread (so the prediction's round trip overlaps the others).
+        """
         extracted_at = datetime.now(timezone.utc)
         predictions = None
-        if version is not None:
+        if self.model_version is not None and page:
             uids = [item["comment"]["uid"] for item in page]
-            answer = hook.predict_comments(dataset, version, uids, threshold=threshold)
+            answer = self.hook.predict_comments(self.dataset, self.model_version, uids, threshold=self.threshold)
             predictions = {
                 p["uid"]: {"labels": [{**label, "name": label_name(label["name"])} for label in p.get("labels") or []]}
                 for p in answer
             }
-        yield page_rows(
-            page, load_id=load_id, extracted_at=extracted_at, model_version=version, predictions_by_uid=predictions
+        return page_rows(
+            page,
+            load_id=self.load_id,
+            extracted_at=extracted_at,
+            model_version=self.model_version,
+            predictions_by_uid=predictions,
         )
+
+    def _serial(self) -> Iterator[CommentRows]:
+        bounds: dict[str, Any] = {}
+        if self.range.start is not None:
+            bounds["start"] = api_time(self.range.start)
+        if self.range.end is not None:  # the export's ``to`` is inclusive: stop one microsecond before ``end``
+            bounds["end"] = api_time(self.range.end - _MICROSECOND)
+        pages = self.hook.iter_export_pages(self.dataset, limit=self.page_size, source_ids=self.source_ids, **bounds)
+        for page in pages:
+            yield self._page_rows(page)
+
+    def _first_after(self, low: datetime, high: datetime) -> datetime | None:
+        """The time of the first comment in ``[low, high]`` (one comment per request), ``None`` if none."""
+        pages = self.hook.iter_export_pages(
+            self.dataset, start=api_time(low), end=api_time(high), source_ids=self.source_ids, limit=1
+        )
+        try:
+            for page in pages:
+                return parse_time(page[0]["comment"]["timestamp"], "timestamp")
+            return None
+        finally:
+            pages.close()
+
+    def _bounds(self) -> tuple[datetime, datetime, list[datetime], bool] | None:
+        """``(start, end, cuts, closed)`` of the slices; ``None`` if the range holds no comment.
+
+        Bounds given are used as they are. Without a start, the earliest comment's time; without
+        an end, ``now + HORIZON`` if no comment lies after it, else the latest time the API writes
+        (inclusive), cut at ``now + HORIZON``. The two probes run at once.
+        """
+        start, end = self.range.start, self.range.end
+        horizon = datetime.now(timezone.utc) + HORIZON
+        with ThreadPoolExecutor(2, thread_name_prefix="cm-export-probe") as probes:
+            first = (
+                probes.submit(self._first_after, EARLIEST, (end - _MICROSECOND) if end else LATEST)
+                if start is None
+                else None
+            )
+            later = probes.submit(self._first_after, horizon, LATEST) if end is None else None
+            if first is not None:
+                start = first.result()
+                if start is None:
+                    return None
+            assert start is not None
+            if end is not None:
+                return start, end, [], False
+            assert later is not None
+            if later.result() is None and start < horizon:
+                return start, horizon, [], False
+            return start, LATEST, [horizon], True
+
+    def _sliced(self) -> Iterator[CommentRows]:
+        bounds = self._bounds()
+        if bounds is None:
+            return
+        start, end, cuts, closed = bounds
+        try:
+            yield from SlicedExport(
+                self._fetch,
+                self._check,
+                start,
+                end,
+                order_by="timestamp",
+                page_size=self.page_size,
+                concurrency=self.concurrency,
+                transform=self._page_rows,
+                log=self.log,
+                cuts=cuts,
+                closed=closed,
+            )
+        finally:
+            if self.pacer.report().refusals:
+                self.log.info("Export slices: %s", self.pacer.report().text())
+
+    def _refused(self, error: BaseException) -> None:
+        if is_throttling(error):
+            self.pacer.refused(getattr(error, "retry_after", None))
+
+    def _fetch(self, low: datetime, high: datetime, continuation: str | None) -> dict[str, Any]:
+        """One page of one slice, paced (called from the slices' threads)."""
+        self.pacer.wait()
+        page: dict[str, Any] = self.hook.export_page(
+            self.dataset,
+            start=api_time(low),
+            end=api_time(high),
+            order_by="timestamp",
+            source_ids=self.source_ids,
+            limit=self.page_size,
+            continuation=continuation,
+            observer=self._refused,
+        )
+        self.pacer.served()
+        return page
+
+    def _check(self, previous: str | None, following: str | None) -> None:
+        if following:
+            check_continuation(self.dataset, previous, following)
+
+
+def export_rows(
+    hook: Any,
+    dataset: str,
+    *,
+    mode: str = "window",
+    start: datetime | None = None,
+    end: datetime | None = None,
+    lookback_days: int = 0,
+    model_version: int | str | None = None,
+    page_size: int = MAX_EXPORT_LIMIT,
+    export_concurrency: int = DEFAULT_EXPORT_CONCURRENCY,
+    prediction_threshold: float = DEFAULT_PREDICTION_THRESHOLD,
+    load_id: str | None = None,
+    source_ids: Sequence[str] | None = None,
+) -> RowExport:
+    """The rows of every comment a load in ``mode`` reads, one :class:`CommentRows` per page, in time order.
+
+    Reads ``POST /api/v1/datasets/<project>/<name>/export``
+    (https://docs.uipath.com/communications-mining/automation-cloud/latest/developer-guide/export-a-dataset)
+    in time slices, ``export_concurrency`` at once, and with ``model_version``
+    ``POST .../labellers/<version>/predict-comments`` for each page, in the slice's worker. The
+    version (a tag resolved once through ``GET .../model-tags``) is resolved here, before
+    anything is read; the result's :attr:`~RowExport.model_version` names it.
+
+    :param hook: a ``CommunicationsMiningHook`` (``export_page``, ``iter_export_pages``,
+        ``predict_comments``, ``resolve_model_tag``).
+    :param mode: ``window``, ``lookback`` or ``reconcile`` (see :func:`export_range`).
+    :param start: window start (aware), inclusive.
+    :param end: window end (aware), exclusive.
+    :param lookback_days: with ``lookback``, days re-read before ``start``.
+    :param model_version: a pinned version number or tag; ``None``: the export's own predictions.
+    :param page_size: comments per export request, 1 to 256.
+    :param export_concurrency: slices exported at once, 1 (one serial chain) to 64.
+    :param prediction_threshold: the lowest probability loaded from ``predict-comments``.
+    :param load_id: the id stamped on every row; a new one if not given.
+    :param source_ids: only comments of these source ids (the export's ``source_ids`` filter).
+    :return: an iterator of each page's rows (pages may be shorter than ``page_size``).
+    :raises ValueError: for a bad mode, window, page size or concurrency (at once).
+    :raises CommunicationsMiningTagError: if the tag cannot be resolved (at once).
+    :raises CommunicationsMiningError: while iterating, if a request fails after retries (with
+        slices, its message names the slice).
+    """
+    return RowExport(
+        hook,
+        dataset,
+        mode=mode,
+        start=start,
+        end=end,
+        lookback_days=lookback_days,
+        model_version=model_version,
+        page_size=page_size,
+        export_concurrency=export_concurrency,
+        prediction_threshold=prediction_threshold,
+        load_id=load_id,
+        source_ids=source_ids,
+    )
 
 
 def load_dataset(
@@ -118,16 +367,21 @@ def load_dataset(
     end: datetime | None = None,
     lookback_days: int = 0,
     model_version: int | str | None = None,
-    page_size: int = 256,
+    page_size: int = MAX_EXPORT_LIMIT,
     prediction_threshold: float = DEFAULT_PREDICTION_THRESHOLD,
+    export_concurrency: int = DEFAULT_EXPORT_CONCURRENCY,
+    source_ids: Sequence[str] | None = None,
     dag_id: str | None = None,
     run_id: str | None = None,
     task_id: str | None = None,
 ) -> tuple[LoadInfo, LoadCounts]:
     """Export ``dataset`` in ``mode`` into ``warehouse`` (one transaction; see :class:`SqlWarehouse`).
 
-    :param hook: a ``CommunicationsMiningHook`` (``iter_export_pages``, ``predict_comments``,
-        ``resolve_model_tag``).
+    The pages are read as :func:`export_rows` reads them (time slices side by side) and merged
+    as they come. A reconcile with ``source_ids`` marks deleted only comments of those sources.
+
+    :param hook: a ``CommunicationsMiningHook`` (``export_page``, ``iter_export_pages``,
+        ``predict_comments``, ``resolve_model_tag``).
     :param start: window start (aware), inclusive; with ``reconcile``, the start of the range reconciled.
     :param end: window end, exclusive.
     :param lookback_days: with ``lookback``, how many days before ``start`` are re-read.
@@ -135,27 +389,36 @@ def load_dataset(
         on it; ``None``: the export's latest predictions, with a null version.
     :param page_size: comments per export page, 1 to 256.
     :param prediction_threshold: the lowest probability loaded from ``predict-comments``.
+    :param export_concurrency: export slices read at once, 1 to 64.
+    :param source_ids: only comments of these sources are read (and, reconciling, marked deleted).
     :return: the ``loads`` row's description and the counts written to it.
-    :raises ValueError: for a bad mode or window (before anything is read).
+    :raises ValueError: for a bad mode, window, page size or concurrency (before anything is read).
     :raises CommunicationsMiningTagError: if the tag cannot be resolved (before anything is read).
     :raises WarehouseSchemaError: if the tables cannot hold the model (before anything is written).
     """
-    span = export_range(mode, start, end, lookback_days=lookback_days)
-    version = resolve_version(hook, dataset, model_version)
-    load_id = uuid.uuid4().hex
-    info = LoadInfo(
-        load_id=load_id,
-        dataset=dataset,
+    rows = export_rows(
+        hook,
+        dataset,
         mode=mode,
-        dag_id=dag_id,
-        run_id=run_id,
-        task_id=task_id,
-        window_start=span.start,
-        window_end=span.end,
-        model_version=version,
+        start=start,
+        end=end,
+        lookback_days=lookback_days,
+        model_version=model_version,
+        page_size=page_size,
+        export_concurrency=export_concurrency,
+        prediction_threshold=prediction_threshold,
+        source_ids=source_ids,
     )
-    pages = _pages(
-        hook, dataset, span, load_id=load_id, version=version, page_size=page_size, threshold=prediction_threshold
-    )
-    counts = warehouse.load(pages, info, reconcile=span.reconcile, reconcile_range=(span.start, span.end))
+    info = rows.load_info(dag_id=dag_id, run_id=run_id, task_id=task_id)
+    span = rows.range
+    try:
+        counts = warehouse.load(
+            rows,
+            info,
+            reconcile=span.reconcile,
+            reconcile_range=(span.start, span.end),
+            reconcile_sources=rows.source_ids,
+        )
+    finally:
+        rows.close()
     return info, counts

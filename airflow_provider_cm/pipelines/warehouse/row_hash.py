@@ -15,6 +15,12 @@ from datetime import datetime, timezone
 from typing import Any
 
 
+#: Built once: ``json.dumps`` with these options would build an encoder for every row.
+_ENCODE = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str).encode
+#: Values written as they are (``bool`` is an ``int``; checked by exact type, as a subclass may not be).
+_PLAIN = frozenset({str, int, bool, type(None), dict, list})
+
+
 def _canonical(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -25,6 +31,5 @@ def _canonical(value: Any) -> Any:
 
 def row_hash(row: Mapping[str, Any], columns: Sequence[str]) -> str:
     """The hex SHA-256 of ``row``'s values of ``columns`` (a missing column counts as null)."""
-    values = [_canonical(row.get(name)) for name in columns]
-    text = json.dumps(values, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    values = [value if type(value) in _PLAIN else _canonical(value) for value in map(row.get, columns)]
+    return hashlib.sha256(_ENCODE(values).encode("utf-8")).hexdigest()

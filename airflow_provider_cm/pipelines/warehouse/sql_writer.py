@@ -11,8 +11,11 @@
    that was marked deleted) is updated, a key whose hash is already stored is left untouched; a
    label, entity or user property that a comment read in this load no longer has is marked
    deleted (``_cm_deleted_at``);
-4. with ``reconcile``, **marks deleted** every comment not seen by the load (within its range, if
-   given) and its rows of the long tables; nothing is ever hard-deleted;
+4. with ``reconcile``, **marks deleted** every comment not seen by the load (within its range and
+   sources, if given) and its rows of the long tables; nothing is ever hard-deleted. The uids
+   read are kept page by page in a temporary table of the same transaction, and the rows not
+   seen are marked by one ``UPDATE ... WHERE NOT EXISTS`` per table: the load's memory holds
+   the pages in flight, never the dataset's uids;
 5. records the load in the ``loads`` table,
 
 all in one transaction: a load that fails midway (the API, a row, the database) leaves the tables
@@ -63,6 +66,9 @@ class LoadInfo:
     window_start: datetime | None = None
     window_end: datetime | None = None
     model_version: int | None = None
+    #: Read back by :meth:`SqlWarehouse.last_load`; a load being written records its own times.
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
 
 
 @dataclass
@@ -187,6 +193,45 @@ class SqlWarehouse:
                 )
             )
 
+    # -- reading ----------------------------------------------------------------------------------
+
+    def last_load(self, dataset: str, *, mode: str | None = None) -> LoadInfo | None:
+        """The latest load of ``dataset`` recorded in the ``loads`` table (of ``mode``, if given).
+
+        Latest by ``finished_at``. An operator compares its :attr:`~LoadInfo.model_version` with the
+        version a tag points to now, and reconciles when the tag moved.
+
+        :param dataset: ``"project/dataset"`` as the loads recorded it.
+        :param mode: only loads of this mode (``window``, ``lookback``, ``reconcile``); ``None``: any.
+        :return: its row as a :class:`LoadInfo` (with ``started_at`` and ``finished_at``), or
+            ``None`` if there is no ``loads`` table yet or no load of the dataset.
+        """
+        loads = self.tables[LOADS.name]
+        with self.engine.connect() as connection:
+            if not sa.inspect(connection).has_table(loads.name, schema=self.schema):
+                return None
+            query = sa.select(loads).where(loads.c.dataset == dataset)
+            if mode is not None:
+                query = query.where(loads.c.mode == mode)
+            query = query.order_by(loads.c.finished_at.desc(), loads.c.started_at.desc()).limit(1)
+            row = connection.execute(query).first()
+        if row is None:
+            return None
+        found = row._mapping
+        return LoadInfo(
+            load_id=found["load_id"],
+            dataset=found["dataset"],
+            mode=found["mode"],
+            dag_id=found["dag_id"],
+            run_id=found["run_id"],
+            task_id=found["task_id"],
+            window_start=found["window_start"],
+            window_end=found["window_end"],
+            model_version=found["model_version"],
+            started_at=found["started_at"],
+            finished_at=found["finished_at"],
+        )
+
     # -- writing ----------------------------------------------------------------------------------
 
     def _merge_table(
@@ -262,34 +307,59 @@ class SqlWarehouse:
         for spec in DATA_TABLES:
             self._merge_table(connection, spec, rows.tables.get(spec.name, []), uids, now, counts)
 
+    def _seen_table(self, connection: Connection) -> sa.Table:
+        """A temporary table of the uids this load has read, empty, for this connection and transaction.
+
+        Temporary tables live in the connection's own temporary schema (never the warehouse's) and
+        are dropped with it; PostgreSQL drops it at the end of the transaction as well.
+        """
+        seen = sa.Table(
+            f"{self.prefix}reconcile_seen",
+            sa.MetaData(),
+            # Not unique: a comment whose timestamp moved while the export ran may be read twice.
+            sa.Column("uid", sa.Text(), nullable=False, index=True),
+            prefixes=["TEMPORARY"],
+            postgresql_on_commit="DROP",
+        )
+        if self.engine.dialect.name == "sqlite":  # its DDL may outlive a failed load on a pooled connection
+            name = self.engine.dialect.identifier_preparer.quote(seen.name)
+            connection.execute(sa.text(f"DROP TABLE IF EXISTS temp.{name}"))
+        seen.create(connection)
+        return seen
+
     def _reconcile(
         self,
         connection: Connection,
-        seen: set[str],
+        seen: sa.Table,
         now: datetime,
         counts: LoadCounts,
         scope: tuple[datetime | None, datetime | None],
+        sources: Sequence[str] | None,
     ) -> None:
+        """Mark deleted, in one statement per table, every live row of a comment in ``scope`` not in ``seen``."""
+        if self.engine.dialect.name == "postgresql":
+            connection.execute(sa.text(f"ANALYZE {self.engine.dialect.identifier_preparer.format_table(seen)}"))
         comments = self.tables["comments"]
-        query = sa.select(comments.c.uid).where(comments.c[DELETED_AT].is_(None))
+        in_scope = []
         start, end = scope
         if start is not None:
-            query = query.where(comments.c.timestamp >= start)
+            in_scope.append(comments.c.timestamp >= start)
         if end is not None:
-            query = query.where(comments.c.timestamp < end)
-        gone = [uid for (uid,) in connection.execute(query) if uid not in seen]
-        self._mark_deleted(connection, COMMENTS, [(uid,) for uid in gone], now, counts)
+            in_scope.append(comments.c.timestamp < end)
+        if sources:
+            in_scope.append(comments.c.source_id.in_(list(sources)))
         for spec in DATA_TABLES:
-            if spec is COMMENTS:
-                continue
             table = self.tables[spec.name]
-            for chunk in _chunks(gone):
-                result = connection.execute(
-                    table.update()
-                    .where(table.c.uid.in_(chunk), table.c[DELETED_AT].is_(None))
-                    .values({DELETED_AT: now})
-                )
-                counts.add(spec.name, "marked_deleted", result.rowcount)
+            unseen = ~sa.exists().where(seen.c.uid == table.c.uid)
+            if spec is COMMENTS:
+                where = [*in_scope, table.c[DELETED_AT].is_(None), unseen]
+            else:
+                parents = sa.select(comments.c.uid).where(*in_scope) if in_scope else None
+                where = [table.c[DELETED_AT].is_(None), unseen]
+                if parents is not None:
+                    where.append(table.c.uid.in_(parents))
+            result = connection.execute(table.update().where(*where).values({DELETED_AT: now}))
+            counts.add(spec.name, "marked_deleted", result.rowcount)
 
     def load(
         self,
@@ -298,6 +368,7 @@ class SqlWarehouse:
         *,
         reconcile: bool = False,
         reconcile_range: tuple[datetime | None, datetime | None] = (None, None),
+        reconcile_sources: Sequence[str] | None = None,
         started_at: datetime | None = None,
     ) -> LoadCounts:
         """Check and prepare the tables, merge every page, reconcile if asked, record the load: one transaction.
@@ -309,22 +380,27 @@ class SqlWarehouse:
         :param reconcile: mark comments not seen by this load as deleted (and their long-table rows).
         :param reconcile_range: ``(start, end)`` on ``comments.timestamp``, end exclusive: only
             comments in it may be marked deleted (a reconcile of part of the dataset); ``(None, None)``: all.
+        :param reconcile_sources: only comments of these source ids may be marked deleted (a
+            reconcile of some of the dataset's sources); ``None``: all.
         :param started_at: when the load started (aware); now if not given.
         :return: the counts, as written to the ``loads`` row.
         :raises WarehouseSchemaError: before anything is written, if an existing table cannot hold the model.
         """
         started = started_at or datetime.now(timezone.utc)
         counts = LoadCounts()
-        seen: set[str] = set()
         with self.engine.begin() as connection:
             self.prepare(connection)
+            seen = self._seen_table(connection) if reconcile else None
             for page in pages:
                 now = datetime.now(timezone.utc)
                 self.merge_page(connection, page, now, counts)
-                if reconcile:
-                    seen.update(page.uids)
-            if reconcile:
-                self._reconcile(connection, seen, datetime.now(timezone.utc), counts, reconcile_range)
+                if seen is not None and page.uids:
+                    connection.execute(seen.insert(), [{"uid": uid} for uid in page.uids])
+            if seen is not None:
+                self._reconcile(
+                    connection, seen, datetime.now(timezone.utc), counts, reconcile_range, reconcile_sources
+                )
+                seen.drop(connection)
             connection.execute(
                 self.tables[LOADS.name].insert(),
                 {

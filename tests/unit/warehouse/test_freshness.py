@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timezone
 
 import pytest
 import sqlalchemy as sa
 
 from airflow_provider_cm.exceptions import CommunicationsMiningTagError
-from airflow_provider_cm.pipelines.warehouse.freshness import export_range, load_dataset
+from airflow_provider_cm.hooks.communications_mining import CommunicationsMiningHook
+from airflow_provider_cm.pipelines.warehouse.freshness import export_range, export_rows, load_dataset
 from airflow_provider_cm.pipelines.warehouse.sql_writer import SqlWarehouse
 from tests.conftest import new_workspace
-from tests.tenant_month import build_tenant, export_all
+from tests.tenant_month import banking77_records, build_tenant, export_all
 from tests.unit.warehouse.warehouse_checks import dump, live_labels
 
 OCT1, OCT2, OCT3 = (datetime(2026, 10, day, tzinfo=timezone.utc) for day in (1, 2, 3))
+EXPORT_ROUTE = "POST /api/v1/datasets/{project}/{name}/export"
 
 
 @pytest.fixture
@@ -113,3 +116,118 @@ def test_predict_comments_answers_in_the_order_asked(hook, tenant):
     assert [p["uid"] for p in answer] == uids
     with pytest.raises(ValueError, match="1 to 4096 uids"):
         hook.predict_comments(tenant.dataset, 1, [])
+
+
+# -- sliced reading ------------------------------------------------------------------------------------
+
+EDGES = ("0001-01-01T00:00:00.000000Z", "2099-06-01T12:00:00.000000Z", "9999-12-31T23:59:59.999999Z")
+
+
+def _without_load(rows):
+    """Rows of every page, by table, without what differs between two reads (load id, extracted-at)."""
+    tables: dict[str, list] = {}
+    for page in rows:
+        for name, found in page.tables.items():
+            tables.setdefault(name, []).extend(
+                {k: v for k, v in row.items() if k not in ("_cm_load_id", "_cm_extracted_at")} for row in found
+            )
+    return tables
+
+
+@pytest.fixture
+def edges(hook, tenant):
+    """The tenant plus comments at the earliest and latest instants the API writes, and one far ahead."""
+    records = banking77_records(len(EDGES))
+    edge_comments = [
+        dict(record["comment"], id=f"edge-{i}", timestamp=moment)
+        for i, (record, moment) in enumerate(zip(records, EDGES, strict=True))
+    ]
+    hook.sync_comments(tenant.source, edge_comments)
+    return tenant
+
+
+def test_sliced_rows_equal_a_serial_read_in_the_same_order_whatever_the_timestamps(hook, edges):
+    exported = export_all(hook, edges)
+    assert {item["comment"]["timestamp"] for item in exported} >= set(EDGES)
+    serial = export_rows(hook, edges.dataset, mode="reconcile", export_concurrency=1, page_size=7)
+    sliced = export_rows(hook, edges.dataset, mode="reconcile", export_concurrency=8, page_size=7)
+    serial_rows, sliced_rows = _without_load(serial), _without_load(sliced)
+    assert [r["uid"] for r in sliced_rows["comments"]] == [item["comment"]["uid"] for item in exported]
+    assert sliced_rows == serial_rows
+    assert sliced.comments == serial.comments == len(exported) == 63 and sliced.pages >= 63 // 7
+
+
+def test_a_sliced_window_reads_the_window_only(hook, tenant):
+    exported = export_all(hook, tenant)
+    inside = [i["comment"]["uid"] for i in exported if "2026-10-01" <= i["comment"]["timestamp"] < "2026-10-02"]
+    rows = _without_load(export_rows(hook, tenant.dataset, start=OCT1, end=OCT2, page_size=5, export_concurrency=4))
+    assert [r["uid"] for r in rows["comments"]] == inside and inside
+
+
+def test_predictions_of_a_pinned_version_are_asked_in_the_slices_workers(emulator, tenant):
+    class RecordingHook(CommunicationsMiningHook):
+        threads: list[str] = []
+
+        def predict_comments(self, *args, **kwargs):
+            RecordingHook.threads.append(threading.current_thread().name)
+            return super().predict_comments(*args, **kwargs)
+
+    hook = RecordingHook()
+    try:
+        sliced = _without_load(export_rows(hook, tenant.dataset, mode="reconcile", model_version="live", page_size=8))
+        serial = _without_load(
+            export_rows(hook, tenant.dataset, mode="reconcile", model_version=1, page_size=8, export_concurrency=1)
+        )
+    finally:
+        hook.close()
+    assert sliced == serial and {r["model_version"] for r in sliced["comments"]} == {1}
+    workers = RecordingHook.threads[: len(RecordingHook.threads) // 2]
+    assert workers and all(name.startswith("cm-export-") for name in workers)
+
+
+def test_the_version_is_resolved_when_the_export_is_made_before_anything_is_read(hook, emulator, tenant):
+    before = emulator.requests_to(EXPORT_ROUTE)
+    rows = export_rows(hook, tenant.dataset, mode="reconcile", model_version="live")
+    assert rows.model_version == 1 and rows.load_info(dag_id="d").model_version == 1
+    assert emulator.requests_to(EXPORT_ROUTE) == before
+    rows.close()
+    with pytest.raises(CommunicationsMiningTagError, match="staging"):
+        export_rows(hook, tenant.dataset, mode="reconcile", model_version="staging")
+
+
+def test_a_reconcile_of_some_sources_marks_deleted_only_their_comments(hook, emulator, tenant, warehouse):
+    other = hook.create_source(f"{tenant.project}/other", title="Other")["id"]
+    hook.update_dataset(tenant.dataset, source_ids=[tenant.source_id, other])
+    hook.sync_comments(
+        f"{tenant.project}/other", [dict(r["comment"], id=f"o{i}") for i, r in enumerate(banking77_records(5))]
+    )
+    _, first = load_dataset(hook, warehouse, tenant.dataset, mode="reconcile")
+    assert first.rows_read == 65
+    emulator.admin(
+        "POST",
+        f"datasets/{tenant.dataset}/activity",
+        {
+            "day": "2099-03-02",
+            "seed": 3,
+            "new_comments": 0,
+            "late_uploads": 0,
+            "relabels": 0,
+            "deletions": 3,
+            "source_id": tenant.source_id,
+        },
+    )
+    _, some = load_dataset(hook, warehouse, tenant.dataset, mode="reconcile", source_ids=[other])
+    assert (some.rows_read, some.rows_marked_deleted) == (5, 0)
+    _, every = load_dataset(hook, warehouse, tenant.dataset, mode="reconcile")
+    assert (every.rows_read, every.by_table["comments"]["marked_deleted"]) == (62, 3)
+
+
+def test_a_reconcile_of_an_empty_dataset_marks_every_row_deleted(hook, emulator, tenant, warehouse):
+    load_dataset(hook, warehouse, tenant.dataset, mode="reconcile")
+    emulator.admin(
+        "POST",
+        f"datasets/{tenant.dataset}/activity",
+        {"day": "2099-03-02", "seed": 3, "new_comments": 0, "late_uploads": 0, "relabels": 0, "deletions": 60},
+    )
+    _, counts = load_dataset(hook, warehouse, tenant.dataset, mode="reconcile")
+    assert (counts.rows_read, counts.pages, counts.by_table["comments"]["marked_deleted"]) == (0, 0, 60)

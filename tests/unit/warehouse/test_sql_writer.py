@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
 
+from airflow_provider_cm.exceptions import CommunicationsMiningBadRequestError
+from airflow_provider_cm.pipelines.warehouse.freshness import load_dataset
 from airflow_provider_cm.pipelines.warehouse.rows import page_rows
 from airflow_provider_cm.pipelines.warehouse.sql_writer import LoadInfo, SqlWarehouse, WarehouseSchemaError
 from tests.conftest import POSTGRES_SERVER, new_workspace, postgres_test_database
@@ -208,3 +211,72 @@ def test_typed_values_read_back_typed(warehouse, hook, tenant):
     assert row.timestamp.tzinfo is not None and row.timestamp.utcoffset().total_seconds() == 0
     assert row.has_annotations is True and isinstance(row.user_properties, dict)
     assert isinstance(label.sentiment, float) and label.metadata["user_id"] == "analyst"
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_a_reconcile_whose_export_fails_on_a_page_leaves_the_previous_state(
+    warehouse, hook, emulator, tenant, concurrency
+):
+    load_dataset(hook, warehouse, tenant.dataset, mode="reconcile")
+    before = dump(warehouse)
+    day = {"day": "2099-03-02", "seed": 4, "relabels": 5, "deletions": 5, "retrain": True}
+    emulator.admin("POST", f"datasets/{tenant.dataset}/activity", day)
+    # The third export request of this project is refused (400: not retried). One chain: two pages
+    # were merged by then; slices: the two probes ran, and the first slice's page fails.
+    rule = {"kind": "status", "status": 400, "path_contains": f"/datasets/{tenant.project}/", "every": 3}
+    emulator.admin("POST", "faults", {"faults": [rule]})
+    try:
+        with pytest.raises(CommunicationsMiningBadRequestError):
+            load_dataset(
+                hook, warehouse, tenant.dataset, mode="reconcile", page_size=16, export_concurrency=concurrency
+            )
+    finally:
+        emulator.admin("DELETE", "faults")
+    assert dump(warehouse) == before
+    _, after = load_dataset(hook, warehouse, tenant.dataset, mode="reconcile", export_concurrency=concurrency)
+    assert after.by_table["comments"]["marked_deleted"] == 5
+    assert_equals_tenant(warehouse, export_all(hook, tenant))
+    with warehouse.engine.connect() as connection:  # the uids read were kept in a temporary table only
+        tables = set(sa.inspect(connection).get_table_names(schema=warehouse.schema))
+    assert tables == {table.name for table in warehouse.tables.values()}
+
+
+def test_a_reconcile_marks_deleted_what_it_did_not_read_page_after_page(warehouse, hook, emulator, tenant):
+    load(warehouse, hook, tenant)
+    day = emulator.admin(
+        "POST",
+        f"datasets/{tenant.dataset}/activity",
+        {"day": "2099-03-02", "seed": 8, "new_comments": 0, "late_uploads": 0, "relabels": 0, "deletions": 7},
+    )
+    _, counts = load_dataset(hook, warehouse, tenant.dataset, mode="reconcile", page_size=3, export_concurrency=3)
+    assert counts.pages >= 73 // 3 and counts.by_table["comments"] == {
+        "written": 0,
+        "unchanged": 73,
+        "marked_deleted": 7,
+    }
+    assert counts.by_table["comment_user_properties"]["marked_deleted"] == 7
+    assert_equals_tenant(warehouse, export_all(hook, tenant), deleted=set(day["deleted"]))
+
+
+def test_the_last_load_of_a_dataset_names_its_mode_window_and_model_version(warehouse, hook, tenant):
+    assert warehouse.last_load(tenant.dataset) is None  # no loads table yet
+    window_start = datetime(2026, 10, 1, tzinfo=timezone.utc)
+    window, _ = load_dataset(
+        hook, warehouse, tenant.dataset, mode="window", start=window_start, end=window_start + timedelta(days=1)
+    )
+    reconcile, _ = load_dataset(
+        hook, warehouse, tenant.dataset, mode="reconcile", model_version="live", dag_id="d", run_id="r", task_id="t"
+    )
+    last = warehouse.last_load(tenant.dataset)
+    assert last is not None and last.finished_at is not None and last.started_at is not None
+    assert last == replace(reconcile, started_at=last.started_at, finished_at=last.finished_at)
+    assert (last.mode, last.model_version, last.window_start, last.window_end) == ("reconcile", 1, None, None)
+    last_window = warehouse.last_load(tenant.dataset, mode="window")
+    assert last_window is not None and last_window.load_id == window.load_id
+    assert (last_window.window_start, last_window.window_end, last_window.model_version) == (
+        window_start,
+        window_start + timedelta(days=1),
+        None,
+    )
+    assert warehouse.last_load(tenant.dataset, mode="lookback") is None
+    assert warehouse.last_load("another/dataset") is None
