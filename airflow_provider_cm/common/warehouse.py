@@ -16,7 +16,7 @@ from typing import Any
 from airflow_provider_cm.api.times import api_time
 from airflow_provider_cm.client.user_times import to_utc
 from airflow_provider_cm.client.windows import export_window
-from airflow_provider_cm.pipelines.warehouse.freshness import MODES
+from airflow_provider_cm.pipelines.warehouse.freshness import EARLIEST, LATEST, MODES
 from airflow_provider_cm.pipelines.warehouse.sql_writer import LoadCounts, LoadInfo
 
 #: The lookback a ``lookback`` load re-reads when none is given (days before the window).
@@ -145,18 +145,14 @@ def load_result(
     }
 
 
-#: The bounds of every comment time the API can hold, for a reconcile of the whole dataset.
-EARLIEST_COMMENT_TIME = datetime(1, 1, 1, tzinfo=timezone.utc)
-LATEST_COMMENT_TIME = datetime(9999, 12, 31, tzinfo=timezone.utc)
-
-
 def whole_dataset_bounds(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
-    """``(start, end)`` with an unbounded side replaced by the earliest or latest comment time.
+    """``(start, end)`` with an unbounded side replaced by the earliest or the latest time the API writes.
 
-    The sliced export halves empty stretches in about one request each, so wide bounds cost a few
-    requests, not a page per year.
+    For the JSONL and CSV exports of a whole-dataset reconcile (the typed loads find the dataset's
+    own bounds, :func:`~airflow_provider_cm.pipelines.warehouse.freshness.export_rows`). The sliced
+    export halves an empty stretch in about one request, so wide bounds cost a few requests.
     """
-    return start or EARLIEST_COMMENT_TIME, end or LATEST_COMMENT_TIME
+    return start or EARLIEST, end or LATEST
 
 
 def parquet_file_name(start: datetime | None, end: datetime | None, run_end: Any = None) -> str:

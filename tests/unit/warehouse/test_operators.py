@@ -317,3 +317,20 @@ def test_the_duckdb_example_keeps_each_comments_newest_labels(hook, emulator, te
 def test_model_version_with_jsonl_is_refused_when_the_dag_is_parsed():
     with pytest.raises(ValueError, match="output_format='parquet'"):
         CommunicationsMiningExportDatasetOperator(task_id="t", dataset="p/d", output_path="x.jsonl", model_version=1)
+
+
+def test_a_jsonl_export_reads_what_its_mode_says(hook, emulator, tenant, tmp_path):
+    """``window`` the day; ``lookback`` the day and the days before; ``reconcile`` every comment, whatever its time."""
+    activity(emulator, tenant.dataset, LATER, seed=9, new_comments=4, late_uploads=0, relabels=0, deletions=0)
+
+    def export(mode: str, day: datetime, **kwargs: Any) -> dict[str, Any]:
+        operator = CommunicationsMiningExportDatasetOperator(
+            task_id="export", dataset=tenant.dataset, output_path=str(tmp_path / f"{mode}.jsonl"), mode=mode, **kwargs
+        )
+        return run(operator, day)
+
+    assert export("window", OCT1 + timedelta(days=1))["count"] == 0
+    lookback = export("lookback", OCT1 + timedelta(days=1), lookback_days=1)
+    assert (lookback["count"], lookback["start"]) == (60, "2026-10-01T00:00:00.000000Z")
+    everything = export("reconcile", OCT1)
+    assert everything["count"] == 64 == len(export_all(hook, tenant))
