@@ -334,3 +334,48 @@ def test_a_jsonl_export_reads_what_its_mode_says(hook, emulator, tenant, tmp_pat
     assert (lookback["count"], lookback["start"]) == (60, "2026-10-01T00:00:00.000000Z")
     everything = export("reconcile", OCT1)
     assert everything["count"] == 64 == len(export_all(hook, tenant))
+
+
+def test_a_month_with_the_live_tag_keeps_predictions_of_the_pinned_version(hook, emulator, tenant, target):
+    """30 days of activity with a retrain each week, a nightly lookback of 3 days on ``live`` and a weekly
+    reconcile: every live comment's predicted rows are those ``predict-comments`` gives on the version ``live``
+    names at the end, and they name it; assigned labels and deletions match the tenant."""
+    nightly = target.transfer("nightly", tenant.dataset, mode="lookback", lookback_days=3, model_version="live")
+    weekly = target.transfer("weekly", tenant.dataset, mode="reconcile", model_version="live")
+    run(nightly, OCT1)
+    deleted: set[str] = set()
+    modes = []
+    for n in range(1, 31):
+        day = LATER + timedelta(days=n)
+        changes = activity(
+            emulator,
+            tenant.dataset,
+            day,
+            seed=100 + n,
+            new_comments=2,
+            late_uploads=1,
+            late_by_days=2,
+            relabels=1,
+            deletions=1 if n % 3 == 0 else 0,
+            retrain=n % 7 == 0,
+        )
+        deleted |= set(changes["deleted"])
+        modes.append(run(nightly, day)["mode"])
+        if n % 7 == 6:
+            modes.append(run(weekly)["mode"])
+    final = run(weekly)
+    # The four weekly reconciles, and the four retrains (days 7, 14, 21, 28) each made that night reconcile.
+    assert modes.count("reconcile") == 4 + 4 and final["model_version"] == 5
+    exported = export_all(hook, tenant)
+    assert_equals_tenant(target.warehouse, exported, deleted=deleted, predictions=False)
+    uids = [item["comment"]["uid"] for item in exported]
+    expected = {}
+    for start in range(0, len(uids), 256):
+        for prediction in hook.predict_comments(tenant.dataset, 5, uids[start : start + 256], threshold=0.01):
+            expected[prediction["uid"]] = {(" > ".join(p["name"]), p["probability"]) for p in prediction["labels"]}
+    predicted = live_labels(target.warehouse, "predicted")
+    assert {uid: predicted.get(uid, set()) for uid in uids} == expected
+    with target.warehouse.engine.connect() as connection:
+        labels = target.warehouse.tables["comment_labels"]
+        live = sa.select(labels.c.model_version).where(labels.c.kind == "predicted", labels.c._cm_deleted_at.is_(None))
+        assert set(connection.execute(live).scalars()) == {5}
