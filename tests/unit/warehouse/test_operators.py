@@ -379,3 +379,14 @@ def test_a_month_with_the_live_tag_keeps_predictions_of_the_pinned_version(hook,
         labels = target.warehouse.tables["comment_labels"]
         live = sa.select(labels.c.model_version).where(labels.c.kind == "predicted", labels.c._cm_deleted_at.is_(None))
         assert set(connection.execute(live).scalars()) == {5}
+
+
+def test_a_dataset_whose_labels_have_no_metadata_still_loads(hook, emulator, target):
+    workspace = new_workspace(hook)
+    build_tenant(hook, emulator, workspace, 20, metadata=False)
+    result = run(target.transfer("load", workspace.dataset, mode="reconcile"))
+    assert result["rows_read"] == 20
+    with target.warehouse.engine.connect() as connection:
+        labels = target.warehouse.tables["comment_labels"]
+        found = connection.execute(sa.select(labels.c.metadata).where(labels.c.kind == "assigned")).scalars().all()
+    assert len(found) >= 20 and set(found) == {None}
