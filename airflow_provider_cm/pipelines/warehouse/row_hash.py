@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-
 #: Built once: ``json.dumps`` with these options would build an encoder for every row.
 _ENCODE = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str).encode
 #: Values written as they are (``bool`` is an ``int``; checked by exact type, as a subclass may not be).
