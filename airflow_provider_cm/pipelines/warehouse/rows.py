@@ -80,8 +80,14 @@ def parse_time(value: Any, uid: str, what: str) -> datetime | None:
     return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
 
 
+#: Each data table's hashed columns, computed once (a row is hashed for every comment read).
+_HASHED = {
+    spec.name: spec.data_columns for spec in (COMMENTS, COMMENT_LABELS, COMMENT_ENTITIES, COMMENT_USER_PROPERTIES)
+}
+
+
 def _finish(spec: TableSpec, row: dict[str, Any], load_id: str, extracted_at: datetime) -> dict[str, Any]:
-    row[ROW_HASH] = row_hash(row, spec.data_columns)
+    row[ROW_HASH] = row_hash(row, _HASHED[spec.name])
     row[LOAD_ID] = load_id
     row[EXTRACTED_AT] = extracted_at
     row[DELETED_AT] = None

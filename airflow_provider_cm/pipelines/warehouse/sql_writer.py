@@ -336,28 +336,29 @@ class SqlWarehouse:
         scope: tuple[datetime | None, datetime | None],
         sources: Sequence[str] | None,
     ) -> None:
-        """Mark deleted, in one statement per table, every live row of a comment in ``scope`` not in ``seen``."""
+        """Mark deleted, in one statement per table, the comments in ``scope`` not in ``seen`` and their rows.
+
+        The long tables first: their rows of the comments about to be marked (live, in scope, not
+        seen), found through the comments' key and each long table's (``uid`` first), so a
+        statement touches the rows of the comments gone, not every row of the table.
+        """
         if self.engine.dialect.name == "postgresql":
             connection.execute(sa.text(f"ANALYZE {self.engine.dialect.identifier_preparer.format_table(seen)}"))
         comments = self.tables["comments"]
-        in_scope = []
+        gone = [comments.c[DELETED_AT].is_(None), ~sa.exists().where(seen.c.uid == comments.c.uid)]
         start, end = scope
         if start is not None:
-            in_scope.append(comments.c.timestamp >= start)
+            gone.append(comments.c.timestamp >= start)
         if end is not None:
-            in_scope.append(comments.c.timestamp < end)
+            gone.append(comments.c.timestamp < end)
         if sources:
-            in_scope.append(comments.c.source_id.in_(list(sources)))
-        for spec in DATA_TABLES:
+            gone.append(comments.c.source_id.in_(list(sources)))
+        for spec in (*(spec for spec in DATA_TABLES if spec is not COMMENTS), COMMENTS):
             table = self.tables[spec.name]
-            unseen = ~sa.exists().where(seen.c.uid == table.c.uid)
             if spec is COMMENTS:
-                where = [*in_scope, table.c[DELETED_AT].is_(None), unseen]
+                where = gone
             else:
-                parents = sa.select(comments.c.uid).where(*in_scope) if in_scope else None
-                where = [table.c[DELETED_AT].is_(None), unseen]
-                if parents is not None:
-                    where.append(table.c.uid.in_(parents))
+                where = [table.c[DELETED_AT].is_(None), table.c.uid.in_(sa.select(comments.c.uid).where(*gone))]
             result = connection.execute(table.update().where(*where).values({DELETED_AT: now}))
             counts.add(spec.name, "marked_deleted", result.rowcount)
 
