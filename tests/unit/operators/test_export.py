@@ -116,7 +116,7 @@ def test_bad_windows_are_clear(workspace, tmp_path, context, kwargs, message):
 
 def test_bad_arguments_fail_at_parse_time(workspace, tmp_path):
     with pytest.raises(ValueError, match="output_format"):
-        export(workspace, tmp_path / "x", output_format="parquet")
+        export(workspace, tmp_path / "x", output_format="xlsx")
     with pytest.raises(ValueError, match="order_by"):
         export(workspace, tmp_path / "x", order_by="updated_at")
 
