@@ -288,6 +288,11 @@ class CommunicationsMiningToSqlOperator(CommunicationsMiningBaseOperator):
         if not 1 <= page_size <= MAX_EXPORT_LIMIT:
             raise ValueError(f"page_size must be between 1 and {MAX_EXPORT_LIMIT}, got {page_size}")
         if table is not None:
+            if schema is not None or table_prefix != DEFAULT_TABLE_PREFIX:
+                raise ValueError(
+                    "schema and table_prefix name the typed layout's tables; table (the deprecated flat layout) "
+                    "takes its schema as 'schema.table'"
+                )
             if mode != "window" or model_version is not None:
                 raise ValueError(
                     "table is the deprecated flat layout, which loads windows only: for mode or model_version "

@@ -201,6 +201,7 @@ def test_a_table_that_cannot_hold_the_model_fails_naming_the_column_before_writi
         ({"table_prefix": "cm-"}, "letters, digits and underscores"),
         ({"order_by": "created_at"}, "flat layout"),
         ({"table": "flat", "mode": "reconcile"}, "deprecated flat layout"),
+        ({"table": "flat", "schema": "analytics"}, "'schema.table'"),
     ],
 )
 def test_bad_arguments_are_refused_when_the_dag_is_parsed(kwargs, message):
