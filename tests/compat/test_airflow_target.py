@@ -80,11 +80,7 @@ def test_every_module_imports():
 
 def test_every_example_dag_parses(airflow_db):
     bag = dag_bag(str(ROOT / "example_dags"))
-    errors = dict(bag.import_errors)
-    if sys.version_info < (3, 11):  # the official DuckDB provider needs 3.11 (the duckdb extra's marker)
-        duckdb_dag = str(ROOT / "example_dags" / "cm_parquet_to_duckdb.py")
-        assert "airflow.providers.duckdb" in errors.pop(duckdb_dag, "")
-    assert errors == {}
+    assert bag.import_errors == {}  # but the example DAGs this Python cannot import by design (dag_bag says which)
     assert len(bag.dag_ids) >= 8, bag.dag_ids
 
 

@@ -238,7 +238,7 @@ def test_csv_upload_gives_the_same_result(emulator, airflow_db, hook, records, t
     pipeline.apply(monkeypatch)
     billed_before = emulator.billed()
     _, counts = pipeline.upload(BANKING77_CSV)
-    assert counts["new"] == counts["labelled"] == 10003 and emulator.billed() - billed_before == 10003
+    assert counts["new"] == counts["annotated"] == 10003 and emulator.billed() - billed_before == 10003
     result = CommunicationsMiningExportDatasetOperator(
         task_id="csv_day",
         dataset=pipeline.workspace.dataset,
