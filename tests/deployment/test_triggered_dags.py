@@ -33,7 +33,7 @@ def test_upload_dag_uploads_a_file_named_in_the_run_conf(deployment: Deployment)
     assert run["state"] == "success", deployment.task_states("cm_upload_comments", run_id)
 
     counts = deployment.xcom("cm_upload_comments", run_id, "upload_comments")
-    assert (counts["read"], counts["new"], counts["rejected"], counts["labelled"]) == (40, 40, 0, 40), counts
+    assert (counts["read"], counts["new"], counts["rejected"], counts["annotated"]) == (40, 40, 0, 40), counts
     hook = deployment_hook()
     try:
         stored = [hook.get_comment(deployment.source, r["comment"]["id"]) for r in records]

@@ -66,7 +66,7 @@ def test_setup_then_upload_a_file_from_object_storage(workers: CeleryDeployment,
     assert_succeeded(workers, "cm_upload_comments", run_id)
 
     counts = workers.xcom("cm_upload_comments", run_id, "upload_comments")
-    assert (counts["read"], counts["new"], counts["rejected"], counts["labelled"]) == (len(records),) * 2 + (
+    assert (counts["read"], counts["new"], counts["rejected"], counts["annotated"]) == (len(records),) * 2 + (
         0,
         len(records),
     ), counts

@@ -171,10 +171,10 @@ def test_upload_retried_on_another_worker_bills_nothing_twice(workers: CeleryDep
     assert_retried_on_worker_b(workers, UPLOAD, run_id, "upload_comments")
     counts = workers.xcom(UPLOAD, run_id, "upload_comments")
     assert workers.emulator_stats()["billed_comments"] - billed_before == len(records), counts
-    assert (counts["read"], counts["rejected"], counts["labels_rejected"]) == (len(records), 0, 0), counts
+    assert (counts["read"], counts["rejected"], counts["annotations_rejected"]) == (len(records), 0, 0), counts
     assert counts["new"] + counts["updated"] + counts["unchanged"] == len(records), counts
-    assert counts["labelled"] + counts["labels_unchanged"] == len(records), counts
-    assert counts["labels_unchanged"] >= 40, counts  # the first try's label writes were not sent again
+    assert counts["annotated"] + counts["annotations_unchanged"] == len(records), counts
+    assert counts["annotations_unchanged"] >= 40, counts  # the first try's label writes were not sent again
     hook = deployment_hook()
     try:
         stored = [hook.get_comment(workers.source, r["comment"]["id"]) for r in records[:: max(1, len(records) // 20)]]
