@@ -31,9 +31,10 @@ from airflow_provider_cm.pipelines.comments.upload_tally import UploadTally
 if TYPE_CHECKING:
     from airflow_provider_cm.hooks.communications_mining import CommunicationsMiningHook
 
-#: Annotation-write requests in flight at the start (the official CLI's 32 threads: a pace tenants already
-#: see from it, so a rate limit it barely exceeds costs about as many refusals at first contact), and at most,
-#: unless the settings say otherwise. Between the two the limit grows by 2 a round trip while latency stays flat.
+#: Annotation-write requests in flight at the start (the official CLI's 32 threads: a pace tenants already see
+#: from it; the refusals of a first contact with a rate limit are about the requests in flight then), and at
+#: most, unless the settings say otherwise. Between the two the limit grows by 2 a round trip while latency
+#: stays flat.
 DEFAULT_ANNOTATION_CONCURRENCY = 32
 DEFAULT_MAX_ANNOTATION_CONCURRENCY = 128
 #: Batches whose label writes may still run while the next ones are sent (``sync``).
@@ -113,10 +114,9 @@ class UploadEngine:
         self.unannotated_ids: list[str] = []
         self.dead_letters = DeadLetters(log=log)
         self.pool: ThreadPoolExecutor
-        #: How many label requests (reads and writes) go at once, and how fast they start after a refusal,
-        #: learned from the tenant's answers.
         #: One pace for every request of the upload (``sync`` and labels share the tenant's rate limit).
         self.pacer = RatePacer()
+        #: How many label requests (reads and writes) go at once, learned from the tenant's answers.
         self.limiter = AdaptiveConcurrency(
             settings.annotation_concurrency,
             settings.max_annotation_concurrency,
