@@ -83,7 +83,7 @@ class PacingReport:
         learned = (
             f"learned the tenant serves {self.learned:.1f} requests/s"
             if self.learned is not None
-            else "too few requests were served between refusals to learn the tenant's rate"
+            else "too few requests were served within contacts (refusals close together) to learn the tenant's rate"
         )
         probes = f"{self.probes} probe(s) upward, {self.refused_probes} refused"
         if self.probing is not None:
