@@ -129,32 +129,52 @@ def comments_only(emulator: Emulator, path: Path, count: int, latency: float, ru
     }
 
 
-def labelled_and_rerun(emulator: Emulator, path: Path, count: int, latency: float, runs: int) -> list[dict]:
-    """Items 2 and 3: a labelled upload on a fresh dataset, then the same file again over it."""
+def requests_answered(emulator: Emulator) -> int:
+    """API requests the emulator has answered so far (429s included), every route."""
+    return sum(emulator.stats()["requests_by_route"].values())
+
+
+def cli_request_rate(emulator: Emulator, path: Path) -> tuple[float, float]:
+    """One unthrottled CLI-strategy run on a fresh dataset: ``(its requests per second, its seconds)``."""
+    target = new_target(True)
+    before = requests_answered(emulator)
+    seconds = timed_result(cli_upload, emulator.url, path, target)[0]
+    return (requests_answered(emulator) - before) / seconds, seconds
+
+
+def labelled_and_rerun(
+    emulator: Emulator, path: Path, count: int, latency: float, runs: int
+) -> tuple[list[dict], float]:
+    """Items 2 and 3: a labelled upload on a fresh dataset, then the same file again over it; and the CLI
+    strategy's request rate on its first runs (requests per second, the median), for the token bucket."""
     times: dict[str, list[float]] = {k: [] for k in ("bare", "cli", "cli_rerun", "operator", "operator_rerun")}
+    cli_rates: list[float] = []
     for _ in range(runs):
         times["bare"].append(timed_result(bare_upload, emulator.url, path, new_target(True))[0])
         target = new_target(True)
+        before = requests_answered(emulator)
         times["cli"].append(timed_result(cli_upload, emulator.url, path, target)[0])
+        cli_rates.append((requests_answered(emulator) - before) / times["cli"][-1])
         times["cli_rerun"].append(timed_result(cli_upload, emulator.url, path, target)[0])
         target = new_target(True)
         seconds, first = timed_result(operator_upload, path, target)
         times["operator"].append(seconds)
         seconds, rerun = timed_result(operator_upload, path, target)
         times["operator_rerun"].append(seconds)
-        assert first["new"] == count and first["labelled"] == count, first
+        assert first["new"] == count and first["annotated"] == count, first
         assert rerun["unchanged"] == count, rerun
     bare, cli, cli_rerun, operator, operator_rerun = (median(v) for v in times.values())
-    return [
+    cli_rate = median(cli_rates)
+    rows = [
         {
             "benchmark": f"upload {count:,} comments with labels",
             "latency": _latency_label(latency),
             "bare": _rate(count, bare),
-            "cli": _rate(count, cli),
+            "cli": f"{_rate(count, cli)} ({cli_rate:,.0f} requests/s)",
             "operator": _rate(count, operator),
             "vs_bare": bare / operator,
             "vs_cli": cli / operator,
-            "goal": "",
+            "goal": "≥ 2× CLI" if latency else "",
         },
         {
             "benchmark": f"rerun of the unchanged labelled file ({count:,} comments): time",
@@ -168,12 +188,15 @@ def labelled_and_rerun(emulator: Emulator, path: Path, count: int, latency: floa
             "goal": "rerun ≪ first run",
         },
     ]
+    return rows, cli_rate
 
 
 def throttled(emulator: Emulator, path: Path, count: int, rate: float, burst: float, latency: float = 0.0) -> dict:
-    """Item 6: the labelled upload under a token bucket; requests answered 429, and the time."""
+    """Item 6: the labelled upload under a token bucket, each side on a fresh dataset: requests answered 429
+    (the bucket's own count: a new bucket starts at 0), and the time."""
     outcome: dict[str, str] = {}
     seconds: dict[str, float] = {}
+    refusals: dict[str, int] = {}
     for name, upload in (
         ("cli", lambda t: cli_upload(emulator.url, path, t)),
         ("operator", lambda t: operator_upload(path, t)),
@@ -181,24 +204,30 @@ def throttled(emulator: Emulator, path: Path, count: int, rate: float, burst: fl
         target = new_target(True)
         emulator.set_rate_limit(rate, burst)
         try:
-            seconds[name] = timed_result(upload, target)[0]
+            seconds[name], result = timed_result(upload, target)
             finished = "done"
+            if name == "operator":
+                assert result["new"] == count and result["annotated"] == count, result
         except Exception as exc:  # the CLI gives up after its 4th attempt
             seconds[name] = float("nan")
             finished = f"failed: {type(exc).__name__}"
         finally:
-            throttled_count = emulator.stats()["throttled"]
+            refusals[name] = emulator.stats()["throttled"]
             emulator.set_rate_limit(None)
-        outcome[name] = f"{throttled_count:,} × 429, {seconds[name]:.1f} s ({finished})"
+        billed = emulator.stats()["billed_by_source"].get(target.source_id, 0)
+        assert billed == count, f"{name}: {billed} comments billed for {count}"
+        outcome[name] = f"{refusals[name]:,} × 429, {seconds[name]:.1f} s ({finished})"
     return {
-        "benchmark": f"upload {count:,} comments with labels, token bucket {rate:g} requests/s (burst {burst:g})",
-        "latency": f"{latency * 1000:.0f} ms",
+        "benchmark": f"upload {count:,} comments with labels, token bucket {rate:,.0f} requests/s "
+        f"(burst {burst:,.0f}) ¹",
+        "latency": _latency_label(latency),
         "bare": "",
         "cli": outcome["cli"],
         "operator": outcome["operator"],
         "vs_bare": None,
         "vs_cli": seconds["cli"] / seconds["operator"],
-        "goal": "no more 429 than the CLI, ≥ 1.5× its throughput",
+        "goal": "429s ≤ CLI's, faster",
+        "refusals": refusals,
     }
 
 
@@ -206,9 +235,21 @@ def throttled(emulator: Emulator, path: Path, count: int, rate: float, burst: fl
 class Sizes:
     comments: int = 30_009
     labelled: int = 2_000
-    throttled: int = 1_000
-    rate: float = 50.0
-    burst: float = 50.0
+    throttled: int = 2_000
+    #: The token bucket's rate, as a fraction of the CLI strategy's unthrottled request rate at that latency.
+    bucket: float = 0.7
+    #: The bucket's burst, in seconds of its rate.
+    burst_seconds: float = 1.0
+
+
+def warm_up(path: Path) -> None:
+    """The operator's first run in a process loads Airflow's provider registry (0.4 to 1.3 s here) when it
+    opens its input: done once before any clock starts, as the cases at 0 ms do for those at 100 ms."""
+    from airflow_provider_cm.operators.comments import CommunicationsMiningUploadCommentsOperator
+
+    CommunicationsMiningUploadCommentsOperator(
+        task_id="warm_up", source="warm/up", input_path=str(path), dry_run=True
+    ).execute({})
 
 
 def run(emulator: Emulator, runs: int, latencies: tuple[float, ...], sizes: Sizes, parts: set[str]) -> list[dict]:
@@ -217,6 +258,9 @@ def run(emulator: Emulator, runs: int, latencies: tuple[float, ...], sizes: Size
         plain, labelled = Path(tmp) / "comments.jsonl", Path(tmp) / "labelled.jsonl"
         write_corpus(plain, sizes.comments, labelled=False)
         write_corpus(labelled, sizes.labelled)
+        throttled_path = Path(tmp) / "throttled.jsonl"
+        write_corpus(throttled_path, sizes.throttled)
+        warm_up(labelled)
         for latency in latencies:
             emulator.set_latency(latency)
             # With latency every run takes seconds to minutes; one run is enough to read a ratio.
@@ -224,17 +268,17 @@ def run(emulator: Emulator, runs: int, latencies: tuple[float, ...], sizes: Size
             try:
                 if "upload" in parts:
                     rows.append(comments_only(emulator, plain, sizes.comments, latency, case_runs))
+                cli_rate = None
                 if "labels" in parts:
-                    rows += labelled_and_rerun(emulator, labelled, sizes.labelled, latency, case_runs)
+                    labelled_rows, cli_rate = labelled_and_rerun(emulator, labelled, sizes.labelled, latency, case_runs)
+                    rows += labelled_rows
+                if "throttle" in parts:
+                    # One tenant's limit, near (0 ms) and remote (100 ms): a bucket the CLI strategy exceeds.
+                    if cli_rate is None or sizes.throttled != sizes.labelled:
+                        cli_rate = cli_request_rate(emulator, throttled_path)[0]
+                    rate = sizes.bucket * cli_rate
+                    burst = max(1.0, rate * sizes.burst_seconds)
+                    rows.append(throttled(emulator, throttled_path, sizes.throttled, rate, burst, latency))
             finally:
                 emulator.set_latency(0.0)
-        if "throttle" in parts:
-            throttled_path = Path(tmp) / "throttled.jsonl"
-            write_corpus(throttled_path, sizes.throttled)
-            for latency in latencies:  # one tenant's limit, near (0 ms) and remote (100 ms)
-                emulator.set_latency(latency)
-                try:
-                    rows.append(throttled(emulator, throttled_path, sizes.throttled, sizes.rate, sizes.burst, latency))
-                finally:
-                    emulator.set_latency(0.0)
     return rows

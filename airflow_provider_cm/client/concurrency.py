@@ -273,7 +273,14 @@ class Slot:
         self._observed: BaseException | None = None
 
     def observe(self, error: BaseException) -> None:
-        """Report a failed attempt (the hook's attempt observer): a 429 or 503 cuts the limit."""
+        """Report a failed attempt (the hook's attempt observer): a 429 or 503 cuts the limit and, with a
+        pacer, waits so that the hook's retry starts at its paced time rather than with every other refused
+        request's when the Retry-After ends."""
+        self._failed(error)
+        if is_throttling(error) and self.limiter.pacer is not None:
+            self.limiter.pacer.wait_to_retry(getattr(error, "retry_after", None))
+
+    def _failed(self, error: BaseException) -> None:
         self.clean = False
         self._observed = error
         if is_throttling(error):
@@ -286,7 +293,7 @@ class Slot:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if exc is not None and exc is not self._observed:
-            self.observe(exc)
+            self._failed(exc)  # final: no retry to wait for
         self.limiter._release(self, succeeded=exc is None)
 
 

@@ -137,7 +137,13 @@ class CommunicationsMiningHook(CommunicationsMiningBaseHook):
         body = {"source": without_none(**fields)}
         return self.request("PUT", routes.CREATE_SOURCE.at(project, name), json_body=body)["source"]
 
-    def sync_comments(self, source: str, comments: Sequence[Mapping[str, Any] | bytes]) -> SyncResult:
+    def sync_comments(
+        self,
+        source: str,
+        comments: Sequence[Mapping[str, Any] | bytes],
+        *,
+        observer: AttemptObserver | None = None,
+    ) -> SyncResult:
         """Create or update comments by id (``POST /api/v1/sources/<project>/<name>/sync``).
 
         Billed per created comment and per updated comment whose text changed; re-sending an
@@ -147,6 +153,7 @@ class CommunicationsMiningHook(CommunicationsMiningBaseHook):
         :param source: ``"project/name"``.
         :param comments: at most 16,384 comments: objects, or their UTF-8 JSON encodings as ``bytes``
             (used as they are, so a caller that has encoded them once need not do it again).
+        :param observer: called with the error of each failed attempt (see :meth:`send`).
         :return: ``{"new": int, "updated": int, "unchanged": int, "maybe_committed_earlier": bool}``
             (see :class:`SyncResult`: when an earlier attempt may have been carried out, the
             counts describe only the last one).
@@ -161,6 +168,7 @@ class CommunicationsMiningHook(CommunicationsMiningBaseHook):
             "POST",
             routes.SYNC_COMMENTS.at(project, name),
             raw_body=b'{"comments":[' + encoded + b"]}",
+            observer=observer,
         )
         body = reply.payload
         return {

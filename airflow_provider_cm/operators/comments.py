@@ -100,13 +100,17 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
     :param batch_size: comments per ``sync`` request (1 to 16,384).
     :param max_batch_bytes: approximate bytes per ``sync`` request; a batch is sent early when
         its records' encoded size reaches it.
-    :param annotation_concurrency: label-write requests in flight at the start (default 16).
-        Given alone, it is also the most (the behaviour before the limit adapted).
-    :param max_annotation_concurrency: the most label-write requests in flight (default 64, or
+    :param annotation_concurrency: label-write requests in flight at the start (default 32, the
+        official CLI's threads). Given alone, it is also the most (the behaviour before the limit adapted).
+    :param max_annotation_concurrency: the most label-write requests in flight (default 128, or
         ``annotation_concurrency`` when only that is given). Between 1 and this, the number in
         flight adapts (AIMD, :class:`~airflow_provider_cm.client.concurrency.AdaptiveConcurrency`):
         it grows by 2 a round trip while latency stays flat and the tenant answers no 429 or 503,
-        and halves when it does. The most reached is logged.
+        and halves when it does. The most reached is logged. A batch's label writes start as soon
+        as its ``sync`` succeeded, while the next batches are sent, and only for the comments it
+        stored. After a 429 every request (``sync`` too) is paced below the rate the tenant was
+        found to serve (:class:`~airflow_provider_cm.client.pacing.RatePacer`); the last log line
+        says the refusals met and the pace settled at.
     :param sync_concurrency: ``sync`` requests in flight at once (1 with ``allow_duplicate_ids``).
     :param allow_duplicate_ids: accept an id appearing on several lines (the later line updates
         the comment); by default a repeated id is an input error.
@@ -242,7 +246,7 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
             spool.seek(0)
             result["dead_letter_path"] = self._run(upload, spool, plan.path, context, result)
         result.update(upload.tally.as_xcom())
-        self._log_outcome(count, upload.tally)
+        self._log_outcome(count, upload.tally, upload.pacing_text())
         if (upload.tally.rejected or upload.tally.annotations_rejected) and self.fail_on_rejected:
             context["ti"].xcom_push(key="return_value", value=self._pushing(result))
             raise CommunicationsMiningRejectedRecordsError(
@@ -374,17 +378,21 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
 
     def _report_stop(self, upload: UploadEngine, context: Context, result: dict[str, Any]) -> None:
         self.log.error(
-            "The upload stopped after %d of %d comments: %s", upload.tally.done, upload.total, upload.tally.summary()
+            "The upload stopped after %d of %d comments: %s; its requests %s",
+            upload.tally.done,
+            upload.total,
+            upload.tally.summary(),
+            upload.pacing_text(),
         )
         self._log_billing_range(upload.tally)
         if context.get("ti") is not None:
             context["ti"].xcom_push(key="return_value", value=self._pushing({**result, **upload.tally.as_xcom()}))
 
-    def _log_outcome(self, count: int, tally: UploadTally) -> None:
+    def _log_outcome(self, count: int, tally: UploadTally, pacing: str) -> None:
         self.log.info(
             "Uploaded %d comments to %s: %d stored (%d new, %d updated, %d unchanged), %d rejected; "
             "%d with annotations written to %s, %d whose annotations were already there, %d whose annotations "
-            "were refused; %s",
+            "were refused; %s; its requests %s",
             count,
             self.source,
             tally.stored,
@@ -397,6 +405,7 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
             tally.annotations_unchanged,
             tally.annotations_rejected,
             tally.billed_text(),
+            pacing,
         )
         self._log_billing_range(tally)
 

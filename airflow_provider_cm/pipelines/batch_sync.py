@@ -12,7 +12,9 @@ For each batch, :class:`BatchSync`:
 
 1. **batches** the records by count (``batch_size``) and by bytes (``max_batch_bytes``: a batch is
    sent as soon as its records' encoded size, plus one byte each, reaches it), ``concurrency``
-   batches in flight, at most ``concurrency + 1`` held in memory;
+   requests in flight; with ``overlap``, that many more batches may still be in ``after_sync``
+   (the comment upload's label writes) while the next ones are sent, so the requests of one never
+   wait for the other's; at most ``concurrency + overlap + 1`` batches are held in memory;
 2. **halves a refused batch**: when the API refuses a request as a whole (HTTP 400,
    :class:`~airflow_provider_cm.exceptions.CommunicationsMiningBadRequestError`), each half is sent
    again, down to single records; a record refused alone goes to ``on_refused`` (the caller's
@@ -24,9 +26,10 @@ For each batch, :class:`BatchSync`:
    (the batches answered before) and the batch whose answer was lost is counted as possibly
    billed (:meth:`~airflow_provider_cm.pipelines.comments.upload_tally.UploadTally.add_lost_sync`: billed
    comments become a range); the error propagates;
-4. runs the caller's ``after_sync`` on the records stored (the comment upload writes their
-   annotations there), then adds the batch's counts to the run's in one step and logs the
-   **progress line** ``Progress: <done> of <total> <noun> (<percent>%): <summary>``, so a line
+4. runs the caller's ``after_sync`` on the records stored, as soon as their request succeeded and
+   never for a record it did not store (the comment upload writes their annotations there), then
+   adds the batch's counts to the run's in one step and logs the **progress line**
+   ``Progress: <done> of <total> <noun> (<percent>%): <summary>``, so a line
    never mixes a batch still in flight with those done.
 """
 
@@ -113,6 +116,9 @@ class BatchSync(Generic[R]):
     :param batch_size: most records per request.
     :param max_batch_bytes: most bytes of records per request (approximate: a batch closes once it reaches it).
     :param concurrency: requests in flight (1 keeps the records' order: a later record updates an earlier one).
+    :param overlap: batches whose ``after_sync`` may still run while the next ``concurrency`` are sent
+        (0: a batch's ``after_sync`` holds its sender until it ends). Keep 0 where a later batch's
+        ``after_sync`` must follow an earlier one's (records of one id in several batches).
     :param log: where the progress lines and the bisection warnings go.
     :param noun: what the records are, in log lines (``"comments"``, ``"e-mails"``).
     :param total: the records the run will hand to :meth:`run`, for the progress line.
@@ -137,6 +143,7 @@ class BatchSync(Generic[R]):
         batch_size: int,
         max_batch_bytes: int,
         concurrency: int,
+        overlap: int = 0,
         log: logging.Logger | Any,
         noun: str,
         total: int,
@@ -148,10 +155,13 @@ class BatchSync(Generic[R]):
     ) -> None:
         if batch_size < 1 or max_batch_bytes < 1 or concurrency < 1:
             raise ValueError("batch_size, max_batch_bytes and concurrency must be at least 1")
+        if overlap < 0:
+            raise ValueError(f"overlap must not be negative, got {overlap}")
         self.send = send
         self.batch_size = batch_size
         self.max_batch_bytes = max_batch_bytes
         self.concurrency = concurrency
+        self.overlap = overlap
         self.log = log
         self.noun = noun
         self.total = total
@@ -163,15 +173,20 @@ class BatchSync(Generic[R]):
         self.done = 0
         self.refused: list[R] = []
         self.lock = threading.Lock()
+        #: Requests in flight (a batch halved sends several, one at a time).
+        self._sending = threading.Semaphore(concurrency)
 
     def run(self, records: Iterable[R]) -> None:
-        """Send ``records`` in batches, ``concurrency`` at a time; preparing the next batch overlaps sending.
+        """Send ``records`` in batches, ``concurrency`` at a time; preparing the next batch overlaps sending,
+        and sending overlaps the ``after_sync`` of up to ``overlap`` batches sent before.
 
-        :raises CommunicationsMiningError: as ``send`` raises it for a request that failed for good
-            (a refused record is handed to ``on_refused`` instead); what was done before is counted.
+        :raises CommunicationsMiningError: as ``send`` (or ``after_sync``) raises it for a request that
+            failed for good (a refused record is handed to ``on_refused`` instead); what was done before
+            is counted, and batches already sent finish their ``after_sync`` first.
         """
-        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix=self.thread_name_prefix) as pool:
-            run_bounded(pool, self._flush, batches(records, self.batch_size, self.max_batch_bytes), self.concurrency)
+        workers = self.concurrency + self.overlap
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=self.thread_name_prefix) as pool:
+            run_bounded(pool, self._flush, batches(records, self.batch_size, self.max_batch_bytes), workers)
 
     def _flush(self, batch: list[R]) -> None:
         """Send one batch (and the caller's ``after_sync``); add its counts to the run's in one step, then log them."""
@@ -196,7 +211,8 @@ class BatchSync(Generic[R]):
     def _sync(self, records: list[R], tally: UploadTally) -> list[R]:
         """Send the records, halving a refused request; return those stored."""
         try:
-            answer = self.send([record.payload for record in records])
+            with self._sending:
+                answer = self.send([record.payload for record in records])
         except CommunicationsMiningBadRequestError as exc:
             if len(records) == 1:
                 self.on_refused(records[0], exc)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cm.client.annotation_reads import annotation_read_chunks
-from airflow_provider_cm.client.concurrency import AdaptiveConcurrency
+from airflow_provider_cm.client.concurrency import AdaptiveConcurrency, is_throttling
 from airflow_provider_cm.client.pacing import RatePacer
 from airflow_provider_cm.exceptions import (
     CommunicationsMiningApiError,
@@ -31,16 +31,21 @@ from airflow_provider_cm.pipelines.comments.upload_tally import UploadTally
 if TYPE_CHECKING:
     from airflow_provider_cm.hooks.communications_mining import CommunicationsMiningHook
 
-#: Annotation-write requests in flight at the start, and at most, unless the settings say otherwise.
-DEFAULT_ANNOTATION_CONCURRENCY = 16
-DEFAULT_MAX_ANNOTATION_CONCURRENCY = 64
+#: Annotation-write requests in flight at the start (the official CLI's 32 threads: a pace tenants already see
+#: from it; the refusals of a first contact with a rate limit are about the requests in flight then), and at
+#: most, unless the settings say otherwise. Between the two the limit grows by 2 a round trip while latency
+#: stays flat.
+DEFAULT_ANNOTATION_CONCURRENCY = 32
+DEFAULT_MAX_ANNOTATION_CONCURRENCY = 128
+#: Batches whose label writes may still run while the next ones are sent (``sync``).
+LABEL_OVERLAP_BATCHES = 2
 
 
 def annotation_limits(start: int | None, most: int | None) -> tuple[int, int]:
     """The annotation-write limits: ``(requests in flight at the start, the most in flight)``.
 
-    Neither given: 16 growing to 64. ``start`` alone: that many, never more (it still halves on
-    429 or 503, then grows back). ``most`` alone: ``min(16, most)`` growing to ``most``.
+    Neither given: 32 growing to 128. ``start`` alone: that many, never more (it still halves on
+    429 or 503, then grows back). ``most`` alone: ``min(32, most)`` growing to ``most``.
 
     :raises ValueError: for a value below 1, or a start above the most.
     """
@@ -109,17 +114,22 @@ class UploadEngine:
         self.unannotated_ids: list[str] = []
         self.dead_letters = DeadLetters(log=log)
         self.pool: ThreadPoolExecutor
-        #: How many label requests (reads and writes) go at once, and how fast they start after a refusal,
-        #: learned from the tenant's answers.
+        #: One pace for every request of the upload (``sync`` and labels share the tenant's rate limit).
+        self.pacer = RatePacer()
+        #: How many label requests (reads and writes) go at once, learned from the tenant's answers.
         self.limiter = AdaptiveConcurrency(
-            settings.annotation_concurrency, settings.max_annotation_concurrency, pacer=RatePacer()
+            settings.annotation_concurrency,
+            settings.max_annotation_concurrency,
+            pacer=self.pacer,
         )
         self.sync: BatchSync[SpooledRecord] = BatchSync(
-            lambda comments: hook.sync_comments(settings.source, comments),
+            self._send_sync,
             batch_size=settings.batch_size,
             max_batch_bytes=settings.max_batch_bytes,
-            # With allow_duplicate_ids one batch at a time, in file order, so a later line updates an earlier one.
+            # With allow_duplicate_ids one batch at a time, in file order, so a later line updates an earlier one
+            # (and its labels are written after the earlier one's).
             concurrency=1 if settings.allow_duplicate_ids else settings.sync_concurrency,
+            overlap=0 if settings.allow_duplicate_ids or not settings.dataset else LABEL_OVERLAP_BATCHES,
             log=log,
             noun="comments",
             total=total,
@@ -146,7 +156,8 @@ class UploadEngine:
     def run(self, records: Iterator[SpooledRecord]) -> None:
         """Batch the records and upload them, ``sync_concurrency`` batches at a time (see
         :class:`~airflow_provider_cm.pipelines.batch_sync.BatchSync`); each batch's annotations are
-        written before its counts join the run's.
+        written as soon as its ``sync`` succeeded, while the next batches are sent, and only for the
+        comments it stored; its counts join the run's once they are written.
         """
         with ThreadPoolExecutor(max_workers=self.settings.max_annotation_concurrency) as self.pool:
             try:
@@ -186,8 +197,23 @@ class UploadEngine:
     def _log_label_concurrency(self) -> None:
         """Log what the label requests' limiter did (so far, if the upload stops on an error)."""
         if self.settings.dataset:
-            pacing = self.limiter.pacer.report().text() if self.limiter.pacer is not None else "not paced"
-            self.log.info("Label reads and writes: %s; %s", self.limiter.report().text(), pacing)
+            self.log.info("Label reads and writes: %s", self.limiter.report().text())
+
+    def pacing_text(self) -> str:
+        """The refusals (429/503) the upload's requests met and the pace they settled at, for its last log line."""
+        return self.pacer.report().text()
+
+    def _send_sync(self, comments: list[bytes]) -> Any:
+        """One ``sync`` request, paced with the label requests."""
+        self.pacer.wait()
+        answer = self.hook.sync_comments(self.settings.source, comments, observer=self._sync_failed)
+        self.pacer.served()
+        return answer
+
+    def _sync_failed(self, error: BaseException) -> None:
+        if is_throttling(error):
+            self.pacer.refused(getattr(error, "retry_after", None))
+            self.pacer.wait_to_retry(getattr(error, "retry_after", None))
 
     def _uid(self, record: SpooledRecord) -> str:
         return f"{self.source_id}.{record.id}"

@@ -228,7 +228,7 @@ def test_under_a_rate_limit_the_writes_back_off_and_every_label_arrives(
 
 @pytest.mark.parametrize(
     ("start", "most", "expected"),
-    [(None, None, (16, 64)), (8, None, (8, 8)), (None, 4, (4, 4)), (None, 100, (16, 100)), (4, 32, (4, 32))],
+    [(None, None, (32, 128)), (8, None, (8, 8)), (None, 4, (4, 4)), (None, 100, (32, 100)), (4, 32, (4, 32))],
 )
 def test_concurrency_parameters(start, most, expected):
     assert annotation_limits(start, most) == expected
