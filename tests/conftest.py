@@ -76,12 +76,15 @@ FIRST_UNDER_XDIST = (
     "tests/integration/test_crash_safety.py",
     "tests/integration/test_lineage.py",
     "tests/unit/emulator/test_schema.py",
+    "tests/unit/operators/test_upload_labels.py",
     "tests/integration/test_pacing.py",
+    "tests/integration/test_transfers.py",
     "tests/integration/test_oauth.py",
     "tests/integration/test_streams.py",
-    "tests/unit/operators/test_upload_labels.py",
-    "tests/integration/test_transfers.py",
+    "tests/unit/test_airflow_apis.py",
     "tests/integration/test_upload_counts.py",
+    "tests/unit/test_example_dag_assets.py",
+    "tests/integration/test_export_slices.py",
     "tests/integration/test_stream_events.py",
 )
 

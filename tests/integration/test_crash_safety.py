@@ -38,6 +38,13 @@ def run_operator(
     pytest.fail(f"the {cls} ended before {n} requests to {route}: kill earlier")
 
 
+#: The uploads' comments and sync batch size: 16 batches, so a kill after 1, 6 or 14 of them lands early,
+#: mid-way and near the end of the work.
+UPLOADED, UPLOAD_BATCH = 1000, 64
+#: The comments the export and stream tests read (without labels: those tests read comments only); the
+#: export's page and the stream's batch are small enough for hundreds of requests to kill among.
+LOADED, EXPORT_PAGE, STREAM_BATCH = 2000, 8, 10
+
 SYNC = "POST /api/v1/sources/{project}/{name}/sync"
 EXPORT = "POST /api/v1/datasets/{project}/{name}/export"
 ADVANCE = "POST /api/v1/datasets/{project}/{name}/streams/{stream}/advance"
@@ -45,10 +52,15 @@ ADVANCE = "POST /api/v1/datasets/{project}/{name}/streams/{stream}/advance"
 
 @pytest.mark.parametrize("kill_at", [1, 6, 14])
 def test_upload_killed_then_rerun_bills_each_comment_once(kill_at, emulator, hook, tmp_path):
-    records = read_jsonl(BANKING77_JSONL)[:4000]
+    records = read_jsonl(BANKING77_JSONL)[:UPLOADED]
     path = write_jsonl(tmp_path / "in.jsonl", records)
     workspace = new_workspace(hook)
-    kwargs = {"source": workspace.source, "dataset": workspace.dataset, "input_path": str(path), "batch_size": 256}
+    kwargs = {
+        "source": workspace.source,
+        "dataset": workspace.dataset,
+        "input_path": str(path),
+        "batch_size": UPLOAD_BATCH,
+    }
     billed_before = emulator.billed()
     killed = run_operator("comments", "CommunicationsMiningUploadCommentsOperator", kwargs, (emulator, SYNC, kill_at))
     assert killed is None
@@ -72,13 +84,16 @@ def loaded_dataset(emulator, tmp_path_factory) -> Any:
 
     hook = CommunicationsMiningHook()
     workspace = new_workspace(hook)
+    records = [{"comment": r["comment"]} for r in read_jsonl(BANKING77_JSONL)[:LOADED]]
+    path = write_jsonl(tmp_path_factory.mktemp("loaded") / "comments.jsonl", records)
     CommunicationsMiningUploadCommentsOperator(
-        task_id="seed", source=workspace.source, dataset=workspace.dataset, input_path=str(BANKING77_JSONL)
+        task_id="seed", source=workspace.source, dataset=workspace.dataset, input_path=str(path)
     ).execute({})
+    workspace.ids = {r["comment"]["id"] for r in records}
     return workspace
 
 
-@pytest.mark.parametrize("kill_at", [1, 300])
+@pytest.mark.parametrize("kill_at", [1, 60])
 def test_export_killed_leaves_no_partial_file_and_rerun_is_complete(kill_at, emulator, loaded_dataset, tmp_path):
     target = tmp_path / "out" / "export.jsonl"
     kwargs = {
@@ -86,15 +101,15 @@ def test_export_killed_leaves_no_partial_file_and_rerun_is_complete(kill_at, emu
         "output_path": str(target),
         "start": "2026-10-01",
         "end": "2026-11-01",
-        "page_size": 8,
+        "page_size": EXPORT_PAGE,
     }
     module, cls = "datasets", "CommunicationsMiningExportDatasetOperator"
     assert run_operator(module, cls, kwargs, (emulator, EXPORT, kill_at)) is None
     assert not target.exists()  # killed mid-export: no file, not a partial one
     result = run_operator(module, cls, kwargs)
-    assert result is not None and result["count"] == 10003
+    assert result is not None and result["count"] == LOADED
     ids = [line["comment"]["id"] for line in read_jsonl(target)]
-    assert len(ids) == len(set(ids)) == 10003
+    assert len(ids) == len(set(ids)) == LOADED
 
 
 @pytest.mark.parametrize("kill_at", [1, 40])
@@ -107,7 +122,7 @@ def test_stream_fetch_killed_redelivers_and_loses_nothing(kill_at, emulator, hoo
         "dataset": loaded_dataset.dataset,
         "stream": stream,
         "output_path": str(target),
-        "batch_size": 50,
+        "batch_size": STREAM_BATCH,
         "advance": True,
         "max_results": 100_000,
     }
@@ -115,11 +130,11 @@ def test_stream_fetch_killed_redelivers_and_loses_nothing(kill_at, emulator, hoo
     assert run_operator(module, cls, kwargs, (emulator, ADVANCE, kill_at)) is None
     assert not target.exists()  # the final file appears only once the drain is done
     spool = (tmp_path / ".stream.jsonl.drain").read_bytes()
-    assert spool.count(b"\n") >= 50 * kill_at  # every acknowledged batch is on disk for the retry
+    assert spool.count(b"\n") >= STREAM_BATCH * kill_at  # every acknowledged batch is on disk for the retry
     run_operator(module, cls, kwargs)
     ids = [line["comment"]["id"] for line in read_jsonl(target)]
-    assert set(ids) == {r["comment"]["id"] for r in read_jsonl(BANKING77_JSONL)}  # nothing lost
-    assert len(ids) - len(set(ids)) <= 50  # at most the batch in flight at the kill comes twice
+    assert set(ids) == loaded_dataset.ids  # nothing lost
+    assert len(ids) - len(set(ids)) <= STREAM_BATCH  # at most the batch in flight at the kill comes twice
 
 
 @pytest.mark.parametrize("operator_kind", ["upload", "export"])
@@ -145,14 +160,14 @@ def test_emulator_restart_in_the_middle_is_survived(operator_kind, tmp_path, con
         return response.json()["stats"]
 
     process = start_emulator_process(port, state=state)
-    records = read_jsonl(BANKING77_JSONL)[:4000]
+    records = read_jsonl(BANKING77_JSONL)[:UPLOADED]
     path = write_jsonl(tmp_path / "in.jsonl", records)
     try:
         hook = CommunicationsMiningHook("cm_restart")
         workspace = new_workspace(hook)
         upload = CommunicationsMiningUploadCommentsOperator(
             task_id="upload", source=workspace.source, dataset=workspace.dataset, input_path=str(path),
-            batch_size=128, communications_mining_conn_id="cm_restart",
+            batch_size=UPLOADED // 32, communications_mining_conn_id="cm_restart",
         )  # fmt: skip
         export = CommunicationsMiningExportDatasetOperator(
             task_id="export", dataset=workspace.dataset, output_path=str(tmp_path / "out.jsonl"),

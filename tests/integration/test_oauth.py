@@ -7,6 +7,7 @@ import json
 import os
 import time
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from airflow_provider_cm.client.auth import default_token_url
 from airflow_provider_cm.exceptions import CommunicationsMiningAuthError, CommunicationsMiningRateLimitError
 from airflow_provider_cm.hooks.communications_mining import CommunicationsMiningHook
+from tests.conftest import read_jsonl, write_jsonl
 
 CLIENT_ID = "cm-test-app"
 CLIENT_SECRET = "cm-client-secret-" + uuid.uuid4().hex
@@ -89,11 +91,16 @@ def test_async_path_uses_client_credentials(oauth, hook, workspace):
 def test_example_dags_with_short_lived_oauth_tokens_leak_no_secret(
     oauth, airflow_db, hook, monkeypatch, tmp_path, capfd, emulator_log
 ):
-    """Every example DAG on BANKING77 with tokens living 2 s: they expire and are replaced mid-run."""
+    """Every example DAG on three days of BANKING77 (the exported day and one either side, 968 comments) with
+    tokens living 1 s: the hook replaces a token after half of that, so they expire and are replaced mid-task.
+    (The whole corpus through the same DAGs is ``make test-system``.)"""
     from tests.conftest import BANKING77_JSONL
     from tests.system.test_example_dags import DAY, Pipeline, load_dag, rendered_fields, xcom_values
 
-    oauth.admin("POST", "oauth", {"token_lifetime": 2})
+    days = {(DAY + timedelta(days=shift)).date().isoformat() for shift in (-1, 0, 1)}
+    records = [r for r in read_jsonl(BANKING77_JSONL) if r["comment"]["timestamp"][:10] in days]
+    corpus = write_jsonl(tmp_path / "three-days.jsonl", records)
+    oauth.admin("POST", "oauth", {"token_lifetime": 1})
     oauth_conn = json.dumps(
         {
             "conn_type": "communications_mining",
@@ -101,12 +108,12 @@ def test_example_dags_with_short_lived_oauth_tokens_leak_no_secret(
             "extra": {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET},
         }
     )
-    pipeline = Pipeline(hook, tmp_path, json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "w.db")}), "t")
+    pipeline = Pipeline(hook, tmp_path, json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "w.db")}), "t_")
     pipeline.apply(monkeypatch)
     monkeypatch.setenv("AIRFLOW_CONN_COMMUNICATIONS_MINING_DEFAULT", oauth_conn)
     before = oauth.stats()["token_requests"]
-    upload_run, counts = pipeline.upload(BANKING77_JSONL)
-    assert counts["new"] == counts["annotated"] == 10003
+    upload_run, counts = pipeline.upload(corpus)
+    assert counts["new"] == counts["annotated"] == len(records) == 968
     export_run, xcoms = pipeline.export_day(DAY)
     assert xcoms["export_day"]["count"] > 300
     load_run, loaded = pipeline.load_day(DAY)
@@ -119,7 +126,7 @@ def test_example_dags_with_short_lived_oauth_tokens_leak_no_secret(
     monkeypatch.setenv("CM_STREAM_TABLE", "stream_rows")
     stream_run = load_dag("cm_stream_to_warehouse").test()
     drained = xcom_values(stream_run)["drain_into_warehouse"]
-    assert stream_run.state == "success" and (drained["rows_written"], drained["caught_up"]) == (10003, True)
+    assert stream_run.state == "success" and (drained["rows_written"], drained["caught_up"]) == (len(records), True)
     monkeypatch.setenv("CM_EXPECTED_VERSION", str(version))
     messages = tmp_path / "new.jsonl"
     messages.write_text(BANKING77_JSONL.read_text().splitlines()[0] + "\n")

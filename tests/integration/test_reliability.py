@@ -20,7 +20,14 @@ from airflow_provider_cm.operators.datasets import CommunicationsMiningExportDat
 from airflow_provider_cm.operators.streams import CommunicationsMiningStreamFetchOperator
 from tests.conftest import BANKING77_JSONL, TOKEN, new_workspace, read_jsonl, write_jsonl
 
-RECORDS = 2000
+#: Comments per cell, and batch and page sizes that split them into about as many requests as 2,000 comments
+#: at 256 per sync, 100 per export page and 250 per stream batch did: each cell sends the requests and meets
+#: the faults it did (retries taken: 7 sync, 4 label writes, 7 fetch and advance, 10 to 12 export pages for
+#: 9 before: the export's 8 time slices each end on a page of their own), with a quarter of the comments.
+RECORDS = 500
+SYNC_BATCH = 64  # 8 sync requests
+EXPORT_PAGE = 50
+STREAM_BATCH = 63  # 8 stream batches
 CONN_ID = "cm_reliability"
 FAULTS: dict[str, dict[str, Any]] = {
     "429 Retry-After seconds": {"kind": "status", "status": 429, "retry_after": "1"},
@@ -49,7 +56,7 @@ SUMMARY: list[str] = []
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> tuple[Any, list[dict[str, Any]]]:
     records = read_jsonl(BANKING77_JSONL)[:RECORDS]
-    return write_jsonl(tmp_path_factory.mktemp("corpus") / "banking77-2000.jsonl", records), records
+    return write_jsonl(tmp_path_factory.mktemp("corpus") / f"banking77-{RECORDS}.jsonl", records), records
 
 
 #: What the cells of some faults change in the connection, so that each injected fault costs little
@@ -60,7 +67,7 @@ def corpus(tmp_path_factory) -> tuple[Any, list[dict[str, Any]]]:
 #: every k-th call, not for a time, so waiting less meets the same faults; that ``Retry-After`` is
 #: honoured (seconds and dates) is checked on its own in tests/integration/test_hook.py. Not on the
 #: label writes: there the adaptive limiter's pacer also reads the refusals, and four quick retries
-#: made it slow the 2,000 writes down (one run took 20 s instead of 4).
+#: made it slow the label writes down (one run of 2,000 writes took 20 s instead of 4).
 CELL_EXTRAS: dict[str, dict[str, Any]] = {
     "hang": {"timeout": 0.75},
     "retry_after": {"retry_retry_after_cap": 0.25},
@@ -139,7 +146,7 @@ def test_fault_matrix(fault, route, emulator, reliability_conn, corpus, loaded, 
                 source=workspace.source,
                 dataset=workspace.dataset,
                 input_path=str(path),
-                batch_size=256,
+                batch_size=SYNC_BATCH,
                 communications_mining_conn_id=conn_id,
             ).execute(context)
             billed = emulator.billed() - billed_before
@@ -155,7 +162,7 @@ def test_fault_matrix(fault, route, emulator, reliability_conn, corpus, loaded, 
                 output_path=str(tmp_path / "export.jsonl"),
                 start="2026-10-01",
                 end="2026-11-01",
-                page_size=100,
+                page_size=EXPORT_PAGE,
                 communications_mining_conn_id=conn_id,
             ).execute(context)
             delivered = [line["comment"]["id"] for line in read_jsonl(result["path"])]
@@ -169,7 +176,7 @@ def test_fault_matrix(fault, route, emulator, reliability_conn, corpus, loaded, 
                 dataset=loaded.dataset,
                 stream=stream,
                 output_path=str(tmp_path / "stream.jsonl"),
-                batch_size=250,
+                batch_size=STREAM_BATCH,
                 advance=True,
                 max_results=100_000,
                 communications_mining_conn_id=conn_id,
@@ -188,8 +195,9 @@ def test_fault_matrix(fault, route, emulator, reliability_conn, corpus, loaded, 
 
 
 def test_rate_limit_throttles_and_nothing_is_lost(emulator, reliability_conn, corpus, hook, context):
-    """A token bucket of 10 requests/s against 125 sync batches sent two at a time: throttling is
-    certain on any machine (it would take requests slower than 200 ms each to stay under it)."""
+    """A token bucket of 10 requests/s (burst 10) against 32 sync batches sent two at a time: throttling is
+    certain on any machine (it would take requests slower than 200 ms each to stay under it, however many
+    batches follow the burst)."""
     path, records = corpus
     workspace = new_workspace(hook)
     billed_before = emulator.billed()
@@ -208,7 +216,7 @@ def test_rate_limit_throttles_and_nothing_is_lost(emulator, reliability_conn, co
     delivered = [c["comment"]["id"] for c in hook.iter_export(workspace.dataset)]
     billed = emulator.billed() - billed_before
     SUMMARY.append(
-        f"| token bucket, 10 requests/s | POST sync (125 batches) | 1 | {throttled} | "
+        f"| token bucket, 10 requests/s | POST sync ({-(-RECORDS // 16)} batches) | 1 | {throttled} | "
         f"{RECORDS - len(set(delivered))} | {len(delivered) - len(set(delivered))} | {billed - RECORDS} |"
     )
     assert throttled > 0
@@ -218,7 +226,7 @@ def test_rate_limit_throttles_and_nothing_is_lost(emulator, reliability_conn, co
 
 def test_zz_print_matrix(report):
     """Put the measured matrix in the run's summary (runs last in this module)."""
-    report("Reliability matrix (BANKING77, 2,000 comments per cell):")
+    report(f"Reliability matrix (BANKING77, {RECORDS:,} comments per cell):")
     report("| fault | route | runs | retries taken | comments lost | duplicated | billed twice |")
     report("| --- | --- | --- | --- | --- | --- | --- |")
     for line in SUMMARY:

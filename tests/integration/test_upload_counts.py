@@ -198,10 +198,11 @@ def test_an_id_with_a_slash_is_stored_and_labelled(workspace, hook, tmp_path, co
 def test_billed_range_on_banking77_against_the_billing_counter(
     hook, emulator, fast_conn, tmp_path, context, report, fault
 ):
-    """2,000 real comments: a first upload (with the fault on every 3rd sync), then an unchanged rerun."""
+    """500 real comments in 16 syncs of 32: a first upload (with the fault on every 3rd sync), then an unchanged
+    rerun."""
     from tests.conftest import BANKING77_JSONL
 
-    path = write_jsonl(tmp_path / "banking77.jsonl", read_jsonl(BANKING77_JSONL)[:2000])
+    path = write_jsonl(tmp_path / "banking77.jsonl", read_jsonl(BANKING77_JSONL)[:500])
     workspace = new_workspace(hook)
     for run in ("first upload", "rerun"):
         before = emulator.billed()
@@ -210,13 +211,13 @@ def test_billed_range_on_banking77_against_the_billing_counter(
             rule = {"kind": kind, "path_contains": "/sync", "every": 3, **({"status": int(status)} if status else {})}
             emulator.admin("POST", "faults", {"faults": [rule]})
         try:
-            result = upload(workspace, path, batch_size=128, communications_mining_conn_id=fast_conn).execute(context)
+            result = upload(workspace, path, batch_size=32, communications_mining_conn_id=fast_conn).execute(context)
         finally:
             emulator.admin("DELETE", "faults")
         billed = emulator.billed() - before
         low, high = billed_range(result)
         report(
-            f"Billed, BANKING77 2,000 comments, fault {fault or 'none'} on every 3rd sync, {run}: "
+            f"Billed, BANKING77 500 comments, fault {fault or 'none'} on every 3rd sync, {run}: "
             f"new={result['new']} unchanged={result['unchanged']}; billing counter {billed}; "
             f"reported at least {low}, at most {high}"
         )

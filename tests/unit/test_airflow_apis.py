@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -100,6 +101,7 @@ def test_mask_secret_and_xcom_come_from_common_compat():
 #: Run in a fresh interpreter so that import-time warnings fire: Airflow first (its own warnings are not the
 #: provider's), then everything the provider does without a server: every module imported, the provider info
 #: read through ProvidersManager, the connection form built, every example DAG parsed as the DAG processor does.
+#: The probes (modules that warn as a provider module would, for the check's own test) are imported first.
 SCRIPT = r"""
 import importlib, json, os, pkgutil, sys, warnings
 
@@ -107,18 +109,19 @@ import airflow, airflow.sdk  # Airflow's own import-time warnings are not the pr
 from airflow.exceptions import AirflowProviderDeprecationWarning, RemovedInAirflow4Warning
 
 AIRFLOW_DEPRECATIONS = (AirflowProviderDeprecationWarning, RemovedInAirflow4Warning)
-root, examples, probes = sys.argv[1], sys.argv[2], sys.argv[3:]
+examples, probes = sys.argv[1], sys.argv[2:]
 seen = []
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
-    for probe in probes:  # the check's own test: a module that warns as a provider module would
+    for probe in probes:
         importlib.import_module(probe)
     import airflow_provider_cm
     for module in pkgutil.walk_packages(airflow_provider_cm.__path__, "airflow_provider_cm."):
         try:
             importlib.import_module(module.name)
         except ImportError as exc:  # an optional extra that is not installed (the compatibility tier has them all)
-            seen.append({"category": "ImportError", "message": f"{module.name}: {exc}", "file": "", "provider": False})
+            message = f"{module.name}: {exc}"
+            seen.append({"category": "ImportError", "message": message, "file": "", "deprecation": False})
     from airflow.providers_manager import ProvidersManager
     manager = ProvidersManager()
     info = manager.providers["airflow-provider-cm"]
@@ -131,20 +134,31 @@ with warnings.catch_warnings(record=True) as caught:
     assert bag.dags and not bag.import_errors, bag.import_errors
     parse = [text for texts in bag.captured_warnings.values() for text in texts]
 for item in caught:
-    file = str(item.filename)
     seen.append({
         "category": f"{item.category.__module__}.{item.category.__qualname__}",
         "message": str(item.message),
-        "file": f"{file}:{item.lineno}",
+        "file": f"{item.filename}:{item.lineno}",
         "airflow": issubclass(item.category, AIRFLOW_DEPRECATIONS),
-        "provider": file.startswith(root) and issubclass(item.category, DeprecationWarning),
+        "deprecation": issubclass(item.category, DeprecationWarning),
     })
 print(json.dumps({"warnings": seen, "parse_warnings": parse, "dags": len(bag.dags)}))
 """
 
+#: The probe of the check's own test: a module that warns at import as a provider module would.
+PROBE = "cm_deprecation_probe"
 
-def deprecations(tmp_path: Path, root: Path = PACKAGE, probes: tuple[str, ...] = ()) -> list[object]:
-    """The deprecation warnings :data:`SCRIPT` sees that are Airflow's or warned from code under ``root``."""
+
+@pytest.fixture(scope="module")
+def warnings_seen(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
+    """What :data:`SCRIPT` saw, run once for the module with :data:`PROBE` (a fresh interpreter importing all of
+    Airflow costs seconds); and the folder of the probe, which is no part of the provider."""
+    tmp_path = tmp_path_factory.mktemp("deprecations")
+    (tmp_path / f"{PROBE}.py").write_text(
+        "import warnings\nfrom airflow.exceptions import RemovedInAirflow4Warning\n"
+        "warnings.warn('probe of Airflow 4', RemovedInAirflow4Warning, stacklevel=1)\n"
+        "warnings.warn('probe of a library', DeprecationWarning, stacklevel=1)\n",
+        encoding="utf-8",
+    )
     env = {
         **os.environ,
         "AIRFLOW_HOME": str(tmp_path),
@@ -152,7 +166,7 @@ def deprecations(tmp_path: Path, root: Path = PACKAGE, probes: tuple[str, ...] =
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
     }
     done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(root), str(ROOT / "example_dags"), *probes],
+        [sys.executable, "-c", SCRIPT, str(ROOT / "example_dags"), PROBE],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -162,31 +176,37 @@ def deprecations(tmp_path: Path, root: Path = PACKAGE, probes: tuple[str, ...] =
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["dags"] >= 5
-    bad: list[object] = [w for w in report["warnings"] if w.get("airflow") or w.get("provider")]
+    return report, tmp_path
+
+
+def deprecations(report: dict[str, Any], root: Path, leave_out: Path | None = None) -> list[Any]:
+    """The deprecation warnings in ``report`` that are Airflow's or warned from code under ``root``; those warned
+    from code under ``leave_out`` left out (the probe's, when the provider's own are wanted)."""
+    warned = [w for w in report["warnings"] if not (leave_out and w["file"].startswith(str(leave_out)))]
+    bad: list[Any] = [w for w in warned if w.get("airflow") or (w["deprecation"] and w["file"].startswith(str(root)))]
     bad += [w for w in report["parse_warnings"] if "Deprecat" in w or "RemovedInAirflow4" in w]
     return bad
 
 
-def test_the_provider_triggers_no_deprecation_of_airflow(tmp_path):
+def test_the_provider_triggers_no_deprecation_of_airflow(warnings_seen: tuple[dict[str, Any], Path]) -> None:
     """Importing, registering and parsing the provider's DAGs triggers no AirflowProviderDeprecationWarning,
     no RemovedInAirflow4Warning and no deprecation warned from the provider's own code, on this Airflow.
 
     Running tasks is covered by pyproject's ``filterwarnings``: every test of the suite fails on a
     deprecation warned from the provider's modules.
     """
-    bad = deprecations(tmp_path)
+    report, probe_folder = warnings_seen
+    bad = deprecations(report, PACKAGE, leave_out=probe_folder)
     assert not bad, f"on Airflow {AIRFLOW_VERSION} the provider triggers deprecations:\n" + json.dumps(bad, indent=1)
 
 
-def test_the_deprecation_check_sees_an_airflow_deprecation_warned_from_provider_code(tmp_path):
+def test_the_deprecation_check_sees_an_airflow_deprecation_warned_from_provider_code(
+    warnings_seen: tuple[dict[str, Any], Path],
+) -> None:
     """The check above can fail: a RemovedInAirflow4Warning, or a plain DeprecationWarning, warned from code under
-    the provider's root is reported (here a probe module stands for a provider module)."""
-    (tmp_path / "cm_deprecation_probe.py").write_text(
-        "import warnings\nfrom airflow.exceptions import RemovedInAirflow4Warning\n"
-        "warnings.warn('probe of Airflow 4', RemovedInAirflow4Warning, stacklevel=1)\n"
-        "warnings.warn('probe of a library', DeprecationWarning, stacklevel=1)\n",
-        encoding="utf-8",
-    )
-    bad = deprecations(tmp_path, root=tmp_path, probes=("cm_deprecation_probe",))
+    the provider's root is reported (here the probe module, imported in the same interpreter, stands for a
+    provider module, and its folder for the provider's root)."""
+    report, probe_folder = warnings_seen
+    bad = deprecations(report, root=probe_folder)
     messages = sorted(w["message"] for w in bad if isinstance(w, dict))
     assert messages == ["probe of Airflow 4", "probe of a library"], bad

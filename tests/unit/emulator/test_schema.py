@@ -3,8 +3,9 @@
 For every API operation the document lists, schemathesis generates requests (valid and invalid
 bodies, query and path parameters) from the document and checks each answer: never a 5xx, always
 a status the operation documents, with the documented content type and a body that matches the
-documented schema. The run is bounded (examples per operation), seeded and derandomized, so it
-finds the same cases every time.
+documented schema. In ``make test`` the run is bounded (a few examples per operation), seeded and
+derandomized, so it finds the same cases every time; ``make fuzz`` (``HYPOTHESIS_PROFILE=fuzz``,
+:mod:`tests.fuzzing`) runs it on many more random examples per operation.
 
 The fuzz runs against an emulator application of its own, in this process (schemathesis's ASGI
 client, a ``requests`` session whose transport calls the application: no socket, no server
@@ -36,12 +37,16 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.conftest import TOKEN, make_record
+from tests.fuzzing import PROFILE
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 SEED = 20261122
-#: Examples per operation and mode: more where there is a body or a query to vary.
-EXAMPLES_WITH_INPUT = 30
-EXAMPLES_WITHOUT_INPUT = 8
+#: Examples per operation and mode: more where there is a body or a query to vary. Generating a body from
+#: the schema costs most of the run (up to 0.2 s an example), so ``make test`` sends 12 and 4, the
+#: same seeded ones every run; ``make fuzz`` 100 and 25, random ones.
+FUZZING = PROFILE == "fuzz"
+EXAMPLES_WITH_INPUT = 100 if FUZZING else 12
+EXAMPLES_WITHOUT_INPUT = 25 if FUZZING else 4
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 PROJECT, SOURCE, DATASET, COMMENT, STREAM = "fuzz", "inbox", "support", "c1", "watch"
@@ -193,13 +198,13 @@ RUNS = [(label, GenerationMode.POSITIVE) for label in sorted(OPERATIONS)] + [
 def test_every_operation_answers_as_documented(label: str, mode: GenerationMode, target: Target) -> None:
     operation = OPERATIONS[label]
 
-    @seed(SEED)
     @settings(
-        derandomize=True,
+        derandomize=not FUZZING,
         max_examples=EXAMPLES_WITH_INPUT if _takes_input(label) else EXAMPLES_WITHOUT_INPUT,
         deadline=None,
         database=None,
         suppress_health_check=list(HealthCheck),
+        print_blob=FUZZING,
     )
     @given(case=operation.as_strategy(mode))
     def fuzz(case: Any) -> None:
@@ -210,7 +215,7 @@ def test_every_operation_answers_as_documented(label: str, mode: GenerationMode,
         if case.method.upper() == "DELETE" or operation.path == "/api/v1/datasets/{project}/{name}":
             target.ensure()
 
-    fuzz()
+    (fuzz if FUZZING else seed(SEED)(fuzz))()
 
 
 def test_the_document_covers_every_api_route_and_hides_the_emulator_routes(target: Target) -> None:
