@@ -195,6 +195,25 @@ class SqlWarehouse:
 
     # -- reading ----------------------------------------------------------------------------------
 
+    def check_dataset(self, connection: Connection, dataset: str) -> None:
+        """Refuse to load ``dataset`` into tables that hold another dataset's loads.
+
+        The tables have no dataset column: a reconcile marks deleted every comment of the tables it
+        did not read, so a second dataset in the same tables would have its comments marked deleted
+        by the first one's reconcile. One dataset per schema or table prefix.
+
+        :raises WarehouseSchemaError: naming the dataset the tables hold and the fix.
+        """
+        loads = self.tables[LOADS.name]
+        query = sa.select(loads.c.dataset).where(loads.c.dataset != dataset).limit(1)
+        other = connection.execute(query).scalar()
+        if other is not None:
+            raise WarehouseSchemaError(
+                f"the warehouse tables {loads.fullname!r} and the others of this prefix hold dataset {other!r}, "
+                f"not {dataset!r}: a reconcile of one would mark the other's comments deleted. Load each dataset "
+                "into its own schema or table prefix"
+            )
+
     def last_load(self, dataset: str, *, mode: str | None = None) -> LoadInfo | None:
         """The latest load of ``dataset`` recorded in the ``loads`` table (of ``mode``, if given).
 
@@ -391,6 +410,7 @@ class SqlWarehouse:
         counts = LoadCounts()
         with self.engine.begin() as connection:
             self.prepare(connection)
+            self.check_dataset(connection, info.dataset)
             seen = self._seen_table(connection) if reconcile else None
             for page in pages:
                 now = datetime.now(timezone.utc)

@@ -391,3 +391,15 @@ def test_a_dataset_whose_labels_have_no_metadata_still_loads(hook, emulator, tar
         labels = target.warehouse.tables["comment_labels"]
         found = connection.execute(sa.select(labels.c.metadata).where(labels.c.kind == "assigned")).scalars().all()
     assert len(found) >= 20 and set(found) == {None}
+
+
+def test_a_second_dataset_is_refused_from_tables_that_hold_another(hook, emulator, tenant, target):
+    """A reconcile would mark the other dataset's comments deleted: one dataset per schema or prefix."""
+    run(target.transfer("first", tenant.dataset, mode="reconcile"))
+    other = new_workspace(hook)
+    build_tenant(hook, emulator, other, 5)
+    with pytest.raises(WarehouseSchemaError, match=f"hold dataset '{tenant.dataset}'.*own schema or table prefix"):
+        run(target.transfer("second", other.dataset, mode="reconcile"))
+    assert run(target.transfer("again", tenant.dataset, mode="reconcile"))["rows_marked_deleted"] == 0
+    elsewhere = target.transfer("second", other.dataset, mode="reconcile", table_prefix="cm_other_")
+    assert run(elsewhere)["rows_read"] == 5
