@@ -21,6 +21,7 @@ at ``latency`` (100 ms a request by default) the benchmark measures, each in a f
 
     python benchmarks/run.py --only warehouse [--warehouse-comments 200000]
     CM_BENCH_WAREHOUSE_COMMENTS=20000 python benchmarks/run.py --only warehouse
+    CM_BENCH_WAREHOUSE_TARGETS=postgresql python benchmarks/run.py --only warehouse
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ from benchmarks.harness import ROOT, Emulator, banking77_records, timed_result
 #: The comments of the default run (``--warehouse-comments`` or this variable change it).
 DEFAULT_COMMENTS = int(os.environ.get("CM_BENCH_WAREHOUSE_COMMENTS", "200000"))
 POSTGRES_SERVER = os.environ.get("CM_BENCH_POSTGRES_SERVER", "postgresql://postgres@127.0.0.1:5432")
+#: The warehouses measured at full size: ``sqlite``, ``postgresql`` or both (comma-separated).
+TARGETS = set(os.environ.get("CM_BENCH_WAREHOUSE_TARGETS", "sqlite,postgresql").split(","))
 LABELLED = 300
 START, END = "2026-10-01T00:00:00Z", "2026-11-01T00:00:00Z"
 
@@ -293,21 +296,24 @@ def run(emulator: Emulator, latency: float = 0.1, count: int = DEFAULT_COMMENTS,
     rows: list[dict] = []
     postgres = postgres_database()
     with tempfile.TemporaryDirectory() as tmp:
-        warehouses: dict[str, tuple[str, str | None]] = {"SQLite file": (f"sqlite:///{tmp}/warehouse.db", None)}
-        if postgres:
+        warehouses: dict[str, tuple[str, str | None]] = {}
+        if "sqlite" in TARGETS:
+            warehouses["SQLite file"] = (f"sqlite:///{tmp}/warehouse.db", None)
+        if postgres and "postgresql" in TARGETS:
             warehouses["PostgreSQL"] = (postgres, None)
         try:
             dataset = seed(emulator, count)
             found, results = measure_reconcile(emulator, dataset, count, latency, warehouses)
             rows += found
-            if quarter and count >= 4 * 256:
+            name = "SQLite file"
+            if quarter and count >= 4 * 256 and name in warehouses:  # its own file: a reconcile owns its tables
                 small = seed(emulator, count // 4)
-                small_url = {"SQLite file": (f"sqlite:///{tmp}/quarter.db", None)}
-                _, small_results = measure_reconcile(emulator, small, count // 4, latency, small_url)
-                full, part = results["SQLite file"], small_results["SQLite file"]
+                quarter_url = {name: (f"sqlite:///{tmp}/quarter.db", None)}
+                _, small_results = measure_reconcile(emulator, small, count // 4, latency, quarter_url)
+                full, part = results[name], small_results[name]
                 rows.append(
                     _row(
-                        f"reconcile peak RSS growth at {count // 4:,} and {count:,} comments (SQLite file)",
+                        f"reconcile peak RSS growth at {count // 4:,} and {count:,} comments ({name})",
                         latency,
                         "",
                         f"{part['peak_mb']:.0f} MB at {count // 4:,}; {full['peak_mb']:.0f} MB at {count:,}",

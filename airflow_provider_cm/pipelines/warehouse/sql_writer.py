@@ -411,6 +411,11 @@ class SqlWarehouse:
         with self.engine.begin() as connection:
             self.prepare(connection)
             self.check_dataset(connection, info.dataset)
+            if self.engine.dialect.name == "postgresql":
+                # Every statement of a load finds rows by key. Without statistics (tables filled in
+                # this transaction, or not analyzed yet) PostgreSQL's planner would scan a whole
+                # table for each page's lookup: a load of N comments would cost N squared.
+                connection.execute(sa.text("SET LOCAL enable_seqscan = off"))
             seen = self._seen_table(connection) if reconcile else None
             for page in pages:
                 now = datetime.now(timezone.utc)
