@@ -241,7 +241,8 @@ class CommunicationsMiningToSqlOperator(CommunicationsMiningBaseOperator):
     :raises ValueError: for a bad window, mode, name or argument (before anything is read or written).
     :raises TypeError: if ``sql_conn_id`` is not a SQL database connection.
     :raises WarehouseSchemaError: if an existing table cannot hold the typed model (naming the
-        column and the fix; nothing written).
+        column and the fix), or the tables hold another dataset's loads (one dataset per schema or
+        ``table_prefix``); nothing is written.
     :raises CommunicationsMiningTagError: if ``model_version`` is a tag that cannot be resolved.
     :raises CommunicationsMiningApiError: if the API fails after retries (the transaction is rolled back).
     """
