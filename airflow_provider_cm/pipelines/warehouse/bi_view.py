@@ -18,6 +18,9 @@ from sqlalchemy.engine import Dialect
 from airflow_provider_cm.pipelines.warehouse.model import DELETED_AT
 from airflow_provider_cm.pipelines.warehouse.sql_tables import build_tables
 
+#: The view's name in the database (after the tables' prefix).
+VIEW_NAME = "comment_label_probabilities"
+
 #: The comment columns the view shows before the label columns.
 VIEW_COMMENT_COLUMNS = (
     "uid",
@@ -84,7 +87,7 @@ def wide_view_ddl(
     dialect: Dialect,
     labels: Sequence[str],
     *,
-    view: str = "comment_label_probabilities",
+    view: str = VIEW_NAME,
     prefix: str = "",
     schema: str | None = None,
 ) -> list[str]:

@@ -24,6 +24,7 @@ as the previous load left them.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -32,6 +33,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from airflow_provider_cm.pipelines.warehouse.bi_view import VIEW_NAME, wide_view_ddl
 from airflow_provider_cm.pipelines.warehouse.model import (
     COMMENTS,
     DATA_TABLES,
@@ -47,6 +49,7 @@ from airflow_provider_cm.pipelines.warehouse.sql_tables import build_tables, col
 
 #: uids per ``IN (...)`` query.
 CHUNK = 500
+_LOG = logging.getLogger(__name__)
 
 
 class WarehouseSchemaError(ValueError):
@@ -122,10 +125,12 @@ class SqlWarehouse:
         compiles the model's types for should work).
     :param schema: the database schema of the tables (``None``: the connection's default).
     :param prefix: put before every table name (``"cm_"`` gives ``cm_comments``, ``cm_loads``...).
+    :param bi_view: refresh the wide view for BI tools at the end of each load (:meth:`refresh_view`).
     """
 
-    def __init__(self, engine: Engine, *, schema: str | None = None, prefix: str = "") -> None:
+    def __init__(self, engine: Engine, *, schema: str | None = None, prefix: str = "", bi_view: bool = True) -> None:
         self.engine = engine
+        self.bi_view = bi_view
         self.schema = schema
         self.prefix = prefix
         self.metadata = sa.MetaData(schema=schema)
@@ -448,4 +453,38 @@ class SqlWarehouse:
                     "finished_at": datetime.now(timezone.utc),
                 },
             )
+            if self.bi_view:
+                self.refresh_view(connection)
         return counts
+
+    def view_labels(self, connection: Connection) -> list[str]:
+        """The labels of the wide view: every label a comment not marked deleted has (assigned or predicted), sorted."""
+        labels = self.tables["comment_labels"]
+        query = (
+            sa.select(labels.c.label)
+            .where(labels.c[DELETED_AT].is_(None), labels.c.kind.in_(("assigned", "predicted")))
+            .distinct()
+            .order_by(labels.c.label)
+        )
+        return list(connection.execute(query).scalars())
+
+    def refresh_view(self, connection: Connection) -> str | None:
+        """Create (or replace) the wide view for BI tools, ``<prefix>comment_label_probabilities``.
+
+        One row per comment not marked deleted, its fields, then one column per label of
+        :meth:`view_labels` with its predicted probability, 0 where not predicted
+        (:mod:`~airflow_provider_cm.pipelines.warehouse.bi_view`). Labels that would share a column
+        (names differing only in case) leave the view as it was, with a warning naming them.
+
+        :return: the view's name, or ``None`` when it was left as it was.
+        """
+        try:
+            statements = wide_view_ddl(
+                self.engine.dialect, self.view_labels(connection), prefix=self.prefix, schema=self.schema
+            )
+        except ValueError as error:
+            _LOG.warning("The BI view was left as it was: %s", error)
+            return None
+        for statement in statements:
+            connection.execute(sa.text(statement))
+        return f"{self.prefix}{VIEW_NAME}"

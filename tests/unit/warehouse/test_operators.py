@@ -403,3 +403,22 @@ def test_a_second_dataset_is_refused_from_tables_that_hold_another(hook, emulato
     assert run(target.transfer("again", tenant.dataset, mode="reconcile"))["rows_marked_deleted"] == 0
     elsewhere = target.transfer("second", other.dataset, mode="reconcile", table_prefix="cm_other_")
     assert run(elsewhere)["rows_read"] == 5
+
+
+def test_each_load_refreshes_the_wide_view_for_bi_tools(hook, emulator, tenant, target):
+    """``cm_comment_label_probabilities``: a row per live comment, a column per label (its probability, 0 if none)."""
+    run(target.transfer("load", tenant.dataset, mode="reconcile"))
+    changes = activity(emulator, tenant.dataset, LATER, seed=5, new_comments=0, late_uploads=0, relabels=0, deletions=2)
+    run(target.transfer("load", tenant.dataset, mode="reconcile"))
+    view = f"{target.schema}.cm_comment_label_probabilities" if target.schema else "cm_comment_label_probabilities"
+    with target.warehouse.engine.connect() as connection:
+        rows = {r.uid: r._mapping for r in connection.execute(sa.text(f"SELECT * FROM {view}"))}
+    exported = export_all(hook, tenant)
+    assert set(rows) == {item["comment"]["uid"] for item in exported} and not set(changes["deleted"]) & set(rows)
+    with target.warehouse.engine.connect() as connection:
+        labels = target.warehouse.view_labels(connection)
+    assert len(labels) > 10
+    for item in exported:
+        predicted = {p["name"]: p["probability"] for p in item["predictions"]["labels"]}
+        for label in labels:
+            assert rows[item["comment"]["uid"]][label] == pytest.approx(predicted.get(label, 0.0)), label
