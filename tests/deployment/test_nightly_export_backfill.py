@@ -55,7 +55,7 @@ def backfill(deployment: Deployment) -> dict[str, Any]:
     # A warehouse without the table: the backfill's first loads create it, as on a first install.
     Postgres.execute(
         "DROP TABLE IF EXISTS cm_comments, cm_comment_labels, cm_comment_entities, cm_comment_user_properties,"
-        " cm_loads",
+        " cm_loads CASCADE",  # and the BI view on them
         deployment.warehouse_db,
     )
     body = {

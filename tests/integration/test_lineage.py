@@ -214,7 +214,7 @@ def runs(emulator, airflow_db, tmp_path_factory) -> Any:
                 typed = ("comments", "comment_labels", "comment_entities", "comment_user_properties", "loads")
                 prefix = runs.postgres_tables["comments"]
                 for table in [runs.postgres_tables["stream"], *(prefix + name for name in typed)]:
-                    cursor.execute(f"DROP TABLE IF EXISTS {table}")
+                    cursor.execute(f"DROP TABLE IF EXISTS {table} CASCADE")  # and the BI view
             connection.commit()
             connection.close()
         hook.close()

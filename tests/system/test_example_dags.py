@@ -311,7 +311,7 @@ def test_nightly_export_into_postgres(sqlite_pipeline, records, monkeypatch):
     finally:
         with connection.cursor() as cursor:
             for name in ("comments", "comment_labels", "comment_entities", "comment_user_properties", "loads"):
-                cursor.execute(f"DROP TABLE IF EXISTS {prefix}{name}")
+                cursor.execute(f"DROP TABLE IF EXISTS {prefix}{name} CASCADE")  # and the BI view
         connection.commit()
         connection.close()
 
