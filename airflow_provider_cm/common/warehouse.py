@@ -17,7 +17,6 @@ from airflow_provider_cm.api.times import api_time
 from airflow_provider_cm.client.user_times import to_utc
 from airflow_provider_cm.client.windows import export_window
 from airflow_provider_cm.pipelines.warehouse.freshness import EARLIEST, LATEST, MODES
-from airflow_provider_cm.pipelines.warehouse.sql_writer import LoadCounts, LoadInfo
 
 #: The lookback a ``lookback`` load re-reads when none is given (days before the window).
 DEFAULT_LOOKBACK_DAYS = 7
@@ -178,27 +177,3 @@ def context_value(context: Mapping[str, Any], name: str) -> str | None:
     if value is None and context.get("ti") is not None:
         value = getattr(context["ti"], name, None)
     return str(value) if value is not None else None
-
-
-def loads_row(
-    info: LoadInfo, counts: LoadCounts, start: datetime | None, end: datetime | None, started: datetime
-) -> dict[str, Any]:
-    """The ``loads`` row of a load written to files (the SQL warehouse writes its own)."""
-    return {
-        "load_id": info.load_id,
-        "dag_id": info.dag_id,
-        "run_id": info.run_id,
-        "task_id": info.task_id,
-        "dataset": info.dataset,
-        "mode": info.mode,
-        "window_start": start,
-        "window_end": end,
-        "model_version": info.model_version,
-        "rows_read": counts.rows_read,
-        "rows_written": counts.rows_written,
-        "rows_unchanged": counts.rows_unchanged,
-        "rows_marked_deleted": counts.rows_marked_deleted,
-        "pages": counts.pages,
-        "started_at": started,
-        "finished_at": datetime.now(timezone.utc),
-    }

@@ -21,7 +21,6 @@ from airflow_provider_cm.common.warehouse import (
     check_mode,
     check_model_version,
     context_value,
-    loads_row,
     mode_range,
     parquet_file_name,
     whole_dataset_bounds,
@@ -38,7 +37,7 @@ from airflow_provider_cm.pipelines.warehouse.freshness import (
     resolve_version,
 )
 from airflow_provider_cm.pipelines.warehouse.model import DATA_TABLES
-from airflow_provider_cm.pipelines.warehouse.sql_writer import LoadCounts, LoadInfo
+from airflow_provider_cm.pipelines.warehouse.sql_writer import LoadCounts, LoadInfo, loads_row
 
 #: What the export writes: the API's own JSON lines, the flat CSV, or the typed model in Parquet.
 OUTPUT_FORMATS = ("jsonl", "csv", "parquet")
@@ -285,6 +284,7 @@ class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator
 
         version = resolve_version(self.hook, self.dataset, self.model_version)
         name = parquet_file_name(start, end, context.get("data_interval_end"))
+        span = export_range(self.mode, start, end, lookback_days=self.lookback_days)
         info = LoadInfo(
             load_id=uuid.uuid4().hex,
             dataset=self.dataset,
@@ -293,6 +293,8 @@ class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator
             run_id=context_value(context, "run_id"),
             task_id=self.task_id,
             model_version=version,
+            window_start=span.start,
+            window_end=span.end,
         )
         counts = LoadCounts()
         started = datetime.now(timezone.utc)
@@ -315,11 +317,10 @@ class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator
                 writer.write(rows)
                 counts.rows_read += len(rows.uids)
                 counts.pages += 1
-            span = export_range(self.mode, start, end, lookback_days=self.lookback_days)
             written = dict(writer.rows_written)
             for table, rows_of_table in written.items():
                 counts.add(table, "written", rows_of_table)
-            writer.write_loads([loads_row(info, counts, span.start, span.end, started)])
+            writer.write_loads([loads_row(info, counts, started)])
         files = {table: path_as_given(self.output_path, path) for table, path in writer.paths.items()}
         self.log.info(
             "Wrote %d comments of %s (%s, predictions of %s) as Parquet: %s",

@@ -97,6 +97,28 @@ class LoadCounts:
             self.rows_marked_deleted += count
 
 
+def loads_row(info: LoadInfo, counts: LoadCounts, started: datetime) -> dict[str, Any]:
+    """The ``loads`` table's row of a load that finished now (the SQL warehouse's and the Parquet files')."""
+    return {
+        "load_id": info.load_id,
+        "dag_id": info.dag_id,
+        "run_id": info.run_id,
+        "task_id": info.task_id,
+        "dataset": info.dataset,
+        "mode": info.mode,
+        "window_start": info.window_start,
+        "window_end": info.window_end,
+        "model_version": info.model_version,
+        "rows_read": counts.rows_read,
+        "rows_written": counts.rows_written,
+        "rows_unchanged": counts.rows_unchanged,
+        "rows_marked_deleted": counts.rows_marked_deleted,
+        "pages": counts.pages,
+        "started_at": started,
+        "finished_at": datetime.now(timezone.utc),
+    }
+
+
 def _accepts(kind: str, found: Any, dialect: str) -> bool:
     if kind == "text":
         return isinstance(found, sa.String)
@@ -432,27 +454,7 @@ class SqlWarehouse:
                     connection, seen, datetime.now(timezone.utc), counts, reconcile_range, reconcile_sources
                 )
                 seen.drop(connection)
-            connection.execute(
-                self.tables[LOADS.name].insert(),
-                {
-                    "load_id": info.load_id,
-                    "dag_id": info.dag_id,
-                    "run_id": info.run_id,
-                    "task_id": info.task_id,
-                    "dataset": info.dataset,
-                    "mode": info.mode,
-                    "window_start": info.window_start,
-                    "window_end": info.window_end,
-                    "model_version": info.model_version,
-                    "rows_read": counts.rows_read,
-                    "rows_written": counts.rows_written,
-                    "rows_unchanged": counts.rows_unchanged,
-                    "rows_marked_deleted": counts.rows_marked_deleted,
-                    "pages": counts.pages,
-                    "started_at": started,
-                    "finished_at": datetime.now(timezone.utc),
-                },
-            )
+            connection.execute(self.tables[LOADS.name].insert(), loads_row(info, counts, started))
             if self.bi_view:
                 self.refresh_view(connection)
         return counts
