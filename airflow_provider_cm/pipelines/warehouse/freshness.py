@@ -126,6 +126,7 @@ class RowExport(Iterator[CommentRows]):
         prediction_threshold: float = DEFAULT_PREDICTION_THRESHOLD,
         load_id: str | None = None,
         source_ids: Sequence[str] | None = None,
+        build_rows: bool = True,
     ) -> None:
         if not 1 <= page_size <= MAX_EXPORT_LIMIT:
             raise ValueError(f"page_size must be between 1 and {MAX_EXPORT_LIMIT}, got {page_size}")
@@ -137,6 +138,7 @@ class RowExport(Iterator[CommentRows]):
         self.page_size = page_size
         self.threshold = prediction_threshold
         self.source_ids = list(source_ids) if source_ids else None
+        self.build_rows = build_rows
         self.model_version = resolve_version(hook, dataset, model_version)
         self.load_id = load_id or uuid.uuid4().hex
         self.pages = 0
@@ -169,7 +171,7 @@ class RowExport(Iterator[CommentRows]):
             self._rows = self._serial() if self.concurrency == 1 else self._sliced()
         rows = next(self._rows)
         self.pages += 1
-        self.comments += len(rows.tables["comments"])
+        self.comments += len(rows.uids)
         return rows
 
     def close(self) -> None:
@@ -193,13 +195,16 @@ class RowExport(Iterator[CommentRows]):
                 p["uid"]: {"labels": [{**label, "name": label_name(label["name"])} for label in p.get("labels") or []]}
                 for p in answer
             }
-        return page_rows(
+        rows = page_rows(
             page,
             load_id=self.load_id,
             extracted_at=extracted_at,
             model_version=self.model_version,
             predictions_by_uid=predictions,
         )
+        if self.build_rows:
+            rows.tables  # noqa: B018 (built here, in the worker)
+        return rows
 
     def _serial(self) -> Iterator[CommentRows]:
         bounds: dict[str, Any] = {}
@@ -313,6 +318,7 @@ def export_rows(
     prediction_threshold: float = DEFAULT_PREDICTION_THRESHOLD,
     load_id: str | None = None,
     source_ids: Sequence[str] | None = None,
+    build_rows: bool = True,
 ) -> RowExport:
     """The rows of every comment a load in ``mode`` reads, one :class:`CommentRows` per page, in time order.
 
@@ -335,6 +341,8 @@ def export_rows(
     :param prediction_threshold: the lowest probability loaded from ``predict-comments``.
     :param load_id: the id stamped on every row; a new one if not given.
     :param source_ids: only comments of these source ids (the export's ``source_ids`` filter).
+    :param build_rows: build each page's rows in the slice's worker; ``False`` leaves them to be
+        built when first read (a SQL load builds only the comments whose hash it has not stored).
     :return: an iterator of each page's rows (pages may be shorter than ``page_size``).
     :raises ValueError: for a bad mode, window, page size or concurrency (at once).
     :raises CommunicationsMiningTagError: if the tag cannot be resolved (at once).
@@ -354,6 +362,7 @@ def export_rows(
         prediction_threshold=prediction_threshold,
         load_id=load_id,
         source_ids=source_ids,
+        build_rows=build_rows,
     )
 
 
@@ -408,6 +417,7 @@ def load_dataset(
         export_concurrency=export_concurrency,
         prediction_threshold=prediction_threshold,
         source_ids=source_ids,
+        build_rows=False,
     )
     info = rows.load_info(dag_id=dag_id, run_id=run_id, task_id=task_id)
     span = rows.range

@@ -66,6 +66,8 @@ LOAD_ID = "_cm_load_id"
 EXTRACTED_AT = "_cm_extracted_at"
 ROW_HASH = "_cm_row_hash"
 DELETED_AT = "_cm_deleted_at"
+#: On ``comments`` only: the hash of the comment as the API gave it (see ``rows.comment_hash``).
+COMMENT_HASH = "_cm_comment_hash"
 
 #: On every row of every data table.
 METADATA_COLUMNS = (
@@ -74,7 +76,13 @@ METADATA_COLUMNS = (
     Column(ROW_HASH, "text", nullable=False, doc="SHA-256 of the row's data columns (see ``row_hash``)"),
     Column(DELETED_AT, "time", doc="when a load found the row gone from the platform; null while it exists"),
 )
-METADATA_NAMES = frozenset(c.name for c in METADATA_COLUMNS)
+COMMENT_HASH_COLUMN = Column(
+    COMMENT_HASH,
+    "text",
+    doc="SHA-256 of the comment as the API gave it (its export item and the predictions loaded, with their"
+    " version): a load that reads it unchanged builds and compares none of its rows",
+)
+METADATA_NAMES = frozenset(c.name for c in METADATA_COLUMNS) | {COMMENT_HASH}
 
 COMMENTS = TableSpec(
     "comments",
@@ -95,6 +103,7 @@ COMMENTS = TableSpec(
             "model_version", "integer", doc="the pinned version its predictions came from; null: the export's latest"
         ),
         *METADATA_COLUMNS,
+        COMMENT_HASH_COLUMN,
     ),
     "one row per comment",
 )

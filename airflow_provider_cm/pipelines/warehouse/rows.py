@@ -13,14 +13,18 @@ them with that version, and every predicted label row names it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+import hashlib
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
+
+import msgspec
 
 from airflow_provider_cm.api.labels import LEVEL_SEPARATOR, label_name
 from airflow_provider_cm.pipelines.warehouse.model import (
     COMMENT_ENTITIES,
+    COMMENT_HASH,
     COMMENT_LABELS,
     COMMENT_USER_PROPERTIES,
     COMMENTS,
@@ -40,25 +44,135 @@ class RowError(ValueError):
     """An exported comment that cannot become rows: names the comment's uid and the field."""
 
 
-@dataclass
-class CommentRows:
-    """The rows of some comments, by model table name (``comments``, ``comment_labels``, ...)."""
+@dataclass(frozen=True)
+class ExportedComment:
+    """One exported comment before it becomes rows: its uid, its :func:`comment_hash`, what rows are built from."""
 
-    tables: dict[str, list[dict[str, Any]]] = field(
-        default_factory=lambda: {
-            spec.name: [] for spec in (COMMENTS, COMMENT_LABELS, COMMENT_ENTITIES, COMMENT_USER_PROPERTIES)
-        }
-    )
+    uid: str
+    comment_hash: str
+    exported: Mapping[str, Any]
+    #: From ``predict-comments`` on the load's pinned version; ``None``: the export's own.
+    predictions: Mapping[str, Any] | None
+
+
+def _empty_tables() -> dict[str, list[dict[str, Any]]]:
+    return {spec.name: [] for spec in (COMMENTS, COMMENT_LABELS, COMMENT_ENTITIES, COMMENT_USER_PROPERTIES)}
+
+
+class CommentRows:
+    """The rows of some comments, by model table name (``comments``, ``comment_labels``, ...).
+
+    Made from rows (``tables``), or from exported comments (``exported``, as :func:`page_rows`
+    makes it), whose rows are built when :attr:`tables` is first read. A SQL load reads
+    :attr:`comment_hashes` first and builds only the comments whose hash it has not stored
+    (:meth:`without`): re-reading an unchanged comment costs its hash, not its rows.
+    """
+
+    def __init__(
+        self,
+        tables: dict[str, list[dict[str, Any]]] | None = None,
+        *,
+        exported: Sequence[ExportedComment] = (),
+        load_id: str = "",
+        extracted_at: datetime | None = None,
+        model_version: int | None = None,
+    ) -> None:
+        self._tables = tables if tables is not None else (None if exported else _empty_tables())
+        self.exported = list(exported)
+        self.load_id = load_id
+        self.extracted_at = extracted_at
+        self.model_version = model_version
+
+    @property
+    def tables(self) -> dict[str, list[dict[str, Any]]]:
+        """The rows of each table (built from the exported comments on first use)."""
+        if self._tables is None:
+            self._tables = self._build(self.exported)
+        return self._tables
+
+    def _build(self, exported: Iterable[ExportedComment]) -> dict[str, list[dict[str, Any]]]:
+        tables = _empty_tables()
+        assert self.extracted_at is not None, "exported comments need the time they were extracted"
+        for item in exported:
+            built = comment_rows(
+                item.exported,
+                load_id=self.load_id,
+                extracted_at=self.extracted_at,
+                model_version=self.model_version,
+                predictions=item.predictions,
+                hashed=item.comment_hash,
+            )
+            for name, rows in built.tables.items():
+                tables[name].extend(rows)
+        return tables
 
     def extend(self, other: CommentRows) -> None:
         """Add ``other``'s rows to these."""
         for name, rows in other.tables.items():
             self.tables.setdefault(name, []).extend(rows)
+        self.exported = []
 
     @property
     def uids(self) -> list[str]:
         """The uids of the comments, in order."""
-        return [row["uid"] for row in self.tables["comments"]]
+        if self._tables is None:
+            return [item.uid for item in self.exported]
+        return [row["uid"] for row in self._tables["comments"]]
+
+    @property
+    def comment_hashes(self) -> dict[str, str]:
+        """Each comment's :func:`comment_hash` by uid (comments given as rows without one are left out)."""
+        if self._tables is None:
+            return {item.uid: item.comment_hash for item in self.exported}
+        return {row["uid"]: row[COMMENT_HASH] for row in self._tables["comments"] if row.get(COMMENT_HASH)}
+
+    def without(self, uids: Collection[str]) -> CommentRows:
+        """The rows of the other comments: built only for them when not built yet."""
+        if not uids:
+            return self
+        if self._tables is None:
+            kept = [item for item in self.exported if item.uid not in uids]
+            return CommentRows(
+                self._build(kept),
+                load_id=self.load_id,
+                extracted_at=self.extracted_at,
+                model_version=self.model_version,
+            )
+        return CommentRows(
+            {name: [row for row in rows if row["uid"] not in uids] for name, rows in self.tables.items()}
+        )
+
+
+#: Bumped whenever the same exported comment would be built into other rows (a column added, a
+#: value typed otherwise), so a load after an upgrade rebuilds every comment once.
+ROWS_FORMAT = 1
+_HASH_SALT = (
+    f"rows-format {ROWS_FORMAT}; "
+    + "; ".join(
+        f"{spec.name}: {','.join(spec.column_names)}"
+        for spec in (COMMENTS, COMMENT_LABELS, COMMENT_ENTITIES, COMMENT_USER_PROPERTIES)
+    )
+).encode("utf-8")
+#: Compact JSON with every object's keys sorted: the same value gives the same bytes on every run.
+_ENCODE_SORTED = msgspec.json.Encoder(order="sorted").encode
+
+
+def comment_hash(exported: Mapping[str, Any], predictions: Mapping[str, Any] | None, model_version: int | None) -> str:
+    """The hex SHA-256 of what a comment's rows are built from, and of the rows' format.
+
+    Covers the export item's ``comment`` and ``annotations``, the predictions loaded (``predictions``
+    from ``predict-comments`` with ``model_version``, else the export's own) and :data:`ROWS_FORMAT`
+    with the model's columns; nothing of the load (its id, the time it read the comment). Equal
+    hashes mean equal rows, so a load skips building the rows of a comment whose hash is stored.
+    """
+    version = model_version if predictions is not None else None
+    source = [
+        exported.get("comment"),
+        exported.get("annotations"),
+        predictions if predictions is not None else exported.get("predictions"),
+        version,
+    ]
+    return hashlib.sha256(_HASH_SALT + _ENCODE_SORTED(source)).hexdigest()
 
 
 def parse_time(value: Any, uid: str, what: str) -> datetime | None:
@@ -173,6 +287,7 @@ def comment_rows(
     extracted_at: datetime,
     model_version: int | None = None,
     predictions: Mapping[str, Any] | None = None,
+    hashed: str | None = None,
 ) -> CommentRows:
     """One exported comment's rows of each data table.
 
@@ -182,13 +297,12 @@ def comment_rows(
     :param model_version: the pinned version ``predictions`` came from; ``None`` with the export's own.
     :param predictions: ``{"labels": [...], "entities"?: [...]}`` from ``predict-comments`` (label
         names as lists or joined strings); ``None`` uses the export's ``predictions``.
+    :param hashed: the comment's :func:`comment_hash`, if already computed.
     :raises RowError: if the comment has no uid or timestamp, a time is not ISO-8601, a label has
         no name, or a user property is not typed by its prefix.
     """
     comment = exported.get("comment") or {}
-    uid = comment.get("uid")
-    if not isinstance(uid, str) or "." not in uid:
-        raise RowError(f"an exported comment has no uid of the form <source_id>.<comment_id>: {comment.get('id')!r}")
+    uid = _uid(exported)
     timestamp = parse_time(comment.get("timestamp"), uid, "timestamp")
     if timestamp is None:
         raise RowError(f"comment {uid}: timestamp is missing")
@@ -218,6 +332,7 @@ def comment_rows(
             extracted_at,
         )
     )
+    rows.tables["comments"][0][COMMENT_HASH] = hashed or comment_hash(exported, predictions, model_version)
     annotations = exported.get("annotations") or {}
     labels = annotations.get("labels") or {}
     predicted = predictions if predictions is not None else (exported.get("predictions") or {})
@@ -242,6 +357,14 @@ def comment_rows(
     return rows
 
 
+def _uid(exported: Mapping[str, Any]) -> str:
+    comment = exported.get("comment") or {}
+    uid = comment.get("uid")
+    if not isinstance(uid, str) or "." not in uid:
+        raise RowError(f"an exported comment has no uid of the form <source_id>.<comment_id>: {comment.get('id')!r}")
+    return uid
+
+
 def page_rows(
     page: Iterable[Mapping[str, Any]],
     *,
@@ -250,24 +373,21 @@ def page_rows(
     model_version: int | None = None,
     predictions_by_uid: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> CommentRows:
-    """The rows of a page of exported comments (see :func:`comment_rows`).
+    """The rows of a page of exported comments (see :func:`comment_rows`), built when first read.
+
+    Each comment's uid is checked and its :func:`comment_hash` computed now; its rows are built
+    when :attr:`CommentRows.tables` is first read (or, for the comments a load has not stored,
+    by :meth:`CommentRows.without`).
 
     :param predictions_by_uid: predictions from ``predict-comments`` by uid, with ``model_version``;
         ``None`` keeps the export's own. A comment missing from it gets no predicted labels.
+    :raises RowError: if a comment has no uid of the form ``<source_id>.<comment_id>``.
     """
-    rows = CommentRows()
-    for exported in page:
-        uid = (exported.get("comment") or {}).get("uid", "")
+    exported = []
+    for item in page:
+        uid = _uid(item)
         predictions = None
         if predictions_by_uid is not None:
             predictions = predictions_by_uid.get(uid, {"labels": []})
-        rows.extend(
-            comment_rows(
-                exported,
-                load_id=load_id,
-                extracted_at=extracted_at,
-                model_version=model_version,
-                predictions=predictions,
-            )
-        )
-    return rows
+        exported.append(ExportedComment(uid, comment_hash(item, predictions, model_version), item, predictions))
+    return CommentRows(exported=exported, load_id=load_id, extracted_at=extracted_at, model_version=model_version)

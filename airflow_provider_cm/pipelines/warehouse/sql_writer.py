@@ -35,6 +35,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from airflow_provider_cm.pipelines.warehouse.bi_view import VIEW_NAME, wide_view_ddl
 from airflow_provider_cm.pipelines.warehouse.model import (
+    COMMENT_HASH,
     COMMENTS,
     DATA_TABLES,
     DELETED_AT,
@@ -291,13 +292,15 @@ class SqlWarehouse:
     ) -> None:
         table = self.tables[spec.name]
         key = spec.key
-        stored: dict[tuple[Any, ...], tuple[str, Any]] = {}
+        # A comments row is current only if its comment hash is too (a load before the column existed left none).
+        hashes = [ROW_HASH, COMMENT_HASH] if spec is COMMENTS else [ROW_HASH]
+        stored: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         for chunk in _chunks(uids):
-            query = sa.select(*(table.c[k] for k in key), table.c[ROW_HASH], table.c[DELETED_AT]).where(
-                table.c.uid.in_(chunk)
-            )
+            query = sa.select(
+                *(table.c[k] for k in key), table.c[DELETED_AT], *(table.c[name] for name in hashes)
+            ).where(table.c.uid.in_(chunk))
             for found in connection.execute(query):
-                stored[tuple(found[: len(key)])] = (found[len(key)], found[len(key) + 1])
+                stored[tuple(found[: len(key)])] = tuple(found[len(key) :])
         inserts, updates, unchanged = [], [], 0
         seen = set()
         for row in rows:
@@ -306,7 +309,7 @@ class SqlWarehouse:
             before = stored.get(identity)
             if before is None:
                 inserts.append(row)
-            elif before[0] == row[ROW_HASH] and before[1] is None:
+            elif before[0] is None and list(before[1:]) == [row.get(name) for name in hashes]:
                 unchanged += 1
             else:
                 updates.append(row)
@@ -326,8 +329,36 @@ class SqlWarehouse:
         counts.add(spec.name, "written", len(inserts) + len(updates))
         counts.add(spec.name, "unchanged", unchanged)
         if spec is not COMMENTS:
-            gone = [identity for identity, (_, deleted) in stored.items() if identity not in seen and deleted is None]
+            gone = [identity for identity, (deleted, *_) in stored.items() if identity not in seen and deleted is None]
             self._mark_deleted(connection, spec, gone, now, counts)
+
+    def _unchanged_comments(self, connection: Connection, hashes: dict[str, str], counts: LoadCounts) -> set[str]:
+        """The uids whose comment hash is stored on a live ``comments`` row; their live rows counted unchanged.
+
+        Equal comment hashes mean equal rows (:func:`~.rows.comment_hash`), so these comments'
+        rows are neither built nor compared: one query finds them, one count per long table
+        accounts for their rows.
+        """
+        comments = self.tables[COMMENTS.name]
+        unchanged: set[str] = set()
+        for chunk in _chunks(list(hashes)):
+            query = sa.select(comments.c.uid, comments.c[COMMENT_HASH]).where(
+                comments.c.uid.in_(chunk), comments.c[DELETED_AT].is_(None)
+            )
+            unchanged.update(uid for uid, stored in connection.execute(query) if stored == hashes[uid])
+        if not unchanged:
+            return unchanged
+        counts.add(COMMENTS.name, "unchanged", len(unchanged))
+        for spec in DATA_TABLES:
+            if spec is COMMENTS:
+                continue
+            table = self.tables[spec.name]
+            live = 0
+            for chunk in _chunks(sorted(unchanged)):
+                count = sa.select(sa.func.count()).where(table.c.uid.in_(chunk), table.c[DELETED_AT].is_(None))
+                live += connection.execute(count).scalar() or 0
+            counts.add(spec.name, "unchanged", live)
+        return unchanged
 
     def _mark_deleted(
         self, connection: Connection, spec: TableSpec, keys: list[tuple[Any, ...]], now: datetime, counts: LoadCounts
@@ -346,10 +377,20 @@ class SqlWarehouse:
         counts.add(spec.name, "marked_deleted", len(keys))
 
     def merge_page(self, connection: Connection, rows: CommentRows, now: datetime, counts: LoadCounts) -> None:
-        """Merge one page's rows into every data table (see the module's description)."""
+        """Merge one page's rows into every data table (see the module's description).
+
+        Comments whose comment hash is already stored (on a live row) are counted unchanged with
+        their rows, which are not built; the others are merged table by table.
+        """
         uids = rows.uids
         counts.rows_read += len(uids)
         counts.pages += 1
+        unchanged = self._unchanged_comments(connection, rows.comment_hashes, counts)
+        if unchanged:
+            rows = rows.without(unchanged)
+            uids = [uid for uid in uids if uid not in unchanged]
+        if not uids:
+            return
         for spec in DATA_TABLES:
             self._merge_table(connection, spec, rows.tables.get(spec.name, []), uids, now, counts)
 

@@ -47,7 +47,12 @@ def test_a_lookback_catches_a_relabel_a_window_misses(hook, tenant, warehouse):
     )
     assert info.window_start == OCT1 and lookback.rows_read == 60
     assert live_labels(warehouse, "assigned")[uid] == {("Card", None), ("Card > Lost", None)}
-    assert lookback.by_table["comments"]["written"] == 0
+    # Only the relabelled comment's rows: its new label, and its comments row (its comment hash changed).
+    assert lookback.by_table["comments"] == {"written": 1, "unchanged": 59, "marked_deleted": 0}
+    with warehouse.engine.connect() as connection:
+        labels = warehouse.tables["comment_labels"]
+        query = sa.select(labels.c.uid).where(labels.c._cm_load_id == info.load_id).distinct()
+        assert connection.execute(query).scalars().all() == [uid]
 
 
 def test_predictions_of_a_tag_name_the_version_and_follow_the_tag(hook, emulator, tenant, warehouse):

@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from airflow_provider_cm.exceptions import CommunicationsMiningBadRequestError
+from airflow_provider_cm.pipelines.warehouse import rows as rows_module
 from airflow_provider_cm.pipelines.warehouse.freshness import load_dataset
 from airflow_provider_cm.pipelines.warehouse.rows import page_rows
 from airflow_provider_cm.pipelines.warehouse.sql_writer import LoadInfo, SqlWarehouse, WarehouseSchemaError
@@ -64,7 +65,8 @@ def test_a_reconcile_catches_a_day_of_activity_and_writes_only_what_changed(ware
     caught = load(warehouse, hook, tenant)
     exported = export_all(hook, tenant)
     assert_equals_tenant(warehouse, exported, deleted=set(day["deleted"]))
-    assert caught.by_table["comments"] == {"written": 6, "unchanged": 80 - 2, "marked_deleted": 2}
+    # The new and late comments, and the relabelled ones (their comments row holds their comment hash).
+    assert caught.by_table["comments"] == {"written": 4 + 2 + 3, "unchanged": 80 - 2 - 3, "marked_deleted": 2}
     # Relabels and new comments: the written label rows are those of the changed comments only.
     changed = set(day["relabelled"]) | set(day["created"]) | set(day["late"])
     assert 0 < caught.by_table["comment_labels"]["written"] <= 12 * len(changed)
@@ -85,12 +87,57 @@ def test_a_reconcile_catches_a_day_of_activity_and_writes_only_what_changed(ware
     assert retrain["model_version"] == 2
     after = load(warehouse, hook, tenant)
     assert_equals_tenant(warehouse, export_all(hook, tenant), deleted=set(day["deleted"]))
-    assert after.by_table["comments"]["written"] == 0 and after.by_table["comment_labels"]["written"] > 0
+    # New predictions: the comments whose predictions changed get their new comment hash, nothing else.
+    assert 0 < after.by_table["comments"]["written"] <= after.rows_read
+    assert after.by_table["comment_labels"]["written"] > 0
 
     recorded = loads(warehouse)
     assert [r["rows_written"] for r in recorded] == [first.rows_written, 0, caught.rows_written, after.rows_written]
     assert [r["rows_marked_deleted"] for r in recorded] == [0, 0, caught.rows_marked_deleted, after.rows_marked_deleted]
     assert all(r["rows_read"] and r["pages"] and r["mode"] == "reconcile" for r in recorded)
+
+
+def test_a_comment_read_unchanged_has_none_of_its_rows_built(warehouse, hook, emulator, tenant, monkeypatch):
+    first = load(warehouse, hook, tenant)
+    built: list[str] = []
+    original = rows_module.comment_rows
+
+    def counting(exported, **kwargs):
+        built.append(exported["comment"]["uid"])
+        return original(exported, **kwargs)
+
+    monkeypatch.setattr(rows_module, "comment_rows", counting)
+    again = load(warehouse, hook, tenant)
+    assert built == [] and again.rows_written == 0 and again.rows_unchanged == first.rows_written
+    assert again.by_table == {
+        name: {"written": 0, "unchanged": found["written"], "marked_deleted": 0}
+        for name, found in first.by_table.items()
+    }
+    uid = export_all(hook, tenant)[7]["comment"]["uid"]
+    hook.update_annotations(
+        tenant.dataset, uid, labelling=[{"group": "default", "assigned": [{"name": "Card > Lost"}]}]
+    )
+    relabelled = load(warehouse, hook, tenant)
+    assert built == [uid] and relabelled.by_table["comments"]["written"] == 1
+    labels, first_load = warehouse.tables["comment_labels"], loads(warehouse)[0]["load_id"]
+    with warehouse.engine.connect() as connection:  # the label rows written since the first load: the comment's
+        query = sa.select(labels.c.uid).where(labels.c._cm_load_id != first_load).distinct()
+        assert connection.execute(query).scalars().all() == [uid]
+    assert_equals_tenant(warehouse, export_all(hook, tenant))
+
+
+def test_tables_without_comment_hashes_get_them_on_the_next_load_and_skip_after(warehouse, hook, tenant):
+    first = load(warehouse, hook, tenant)
+    comments = warehouse.tables["comments"]
+    with warehouse.engine.begin() as connection:  # as tables of the release before the column left them
+        connection.execute(comments.update().values(_cm_comment_hash=None))
+    upgrade = load(warehouse, hook, tenant)
+    # Every comments row gets its hash (written); no row of the long tables changes.
+    assert upgrade.by_table["comments"] == {"written": 80, "unchanged": 0, "marked_deleted": 0}
+    assert upgrade.rows_written == 80 and upgrade.rows_unchanged == first.rows_written - 80
+    after = load(warehouse, hook, tenant)
+    assert after.rows_written == 0 and after.by_table["comments"]["unchanged"] == 80
+    assert_equals_tenant(warehouse, export_all(hook, tenant))
 
 
 def test_a_window_load_is_first_seen_only(warehouse, hook, emulator, tenant):
