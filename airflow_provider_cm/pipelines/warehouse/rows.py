@@ -46,13 +46,33 @@ class RowError(ValueError):
 
 @dataclass(frozen=True)
 class ExportedComment:
-    """One exported comment before it becomes rows: its uid, its :func:`comment_hash`, what rows are built from."""
+    """One exported comment before it becomes rows: its uid, its :func:`comment_hash`, what rows are built from.
+
+    ``source`` is what the hash covers, as compact JSON: small to keep (pages read ahead wait on
+    disk) and decoded only if the comment's rows are built.
+    """
 
     uid: str
     comment_hash: str
-    exported: Mapping[str, Any]
-    #: From ``predict-comments`` on the load's pinned version; ``None``: the export's own.
-    predictions: Mapping[str, Any] | None
+    #: ``[comment, annotations, predictions, model_version]`` as :func:`comment_source` encodes them.
+    source: bytes
+    #: The predictions came from ``predict-comments`` on ``model_version`` (else from the export).
+    pinned: bool
+
+    def rows(self, *, load_id: str, extracted_at: datetime) -> CommentRows:
+        """Its rows (see :func:`comment_rows`)."""
+        comment, annotations, predictions, version = msgspec.json.decode(self.source)
+        exported = {"comment": comment, "annotations": annotations}
+        if not self.pinned:
+            exported["predictions"] = predictions
+        return comment_rows(
+            exported,
+            load_id=load_id,
+            extracted_at=extracted_at,
+            model_version=version,
+            predictions=predictions if self.pinned else None,
+            hashed=self.comment_hash,
+        )
 
 
 def _empty_tables() -> dict[str, list[dict[str, Any]]]:
@@ -94,15 +114,7 @@ class CommentRows:
         tables = _empty_tables()
         assert self.extracted_at is not None, "exported comments need the time they were extracted"
         for item in exported:
-            built = comment_rows(
-                item.exported,
-                load_id=self.load_id,
-                extracted_at=self.extracted_at,
-                model_version=self.model_version,
-                predictions=item.predictions,
-                hashed=item.comment_hash,
-            )
-            for name, rows in built.tables.items():
+            for name, rows in item.rows(load_id=self.load_id, extracted_at=self.extracted_at).tables.items():
                 tables[name].extend(rows)
         return tables
 
@@ -157,22 +169,32 @@ _HASH_SALT = (
 _ENCODE_SORTED = msgspec.json.Encoder(order="sorted").encode
 
 
-def comment_hash(exported: Mapping[str, Any], predictions: Mapping[str, Any] | None, model_version: int | None) -> str:
-    """The hex SHA-256 of what a comment's rows are built from, and of the rows' format.
+def comment_source(
+    exported: Mapping[str, Any], predictions: Mapping[str, Any] | None, model_version: int | None
+) -> bytes:
+    """What a comment's rows are built from, as compact JSON with sorted keys (the same bytes on every run).
 
-    Covers the export item's ``comment`` and ``annotations``, the predictions loaded (``predictions``
-    from ``predict-comments`` with ``model_version``, else the export's own) and :data:`ROWS_FORMAT`
-    with the model's columns; nothing of the load (its id, the time it read the comment). Equal
-    hashes mean equal rows, so a load skips building the rows of a comment whose hash is stored.
+    ``[comment, annotations, predictions, model_version]``: the export item's ``comment`` and
+    ``annotations``, the predictions loaded (``predictions`` from ``predict-comments`` with
+    ``model_version``, else the export's own with no version); nothing of the load (its id, the
+    time it read the comment).
     """
     version = model_version if predictions is not None else None
-    source = [
-        exported.get("comment"),
-        exported.get("annotations"),
-        predictions if predictions is not None else exported.get("predictions"),
-        version,
-    ]
-    return hashlib.sha256(_HASH_SALT + _ENCODE_SORTED(source)).hexdigest()
+    loaded = predictions if predictions is not None else exported.get("predictions")
+    return _ENCODE_SORTED([exported.get("comment"), exported.get("annotations"), loaded, version])
+
+
+def comment_hash(exported: Mapping[str, Any], predictions: Mapping[str, Any] | None, model_version: int | None) -> str:
+    """The hex SHA-256 of the comment's :func:`comment_source` and of the rows' format.
+
+    The format is :data:`ROWS_FORMAT` with the model's columns. Equal hashes mean equal rows, so a
+    load skips building the rows of a comment whose hash is stored.
+    """
+    return _hash(comment_source(exported, predictions, model_version))
+
+
+def _hash(source: bytes) -> str:
+    return hashlib.sha256(_HASH_SALT + source).hexdigest()
 
 
 def parse_time(value: Any, uid: str, what: str) -> datetime | None:
@@ -389,5 +411,6 @@ def page_rows(
         predictions = None
         if predictions_by_uid is not None:
             predictions = predictions_by_uid.get(uid, {"labels": []})
-        exported.append(ExportedComment(uid, comment_hash(item, predictions, model_version), item, predictions))
+        source = comment_source(item, predictions, model_version)
+        exported.append(ExportedComment(uid, _hash(source), source, predictions is not None))
     return CommentRows(exported=exported, load_id=load_id, extracted_at=extracted_at, model_version=model_version)

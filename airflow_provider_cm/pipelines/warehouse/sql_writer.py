@@ -7,7 +7,10 @@
    :class:`WarehouseSchemaError` naming the table, the column and the fix;
 2. **creates** the missing tables and **adds** the missing columns (added columns are nullable;
    nothing is dropped, columns the model does not know are left alone);
-3. **merges** each page of rows by key: a new key is inserted, a key whose row hash changed (or
+3. **merges** each page of rows by key: a comment whose comment hash (``_cm_comment_hash``, the
+   hash of the comment as the API gave it) is stored on a live row is unchanged, and so are its
+   live rows, none of them built or compared (counted at the end of the load, one query per
+   table); for the others, a new key is inserted, a key whose row hash changed (or
    that was marked deleted) is updated, a key whose hash is already stored is left untouched; a
    label, entity or user property that a comment read in this load no longer has is marked
    deleted (``_cm_deleted_at``);
@@ -332,12 +335,15 @@ class SqlWarehouse:
             gone = [identity for identity, (deleted, *_) in stored.items() if identity not in seen and deleted is None]
             self._mark_deleted(connection, spec, gone, now, counts)
 
-    def _unchanged_comments(self, connection: Connection, hashes: dict[str, str], counts: LoadCounts) -> set[str]:
-        """The uids whose comment hash is stored on a live ``comments`` row; their live rows counted unchanged.
+    def _unchanged_comments(
+        self, connection: Connection, hashes: dict[str, str], counts: LoadCounts, deferred: bool
+    ) -> set[str]:
+        """The uids whose comment hash is stored on a live ``comments`` row, counted unchanged.
 
         Equal comment hashes mean equal rows (:func:`~.rows.comment_hash`), so these comments'
-        rows are neither built nor compared: one query finds them, one count per long table
-        accounts for their rows.
+        rows are neither built nor compared. Their live rows of the long tables are counted
+        unchanged too: now, unless ``deferred`` (the load counts them at its end, from its table
+        of the uids seen).
         """
         comments = self.tables[COMMENTS.name]
         unchanged: set[str] = set()
@@ -349,16 +355,19 @@ class SqlWarehouse:
         if not unchanged:
             return unchanged
         counts.add(COMMENTS.name, "unchanged", len(unchanged))
+        if not deferred:
+            for chunk in _chunks(sorted(unchanged)):
+                self._count_live_rows(connection, lambda column, chunk=chunk: column.in_(chunk), counts)
+        return unchanged
+
+    def _count_live_rows(self, connection: Connection, of: Any, counts: LoadCounts) -> None:
+        """Count unchanged the live rows of each long table whose ``uid`` satisfies ``of(uid column)``."""
         for spec in DATA_TABLES:
             if spec is COMMENTS:
                 continue
             table = self.tables[spec.name]
-            live = 0
-            for chunk in _chunks(sorted(unchanged)):
-                count = sa.select(sa.func.count()).where(table.c.uid.in_(chunk), table.c[DELETED_AT].is_(None))
-                live += connection.execute(count).scalar() or 0
-            counts.add(spec.name, "unchanged", live)
-        return unchanged
+            count = sa.select(sa.func.count()).where(of(table.c.uid), table.c[DELETED_AT].is_(None))
+            counts.add(spec.name, "unchanged", connection.execute(count).scalar() or 0)
 
     def _mark_deleted(
         self, connection: Connection, spec: TableSpec, keys: list[tuple[Any, ...]], now: datetime, counts: LoadCounts
@@ -376,16 +385,27 @@ class SqlWarehouse:
         )
         counts.add(spec.name, "marked_deleted", len(keys))
 
-    def merge_page(self, connection: Connection, rows: CommentRows, now: datetime, counts: LoadCounts) -> None:
+    def merge_page(
+        self,
+        connection: Connection,
+        rows: CommentRows,
+        now: datetime,
+        counts: LoadCounts,
+        seen: sa.Table | None = None,
+    ) -> None:
         """Merge one page's rows into every data table (see the module's description).
 
         Comments whose comment hash is already stored (on a live row) are counted unchanged with
-        their rows, which are not built; the others are merged table by table.
+        their rows, which are not built; the others are merged table by table. With ``seen`` (the
+        load's table of uids read), the page's uids go there, and the long tables' rows of the
+        unchanged comments are counted by :meth:`load` at its end (one query per table, not per page).
         """
         uids = rows.uids
         counts.rows_read += len(uids)
         counts.pages += 1
-        unchanged = self._unchanged_comments(connection, rows.comment_hashes, counts)
+        unchanged = self._unchanged_comments(connection, rows.comment_hashes, counts, deferred=seen is not None)
+        if seen is not None and uids:
+            connection.execute(seen.insert(), [{"uid": uid, "unchanged": uid in unchanged} for uid in uids])
         if unchanged:
             rows = rows.without(unchanged)
             uids = [uid for uid in uids if uid not in unchanged]
@@ -395,16 +415,17 @@ class SqlWarehouse:
             self._merge_table(connection, spec, rows.tables.get(spec.name, []), uids, now, counts)
 
     def _seen_table(self, connection: Connection) -> sa.Table:
-        """A temporary table of the uids this load has read, empty, for this connection and transaction.
+        """A temporary table of the uids this load reads and whether each was unchanged, empty.
 
-        Temporary tables live in the connection's own temporary schema (never the warehouse's) and
-        are dropped with it; PostgreSQL drops it at the end of the transaction as well.
+        It lives in the connection's own temporary schema (never the warehouse's) and is dropped
+        with it; PostgreSQL drops it at the end of the transaction as well.
         """
         seen = sa.Table(
-            f"{self.prefix}reconcile_seen",
+            f"{self.prefix}load_seen",
             sa.MetaData(),
             # Not unique: a comment whose timestamp moved while the export ran may be read twice.
             sa.Column("uid", sa.Text(), nullable=False, index=True),
+            sa.Column("unchanged", sa.Boolean(), nullable=False),
             prefixes=["TEMPORARY"],
             postgresql_on_commit="DROP",
         )
@@ -413,6 +434,13 @@ class SqlWarehouse:
             connection.execute(sa.text(f"DROP TABLE IF EXISTS temp.{name}"))
         seen.create(connection)
         return seen
+
+    def _count_unchanged(self, connection: Connection, seen: sa.Table, counts: LoadCounts) -> None:
+        """Count unchanged the live long-table rows of the comments ``seen`` unchanged (one query per table)."""
+        if self.engine.dialect.name == "postgresql":
+            connection.execute(sa.text("SET LOCAL enable_seqscan = on"))  # a join over the whole table: let it scan
+        unchanged = sa.select(seen.c.uid).where(seen.c.unchanged).distinct()
+        self._count_live_rows(connection, lambda column: column.in_(unchanged), counts)
 
     def _reconcile(
         self,
@@ -429,8 +457,6 @@ class SqlWarehouse:
         seen), found through the comments' key and each long table's (``uid`` first), so a
         statement touches the rows of the comments gone, not every row of the table.
         """
-        if self.engine.dialect.name == "postgresql":
-            connection.execute(sa.text(f"ANALYZE {self.engine.dialect.identifier_preparer.format_table(seen)}"))
         comments = self.tables["comments"]
         gone = [comments.c[DELETED_AT].is_(None), ~sa.exists().where(seen.c.uid == comments.c.uid)]
         start, end = scope
@@ -484,17 +510,17 @@ class SqlWarehouse:
                 # this transaction, or not analyzed yet) PostgreSQL's planner would scan a whole
                 # table for each page's lookup: a load of N comments would cost N squared.
                 connection.execute(sa.text("SET LOCAL enable_seqscan = off"))
-            seen = self._seen_table(connection) if reconcile else None
+            seen = self._seen_table(connection)
             for page in pages:
-                now = datetime.now(timezone.utc)
-                self.merge_page(connection, page, now, counts)
-                if seen is not None and page.uids:
-                    connection.execute(seen.insert(), [{"uid": uid} for uid in page.uids])
-            if seen is not None:
+                self.merge_page(connection, page, datetime.now(timezone.utc), counts, seen)
+            if self.engine.dialect.name == "postgresql":
+                connection.execute(sa.text(f"ANALYZE {self.engine.dialect.identifier_preparer.format_table(seen)}"))
+            if reconcile:
                 self._reconcile(
                     connection, seen, datetime.now(timezone.utc), counts, reconcile_range, reconcile_sources
                 )
-                seen.drop(connection)
+            self._count_unchanged(connection, seen, counts)
+            seen.drop(connection)
             connection.execute(self.tables[LOADS.name].insert(), loads_row(info, counts, started))
             if self.bi_view:
                 self.refresh_view(connection)
