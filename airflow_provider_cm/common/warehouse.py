@@ -15,8 +15,9 @@ from typing import Any
 
 from airflow_provider_cm.api.times import api_time
 from airflow_provider_cm.client.user_times import to_utc
+from airflow_provider_cm.client.window_export import EARLIEST, LATEST
 from airflow_provider_cm.client.windows import export_window
-from airflow_provider_cm.pipelines.warehouse.freshness import EARLIEST, LATEST, MODES
+from airflow_provider_cm.pipelines.warehouse.freshness import MODES
 
 #: The lookback a ``lookback`` load re-reads when none is given (days before the window).
 DEFAULT_LOOKBACK_DAYS = 7
@@ -145,11 +146,11 @@ def load_result(
 
 
 def whole_dataset_bounds(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
-    """``(start, end)`` with an unbounded side replaced by the earliest or the latest time the API writes.
+    """``(start, end)`` with an open side replaced by the earliest or the latest time the API writes.
 
-    For the JSONL and CSV exports of a whole-dataset reconcile (the typed loads find the dataset's
-    own bounds, :func:`~airflow_provider_cm.pipelines.warehouse.freshness.export_rows`). The sliced
-    export halves an empty stretch in about one request, so wide bounds cost a few requests.
+    What the export operator logs and returns as the range of a whole-dataset reconcile; the
+    export itself finds the dataset's own bounds
+    (:class:`~airflow_provider_cm.client.window_export.WindowExport` with open sides).
     """
     return start or EARLIEST, end or LATEST
 

@@ -32,6 +32,7 @@ from airflow_provider_cm.operators.base import CommunicationsMiningBaseOperator
 from airflow_provider_cm.pipelines.warehouse.flat_comments import EXPORT_COLUMNS, flatten_exported_comment
 from airflow_provider_cm.pipelines.warehouse.freshness import (
     DEFAULT_PREDICTION_THRESHOLD,
+    ExportRange,
     export_range,
     export_rows,
     resolve_version,
@@ -200,22 +201,21 @@ class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator
                 buffer.write("\n")
         return len(page), buffer.getvalue()
 
-    def read_range(self, context: Context) -> tuple[datetime, datetime, datetime | None, datetime | None]:
-        """``(low, high, start, end)``: the bounds exported and the range the mode was given.
+    def read_range(self, context: Context) -> tuple[ExportRange, datetime | None, datetime | None]:
+        """``(span, start, end)``: what is exported, and the range the mode was given.
 
         ``start``/``end`` are the window (or a reconcile's range; ``None`` when it is the whole
-        dataset); ``low``/``high`` what is exported: ``start`` less ``lookback_days`` with
-        ``lookback``, and the bounds of every comment time for a whole-dataset reconcile.
+        dataset); ``span`` what is exported: ``start`` less ``lookback_days`` with ``lookback``,
+        open sides for a whole-dataset reconcile (the export finds the dataset's own bounds).
         """
         start, end = mode_range(self.mode, self.start, self.end, context)
-        span = export_range(self.mode, start, end, lookback_days=self.lookback_days)
-        low, high = whole_dataset_bounds(span.start, span.end)
-        return low, high, start, end
+        return export_range(self.mode, start, end, lookback_days=self.lookback_days), start, end
 
     @lineage.records_result
     def execute(self, context: Context) -> dict[str, Any]:
         split_full_name(self.dataset, "dataset")
-        low, high, start, end = self.read_range(context)
+        span, start, end = self.read_range(context)
+        low, high = whole_dataset_bounds(span.start, span.end)
         target = to_storage_path(self.output_path)
         warn_if_worker_local(self, target, "output_path")
         self.log.info(
@@ -234,7 +234,7 @@ class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator
         else:
             result = {
                 "path": path_as_given(self.output_path),
-                "count": self._export_file(target, low, high),
+                "count": self._export_file(target, span.start, span.end),
                 "start": api_time(low),
                 "end": api_time(high),
                 "order_by": self.order_by,
@@ -245,8 +245,8 @@ class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator
         record_outlet_events(self.outlets, context, export_asset(self.dataset), result)
         return result
 
-    def _export_file(self, target: ObjectStoragePath, low: datetime, high: datetime) -> int:
-        """Write the JSONL or CSV file of ``[low, high)`` atomically; return the comments written."""
+    def _export_file(self, target: ObjectStoragePath, low: datetime | None, high: datetime | None) -> int:
+        """Write the JSONL or CSV file of ``[low, high)`` (``None``: open) atomically; return the comments written."""
         count = 0
         logged = 0
         with atomic_write(target) as handle:

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from airflow_provider_cm.api.times import api_time
+from airflow_provider_cm.client import window_export
 from airflow_provider_cm.client.export_slices import SlicedExport
 from airflow_provider_cm.exceptions import CommunicationsMiningBadRequestError
-from airflow_provider_cm.hooks import window_export
 from airflow_provider_cm.hooks.window_export import WindowExport
 from airflow_provider_cm.operators.comments import CommunicationsMiningUploadCommentsOperator
 from airflow_provider_cm.operators.datasets import CommunicationsMiningExportDatasetOperator

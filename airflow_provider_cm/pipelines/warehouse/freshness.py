@@ -14,50 +14,33 @@ With ``model_version`` (a pinned number, or a tag such as ``live`` resolved once
 predicted row names it; without it, the export's own predictions are loaded with a null version.
 The hook is passed in; nothing here imports Airflow.
 
-**Reading.** :func:`export_rows` reads the range as time slices exported side by side
-(:class:`~airflow_provider_cm.client.export_slices.SlicedExport`, ``export_concurrency`` at once,
-as the export operator does) and yields each page's rows in the order of a serial export (time
-order, ties as the route orders them). ``predict-comments`` runs in the slice's worker, right after
-its page, so its round trip overlaps the other slices' too. A reconcile without bounds reads every
-comment whatever its timestamp: one request of one comment finds the earliest, another whether any
-lies after a day from now; the slices then cover ``[earliest, now + 1 day)``, and the far future up
-to the latest time the API writes only if that probe found a comment there.
+**Reading.** :func:`export_rows` reads the range through the export operator's own
+:class:`~airflow_provider_cm.client.window_export.WindowExport` (time slices side by side,
+``export_concurrency`` at once, paced after a refusal) and yields each page's rows in the order of
+a serial export (time order, ties as the route orders them). ``predict-comments`` runs in the
+slice's worker, right after its page, so its round trip overlaps the other slices' too. A
+reconcile without bounds reads every comment whatever its timestamp (the export's probes find the
+dataset's earliest comment and any in the far future).
 """
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow_provider_cm.api.labels import label_name
 from airflow_provider_cm.api.limits import MAX_EXPORT_LIMIT
-from airflow_provider_cm.api.times import api_time, parse_time
-from airflow_provider_cm.client.concurrency import is_throttling
-from airflow_provider_cm.client.export_slices import (
-    DEFAULT_EXPORT_CONCURRENCY,
-    SlicedExport,
-    check_concurrency,
-    check_continuation,
-)
-from airflow_provider_cm.client.pacing import RatePacer
+from airflow_provider_cm.client.export_slices import DEFAULT_EXPORT_CONCURRENCY, check_concurrency
+from airflow_provider_cm.client.window_export import WindowExport
 from airflow_provider_cm.pipelines.warehouse.rows import CommentRows, page_rows
 from airflow_provider_cm.pipelines.warehouse.sql_writer import LoadCounts, LoadInfo, SqlWarehouse
 
 MODES = ("window", "lookback", "reconcile")
 #: Predicted labels at or above this probability are loaded from ``predict-comments``.
 DEFAULT_PREDICTION_THRESHOLD = 0.01
-#: The earliest and the latest time the API writes: a reconcile without bounds reads between them.
-EARLIEST = datetime(1, 1, 1, tzinfo=timezone.utc)
-LATEST = datetime.max.replace(tzinfo=timezone.utc)
-#: A reconcile without an end slices up to this long after now; past it, one probe decides.
-HORIZON = timedelta(days=1)
-_MICROSECOND = timedelta(microseconds=1)
-_LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -143,8 +126,6 @@ class RowExport(Iterator[CommentRows]):
         self.load_id = load_id or uuid.uuid4().hex
         self.pages = 0
         self.comments = 0
-        self.pacer = RatePacer()
-        self.log = getattr(hook, "log", _LOG)
         self._rows: Iterator[CommentRows] | None = None
 
     def load_info(
@@ -168,7 +149,7 @@ class RowExport(Iterator[CommentRows]):
 
     def __next__(self) -> CommentRows:
         if self._rows is None:
-            self._rows = self._serial() if self.concurrency == 1 else self._sliced()
+            self._rows = self._read()
         rows = next(self._rows)
         self.pages += 1
         self.comments += len(rows.uids)
@@ -206,102 +187,18 @@ class RowExport(Iterator[CommentRows]):
             rows.tables  # noqa: B018 (built here, in the worker)
         return rows
 
-    def _serial(self) -> Iterator[CommentRows]:
-        bounds: dict[str, Any] = {}
-        if self.range.start is not None:
-            bounds["start"] = api_time(self.range.start)
-        if self.range.end is not None:  # the export's ``to`` is inclusive: stop one microsecond before ``end``
-            bounds["end"] = api_time(self.range.end - _MICROSECOND)
-        pages = self.hook.iter_export_pages(self.dataset, limit=self.page_size, source_ids=self.source_ids, **bounds)
-        for page in pages:
-            yield self._page_rows(page)
-
-    def _first_after(self, low: datetime, high: datetime) -> datetime | None:
-        """The time of the first comment in ``[low, high]`` (one comment per request), ``None`` if none."""
-        pages = self.hook.iter_export_pages(
-            self.dataset, start=api_time(low), end=api_time(high), source_ids=self.source_ids, limit=1
-        )
-        try:
-            for page in pages:
-                return parse_time(page[0]["comment"]["timestamp"], "timestamp")
-            return None
-        finally:
-            pages.close()
-
-    def _bounds(self) -> tuple[datetime, datetime, list[datetime], bool] | None:
-        """``(start, end, cuts, closed)`` of the slices; ``None`` if the range holds no comment.
-
-        Bounds given are used as they are. Without a start, the earliest comment's time; without
-        an end, ``now + HORIZON`` if no comment lies after it, else the latest time the API writes
-        (inclusive), cut at ``now + HORIZON``. The two probes run at once.
-        """
-        start, end = self.range.start, self.range.end
-        horizon = datetime.now(timezone.utc) + HORIZON
-        with ThreadPoolExecutor(2, thread_name_prefix="cm-export-probe") as probes:
-            first = (
-                probes.submit(self._first_after, EARLIEST, (end - _MICROSECOND) if end else LATEST)
-                if start is None
-                else None
-            )
-            later = probes.submit(self._first_after, horizon, LATEST) if end is None else None
-            if first is not None:
-                start = first.result()
-                if start is None:
-                    return None
-            assert start is not None
-            if end is not None:
-                return start, end, [], False
-            assert later is not None
-            if later.result() is None and start < horizon:
-                return start, horizon, [], False
-            return start, LATEST, [horizon], True
-
-    def _sliced(self) -> Iterator[CommentRows]:
-        bounds = self._bounds()
-        if bounds is None:
-            return
-        start, end, cuts, closed = bounds
-        try:
-            yield from SlicedExport(
-                self._fetch,
-                self._check,
-                start,
-                end,
-                order_by="timestamp",
-                page_size=self.page_size,
-                concurrency=self.concurrency,
-                transform=self._page_rows,
-                log=self.log,
-                cuts=cuts,
-                closed=closed,
-            )
-        finally:
-            if self.pacer.report().refusals:
-                self.log.info("Export slices: %s", self.pacer.report().text())
-
-    def _refused(self, error: BaseException) -> None:
-        if is_throttling(error):
-            self.pacer.refused(getattr(error, "retry_after", None))
-
-    def _fetch(self, low: datetime, high: datetime, continuation: str | None) -> dict[str, Any]:
-        """One page of one slice, paced (called from the slices' threads)."""
-        self.pacer.wait()
-        page: dict[str, Any] = self.hook.export_page(
+    def _read(self) -> Iterator[CommentRows]:
+        yield from WindowExport(
+            self.hook,
             self.dataset,
-            start=api_time(low),
-            end=api_time(high),
+            self.range.start,
+            self.range.end,
             order_by="timestamp",
             source_ids=self.source_ids,
-            limit=self.page_size,
-            continuation=continuation,
-            observer=self._refused,
+            page_size=self.page_size,
+            concurrency=self.concurrency,
+            transform=self._page_rows,
         )
-        self.pacer.served()
-        return page
-
-    def _check(self, previous: str | None, following: str | None) -> None:
-        if following:
-            check_continuation(self.dataset, previous, following)
 
 
 def export_rows(
