@@ -108,6 +108,7 @@ class CommentRows:
         """The rows of each table (built from the exported comments on first use)."""
         if self._tables is None:
             self._tables = self._build(self.exported)
+            self.exported = []  # built: what waits (and pickles) is the rows only
         return self._tables
 
     def _build(self, exported: Iterable[ExportedComment]) -> dict[str, list[dict[str, Any]]]:
@@ -122,7 +123,6 @@ class CommentRows:
         """Add ``other``'s rows to these."""
         for name, rows in other.tables.items():
             self.tables.setdefault(name, []).extend(rows)
-        self.exported = []
 
     @property
     def uids(self) -> list[str]:
