@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_cm.api.times import parse_time, time_key
+from airflow_provider_cm.emulator.state.records import Annotation, Comment, Project
 from airflow_provider_cm.emulator.state.store import Store
 from tests.fixtures.emulator_state.record import reader
 
@@ -56,3 +58,36 @@ def test_a_restart_on_a_recorded_state_compacts_it_into_the_same_snapshot(restar
     written = json.loads(Path(restarted.state_path).read_text(encoding="utf-8"))
     assert written == json.loads((FIXTURE / "recovered.json").read_text(encoding="utf-8"))
     assert Path(restarted.state_path + ".journal").stat().st_size == 0
+
+
+def test_a_restart_on_a_recorded_state_reads_every_kind_of_object(restarted: Store):
+    """Projects, comments and annotations come back as their records, with what the journal changed."""
+    keep, late = restarted.projects["keep"], restarted.projects["late"]
+    assert isinstance(keep, Project) and (keep.title, keep.description) == ("Kept", "kept")
+    assert keep.updated_at > keep.created_at and (late.title, late.description) == ("", "after the snapshot")
+    assert sorted(restarted.projects) == ["keep", "late", "other"]
+
+    source = restarted.source("keep", "inbox")
+    assert "c5" not in source.comments and {"c6", "act-20300115-0000", "late-20300115-0001"} <= set(source.comments)
+    changed = source.comments["c1"]
+    assert isinstance(changed, Comment) and changed.id == "c1" and changed.uid == f"{source.id}.c1"
+    assert list(changed.fields) == ["id", "timestamp", "messages", "user_properties"]
+    assert changed.fields["user_properties"] == {"string:Channel": "chat"}
+    assert changed.fields["messages"][0]["body"]["text"] == "card stolen yesterday"
+    assert changed.timestamp_key == time_key(parse_time("2026-10-01T23:00:00Z", "t"))
+    assert changed.created_at_key == time_key(parse_time(changed.created_at, "t"))
+    assert source.comments["c3"].fields["thread_id"] == "t-3"
+
+    dataset = restarted.dataset("keep", "support")
+    annotations = {uid.partition(".")[2]: annotation for uid, annotation in dataset.annotations.items()}
+    assert all(isinstance(annotation, Annotation) for annotation in annotations.values())
+    assert "c5" not in annotations
+    # c1's text changed after it was annotated: its assigned general fields were dropped, its labels kept
+    assert annotations["c1"].entities == {"assigned": [], "dismissed": []}
+    assert annotations["c1"].assigned_labels() == [{"name": "Card > Stolen", "sentiment": "negative"}]
+    assert annotations["c2"].moon_forms == [{"kind": "form"}] and annotations["c2"].entities is None
+    assert annotations["c6"].moon_forms == [] and annotations["c6"].annotated()
+    assert annotations["c3"].labelling is not None and annotations["c3"].labelling[0]["dismissed"] == [{"name": "Card"}]
+    assert [label["metadata"]["user_id"] for label in annotations["c0"].assigned_labels()] == ["emulator-activity"]
+    assert sorted(dataset.models) == [1, 2] and dataset.model_tags["live"]["version"] == 2
+    assert restarted.billed_by_source == {source.id: restarted.billed_comments}
