@@ -7,6 +7,7 @@ streams and pinned model versions. Each kind of object is a dataclass here with 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from operator import attrgetter
 from typing import Any
 
@@ -68,7 +69,7 @@ class Comment:
 
     def __post_init__(self) -> None:
         self.timestamp_key = time_key(parse_time(self.fields["timestamp"], "timestamp"))
-        self.created_at_key = time_key(parse_time(self.created_at, "created_at"))
+        self.created_at_key = _upload_key(self.created_at)
 
     @property
     def id(self) -> str:
@@ -93,6 +94,12 @@ class Comment:
         fields = dict(data)
         uid, created_at = fields.pop("uid"), fields.pop("created_at")
         return cls(fields, uid, created_at)
+
+
+@lru_cache(maxsize=256)
+def _upload_key(created_at: str) -> int:
+    """The sort key of an upload time, parsed once for the comments of one upload (which share it)."""
+    return time_key(parse_time(created_at, "created_at"))
 
 
 #: A comment's sort key by the name of the time a listing orders by (``order_by``).
