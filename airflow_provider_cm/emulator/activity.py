@@ -36,7 +36,7 @@ from airflow_provider_cm.emulator.errors import bad_request
 from airflow_provider_cm.emulator.routes.comments import COMMENT, stored_form
 from airflow_provider_cm.emulator.routes.model_versions import TAGS, train_version
 from airflow_provider_cm.emulator.rules.checks import boolean, integer, number, obj, string
-from airflow_provider_cm.emulator.state.records import Dataset, Source
+from airflow_provider_cm.emulator.state.records import Annotation, Comment, Dataset, Source
 from airflow_provider_cm.emulator.state.store import Store
 
 #: The most changes of one kind a day may hold (the emulator answers every uid it touched).
@@ -95,27 +95,26 @@ def _at(day: date, seconds: float) -> str:
     return api_time(datetime(day.year, day.month, day.day, tzinfo=timezone.utc) + timedelta(seconds=seconds))
 
 
-def _comments(store: Store, dataset: Dataset) -> list[tuple[str, Source, dict[str, Any]]]:
+def _comments(store: Store, dataset: Dataset) -> list[tuple[str, Source, Comment]]:
     """Every comment of the dataset's sources as ``(uid, source, comment)``, in uid order."""
-    found: list[tuple[str, Source, dict[str, Any]]] = []
+    found: list[tuple[str, Source, Comment]] = []
     for source_id in dataset.source_ids:
         source = store.sources.get(source_id)
         if source is not None:
-            found.extend((comment["uid"], source, comment) for comment in source.comments.values())
+            found.extend((comment.uid, source, comment) for comment in source.comments.values())
     return sorted(found, key=lambda item: item[0])
 
 
 def _assigned(dataset: Dataset, uid: str) -> list[dict[str, Any]]:
-    annotation = dataset.annotations.get(uid, {})
-    return [label for group in annotation.get("labelling", []) for label in group.get("assigned", [])]
+    annotation = dataset.annotations.get(uid)
+    return annotation.assigned_labels() if annotation is not None else []
 
 
-def _labelled(dataset: Dataset, uid: str, labels: list[dict[str, Any]], at: str) -> dict[str, Any]:
-    annotation = dict(dataset.annotations.get(uid, {}))
+def _labelled(dataset: Dataset, uid: str, labels: list[dict[str, Any]], at: str) -> Annotation:
+    old = dataset.annotations.get(uid) or Annotation()
     metadata = {"user_id": ACTIVITY_USER, "timestamp": at}
     assigned = [{**label, "metadata": metadata} for label in labels]
-    annotation["labelling"] = [{"group": "default", "assigned": assigned, "dismissed": []}]
-    return annotation
+    return Annotation([{"group": "default", "assigned": assigned, "dismissed": []}], old.entities, old.moon_forms)
 
 
 def _upload(
@@ -123,7 +122,7 @@ def _upload(
     dataset: Dataset,
     rng: random.Random,
     source: Source,
-    templates: list[tuple[str, Source, dict[str, Any]]],
+    templates: list[tuple[str, Source, Comment]],
     plan: DayOfActivity,
     *,
     prefix: str,
@@ -138,16 +137,16 @@ def _upload(
         comment: dict[str, Any] = {
             "id": f"{prefix}-{stamp}-{n:04d}",
             "timestamp": _at(plan.day - timedelta(days=days_before), seconds),
-            "messages": template["messages"],
+            "messages": template.fields["messages"],
         }
         for optional in ("user_properties", "thread_id"):
-            if template.get(optional):
-                comment[optional] = template[optional]
+            if template.fields.get(optional):
+                comment[optional] = template.fields[optional]
         COMMENT(comment, f"activity comment {comment['id']!r}")
         created_at = _at(plan.day, seconds + 60 if days_before == 0 else rng.uniform(0, 86_000))
         uid = f"{source.id}.{comment['id']}"
         billed = comment["id"] not in source.comments
-        store.put_comment(source, {**stored_form(comment), "uid": uid, "created_at": created_at})
+        store.put_comment(source, Comment(stored_form(comment), uid, created_at))
         store.bill_comments(source, int(billed))
         labels = _assigned(dataset, template_uid)
         if labels and rng.random() < plan.labelled_share:
@@ -173,7 +172,7 @@ def replay_day(store: Store, dataset: Dataset, plan: DayOfActivity) -> dict[str,
         raise bad_request(f"source id {source_id!r} is not a source of this dataset")
     source = store.sources[source_id]
     start = _at(plan.day, 0)
-    older = [item for item in existing if item[2]["created_at"] < start]
+    older = [item for item in existing if item[2].created_at < start]
     created = _upload(store, dataset, rng, source, existing, plan, prefix="act", count=plan.new_comments, days_before=0)
     late = _upload(
         store,
@@ -199,7 +198,7 @@ def replay_day(store: Store, dataset: Dataset, plan: DayOfActivity) -> dict[str,
     candidates = [item for item in older if item[0] not in kept]
     deleted = []
     for uid, comment_source, comment in rng.sample(candidates, min(plan.deletions, len(candidates))):
-        store.delete_comment(comment_source, comment["id"])
+        store.delete_comment(comment_source, comment.id)
         deleted.append(uid)
     version = None
     if plan.retrain:

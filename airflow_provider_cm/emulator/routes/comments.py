@@ -24,7 +24,7 @@ from airflow_provider_cm.emulator.routes.labellings import public_comment
 from airflow_provider_cm.emulator.rules.checks import array, custom, obj, string
 from airflow_provider_cm.emulator.schemas import COMMENT as COMMENT_ANSWER
 from airflow_provider_cm.emulator.schemas import U32, envelope
-from airflow_provider_cm.emulator.state.records import Source
+from airflow_provider_cm.emulator.state.records import Comment, Source
 from airflow_provider_cm.emulator.state.store import Store
 from airflow_provider_cm.emulator.wire import json_body, ok, parse_time, segment
 
@@ -91,10 +91,6 @@ def stored_form(comment: dict[str, Any]) -> dict[str, Any]:
     return stored
 
 
-def _comparable(comment: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in comment.items() if k not in _SERVER_FIELDS}
-
-
 def _message_texts(messages: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     return [tuple((m.get(part) or {}).get("text") for part in ("subject", "body", "signature")) for m in messages]
 
@@ -103,14 +99,14 @@ def _upsert_one(store: Store, source: Source, stored: dict[str, Any], created_at
     """Store one comment: ``(outcome, billed)`` where outcome is ``new``, ``updated`` or ``unchanged``."""
     old = source.comments.get(stored["id"])
     if old is None:
-        store.put_comment(source, {**stored, "uid": f"{source.id}.{stored['id']}", "created_at": created_at})
+        store.put_comment(source, Comment(stored, f"{source.id}.{stored['id']}", created_at))
         return "new", True
-    if _comparable(old) == _comparable(stored):
+    if old.fields == stored:
         return "unchanged", False
-    billed = _message_texts(old.get("messages", [])) != _message_texts(stored.get("messages", []))
-    store.put_comment(source, {**stored, "uid": old["uid"], "created_at": old["created_at"]})
-    if old.get("messages") != stored.get("messages"):
-        store.drop_assigned_entities(old["uid"])
+    billed = _message_texts(old.fields.get("messages", [])) != _message_texts(stored.get("messages", []))
+    store.put_comment(source, old.changed(stored))
+    if old.fields.get("messages") != stored.get("messages"):
+        store.drop_assigned_entities(old.uid)
     return "updated", billed
 
 
@@ -139,7 +135,7 @@ def put_comments(store: Store, project: str, name: str, body: dict[str, Any]) ->
     comments = comment_batch(store, body)
     for index, comment in enumerate(comments):
         old = source.comments.get(comment["id"])
-        if old is not None and _comparable(old) != _comparable(stored_form(comment)):
+        if old is not None and old.fields != stored_form(comment):
             raise conflict(f"comments[{index}] (id {comment['id']!r}) already exists with different data")
     new = [c for c in comments if c["id"] not in source.comments]
     if new:

@@ -32,7 +32,7 @@ from airflow_provider_cm.emulator.routes.predictions import latest_predictions
 from airflow_provider_cm.emulator.rules.checks import array, integer, obj, string, timestamp
 from airflow_provider_cm.emulator.schemas import EXPORTED_COMMENT, STRING, envelope, list_of
 from airflow_provider_cm.emulator.state.positions import decode_position, encode_position
-from airflow_provider_cm.emulator.state.records import Dataset
+from airflow_provider_cm.emulator.state.records import Comment, Dataset
 from airflow_provider_cm.emulator.state.store import Store
 from airflow_provider_cm.emulator.wire import json_body, ok, parse_time
 
@@ -76,21 +76,21 @@ def with_parents(labels: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def exported_comment(store: Store, dataset: Dataset, comment: dict[str, Any]) -> dict[str, Any]:
+def exported_comment(store: Store, dataset: Dataset, comment: Comment) -> dict[str, Any]:
     """``{"comment", "annotations": {"labels": {"assigned"}, "entities"?}, "predictions": {"labels"}}``
     for one comment."""
-    annotation = dataset.annotations.get(comment["uid"], {})
-    assigned: list[dict[str, Any]] = []
-    for group in annotation.get("labelling", []):
-        assigned.extend(group.get("assigned", []))
-    annotations: dict[str, Any] = {"labels": {"assigned": with_parents(assigned)}}
-    entities = annotation.get("entities", {}).get("assigned")
-    if entities:
-        annotations["entities"] = {"assigned": entities}
+    annotation = dataset.annotations.get(comment.uid)
+    if annotation is None:
+        annotations: dict[str, Any] = {"labels": {"assigned": []}}
+    else:
+        annotations = {"labels": {"assigned": with_parents(annotation.assigned_labels())}}
+        entities = (annotation.entities or {}).get("assigned")
+        if entities:
+            annotations["entities"] = {"assigned": entities}
     return {
         "comment": public_comment(store, comment, dataset),
         "annotations": annotations,
-        "predictions": latest_predictions(dataset, comment),
+        "predictions": latest_predictions(dataset, comment.fields),
     }
 
 

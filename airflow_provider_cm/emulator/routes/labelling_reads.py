@@ -34,7 +34,7 @@ from airflow_provider_cm.emulator.routes.predictions import MIN_REPORTED_PROBABI
 from airflow_provider_cm.emulator.rules.checks import array, boolean, integer, string
 from airflow_provider_cm.emulator.schemas import ANNOTATED_COMMENT, STRING, envelope, list_of, optional
 from airflow_provider_cm.emulator.state.positions import decode_position, encode_position
-from airflow_provider_cm.emulator.state.records import Dataset
+from airflow_provider_cm.emulator.state.records import Annotation, Comment, Dataset
 from airflow_provider_cm.emulator.state.store import Store
 from airflow_provider_cm.emulator.wire import ok
 
@@ -69,21 +69,16 @@ def _limit(text: str | None) -> int:
     return int(text)
 
 
-def _reviewed(annotation: dict[str, Any] | None) -> bool:
+def _reviewed(annotation: Annotation | None) -> bool:
     """Whether a comment holds any annotation in the dataset (what the source-wide read lists)."""
-    if not annotation:
-        return False
-    if any(group.get("assigned") or group.get("dismissed") for group in annotation.get("labelling", [])):
-        return True
-    entities = annotation.get("entities") or {}
-    return bool(entities.get("assigned") or entities.get("dismissed") or annotation.get("moon_forms"))
+    return annotation is not None and annotation.reviewed()
 
 
-def _with_predictions(dataset: Dataset, annotated: dict[str, Any], comment: dict[str, Any]) -> dict[str, Any]:
+def _with_predictions(dataset: Dataset, annotated: dict[str, Any], comment: Comment) -> dict[str, Any]:
     """``annotated`` with the latest pinned version's predictions in its ``default`` group."""
     if not dataset.models:
         return annotated
-    scores = probabilities(dataset, max(dataset.models), comment)
+    scores = probabilities(dataset, max(dataset.models), comment.fields)
     predicted = thresholded(scores, None, MIN_REPORTED_PROBABILITY)
     out = copy.deepcopy(annotated)
     groups = out.setdefault("labelling", [])

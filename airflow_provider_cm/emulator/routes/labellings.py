@@ -18,7 +18,7 @@ from airflow_provider_cm.emulator.errors import bad_request
 from airflow_provider_cm.emulator.openapi import doc
 from airflow_provider_cm.emulator.rules.checks import Check, array, either, integer, obj, string
 from airflow_provider_cm.emulator.schemas import ANNOTATED_COMMENT, envelope
-from airflow_provider_cm.emulator.state.records import Dataset
+from airflow_provider_cm.emulator.state.records import Annotation, Comment, Dataset
 from airflow_provider_cm.emulator.state.store import Store
 from airflow_provider_cm.emulator.wire import json_body, ok, segment
 
@@ -74,50 +74,41 @@ def update_annotations(store: Store, dataset: Dataset, uid: str, body: dict[str,
     """Write one comment's annotations; answer the annotated comment."""
     comment = store.comment_by_uid(dataset, uid)
     ANNOTATION_BODY(body, "body")
-    annotation = dict(dataset.annotations.get(uid, {}))
+    old = dataset.annotations.get(uid) or Annotation()
+    labelling, entities, moon_forms = old.labelling, old.entities, old.moon_forms
     if body.get("labelling") is not None:
-        annotation["labelling"] = [_clean_group(group) for group in body["labelling"]]
-        store.learn_label_names(dataset, _assigned_names(annotation["labelling"]))
+        labelling = [_clean_group(group) for group in body["labelling"]]
+        store.learn_label_names(dataset, _assigned_names(labelling))
     if body.get("entities") is not None:
-        entities = body["entities"]
-        annotation["entities"] = {
-            "assigned": list(entities.get("assigned") or []),
-            "dismissed": list(entities.get("dismissed") or []),
-        }
+        given = body["entities"]
+        entities = {"assigned": list(given.get("assigned") or []), "dismissed": list(given.get("dismissed") or [])}
     if body.get("moon_forms") is not None:
-        annotation["moon_forms"] = body["moon_forms"]
-    store.put_annotation(dataset, uid, annotation)
+        moon_forms = body["moon_forms"]
+    store.put_annotation(dataset, uid, Annotation(labelling, entities, moon_forms))
     return annotated_comment(store, dataset, comment)
 
 
 def has_annotations(store: Store, dataset: Dataset | None, uid: str) -> bool:
     """Whether the comment has labels, entities or extractions (in ``dataset``, or in any)."""
-    datasets = [dataset] if dataset else list(store.datasets.values())
+    datasets = [dataset] if dataset else store.datasets.values()
     for ds in datasets:
         annotation = ds.annotations.get(uid)
-        if not annotation:
-            continue
-        if any(g.get("assigned") or g.get("dismissed") for g in annotation.get("labelling", [])):
-            return True
-        if annotation.get("entities", {}).get("assigned") or annotation.get("moon_forms"):
+        if annotation is not None and annotation.annotated():
             return True
     return False
 
 
-def public_comment(store: Store, comment: dict[str, Any], dataset: Dataset | None = None) -> dict[str, Any]:
+def public_comment(store: Store, comment: Comment, dataset: Dataset | None = None) -> dict[str, Any]:
     """A stored comment as the API shows it, with ``has_annotations``."""
-    out = {k: v for k, v in comment.items() if k != "_keys"}
-    out["has_annotations"] = has_annotations(store, dataset, comment["uid"])
-    return out
+    return comment.to_api(has_annotations(store, dataset, comment.uid))
 
 
-def annotated_comment(store: Store, dataset: Dataset, comment: dict[str, Any]) -> dict[str, Any]:
+def annotated_comment(store: Store, dataset: Dataset, comment: Comment) -> dict[str, Any]:
     """``{"comment", "labelling"?, "entities"?, "moon_forms"?}`` for one comment in a dataset."""
-    annotation = dataset.annotations.get(comment["uid"], {})
+    annotation = dataset.annotations.get(comment.uid)
     out: dict[str, Any] = {"comment": public_comment(store, comment, dataset)}
-    for kind in ("labelling", "entities", "moon_forms"):
-        if kind in annotation:
-            out[kind] = annotation[kind]
+    if annotation is not None:
+        out.update(annotation.to_api())
     return out
 
 

@@ -41,9 +41,9 @@ def _training_examples(store: Store, dataset: Dataset) -> tuple[list[tuple[str, 
         source_id, _, comment_id = uid.partition(".")
         source = store.sources.get(source_id) if source_id in dataset.source_ids else None
         comment = source.comments.get(comment_id) if source else None
-        labels = [label for group in annotation.get("labelling", []) for label in group.get("assigned", [])]
+        labels = annotation.assigned_labels()
         if comment is not None and labels:
-            examples.append((comment_text(comment), [label["name"] for label in labels]))
+            examples.append((comment_text(comment.fields), [label["name"] for label in labels]))
             sentiments.extend(
                 (label["name"], _SENTIMENT[label["sentiment"]])
                 for label in labels

@@ -94,18 +94,18 @@ def _predict(model: NaiveBayesModel, text: str) -> dict[str, float]:
     return found
 
 
-def probabilities(dataset: Dataset, version: int, comment: dict[str, Any]) -> dict[str, float]:
-    """Every label's probability for a comment under a pinned version."""
-    return dict(_predict(dataset.models[version].model, comment_text(comment)))
+def probabilities(dataset: Dataset, version: int, document: dict[str, Any]) -> dict[str, float]:
+    """Every label's probability for a document (or a stored comment's fields) under a pinned version."""
+    return dict(_predict(dataset.models[version].model, comment_text(document)))
 
 
-def latest_predictions(dataset: Dataset, comment: dict[str, Any]) -> dict[str, Any]:
-    """``{"labels": [...]}``: the comment's predictions by the latest pinned version, as the export
-    gives them (no labels while the dataset has no pinned version)."""
+def latest_predictions(dataset: Dataset, document: dict[str, Any]) -> dict[str, Any]:
+    """``{"labels": [...]}``: a stored comment's predictions (from its fields) by the latest pinned
+    version, as the export gives them (no labels while the dataset has no pinned version)."""
     if not dataset.models:
         return {"labels": []}
     model = dataset.models[max(dataset.models)].model
-    scores = _predict(model, comment_text(comment))
+    scores = _predict(model, comment_text(document))
     labels = []
     for name, probability in sorted(scores.items(), key=lambda item: (-item[1], item[0])):
         if probability < MIN_REPORTED_PROBABILITY:
@@ -179,7 +179,7 @@ def predict_comments(store: Store, dataset: Dataset, version: Any, body: dict[st
     PREDICT_COMMENTS_BODY(body, "body")
     predictions = []
     for uid in body["uids"]:
-        scores = probabilities(dataset, number_, store.comment_by_uid(dataset, uid))
+        scores = probabilities(dataset, number_, store.comment_by_uid(dataset, uid).fields)
         predictions.append({"uid": uid, "labels": _labels(scores, body), "entities": []})
     return {"predictions": predictions}
 

@@ -13,6 +13,7 @@ from airflow_provider_cm.emulator.errors import conflict, not_found
 from airflow_provider_cm.emulator.openapi import doc
 from airflow_provider_cm.emulator.rules.checks import array, body_field, obj, string
 from airflow_provider_cm.emulator.schemas import PROJECT, envelope, list_of
+from airflow_provider_cm.emulator.state.records import Project
 from airflow_provider_cm.emulator.state.store import Store, new_id
 from airflow_provider_cm.emulator.wire import json_body, ok
 
@@ -31,7 +32,7 @@ PROJECT_UPDATE_BODY = obj({"project": PROJECT_UPDATE}, required=("project",))
 ANSWER = envelope(project=PROJECT)
 
 
-def create_project(store: Store, name: str, body: dict[str, Any]) -> dict[str, Any]:
+def create_project(store: Store, name: str, body: dict[str, Any]) -> Project:
     """Create a project; 409 if the name is taken."""
     PROJECT_NAME(name, "project name")
     PROJECT_BODY(body, "body")
@@ -40,34 +41,27 @@ def create_project(store: Store, name: str, body: dict[str, Any]) -> dict[str, A
     fields = body.get("project") or {}
     stamp = api_time(now_utc())
     return store.put_project(
-        {
-            "id": new_id(),
-            "name": name,
-            "title": fields.get("title") or "",
-            "description": fields.get("description") or "",
-            "created_at": stamp,
-            "updated_at": stamp,
-        }
+        Project(new_id(), name, fields.get("title") or "", fields.get("description") or "", stamp, stamp)
     )
 
 
-def update_project(store: Store, name: str, body: dict[str, Any]) -> dict[str, Any]:
+def update_project(store: Store, name: str, body: dict[str, Any]) -> Project:
     """Update a project's ``title`` and ``description`` (those given); 404 if there is none.
 
     The body is ``{"project": {"title"?, "description"?}}``, as the official client's
     ``UpdateProjectRequest`` sends it; other fields are refused.
     """
-    get_project(store, name)
+    project = get_project(store, name)
     fields = body_field(body, "project", PROJECT_UPDATE)
-    given = {key: fields[key] for key in ("title", "description") if fields.get(key) is not None}
-    return store.update_project(name, given, api_time(now_utc()))
+    return store.update_project(project, fields.get("title"), fields.get("description"), api_time(now_utc()))
 
 
-def get_project(store: Store, name: str) -> dict[str, Any]:
+def get_project(store: Store, name: str) -> Project:
     """One project; 404 if there is none."""
-    if name not in store.projects:
+    project = store.projects.get(name)
+    if project is None:
         raise not_found()
-    return store.projects[name]
+    return project
 
 
 def router(store: Store) -> APIRouter:
@@ -76,18 +70,20 @@ def router(store: Store) -> APIRouter:
 
     @routes.get(api.LIST_PROJECTS.url, **doc(envelope(projects=list_of(PROJECT))))
     async def list_projects() -> Response:
-        return ok(projects=store.read(lambda s: list(s.projects.values())))
+        return ok(projects=store.read(lambda s: [p.to_api() for p in s.projects.values()]))
 
     @routes.get(api.GET_PROJECT.url, **doc(ANSWER, errors=(404,)))
     async def read_project(project: str) -> Response:
-        return ok(project=store.read(get_project, project))
+        return ok(project=store.read(lambda s: get_project(s, project).to_api()))
 
     @routes.put(api.CREATE_PROJECT.url, **doc(ANSWER, body=PROJECT_BODY, errors=(400, 409)))
     async def put_project(project: str, request: Request) -> Response:
-        return ok(project=await store.write(create_project, project, await json_body(request)))
+        body = await json_body(request)
+        return ok(project=await store.write(lambda s: create_project(s, project, body).to_api()))
 
     @routes.post(api.UPDATE_PROJECT.url, **doc(ANSWER, body=PROJECT_UPDATE_BODY, errors=(400, 404)))
     async def post_project(project: str, request: Request) -> Response:
-        return ok(project=await store.write(update_project, project, await json_body(request)))
+        body = await json_body(request)
+        return ok(project=await store.write(lambda s: update_project(s, project, body).to_api()))
 
     return routes

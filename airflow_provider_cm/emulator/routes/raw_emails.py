@@ -164,8 +164,8 @@ def _addresses(message: Any, name: str) -> list[str]:
 def email_comment(document: dict[str, Any], stored: dict[str, Any] | None = None) -> dict[str, Any]:
     """The comment the platform makes of a checked document.
 
-    :param stored: the comment already stored under the same id, whose timestamp an e-mail
-        without a readable ``Date`` keeps.
+    :param stored: the fields of the comment already stored under the same id, whose timestamp an
+        e-mail without a readable ``Date`` keeps.
     """
     raw_email = document["raw_email"]
     message = _headers(raw_email)
@@ -219,7 +219,7 @@ def _comments(store: Store, source: Any, documents: list[dict[str, Any]]) -> lis
     for index, document in enumerate(documents):
         message = _headers(document["raw_email"])
         stored = source.comments.get(comment_id_of(document, message)) if source is not None else None
-        comment = email_comment(document, stored)
+        comment = email_comment(document, stored.fields if stored is not None else None)
         comment_routes.check_comment(index, comment)
         reason = store.knobs.reject_comment_ids.get(comment["id"])  # the fault-injection knob of ``sync``
         if reason:

@@ -32,7 +32,7 @@ from airflow_provider_cm.emulator.rules.checks import integer, obj, string, time
 from airflow_provider_cm.emulator.rules.stream_filters import matches
 from airflow_provider_cm.emulator.schemas import BATCH, RESULTS, STREAM, STRING, envelope
 from airflow_provider_cm.emulator.state.positions import decode_position, encode_position
-from airflow_provider_cm.emulator.state.records import Dataset, Stream
+from airflow_provider_cm.emulator.state.records import Comment, Dataset, Stream
 from airflow_provider_cm.emulator.state.store import Store
 from airflow_provider_cm.emulator.wire import json_body, ok, parse_time
 
@@ -47,10 +47,10 @@ ADVANCE_BODY = obj({"sequence_id": string(min_len=1)}, required=("sequence_id",)
 RESET_BODY = obj({"to_comment_created_at": timestamp()}, required=("to_comment_created_at",))
 
 
-def _result(store: Store, dataset: Dataset, stream: Stream, comment: dict[str, Any]) -> dict[str, Any]:
+def _result(store: Store, dataset: Dataset, stream: Stream, comment: Comment) -> dict[str, Any]:
     result: dict[str, Any] = {"comment": public_comment(store, comment, dataset), "entities": [], "labels": []}
     if stream.model:
-        scores = probabilities(dataset, stream.model["version"], comment)
+        scores = probabilities(dataset, stream.model["version"], comment.fields)
         thresholds = label_threshold_map(stream.model.get("label_thresholds"))
         result["labels"] = thresholded(scores, thresholds, MIN_REPORTED_PROBABILITY)
     return result

@@ -13,7 +13,7 @@ from airflow_provider_cm.api.times import time_key
 from airflow_provider_cm.emulator.routes.labellings import has_annotations
 from airflow_provider_cm.emulator.rules.checks import array, obj, string, timestamp
 from airflow_provider_cm.emulator.rules.user_properties import USER_PROPERTIES_FILTER, properties_match
-from airflow_provider_cm.emulator.state.records import Dataset
+from airflow_provider_cm.emulator.state.records import Comment, Dataset
 from airflow_provider_cm.emulator.state.store import Store
 from airflow_provider_cm.emulator.wire import parse_time
 
@@ -73,16 +73,16 @@ def _messages_match(rules: dict[str, Any], comment: dict[str, Any]) -> bool:
     return True
 
 
-def matches(store: Store, dataset: Dataset, comment_filter: dict[str, Any], source_id: str, comment: dict) -> bool:
+def matches(store: Store, dataset: Dataset, comment_filter: dict[str, Any], source_id: str, comment: Comment) -> bool:
     """Whether a stored comment passes a (checked) comment filter."""
     sources = comment_filter.get("sources")
     if sources and source_id not in sources:
         return False
     window = comment_filter.get("timestamp")
-    if window and not _in_window(window, comment["_keys"]["timestamp"]):
+    if window and not _in_window(window, comment.timestamp_key):
         return False
-    if not properties_match(comment_filter.get("user_properties") or {}, comment.get("user_properties") or {}):
+    if not properties_match(comment_filter.get("user_properties") or {}, comment.fields.get("user_properties") or {}):
         return False
-    if not _reviewed_matches(store, dataset, comment_filter.get("reviewed"), comment["uid"]):
+    if not _reviewed_matches(store, dataset, comment_filter.get("reviewed"), comment.uid):
         return False
-    return _messages_match(comment_filter.get("messages") or {}, comment)
+    return _messages_match(comment_filter.get("messages") or {}, comment.fields)

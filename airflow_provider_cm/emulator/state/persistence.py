@@ -13,29 +13,33 @@ import os
 import tempfile
 from typing import Any
 
-from airflow_provider_cm.emulator.state.records import Dataset, ModelVersion, Source, Stream
+from airflow_provider_cm.emulator.state.records import (
+    Annotation,
+    Comment,
+    Dataset,
+    ModelVersion,
+    Project,
+    Source,
+    Stream,
+)
 from airflow_provider_cm.emulator.state.tenant import Tenant
 
 BILLING = ("billed_comments", "billed_predictions", "billed_by_source")
-
-
-def stored_comment(comment: dict[str, Any]) -> dict[str, Any]:
-    """A comment without the emulator's private sort keys."""
-    return {k: v for k, v in comment.items() if k != "_keys"}
 
 
 def current_value(store: Tenant, key: tuple[Any, ...]) -> Any:
     """The stored form of the object at ``key`` now (``None`` if it no longer exists)."""
     kind, *ids = key
     if kind == "project":
-        return store.projects.get(ids[0])
+        project = store.projects.get(ids[0])
+        return project.to_json() if project else None
     if kind == "source":
         source = store.sources.get(ids[0])
         return source.meta_json() if source else None
     if kind == "comment":
         source = store.sources.get(ids[0])
         comment = source.comments.get(ids[1]) if source else None
-        return stored_comment(comment) if comment else None
+        return comment.to_json() if comment else None
     return _dataset_value(store, kind, ids)
 
 
@@ -46,7 +50,8 @@ def _dataset_value(store: Tenant, kind: str, ids: list[Any]) -> Any:
     if kind == "dataset":
         return dataset.meta_json()
     if kind == "annotation":
-        return dataset.annotations.get(ids[1])
+        annotation = dataset.annotations.get(ids[1])
+        return annotation.to_json() if annotation else None
     if kind == "stream":
         stream = dataset.streams.get(ids[1])
         return stream.to_json() if stream else None
@@ -76,13 +81,13 @@ def apply_record(store: Tenant, record: dict[str, Any]) -> None:
 
 def _apply_put(store: Tenant, kind: str, ids: list[Any], value: Any) -> None:
     if kind == "project":
-        _put(store.projects, ids[0], value)
+        _put(store.projects, ids[0], Project.from_json(value) if value is not None else None)
     elif kind == "source":
         _apply_source(store, ids[0], value)
     elif kind == "comment":
         source = store.sources.get(ids[0])
         if source is not None:
-            _put(source.comments, ids[1], store.indexed_comment(value) if value is not None else None)
+            _put(source.comments, ids[1], Comment.from_json(value) if value is not None else None)
     elif kind == "dataset":
         _apply_dataset(store, ids[0], value)
     else:
@@ -101,7 +106,7 @@ def _apply_source(store: Tenant, source_id: str, value: Any) -> None:
         store.sources.pop(source_id, None)
         return
     existing = store.sources.get(source_id)
-    source = _source_from_json(value)
+    source = Source.from_json(value)
     if existing is not None:
         source.comments = existing.comments
     store.sources[source_id] = source
@@ -112,7 +117,7 @@ def _apply_dataset(store: Tenant, dataset_id: str, value: Any) -> None:
         store.datasets.pop(dataset_id, None)
         return
     existing = store.datasets.get(dataset_id)
-    dataset = _dataset_from_json(value)
+    dataset = Dataset.from_json(value)
     if existing is not None:
         dataset.annotations, dataset.models = existing.annotations, existing.models
         dataset.model_tags, dataset.streams = existing.model_tags, existing.streams
@@ -124,7 +129,7 @@ def _apply_dataset_part(store: Tenant, kind: str, ids: list[Any], value: Any) ->
     if dataset is None:
         return
     if kind == "annotation":
-        _put(dataset.annotations, ids[1], value)
+        _put(dataset.annotations, ids[1], Annotation.from_json(value) if value is not None else None)
     elif kind == "stream":
         _put(dataset.streams, ids[1], Stream.from_json(value) if value is not None else None)
     elif kind == "model":
@@ -133,35 +138,17 @@ def _apply_dataset_part(store: Tenant, kind: str, ids: list[Any], value: Any) ->
         dataset.model_tags = dict(value or {})
 
 
-def _source_from_json(data: dict[str, Any]) -> Source:
-    return Source(data["id"], data["project"], data["name"], data["fields"], data["created_at"], data["updated_at"])
-
-
-def _dataset_from_json(data: dict[str, Any]) -> Dataset:
-    return Dataset(
-        data["id"],
-        data["project"],
-        data["name"],
-        data["fields"],
-        list(data["source_ids"]),
-        data["created"],
-        data["last_modified"],
-        label_names=list(data.get("label_names", [])),
-    )
-
-
 def snapshot(store: Tenant) -> dict[str, Any]:
     """The whole tenant in stored form."""
     return {
-        "projects": store.projects,
+        "projects": {name: p.to_json() for name, p in store.projects.items()},
         "sources": [
-            {**s.meta_json(), "comments": [stored_comment(c) for c in s.comments.values()]}
-            for s in store.sources.values()
+            {**s.meta_json(), "comments": [c.to_json() for c in s.comments.values()]} for s in store.sources.values()
         ],
         "datasets": [
             {
                 **d.meta_json(),
-                "annotations": d.annotations,
+                "annotations": {uid: a.to_json() for uid, a in d.annotations.items()},
                 "models": [m.to_json() for m in d.models.values()],
                 "model_tags": d.model_tags,
                 "streams": {name: s.to_json() for name, s in d.streams.items()},
@@ -174,15 +161,16 @@ def snapshot(store: Tenant) -> dict[str, Any]:
 
 def load_snapshot(store: Tenant, data: dict[str, Any]) -> None:
     """Fill an empty store from a snapshot."""
-    store.projects = dict(data.get("projects", {}))
+    store.projects = {name: Project.from_json(p) for name, p in data.get("projects", {}).items()}
     for s in data.get("sources", []):
-        source = _source_from_json(s)
-        for comment in s.get("comments", []):
-            source.comments[comment["id"]] = store.indexed_comment(comment)
+        source = Source.from_json(s)
+        for stored in s.get("comments", []):
+            comment = Comment.from_json(stored)
+            source.comments[comment.id] = comment
         store.sources[source.id] = source
     for d in data.get("datasets", []):
-        dataset = _dataset_from_json(d)
-        dataset.annotations = dict(d.get("annotations", {}))
+        dataset = Dataset.from_json(d)
+        dataset.annotations = {uid: Annotation.from_json(a) for uid, a in d.get("annotations", {}).items()}
         dataset.models = {int(m["version"]): ModelVersion.from_json(m) for m in d.get("models", [])}
         dataset.model_tags = dict(d.get("model_tags", {}))
         dataset.streams = {name: Stream.from_json(s) for name, s in (d.get("streams") or {}).items()}

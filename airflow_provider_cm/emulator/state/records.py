@@ -1,13 +1,157 @@
-"""What the emulator stores: sources with their comments, datasets with their annotations, streams
-and pinned model versions, as dataclasses with their API form and their stored (JSON) form.
+"""What the emulator stores: projects, sources with their comments, datasets with their annotations,
+streams and pinned model versions. Each kind of object is a dataclass here with its API form
+(``to_api()``) and its stored form, the JSON of the snapshot and the journal (``to_json()`` and
+``from_json()``; ``meta_json()`` for the objects stored without their parts). A new kind follows them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
+from operator import attrgetter
 from typing import Any
 
+from airflow_provider_cm.api.times import parse_time, time_key
 from airflow_provider_cm.emulator.rules.classifier import NaiveBayesModel
+
+
+@dataclass(slots=True)
+class Project:
+    """A project, which sources and datasets belong to (by its name)."""
+
+    id: str
+    name: str
+    title: str
+    description: str
+    created_at: str
+    updated_at: str
+
+    def to_api(self) -> dict[str, Any]:
+        """The API's project object."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "title": self.title,
+            "description": self.description,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        """The stored form (the API's)."""
+        return self.to_api()
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Project:
+        """Read the stored form."""
+        return cls(
+            data["id"],
+            data["name"],
+            data.get("title") or "",
+            data.get("description") or "",
+            data["created_at"],
+            data["updated_at"],
+        )
+
+
+@dataclass(slots=True)
+class Comment:
+    """A comment of a source: its ``fields`` as the client sent them (in their order, without the
+    fields the emulator sets, ``timestamp`` normalised, blank user properties dropped), its ``uid``
+    (``<source id>.<id>``) and ``created_at`` (its first upload), and the sort keys of its two
+    times (microseconds; derived, not stored), which the listings order by."""
+
+    fields: dict[str, Any]
+    uid: str
+    created_at: str
+    timestamp_key: int = field(init=False, repr=False, compare=False)
+    created_at_key: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.timestamp_key = time_key(parse_time(self.fields["timestamp"], "timestamp"))
+        self.created_at_key = _upload_key(self.created_at)
+
+    @property
+    def id(self) -> str:
+        """The comment's id in its source."""
+        return self.fields["id"]  # type: ignore[no-any-return]
+
+    def changed(self, fields: dict[str, Any]) -> Comment:
+        """The same comment (``uid``, ``created_at``) with new fields."""
+        return Comment(fields, self.uid, self.created_at)
+
+    def to_api(self, has_annotations: bool) -> dict[str, Any]:
+        """The API's comment object: its fields, ``uid``, ``created_at`` and ``has_annotations``."""
+        return {**self.fields, "uid": self.uid, "created_at": self.created_at, "has_annotations": has_annotations}
+
+    def to_json(self) -> dict[str, Any]:
+        """The stored form: the fields, then ``uid`` and ``created_at``."""
+        return {**self.fields, "uid": self.uid, "created_at": self.created_at}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Comment:
+        """Read the stored form."""
+        fields = dict(data)
+        uid, created_at = fields.pop("uid"), fields.pop("created_at")
+        return cls(fields, uid, created_at)
+
+
+@lru_cache(maxsize=256)
+def _upload_key(created_at: str) -> int:
+    """The sort key of an upload time, parsed once for the comments of one upload (which share it)."""
+    return time_key(parse_time(created_at, "created_at"))
+
+
+#: A comment's sort key by the name of the time a listing orders by (``order_by``).
+SORT_KEYS = {"timestamp": attrgetter("timestamp_key"), "created_at": attrgetter("created_at_key")}
+
+
+@dataclass(slots=True)
+class Annotation:
+    """A comment's annotations in a dataset: label groups (``labelling``), general fields
+    (``entities``: ``{"assigned", "dismissed"}``) and field extractions (``moon_forms``), each
+    ``None`` until written (an empty list is written, and shown)."""
+
+    labelling: list[dict[str, Any]] | None = None
+    entities: dict[str, Any] | None = None
+    moon_forms: list[Any] | None = None
+
+    def to_api(self) -> dict[str, Any]:
+        """The kinds written, as the API shows them beside the comment."""
+        out: dict[str, Any] = {}
+        if self.labelling is not None:
+            out["labelling"] = self.labelling
+        if self.entities is not None:
+            out["entities"] = self.entities
+        if self.moon_forms is not None:
+            out["moon_forms"] = self.moon_forms
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        """The stored form (the API's)."""
+        return self.to_api()
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Annotation:
+        """Read the stored form."""
+        return cls(data.get("labelling"), data.get("entities"), data.get("moon_forms"))
+
+    def assigned_labels(self) -> list[dict[str, Any]]:
+        """The labels assigned, of every group."""
+        return [label for group in self.labelling or () for label in group.get("assigned", ())]
+
+    def annotated(self) -> bool:
+        """Whether the comment counts as annotated (the API's ``has_annotations``): assigned or
+        dismissed labels, assigned general fields or field extractions."""
+        if any(group.get("assigned") or group.get("dismissed") for group in self.labelling or ()):
+            return True
+        return bool((self.entities or {}).get("assigned") or self.moon_forms)
+
+    def reviewed(self) -> bool:
+        """Whether a source-wide read of annotations lists the comment: as :meth:`annotated`, or
+        with dismissed general fields."""
+        return self.annotated() or bool((self.entities or {}).get("dismissed"))
+
 
 #: Source fields the API returns as given at creation or update, with their defaults.
 SOURCE_DEFAULTS: dict[str, Any] = {
@@ -22,7 +166,7 @@ SOURCE_DEFAULTS: dict[str, Any] = {
 
 @dataclass
 class Source:
-    """A source: its fields and its comments by id (each in stored form, with ``_keys``)."""
+    """A source: its fields and its comments by id."""
 
     id: str
     project: str
@@ -30,7 +174,7 @@ class Source:
     fields: dict[str, Any]
     created_at: str
     updated_at: str
-    comments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    comments: dict[str, Comment] = field(default_factory=dict)
 
     def to_api(self) -> dict[str, Any]:
         """The API's source object; ``bucket_id`` only when it is set (the API types it string)."""
@@ -55,6 +199,11 @@ class Source:
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Source:
+        """Read the stored form of :meth:`meta_json` (without comments)."""
+        return cls(data["id"], data["project"], data["name"], data["fields"], data["created_at"], data["updated_at"])
 
 
 @dataclass
@@ -156,7 +305,7 @@ class Dataset:
     source_ids: list[str]
     created: str
     last_modified: str
-    annotations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    annotations: dict[str, Annotation] = field(default_factory=dict)
     label_names: list[str] = field(default_factory=list)
     models: dict[int, ModelVersion] = field(default_factory=dict)
     model_tags: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -222,3 +371,17 @@ class Dataset:
             "last_modified": self.last_modified,
             "label_names": self.label_names,
         }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Dataset:
+        """Read the stored form of :meth:`meta_json` (without annotations, models, tags or streams)."""
+        return cls(
+            data["id"],
+            data["project"],
+            data["name"],
+            data["fields"],
+            list(data["source_ids"]),
+            data["created"],
+            data["last_modified"],
+            label_names=list(data.get("label_names", [])),
+        )

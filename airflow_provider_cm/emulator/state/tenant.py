@@ -14,10 +14,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow_provider_cm.api.times import time_key
 from airflow_provider_cm.emulator.errors import bad_request, not_found
-from airflow_provider_cm.emulator.state.records import Dataset, ModelVersion, Source, Stream
-from airflow_provider_cm.emulator.wire import parse_time
+from airflow_provider_cm.emulator.state.records import (
+    SORT_KEYS,
+    Annotation,
+    Comment,
+    Dataset,
+    ModelVersion,
+    Project,
+    Source,
+    Stream,
+)
 
 #: One row of a sorted listing of a dataset's comments: (time key, uid, source id, comment id).
 IndexRow = tuple[int, str, str, str]
@@ -35,7 +42,7 @@ class Tenant:
 
     def clear_data(self) -> None:
         """Forget every object and counter."""
-        self.projects: dict[str, dict[str, Any]] = {}
+        self.projects: dict[str, Project] = {}
         self.sources: dict[str, Source] = {}
         self.datasets: dict[str, Dataset] = {}
         self.billed_comments = 0
@@ -89,23 +96,13 @@ class Tenant:
             raise not_found()
         return found
 
-    def comment_by_uid(self, dataset: Dataset, uid: str) -> dict[str, Any]:
+    def comment_by_uid(self, dataset: Dataset, uid: str) -> Comment:
         """A comment of one of the dataset's sources by ``<source_id>.<comment_id>``; 404 if none."""
         source_id, _, comment_id = uid.partition(".")
         source = self.sources.get(source_id) if source_id in dataset.source_ids else None
         comment = source.comments.get(comment_id) if source else None
         if comment is None:
             raise not_found()
-        return comment
-
-    @staticmethod
-    def indexed_comment(comment: dict[str, Any]) -> dict[str, Any]:
-        """A stored comment with its private sort keys (``_keys``) for listings."""
-        comment = dict(comment)
-        comment["_keys"] = {
-            "timestamp": time_key(parse_time(comment["timestamp"], "timestamp")),
-            "created_at": time_key(parse_time(comment["created_at"], "created_at")),
-        }
         return comment
 
     def sorted_index(self, dataset: Dataset, order_by: str, source_ids: tuple[str, ...]) -> list[IndexRow]:
@@ -115,12 +112,13 @@ class Tenant:
         if cached and cached[0] == self._version:
             return cached[1]
         rows: list[IndexRow] = []
+        sort_key = SORT_KEYS[order_by]
         for source_id in source_ids:
             source = self.sources.get(source_id)
             if source is None:
                 continue
             for comment_id, comment in source.comments.items():
-                rows.append((comment["_keys"][order_by], comment["uid"], source_id, comment_id))
+                rows.append((sort_key(comment), comment.uid, source_id, comment_id))
         rows.sort()
         self._index_cache = {k: v for k, v in self._index_cache.items() if v[0] == self._version}
         self._index_cache[cache_key] = (self._version, rows)
@@ -128,18 +126,20 @@ class Tenant:
 
     # -- changes: projects, sources, datasets -----------------------------------------------------
 
-    def put_project(self, project: dict[str, Any]) -> dict[str, Any]:
-        """Store a project record (``{"id", "name", "title", ...}``) under its name."""
-        self.projects[project["name"]] = project
-        self.touch("project", project["name"])
+    def put_project(self, project: Project) -> Project:
+        """Store a new project under its name."""
+        self.projects[project.name] = project
+        self.touch("project", project.name)
         return project
 
-    def update_project(self, name: str, fields: dict[str, Any], updated_at: str) -> dict[str, Any]:
-        """Set the project's given fields and its ``updated_at``."""
-        project = self.projects[name]
-        project.update(fields)
-        project["updated_at"] = updated_at
-        self.touch("project", name)
+    def update_project(self, project: Project, title: str | None, description: str | None, updated_at: str) -> Project:
+        """Set the project's ``title`` and ``description`` (those not ``None``) and its ``updated_at``."""
+        if title is not None:
+            project.title = title
+        if description is not None:
+            project.description = description
+        project.updated_at = updated_at
+        self.touch("project", project.name)
         return project
 
     def put_source(self, source: Source) -> Source:
@@ -189,10 +189,11 @@ class Tenant:
 
     # -- changes: comments, annotations, billing --------------------------------------------------
 
-    def put_comment(self, source: Source, comment: dict[str, Any]) -> None:
-        """Store a comment in stored form (with ``uid`` and ``created_at``) under its id."""
-        source.comments[comment["id"]] = self.indexed_comment(comment)
-        self.touch("comment", source.id, comment["id"])
+    def put_comment(self, source: Source, comment: Comment) -> None:
+        """Store a comment (new, or replacing the one with its id)."""
+        comment_id = comment.id
+        source.comments[comment_id] = comment
+        self.touch("comment", source.id, comment_id)
 
     def delete_comment(self, source: Source, comment_id: str) -> bool:
         """Forget a comment and its annotations in every dataset; ``False`` if there was none."""
@@ -201,20 +202,20 @@ class Tenant:
             return False
         self.touch("comment", source.id, comment_id)
         for dataset in self.datasets.values():
-            if dataset.annotations.pop(comment["uid"], None) is not None:
-                self.touch("annotation", dataset.id, comment["uid"])
+            if dataset.annotations.pop(comment.uid, None) is not None:
+                self.touch("annotation", dataset.id, comment.uid)
         return True
 
     def drop_assigned_entities(self, uid: str) -> None:
         """Remove the assigned general fields of comment ``uid`` in every dataset (its text changed)."""
         for dataset in self.datasets.values():
             annotation = dataset.annotations.get(uid)
-            if annotation and annotation.get("entities"):
-                annotation["entities"]["assigned"] = []
+            if annotation is not None and annotation.entities:
+                annotation.entities = {**annotation.entities, "assigned": []}
                 self.touch("annotation", dataset.id, uid)
 
-    def put_annotation(self, dataset: Dataset, uid: str, annotation: dict[str, Any]) -> None:
-        """Store comment ``uid``'s annotations (``labelling``, ``entities``, ``moon_forms``) in a dataset."""
+    def put_annotation(self, dataset: Dataset, uid: str, annotation: Annotation) -> None:
+        """Store comment ``uid``'s annotations in a dataset (replacing those it had)."""
         dataset.annotations[uid] = annotation
         self.touch("annotation", dataset.id, uid)
 
