@@ -55,10 +55,10 @@ FOLDER = f"{PARQUET_ROOT}/{DATASET.replace('/', '__')}"
 #: (a label removed since is in no newer file of the comment, so it is gone here too).
 LOAD_SQL = [
     f"""CREATE OR REPLACE TABLE comments AS
-        SELECT * FROM read_parquet('{FOLDER}/comments/*.parquet')
+        SELECT * FROM read_parquet('{FOLDER}/comments/*.parquet', union_by_name = true)
         QUALIFY row_number() OVER (PARTITION BY uid ORDER BY _cm_extracted_at DESC, _cm_load_id DESC) = 1""",
     f"""CREATE OR REPLACE TABLE comment_labels AS
-        SELECT l.* FROM read_parquet('{FOLDER}/comment_labels/*.parquet') AS l
+        SELECT l.* FROM read_parquet('{FOLDER}/comment_labels/*.parquet', union_by_name = true) AS l
         JOIN comments AS c ON l.uid = c.uid AND l._cm_load_id = c._cm_load_id""",
 ]
 

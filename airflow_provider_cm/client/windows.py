@@ -3,7 +3,7 @@
 The window is the operator's ``start``/``end`` when given, else the run's data interval. The
 export route's ``to`` is inclusive, so :func:`before_end` drops the comments exactly at ``end``:
 consecutive windows then cover every comment once and none twice
-(:class:`~airflow_provider_cm.hooks.window_export.WindowExport` applies it to every page).
+(:class:`~airflow_provider_cm.client.window_export.WindowExport` applies it to every page).
 Every operator that reads a dataset by time (the file export, the transfer into SQL) takes its
 window from here, so they agree on the rules and on the error messages.
 """

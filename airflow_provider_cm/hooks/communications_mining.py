@@ -80,7 +80,7 @@ class CommunicationsMiningHook(CommunicationsMiningBaseHook):
 
     Every method returns plain Python data. Set-up that creates an object unless it exists is
     :mod:`airflow_provider_cm.common.if_exists`; the export of a time window in slices is
-    :class:`~airflow_provider_cm.hooks.window_export.WindowExport`.
+    :class:`~airflow_provider_cm.client.window_export.WindowExport`.
     """
 
     # -- user, projects ---------------------------------------------------------------------------

@@ -57,7 +57,7 @@ class CommunicationsMiningExportDatasetOperator(CommunicationsMiningBaseOperator
     page by page (``limit`` up to 256), following ``continuation`` to the end. With
     ``export_concurrency`` above 1 (the default is 8) the window is cut into time slices, each its
     own ``continuation`` chain, exported that many at a time
-    (:class:`~airflow_provider_cm.hooks.window_export.WindowExport`):
+    (:class:`~airflow_provider_cm.client.window_export.WindowExport`):
     the file is written slice after slice in time order and is byte for byte the file one chain
     writes, comments in the route's order (``order_by`` time; comments sharing a time in the
     route's own order, by ``uid`` on the emulator). Pages fetched ahead of the writer wait in

@@ -15,10 +15,11 @@
    label, entity or user property that a comment read in this load no longer has is marked
    deleted (``_cm_deleted_at``);
 4. with ``reconcile``, **marks deleted** every comment not seen by the load (within its range and
-   sources, if given) and its rows of the long tables; nothing is ever hard-deleted. The uids
-   read are kept page by page in a temporary table of the same transaction, and the rows not
-   seen are marked by one ``UPDATE ... WHERE NOT EXISTS`` per table: the load's memory holds
-   the pages in flight, never the dataset's uids;
+   sources, if given) and its rows of the long tables; nothing is ever hard-deleted. Every
+   load keeps the uids it reads page by page in a temporary table of the same transaction
+   (with whether each read was unchanged, for the counts); the rows not seen are marked by one
+   ``UPDATE ... WHERE NOT EXISTS`` per table: the load's memory holds the pages in flight,
+   never the dataset's uids;
 5. records the load in the ``loads`` table,
 
 all in one transaction: a load that fails midway (the API, a row, the database) leaves the tables
@@ -336,14 +337,14 @@ class SqlWarehouse:
             self._mark_deleted(connection, spec, gone, now, counts)
 
     def _unchanged_comments(
-        self, connection: Connection, hashes: dict[str, str], counts: LoadCounts, deferred: bool
+        self, connection: Connection, uids: list[str], hashes: dict[str, str], counts: LoadCounts, deferred: bool
     ) -> set[str]:
         """The uids whose comment hash is stored on a live ``comments`` row, counted unchanged.
 
         Equal comment hashes mean equal rows (:func:`~.rows.comment_hash`), so these comments'
         rows are neither built nor compared. Their live rows of the long tables are counted
-        unchanged too: now, unless ``deferred`` (the load counts them at its end, from its table
-        of the uids seen).
+        unchanged too: now, unless ``deferred`` (the load counts them from its table of the uids
+        seen, :meth:`_count_unchanged`).
         """
         comments = self.tables[COMMENTS.name]
         unchanged: set[str] = set()
@@ -354,20 +355,39 @@ class SqlWarehouse:
             unchanged.update(uid for uid, stored in connection.execute(query) if stored == hashes[uid])
         if not unchanged:
             return unchanged
-        counts.add(COMMENTS.name, "unchanged", len(unchanged))
+        counts.add(COMMENTS.name, "unchanged", sum(1 for uid in uids if uid in unchanged))
         if not deferred:
             for chunk in _chunks(sorted(unchanged)):
-                self._count_live_rows(connection, lambda column, chunk=chunk: column.in_(chunk), counts)
+                for spec in DATA_TABLES[1:]:
+                    table = self.tables[spec.name]
+                    count = sa.select(sa.func.count()).where(table.c.uid.in_(chunk), table.c[DELETED_AT].is_(None))
+                    counts.add(spec.name, "unchanged", connection.execute(count).scalar() or 0)
         return unchanged
 
-    def _count_live_rows(self, connection: Connection, of: Any, counts: LoadCounts) -> None:
-        """Count unchanged the live rows of each long table whose ``uid`` satisfies ``of(uid column)``."""
-        for spec in DATA_TABLES:
-            if spec is COMMENTS:
-                continue
+    def _count_unchanged(
+        self, connection: Connection, seen: sa.Table, counts: LoadCounts, uids: Sequence[str] | None = None
+    ) -> None:
+        """Count unchanged the live long-table rows of each read ``seen`` unchanged, once per read.
+
+        With ``uids``: only those comments' reads, which are then no longer flagged (a comment
+        read again, changed this time, has its earlier read counted as the tables stood before
+        this read's rows are merged). Without: every read still flagged, at the end of the load.
+        """
+        where: list[sa.ColumnElement[bool]] = [seen.c.unchanged]
+        if uids is not None:
+            where.append(seen.c.uid.in_(list(uids)))
+            if not connection.execute(sa.select(seen.c.uid).where(*where).limit(1)).first():
+                return
+        for spec in DATA_TABLES[1:]:
             table = self.tables[spec.name]
-            count = sa.select(sa.func.count()).where(of(table.c.uid), table.c[DELETED_AT].is_(None))
+            count = (
+                sa.select(sa.func.count())
+                .select_from(table.join(seen, seen.c.uid == table.c.uid))
+                .where(*where, table.c[DELETED_AT].is_(None))
+            )
             counts.add(spec.name, "unchanged", connection.execute(count).scalar() or 0)
+        if uids is not None:
+            connection.execute(seen.update().where(*where).values(unchanged=False))
 
     def _mark_deleted(
         self, connection: Connection, spec: TableSpec, keys: list[tuple[Any, ...]], now: datetime, counts: LoadCounts
@@ -403,8 +423,11 @@ class SqlWarehouse:
         uids = rows.uids
         counts.rows_read += len(uids)
         counts.pages += 1
-        unchanged = self._unchanged_comments(connection, rows.comment_hashes, counts, deferred=seen is not None)
+        unchanged = self._unchanged_comments(connection, uids, rows.comment_hashes, counts, deferred=seen is not None)
         if seen is not None and uids:
+            changed = [uid for uid in uids if uid not in unchanged]
+            for chunk in _chunks(changed):  # read earlier in this load, unchanged then: count that read now
+                self._count_unchanged(connection, seen, counts, chunk)
             connection.execute(seen.insert(), [{"uid": uid, "unchanged": uid in unchanged} for uid in uids])
         if unchanged:
             rows = rows.without(unchanged)
@@ -434,13 +457,6 @@ class SqlWarehouse:
             connection.execute(sa.text(f"DROP TABLE IF EXISTS temp.{name}"))
         seen.create(connection)
         return seen
-
-    def _count_unchanged(self, connection: Connection, seen: sa.Table, counts: LoadCounts) -> None:
-        """Count unchanged the live long-table rows of the comments ``seen`` unchanged (one query per table)."""
-        if self.engine.dialect.name == "postgresql":
-            connection.execute(sa.text("SET LOCAL enable_seqscan = on"))  # a join over the whole table: let it scan
-        unchanged = sa.select(seen.c.uid).where(seen.c.unchanged).distinct()
-        self._count_live_rows(connection, lambda column: column.in_(unchanged), counts)
 
     def _reconcile(
         self,
@@ -519,6 +535,8 @@ class SqlWarehouse:
                 self._reconcile(
                     connection, seen, datetime.now(timezone.utc), counts, reconcile_range, reconcile_sources
                 )
+                if self.engine.dialect.name == "postgresql":  # the reads of the whole dataset: let it scan
+                    connection.execute(sa.text("SET LOCAL enable_seqscan = on"))
             self._count_unchanged(connection, seen, counts)
             seen.drop(connection)
             connection.execute(self.tables[LOADS.name].insert(), loads_row(info, counts, started))

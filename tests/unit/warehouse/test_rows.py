@@ -153,3 +153,85 @@ def test_every_table_has_a_key_and_the_metadata_columns():
         assert spec.key
     for spec in DATA_TABLES:
         assert {"_cm_load_id", "_cm_extracted_at", "_cm_row_hash", "_cm_deleted_at"} <= set(spec.column_names)
+
+
+#: One exported comment using every field the rows read (two messages, every kind of label, entities,
+#: both kinds of user property, predictions with sentiment and metadata).
+RICH = {
+    "comment": {
+        "uid": "0123456789abcdef.rich-1",
+        "id": "rich-1",
+        "thread_id": "t-9",
+        "timestamp": "2026-10-02T08:30:00.123456Z",
+        "created_at": "2026-10-02T09:00:00Z",
+        "messages": [
+            {
+                "from": "a@x.com",
+                "to": ["b@y.com"],
+                "cc": ["c@y.com"],
+                "subject": {"text": "Card"},
+                "body": {"text": "Lost"},
+            },
+            {"from": "b@y.com", "to": ["a@x.com"], "body": {"text": "Sorry"}},
+        ],
+        "user_properties": {"string:Team": "cards", "number:Score": 7.5},
+        "has_annotations": True,
+    },
+    "annotations": {
+        "labels": {
+            "assigned": [{"name": ["Card", "Lost"], "sentiment": "negative", "metadata": {"source": "ui"}}],
+            "dismissed": [{"name": "Refund"}],
+        },
+        "entities": {"assigned": [{"name": "order_id", "formatted_value": "A-1", "span": {"content_part": "body"}}]},
+    },
+    "predictions": {
+        "labels": [{"name": ["Card"], "probability": 0.91, "sentiment": -0.4}],
+        "entities": [{"kind": "iban", "formatted_value": "GB00", "probability": 0.7, "spans": []}],
+    },
+}
+
+
+def test_the_rows_format_changes_with_the_rows_built():
+    """A load skips building the rows of a comment whose hash is stored: rows built otherwise from the same
+    comment (a column, a type, a name) must come with a new ``ROWS_FORMAT``, or stored rows would stay stale.
+
+    If this fails after a deliberate change to how rows are built, bump ``rows.ROWS_FORMAT`` and put the new
+    digest here."""
+    import hashlib
+    import json
+
+    from airflow_provider_cm.pipelines.warehouse.rows import ROWS_FORMAT
+
+    built = page_rows([RICH], load_id="load-1", extracted_at=AT).tables
+    text = json.dumps(built, sort_keys=True, default=str)
+    assert (ROWS_FORMAT, hashlib.sha256(text.encode()).hexdigest()) == (
+        1,
+        "af5cf75f5ab0ec00eeee5003f5bc4b89c7dd7c660b6ba430c0261f1546c01999",
+    )
+
+
+def test_a_comment_hash_ignores_key_order_and_follows_every_input():
+    from airflow_provider_cm.pipelines.warehouse.rows import comment_hash
+
+    reordered = json_reordered(RICH)
+    assert comment_hash(reordered, None, None) == comment_hash(RICH, None, None)
+    relabelled = copy.deepcopy(RICH)
+    relabelled["annotations"]["labels"]["dismissed"] = []
+    pinned = {"labels": [{"name": "Card", "probability": 0.91}]}
+    hashes = {
+        comment_hash(RICH, None, None),
+        comment_hash(relabelled, None, None),
+        comment_hash(RICH, pinned, 3),
+        comment_hash(RICH, pinned, 4),
+        comment_hash(RICH, {"labels": []}, 3),
+    }
+    assert len(hashes) == 5
+
+
+def json_reordered(value):
+    """``value`` with every object's keys in reverse order."""
+    if isinstance(value, dict):
+        return {key: json_reordered(value[key]) for key in reversed(list(value))}
+    if isinstance(value, list):
+        return [json_reordered(item) for item in value]
+    return value

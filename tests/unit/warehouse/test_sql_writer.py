@@ -327,3 +327,37 @@ def test_the_last_load_of_a_dataset_names_its_mode_window_and_model_version(ware
     )
     assert warehouse.last_load(tenant.dataset, mode="lookback") is None
     assert warehouse.last_load("another/dataset") is None
+
+
+def _exported(*labels: str) -> dict:
+    comment = {
+        "uid": "s1.c1",
+        "id": "c1",
+        "timestamp": "2026-10-01T12:00:00.000000Z",
+        "messages": [{"body": {"text": "hello"}}],
+        "user_properties": {"string:Team": "cards"},
+    }
+    return {"comment": comment, "annotations": {"labels": {"assigned": [{"name": [name]} for name in labels]}}}
+
+
+def test_a_comment_read_twice_in_one_load_is_counted_once_per_read(warehouse):
+    """The export may hand a comment twice (its timestamp moved while it ran): each read counts as it was."""
+
+    def load_pages(*pages):
+        load_id = uuid.uuid4().hex
+        rows = [page_rows(page, load_id=load_id, extracted_at=datetime.now(timezone.utc)) for page in pages]
+        return warehouse.load(rows, LoadInfo(load_id, "p/d", "window")).by_table
+
+    assert load_pages([_exported("A", "B", "C")])["comment_labels"]["written"] == 3
+    twice = load_pages([_exported("A", "B", "C")], [_exported("A", "B", "C")])
+    assert twice["comments"] == {"written": 0, "unchanged": 2, "marked_deleted": 0}
+    assert twice["comment_labels"] == {"written": 0, "unchanged": 6, "marked_deleted": 0}
+    assert twice["comment_user_properties"] == {"written": 0, "unchanged": 2, "marked_deleted": 0}
+    # Unchanged, then read again without C: the first read as the tables stood (3), the second 2 and C gone.
+    removed = load_pages([_exported("A", "B", "C")], [_exported("A", "B")])
+    assert removed["comments"] == {"written": 1, "unchanged": 1, "marked_deleted": 0}
+    assert removed["comment_labels"] == {"written": 0, "unchanged": 5, "marked_deleted": 1}
+    # Unchanged, then read again with D: 2 then 2 unchanged, D written once.
+    added = load_pages([_exported("A", "B")], [_exported("A", "B", "D")])
+    assert added["comment_labels"] == {"written": 1, "unchanged": 4, "marked_deleted": 0}
+    assert added["comment_user_properties"] == {"written": 0, "unchanged": 2, "marked_deleted": 0}
