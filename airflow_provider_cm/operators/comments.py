@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timezone as dt_timezone
 from datetime import tzinfo
@@ -414,13 +415,19 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
             self.log.info("Billed comments are a range because %s", reason)
 
     def _resolve_source_id(self) -> str:
-        try:
-            source_id = self.hook.get_source(self.source)["id"]
-        except CommunicationsMiningNotFoundError:
-            raise AirflowFailException(f"source {self.source!r} does not exist") from None
-        if self.dataset:
+        # The dataset is read while the source is (one round trip before the first batch, not two); the hook's
+        # session is made first, here, not by both threads at once.
+        self.hook.get_conn()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cm-upload-dataset") as pool:
+            reading = pool.submit(self.hook.get_dataset, self.dataset) if self.dataset else None
             try:
-                dataset = self.hook.get_dataset(self.dataset)
+                source_id = self.hook.get_source(self.source)["id"]
+            except CommunicationsMiningNotFoundError:
+                raise AirflowFailException(f"source {self.source!r} does not exist") from None
+            if reading is None:
+                return source_id
+            try:
+                dataset = reading.result()
             except CommunicationsMiningNotFoundError:
                 raise AirflowFailException(f"dataset {self.dataset!r} does not exist") from None
             if source_id not in dataset.get("source_ids", []):
