@@ -14,10 +14,7 @@ queues them), latency rises with the limit and the limit holds there; after
 what the limit serves now, and comes back at once if that bought too little. Throughput is
 measured, not latency against the best window seen, so latency that rises and falls with other
 work on the machine or the network holds the growth only while more in flight does not serve
-more. With
-:attr:`~AdaptiveConcurrency.start_growth`, until the first window that gains nothing (or the
-first throttling) the limit grows by that fraction of itself instead, at least ``increase``
-(TCP's slow start, gentler). When the server answers **429** (rate limited) or
+more. When the server answers **429** (rate limited) or
 **503** (unavailable), the limit is multiplied by :attr:`~AdaptiveConcurrency.decrease` at once,
 once per window: answers to requests sent before that cut were sent under the old limit and do
 not cut it again. After a cut the limit grows back quickly to just below the limit that was cut,
@@ -105,16 +102,12 @@ class AdaptiveConcurrency:
     :param throughput_gain: a window raises the limit only if it served more requests per second
         than the last window at a lower limit by this fraction of the limit's relative rise at
         least (0.5: a limit a tenth higher must serve a twentieth more).
-    :param start_growth: until the first window that gains too little, and the first 429 or 503,
-        raise the limit by this fraction of itself (at least ``increase``); 0 grows by
-        ``increase`` from the start.
     :param pacer: also space request starts below the rate the server serves, and hold every
         thread for a Retry-After (:class:`~airflow_provider_cm.client.pacing.RatePacer`); ``None``
         limits requests in flight only.
     :param clock: seconds, monotonic (for tests).
     :raises ValueError: for bounds that cannot hold (``1 <= minimum <= initial <= maximum``), a
-        ``decrease`` outside (0, 1), an ``increase`` below 1, or a ``throughput_gain`` or
-        ``start_growth`` below 0.
+        ``decrease`` outside (0, 1), an ``increase`` below 1, or a ``throughput_gain`` below 0.
     """
 
     def __init__(
@@ -127,7 +120,6 @@ class AdaptiveConcurrency:
         decrease: float = 0.5,
         probe_windows: int = 4,
         throughput_gain: float = 0.5,
-        start_growth: float = 0.0,
         pacer: RatePacer | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -139,10 +131,8 @@ class AdaptiveConcurrency:
             raise ValueError(f"increase must be at least 1, got {increase}")
         if probe_windows < 1:
             raise ValueError(f"probe_windows must be at least 1, got {probe_windows}")
-        if throughput_gain < 0 or start_growth < 0:
-            raise ValueError(
-                f"throughput_gain and start_growth must not be negative, got {throughput_gain}, {start_growth}"
-            )
+        if throughput_gain < 0:
+            raise ValueError(f"throughput_gain must not be negative, got {throughput_gain}")
         self.initial = initial
         self.maximum = maximum
         self.minimum = minimum
@@ -150,7 +140,6 @@ class AdaptiveConcurrency:
         self.decrease = decrease
         self.probe_windows = probe_windows
         self.throughput_gain = throughput_gain
-        self.start_growth = start_growth
         self.pacer = pacer
         self.clock = clock
         self._cond = threading.Condition()
@@ -164,8 +153,6 @@ class AdaptiveConcurrency:
         self._probe = 0
         #: The limit of the last window at a lower limit than now, and the requests per second it served.
         self._reference: tuple[int, float] | None = None
-        #: Still growing by ``start_growth``.
-        self._starting = start_growth > 0
         #: Windows in a row that gained too little, and whether the limit was raised to measure again.
         self._holds = 0
         self._trial = False
@@ -234,7 +221,6 @@ class AdaptiveConcurrency:
                 self._probe = 0
                 self._limit = max(self.minimum, int(self._limit * self.decrease))
                 self._reference = None
-                self._starting = False
                 self._trial = False
                 self._holds = 0
                 self._decreases += 1
@@ -286,7 +272,6 @@ class AdaptiveConcurrency:
             self._holds = 0
             self._raise(rate)
             return
-        self._starting = False  # what more in flight buys is small now: grow by ``increase`` from here
         if self._trial:  # the raise made to measure again bought too little: back to the limit it was made from
             self._trial = False
             self._limit = reference[0]
@@ -311,10 +296,7 @@ class AdaptiveConcurrency:
         return True
 
     def _step(self) -> int:
-        """How much a good window raises the limit: ``start_growth`` of it, ``increase``, or near the last cut a
-        probe."""
-        if self._starting:
-            return max(self.increase, int(self._limit * self.start_growth))
+        """How much a good window raises the limit: ``increase``, or near the last cut a probe."""
         ceiling = self._ceiling
         if ceiling is None or self._limit + self.increase < ceiling:
             return self.increase

@@ -33,15 +33,10 @@ if TYPE_CHECKING:
 
 #: Annotation-write requests in flight at the start (the official CLI's 32 threads: a pace tenants already see
 #: from it; the refusals of a first contact with a rate limit are about the requests in flight then), and at
-#: most, unless the settings say otherwise. Between the two the limit grows by 2 a round trip while latency
-#: stays flat.
+#: most, unless the settings say otherwise. Between the two the limit grows while each round trip serves more
+#: than the last at a lower limit (see :class:`~airflow_provider_cm.client.concurrency.AdaptiveConcurrency`).
 DEFAULT_ANNOTATION_CONCURRENCY = 32
 DEFAULT_MAX_ANNOTATION_CONCURRENCY = 128
-#: Until the first sign of queueing or throttling, the label-write limit grows by this fraction of itself a
-#: round trip (32 -> 64 in six round trips, 0.6 s at 100 ms) rather than by 2 (sixteen round trips): a
-#: rate limit met meanwhile refuses about the requests of the last round trip, an eighth more than the
-#: round trip before at most.
-LABEL_START_GROWTH = 0.125
 #: Batches whose label writes may still run while the next ones are sent (``sync``).
 LABEL_OVERLAP_BATCHES = 2
 
@@ -125,7 +120,6 @@ class UploadEngine:
         self.limiter = AdaptiveConcurrency(
             settings.annotation_concurrency,
             settings.max_annotation_concurrency,
-            start_growth=LABEL_START_GROWTH,
             pacer=self.pacer,
         )
         self.sync: BatchSync[SpooledRecord] = BatchSync(

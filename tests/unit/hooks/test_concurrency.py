@@ -83,31 +83,6 @@ def test_latency_that_rises_with_other_work_holds_growth_only_until_throughput_i
     assert limits == [6, 8, 10, 12]
 
 
-def test_starts_by_growing_an_eighth_a_window_until_throughput_stops_following():
-    clock = Clock()
-    limiter = AdaptiveConcurrency(32, 128, increase=2, start_growth=0.125, clock=clock)
-    limits = []
-    for _ in range(4):
-        window(limiter, clock, 0.1)
-        limits.append(limiter.limit)
-    assert limits == [36, 40, 45, 50]
-    window(limiter, clock, 0.2)  # 50 in 0.2 s: less than 45 in 0.1 s: held, and growth is additive from here
-    window(limiter, clock, 0.1)
-    assert limiter.limit == 52
-
-
-def test_a_throttle_ends_the_start_growth():
-    clock = Clock()
-    limiter = AdaptiveConcurrency(32, 128, increase=2, start_growth=0.125, clock=clock)
-    window(limiter, clock, 0.1)
-    with limiter.slot() as slot:
-        slot.observe(rate_limited())
-    assert limiter.limit == 18
-    window(limiter, clock, 0.1)
-    window(limiter, clock, 0.1)
-    assert limiter.limit == 22
-
-
 def test_a_window_not_limited_by_the_limit_does_not_grow_it():
     """Fewer requests than the limit allows say nothing about whether more would be fine."""
     clock = Clock()
@@ -207,7 +182,6 @@ def test_never_below_the_minimum_and_never_above_the_maximum():
         ({"initial": 4, "maximum": 8, "decrease": 1.0}, "decrease"),
         ({"initial": 4, "maximum": 8, "increase": 0}, "increase"),
         ({"initial": 4, "maximum": 8, "throughput_gain": -0.5}, "throughput_gain"),
-        ({"initial": 4, "maximum": 8, "start_growth": -0.1}, "start_growth"),
     ],
 )
 def test_bounds_that_cannot_hold_are_refused(arguments, message):
