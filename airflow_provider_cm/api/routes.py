@@ -153,13 +153,19 @@ ROUTES: dict[str, Route] = {**_CURRENT, **LEGACY_TRIGGER_ROUTES}
 ROOTS: tuple[str, ...] = tuple(sorted({r.path.split("/", 1)[0] for r in ROUTES.values()}))
 
 
+#: The routes by method and number of ``/`` in the path (a placeholder is one segment): the only ones a path can match.
+_BY_SHAPE: dict[tuple[str, int], list[Route]] = {}
+for _route in ROUTES.values():
+    _BY_SHAPE.setdefault((_route.method, _route.path.count("/")), []).append(_route)
+
+
 def route_of(method: str, path: str) -> Route | None:
     """The route a request is for (``path`` after the endpoint, without query), or ``None``.
 
     A literal segment wins over a placeholder: ``api/v1/sources/p/s/sync`` is :data:`SYNC_COMMENTS`.
     """
     path = path.split("?", 1)[0].lstrip("/")
-    found = [r for r in ROUTES.values() if r.method == method.upper() and r.pattern.match(path)]
+    found = [r for r in _BY_SHAPE.get((method.upper(), path.count("/")), ()) if r.pattern.match(path)]
     return min(found, key=lambda r: r.path.count("{"), default=None)
 
 

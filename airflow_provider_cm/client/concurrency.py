@@ -5,8 +5,16 @@ between tenants and over the day. :class:`AdaptiveConcurrency` finds it the way 
 link's: it starts at a moderate number of requests in flight and, after each *window* (as many
 completed requests as the limit, about one round trip), adds :attr:`~AdaptiveConcurrency.increase`
 while the window was busy (the limit, not the caller, held requests back), saw no throttling and
-its mean latency stayed within :attr:`~AdaptiveConcurrency.latency_tolerance` times the lowest
-window mean seen (the server is not queueing). When the server answers **429** (rate limited) or
+served more requests per second than the last window at a lower limit, by at least
+:attr:`~AdaptiveConcurrency.throughput_gain` of the limit's relative rise. By Little's law a
+server that is not queueing serves in proportion to the requests in flight, at the same latency:
+once more in flight no longer buys throughput (the server, the network or this client's own CPU
+queues them), latency rises with the limit and the limit holds there; after
+:attr:`~AdaptiveConcurrency.probe_windows` such windows it rises once to measure again, against
+what the limit serves now, and comes back at once if that bought too little. Throughput is
+measured, not latency against the best window seen, so latency that rises and falls with other
+work on the machine or the network holds the growth only while more in flight does not serve
+more. When the server answers **429** (rate limited) or
 **503** (unavailable), the limit is multiplied by :attr:`~AdaptiveConcurrency.decrease` at once,
 once per window: answers to requests sent before that cut were sent under the old limit and do
 not cut it again. After a cut the limit grows back quickly to just below the limit that was cut,
@@ -89,15 +97,17 @@ class AdaptiveConcurrency:
     :param minimum: the fewest it keeps allowing after cuts (at least 1).
     :param increase: requests added to the limit after a busy, unthrottled, flat-latency window.
     :param decrease: factor the limit is multiplied by on a 429 or 503 (between 0 and 1).
-    :param latency_tolerance: a window whose mean latency exceeds this multiple of the lowest
-        window mean seen holds the limit instead of raising it.
-    :param probe_windows: near the limit last cut, windows between raises of one request.
+    :param probe_windows: windows between probes: near the limit last cut, raises of one request;
+        where more in flight bought too little, a raise to measure again (undone if it buys too little).
+    :param throughput_gain: a window raises the limit only if it served more requests per second
+        than the last window at a lower limit by this fraction of the limit's relative rise at
+        least (0.5: a limit a tenth higher must serve a twentieth more).
     :param pacer: also space request starts below the rate the server serves, and hold every
         thread for a Retry-After (:class:`~airflow_provider_cm.client.pacing.RatePacer`); ``None``
         limits requests in flight only.
     :param clock: seconds, monotonic (for tests).
     :raises ValueError: for bounds that cannot hold (``1 <= minimum <= initial <= maximum``), a
-        ``decrease`` outside (0, 1), an ``increase`` below 1 or a ``latency_tolerance`` below 1.
+        ``decrease`` outside (0, 1), an ``increase`` below 1, or a ``throughput_gain`` below 0.
     """
 
     def __init__(
@@ -108,8 +118,8 @@ class AdaptiveConcurrency:
         minimum: int = 1,
         increase: int = 2,
         decrease: float = 0.5,
-        latency_tolerance: float = 1.5,
         probe_windows: int = 4,
+        throughput_gain: float = 0.5,
         pacer: RatePacer | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -119,27 +129,33 @@ class AdaptiveConcurrency:
             raise ValueError(f"decrease must be between 0 and 1, got {decrease}")
         if increase < 1:
             raise ValueError(f"increase must be at least 1, got {increase}")
-        if latency_tolerance < 1:
-            raise ValueError(f"latency_tolerance must be at least 1, got {latency_tolerance}")
         if probe_windows < 1:
             raise ValueError(f"probe_windows must be at least 1, got {probe_windows}")
+        if throughput_gain < 0:
+            raise ValueError(f"throughput_gain must not be negative, got {throughput_gain}")
         self.initial = initial
         self.maximum = maximum
         self.minimum = minimum
         self.increase = increase
         self.decrease = decrease
-        self.latency_tolerance = latency_tolerance
         self.probe_windows = probe_windows
+        self.throughput_gain = throughput_gain
         self.pacer = pacer
         self.clock = clock
         self._cond = threading.Condition()
         self._limit = initial
         self._in_flight = 0
         self._epoch = 0
-        self._baseline: float | None = None
+        #: When the window's first request started (``None``: none yet: time without requests serves nothing).
+        self._window_started: float | None = None
         #: The limit when it was last cut (``None``: no cut, or the capacity has grown past it).
         self._ceiling: int | None = None
         self._probe = 0
+        #: The limit of the last window at a lower limit than now, and the requests per second it served.
+        self._reference: tuple[int, float] | None = None
+        #: Windows in a row that gained too little, and whether the limit was raised to measure again.
+        self._holds = 0
+        self._trial = False
         self._highest_limit = initial
         self._most_in_flight = 0
         self._throttled = 0
@@ -184,6 +200,8 @@ class AdaptiveConcurrency:
             while self._in_flight >= self._limit:
                 self._cond.wait()
             self._in_flight += 1
+            if self._window_started is None:
+                self._window_started = self.clock()
             self._most_in_flight = max(self._most_in_flight, self._in_flight)
             if self._in_flight >= self._limit:
                 self._window_busy = True
@@ -202,6 +220,9 @@ class AdaptiveConcurrency:
                 self._ceiling = self._limit
                 self._probe = 0
                 self._limit = max(self.minimum, int(self._limit * self.decrease))
+                self._reference = None
+                self._trial = False
+                self._holds = 0
                 self._decreases += 1
                 self._epoch += 1
                 self._new_window()
@@ -216,9 +237,8 @@ class AdaptiveConcurrency:
             self._requests += 1
             if slot.epoch == self._epoch:
                 self._window_done += 1
-                if succeeded and slot.clean:
-                    self._window_latency += self.clock() - slot.started
-                    self._window_samples += 1
+                if succeeded:
+                    self._window_served += 1
                 if self._window_done >= self._limit:
                     self._end_window()
             free = self._limit - self._in_flight
@@ -226,21 +246,54 @@ class AdaptiveConcurrency:
                 self._cond.notify(free)
 
     def _new_window(self) -> None:
+        self._window_started = self.clock() if self._in_flight else None
         self._window_done = 0
-        self._window_samples = 0
-        self._window_latency = 0.0
+        self._window_served = 0
         self._window_busy = self._in_flight >= self._limit
 
     def _end_window(self) -> None:
-        """Raise the limit after a busy window whose latency stayed flat; start the next window."""
-        if self._window_samples:
-            mean = self._window_latency / self._window_samples
-            self._baseline = mean if self._baseline is None else min(self._baseline, mean)
-            flat = mean <= self._baseline * self.latency_tolerance
-            if flat and self._window_busy and self._limit < self.maximum:
-                self._limit = min(self.maximum, self._limit + self._step())
-                self._highest_limit = max(self._highest_limit, self._limit)
+        """Judge a busy window by what it served (see :meth:`_judge`); start the next window."""
+        if self._window_served and self._window_busy:
+            now = self.clock()
+            started = now if self._window_started is None else self._window_started
+            self._judge(self._window_served / max(now - started, 1e-9))
         self._new_window()
+
+    def _judge(self, rate: float) -> None:
+        """Raise the limit after a window that served enough more per second than the last at a lower limit;
+        else hold it, and after ``probe_windows`` such windows raise it once to measure again, back at once if
+        that bought too little."""
+        reference = self._reference
+        if reference is None or (  # the first window (since a cut, or ever) has nothing to compare with
+            reference[0] < self._limit
+            and rate >= reference[1] * (1 + self.throughput_gain * (self._limit / reference[0] - 1))
+        ):
+            self._trial = False
+            self._holds = 0
+            self._raise(rate)
+            return
+        if self._trial:  # the raise made to measure again bought too little: back to the limit it was made from
+            self._trial = False
+            self._limit = reference[0]
+            return
+        self._holds += 1
+        if self._holds >= self.probe_windows:
+            # What the limit serves now (the machine, the network or the server may have changed since the
+            # last raise) is the figure the next one must beat.
+            self._holds = 0
+            self._reference = (self._limit, rate)
+            self._trial = self._raise(rate)
+
+    def _raise(self, rate: float) -> bool:
+        """Raise the limit by :meth:`_step` (if below the maximum), remembering what this one served; whether it
+        rose."""
+        step = self._step() if self._limit < self.maximum else 0
+        if not step:
+            return False
+        self._reference = (self._limit, rate)
+        self._limit = min(self.maximum, self._limit + step)
+        self._highest_limit = max(self._highest_limit, self._limit)
+        return True
 
     def _step(self) -> int:
         """How much a good window raises the limit: ``increase``, or near the last cut a probe."""
@@ -268,8 +321,6 @@ class Slot:
         self.limiter = limiter
         self.epoch = epoch
         self.started = started
-        #: No attempt failed: the request's latency is a clean sample.
-        self.clean = True
         self._observed: BaseException | None = None
 
     def observe(self, error: BaseException) -> None:
@@ -281,7 +332,6 @@ class Slot:
             self.limiter.pacer.wait_to_retry(getattr(error, "retry_after", None))
 
     def _failed(self, error: BaseException) -> None:
-        self.clean = False
         self._observed = error
         if is_throttling(error):
             self.limiter._throttle(self, getattr(error, "retry_after", None))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timezone as dt_timezone
 from datetime import tzinfo
@@ -105,12 +106,13 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
     :param max_annotation_concurrency: the most label-write requests in flight (default 128, or
         ``annotation_concurrency`` when only that is given). Between 1 and this, the number in
         flight adapts (AIMD, :class:`~airflow_provider_cm.client.concurrency.AdaptiveConcurrency`):
-        it grows by 2 a round trip while latency stays flat and the tenant answers no 429 or 503,
-        and halves when it does. The most reached is logged. A batch's label writes start as soon
-        as its ``sync`` succeeded, while the next batches are sent, and only for the comments it
-        stored. After a 429 every request (``sync`` too) is paced below the rate the tenant was
-        found to serve (:class:`~airflow_provider_cm.client.pacing.RatePacer`); the last log line
-        says the refusals met and the pace settled at.
+        it grows by 2 while each round trip serves more than the last at a lower limit (throughput
+        follows the limit: latency stays flat) and the tenant answers no 429 or 503, and halves when
+        it does. The most reached is logged. A batch's label writes start as soon as its ``sync``
+        succeeded, while the next batches are sent, and only for the comments it stored. After a 429
+        every request (``sync`` too) is paced below the rate the tenant was found to serve
+        (:class:`~airflow_provider_cm.client.pacing.RatePacer`); the last log line says the refusals
+        met and the pace settled at.
     :param sync_concurrency: ``sync`` requests in flight at once (1 with ``allow_duplicate_ids``).
     :param allow_duplicate_ids: accept an id appearing on several lines (the later line updates
         the comment); by default a repeated id is an input error.
@@ -414,13 +416,19 @@ class CommunicationsMiningUploadCommentsOperator(CommunicationsMiningBaseOperato
             self.log.info("Billed comments are a range because %s", reason)
 
     def _resolve_source_id(self) -> str:
-        try:
-            source_id = self.hook.get_source(self.source)["id"]
-        except CommunicationsMiningNotFoundError:
-            raise AirflowFailException(f"source {self.source!r} does not exist") from None
-        if self.dataset:
+        # The dataset is read while the source is (one round trip before the first batch, not two); the hook's
+        # session is made first, here, not by both threads at once.
+        self.hook.get_conn()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cm-upload-dataset") as pool:
+            reading = pool.submit(self.hook.get_dataset, self.dataset) if self.dataset else None
             try:
-                dataset = self.hook.get_dataset(self.dataset)
+                source_id = self.hook.get_source(self.source)["id"]
+            except CommunicationsMiningNotFoundError:
+                raise AirflowFailException(f"source {self.source!r} does not exist") from None
+            if reading is None:
+                return source_id
+            try:
+                dataset = reading.result()
             except CommunicationsMiningNotFoundError:
                 raise AirflowFailException(f"dataset {self.dataset!r} does not exist") from None
             if source_id not in dataset.get("source_ids", []):

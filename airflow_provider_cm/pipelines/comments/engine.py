@@ -33,8 +33,8 @@ if TYPE_CHECKING:
 
 #: Annotation-write requests in flight at the start (the official CLI's 32 threads: a pace tenants already see
 #: from it; the refusals of a first contact with a rate limit are about the requests in flight then), and at
-#: most, unless the settings say otherwise. Between the two the limit grows by 2 a round trip while latency
-#: stays flat.
+#: most, unless the settings say otherwise. Between the two the limit grows while each round trip serves more
+#: than the last at a lower limit (see :class:`~airflow_provider_cm.client.concurrency.AdaptiveConcurrency`).
 DEFAULT_ANNOTATION_CONCURRENCY = 32
 DEFAULT_MAX_ANNOTATION_CONCURRENCY = 128
 #: Batches whose label writes may still run while the next ones are sent (``sync``).

@@ -41,7 +41,7 @@ def window(limiter: AdaptiveConcurrency, clock: Clock, latency: float) -> None:
             pass
 
 
-def test_grows_additively_while_latency_stays_flat_up_to_the_maximum():
+def test_grows_additively_while_throughput_follows_the_limit_up_to_the_maximum():
     clock = Clock()
     limiter = AdaptiveConcurrency(4, 12, increase=2, clock=clock)
     limits = []
@@ -53,16 +53,34 @@ def test_grows_additively_while_latency_stays_flat_up_to_the_maximum():
     assert (report.initial, report.highest_limit, report.final, report.most_in_flight) == (4, 12, 12, 12)
 
 
-def test_holds_when_latency_rises_and_grows_again_when_it_falls():
+def test_holds_where_more_in_flight_serves_no_more_then_probes_and_comes_back():
+    """A server that serves 60 requests a second whatever the number in flight: the limit stops where
+    throughput stops following it, probes one step higher every ``probe_windows`` windows and comes back."""
     clock = Clock()
-    limiter = AdaptiveConcurrency(4, 64, increase=2, latency_tolerance=1.5, clock=clock)
-    window(limiter, clock, 0.1)
-    assert limiter.limit == 6
-    window(limiter, clock, 0.2)  # twice the best window: the server queues
-    window(limiter, clock, 0.16)
-    assert limiter.limit == 6
-    window(limiter, clock, 0.14)  # within 1.5x of the best
-    assert limiter.limit == 8
+    limiter = AdaptiveConcurrency(4, 64, increase=2, probe_windows=3, clock=clock)
+    limits = []
+    for _ in range(12):
+        window(limiter, clock, limiter.limit / 60 if limiter.limit > 6 else 0.1)
+        limits.append(limiter.limit)
+    # 4 and 6 serve 40 and 60 a second; 8 serves 60 too (not the 70 it must): held at 8 for three windows,
+    # raised to 10 to measure again, which serves 60 too: back to 8.
+    assert limits == [6, 8, 8, 8, 10, 8, 8, 8, 10, 8, 8, 8]
+    assert limiter.report().highest_limit == 10
+
+
+def test_latency_that_rises_with_other_work_holds_growth_only_until_throughput_is_measured_again():
+    """Latency doubles for every request (a loaded machine, a slow network): the limit holds, then measures
+    what it serves now and grows again while more in flight serves more, at twice the best window's latency."""
+    clock = Clock()
+    limiter = AdaptiveConcurrency(4, 64, increase=2, probe_windows=2, clock=clock)
+    window(limiter, clock, 0.1)  # 40 a second
+    limits = []
+    for _ in range(4):
+        window(limiter, clock, 0.2)
+        limits.append(limiter.limit)
+    # 6 serves 30 a second, less than 4 did before: held twice, then 8 to measure again serves 40 (more
+    # than 6's 30 by a sixth at least): kept, and 10 serves 50.
+    assert limits == [6, 8, 10, 12]
 
 
 def test_a_window_not_limited_by_the_limit_does_not_grow_it():
@@ -163,7 +181,7 @@ def test_never_below_the_minimum_and_never_above_the_maximum():
         ({"initial": 8, "maximum": 4}, "initial <= maximum"),
         ({"initial": 4, "maximum": 8, "decrease": 1.0}, "decrease"),
         ({"initial": 4, "maximum": 8, "increase": 0}, "increase"),
-        ({"initial": 4, "maximum": 8, "latency_tolerance": 0.5}, "latency_tolerance"),
+        ({"initial": 4, "maximum": 8, "throughput_gain": -0.5}, "throughput_gain"),
     ],
 )
 def test_bounds_that_cannot_hold_are_refused(arguments, message):
