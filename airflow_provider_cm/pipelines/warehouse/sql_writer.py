@@ -336,15 +336,12 @@ class SqlWarehouse:
             gone = [identity for identity, (deleted, *_) in stored.items() if identity not in seen and deleted is None]
             self._mark_deleted(connection, spec, gone, now, counts)
 
-    def _unchanged_comments(
-        self, connection: Connection, uids: list[str], hashes: dict[str, str], counts: LoadCounts, deferred: bool
-    ) -> set[str]:
-        """The uids whose comment hash is stored on a live ``comments`` row, counted unchanged.
+    def _unchanged_comments(self, connection: Connection, hashes: dict[str, str]) -> set[str]:
+        """The uids whose comment hash is stored on a live ``comments`` row.
 
         Equal comment hashes mean equal rows (:func:`~.rows.comment_hash`), so these comments'
-        rows are neither built nor compared. Their live rows of the long tables are counted
-        unchanged too: now, unless ``deferred`` (the load counts them from its table of the uids
-        seen, :meth:`_count_unchanged`).
+        rows are neither built nor compared; their long tables' rows are counted unchanged from
+        the load's table of the uids seen (:meth:`_count_unchanged`).
         """
         comments = self.tables[COMMENTS.name]
         unchanged: set[str] = set()
@@ -353,15 +350,6 @@ class SqlWarehouse:
                 comments.c.uid.in_(chunk), comments.c[DELETED_AT].is_(None)
             )
             unchanged.update(uid for uid, stored in connection.execute(query) if stored == hashes[uid])
-        if not unchanged:
-            return unchanged
-        counts.add(COMMENTS.name, "unchanged", sum(1 for uid in uids if uid in unchanged))
-        if not deferred:
-            for chunk in _chunks(sorted(unchanged)):
-                for spec in DATA_TABLES[1:]:
-                    table = self.tables[spec.name]
-                    count = sa.select(sa.func.count()).where(table.c.uid.in_(chunk), table.c[DELETED_AT].is_(None))
-                    counts.add(spec.name, "unchanged", connection.execute(count).scalar() or 0)
         return unchanged
 
     def _count_unchanged(
@@ -406,36 +394,32 @@ class SqlWarehouse:
         counts.add(spec.name, "marked_deleted", len(keys))
 
     def merge_page(
-        self,
-        connection: Connection,
-        rows: CommentRows,
-        now: datetime,
-        counts: LoadCounts,
-        seen: sa.Table | None = None,
+        self, connection: Connection, rows: CommentRows, now: datetime, counts: LoadCounts, seen: sa.Table
     ) -> None:
         """Merge one page's rows into every data table (see the module's description).
 
-        Comments whose comment hash is already stored (on a live row) are counted unchanged with
-        their rows, which are not built; the others are merged table by table. With ``seen`` (the
-        load's table of uids read), the page's uids go there, and the long tables' rows of the
-        unchanged comments are counted by :meth:`load` at its end (one query per table, not per page).
+        Comments whose comment hash is already stored (on a live row) are counted unchanged, and
+        their rows are not built; the others are merged table by table. The page's uids go into
+        ``seen`` (the load's table of uids read, :meth:`_seen_table`), where :meth:`load` counts
+        the long tables' rows of the unchanged comments at its end (one query per table, not per page).
         """
         uids = rows.uids
         counts.rows_read += len(uids)
         counts.pages += 1
-        unchanged = self._unchanged_comments(connection, uids, rows.comment_hashes, counts, deferred=seen is not None)
-        if seen is not None and uids:
-            changed = [uid for uid in uids if uid not in unchanged]
-            for chunk in _chunks(changed):  # read earlier in this load, unchanged then: count that read now
-                self._count_unchanged(connection, seen, counts, chunk)
+        unchanged = self._unchanged_comments(connection, rows.comment_hashes)
+        changed = [uid for uid in uids if uid not in unchanged]
+        if unchanged:
+            counts.add(COMMENTS.name, "unchanged", len(uids) - len(changed))
+        for chunk in _chunks(changed):  # read earlier in this load, unchanged then: count that read now
+            self._count_unchanged(connection, seen, counts, chunk)
+        if uids:
             connection.execute(seen.insert(), [{"uid": uid, "unchanged": uid in unchanged} for uid in uids])
+        if not changed:
+            return
         if unchanged:
             rows = rows.without(unchanged)
-            uids = [uid for uid in uids if uid not in unchanged]
-        if not uids:
-            return
         for spec in DATA_TABLES:
-            self._merge_table(connection, spec, rows.tables.get(spec.name, []), uids, now, counts)
+            self._merge_table(connection, spec, rows.tables.get(spec.name, []), changed, now, counts)
 
     def _seen_table(self, connection: Connection) -> sa.Table:
         """A temporary table of the uids this load reads and whether each was unchanged, empty.
