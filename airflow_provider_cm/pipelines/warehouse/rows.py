@@ -28,6 +28,7 @@ from airflow_provider_cm.pipelines.warehouse.model import (
     COMMENT_LABELS,
     COMMENT_USER_PROPERTIES,
     COMMENTS,
+    DATA_TABLES,
     DELETED_AT,
     EXTRACTED_AT,
     LOAD_ID,
@@ -76,7 +77,7 @@ class ExportedComment:
 
 
 def _empty_tables() -> dict[str, list[dict[str, Any]]]:
-    return {spec.name: [] for spec in (COMMENTS, COMMENT_LABELS, COMMENT_ENTITIES, COMMENT_USER_PROPERTIES)}
+    return {spec.name: [] for spec in DATA_TABLES}
 
 
 class CommentRows:
@@ -159,11 +160,7 @@ class CommentRows:
 #: value typed otherwise), so a load after an upgrade rebuilds every comment once.
 ROWS_FORMAT = 1
 _HASH_SALT = (
-    f"rows-format {ROWS_FORMAT}; "
-    + "; ".join(
-        f"{spec.name}: {','.join(spec.column_names)}"
-        for spec in (COMMENTS, COMMENT_LABELS, COMMENT_ENTITIES, COMMENT_USER_PROPERTIES)
-    )
+    f"rows-format {ROWS_FORMAT}; " + "; ".join(f"{spec.name}: {','.join(spec.column_names)}" for spec in DATA_TABLES)
 ).encode("utf-8")
 #: Compact JSON with every object's keys sorted: the same value gives the same bytes on every run.
 _ENCODE_SORTED = msgspec.json.Encoder(order="sorted").encode
@@ -217,9 +214,7 @@ def parse_time(value: Any, uid: str, what: str) -> datetime | None:
 
 
 #: Each data table's hashed columns, computed once (a row is hashed for every comment read).
-_HASHED = {
-    spec.name: spec.data_columns for spec in (COMMENTS, COMMENT_LABELS, COMMENT_ENTITIES, COMMENT_USER_PROPERTIES)
-}
+_HASHED = {spec.name: spec.data_columns for spec in DATA_TABLES}
 
 
 def _finish(spec: TableSpec, row: dict[str, Any], load_id: str, extracted_at: datetime) -> dict[str, Any]:
