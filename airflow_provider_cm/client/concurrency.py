@@ -208,7 +208,7 @@ class AdaptiveConcurrency:
             epoch = self._epoch
         if self.pacer is not None:
             self.pacer.wait()
-        return Slot(self, epoch, self.clock())
+        return Slot(self, epoch)
 
     def _throttle(self, slot: Slot, retry_after: float | None = None) -> None:
         """A 429 or 503 arrived for ``slot``'s request: cut the limit, once per window; tell the pacer."""
@@ -314,13 +314,11 @@ class Slot:
     """One request's place in flight (from :meth:`AdaptiveConcurrency.slot`).
 
     :param epoch: the limiter's epoch when the request was sent (a cut starts a new one).
-    :param started: the limiter's clock when the slot was granted.
     """
 
-    def __init__(self, limiter: AdaptiveConcurrency, epoch: int, started: float) -> None:
+    def __init__(self, limiter: AdaptiveConcurrency, epoch: int) -> None:
         self.limiter = limiter
         self.epoch = epoch
-        self.started = started
         self._observed: BaseException | None = None
 
     def observe(self, error: BaseException) -> None:
